@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building and testing imprint needs on Debian 12, idempotently.
+# A stamp keyed by this file's content makes the second run a no-op.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+stamp_dir=${IMPRINT_CACHE:-$here/../../target/cache}
+mkdir -p "$stamp_dir"
+key=$(sha256sum "$0" | cut -c1-16)
+stamp=$stamp_dir/deps-$key.stamp
+if [ -f "$stamp" ]; then exit 0; fi
+
+packages=(
+  # static build of the agent (musl + C libraries from Debian sources)
+  build-essential musl-tools musl-dev pkg-config autoconf automake libtool autopoint
+  gettext cmake file xz-utils dpkg-dev clang libclang-dev
+  # independent checkers and the tools the ramdisk carries
+  gdisk fdisk util-linux e2fsprogs xfsprogs dosfstools mtools cryptsetup-bin mdadm lvm2
+  zstd xz-utils gzip curl socat cpio kmod busybox-static kexec-tools
+  cloud-init
+  # boot artifacts and the QEMU bench
+  linux-image-amd64 qemu-system-x86 qemu-utils/bookworm ovmf xorriso grub-pc-bin grub-efi-amd64-bin
+  grub-common isolinux syslinux-common ipxe-qemu mmdebstrap
+  # tang / TPM2 / clevis interoperability
+  tang jose clevis clevis-tpm2 swtpm swtpm-tools tpm2-tools
+)
+
+if [ -f /etc/apt/sources.list.d/debian.sources ] && [ ! -f /etc/apt/sources.list.d/debian-src.sources ]; then
+  sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
+    > /etc/apt/sources.list.d/debian-src.sources
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# cloud-init and tang must not start services on the build machine.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+apt-get install -y -q --no-install-recommends --allow-downgrades "${packages[@]}"
+rm -f /usr/sbin/policy-rc.d
+rustup target add x86_64-unknown-linux-musl
+touch "$stamp"

@@ -1,0 +1,2 @@
+//! The provisioning document (version 1): typed model, strict parsing with JSON
+//! paths in every error, JSON Schema, short-form expansion and validation.

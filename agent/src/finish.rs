@@ -1,0 +1,1 @@
+//! The finish action after the final report: reboot, poweroff, kexec, none.

@@ -1,0 +1,1 @@
+//! Image streaming: source → decode → verify → sink, in constant memory.

@@ -1,0 +1,181 @@
+//! The plan: the fully explicit, resolved form of a document on this machine.
+//!
+//! `imprint plan` prints it; the [`crate::engine`] runs its steps in order and
+//! records an event per step. Every value here is decided: disks are paths,
+//! partitions have sectors, images have their digests.
+
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The resolved plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub host: HostPlan,
+    /// The disks chosen by the document's hints, with what is on them now.
+    pub disks: Vec<DiskPlan>,
+    /// What will run, in order.
+    pub steps: Vec<Step>,
+    pub report: Option<ReportPlan>,
+    pub finish: Finish,
+    /// Extra kernel arguments for the deployed OS (`boot.kernel_args`).
+    pub kernel_args: Vec<String>,
+}
+
+/// Host identity.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    pub hostname: String,
+    /// Stable per host: the document's, or derived from the hostname and the disks' serials.
+    pub instance_id: String,
+}
+
+/// One chosen disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskPlan {
+    /// The name the document gave it.
+    pub name: String,
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub logical_sector: u64,
+    pub serial: Option<String>,
+    pub model: Option<String>,
+    /// Why the hints chose this disk, in words.
+    pub chosen_because: String,
+    /// What is on it now and will be destroyed (signatures, partitions).
+    pub destroys: Vec<String>,
+}
+
+/// A step of the plan. `name()` is what step events carry.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Step {
+    /// Remove every signature on the disk and its partitions, the MBR and both GPT headers.
+    Wipe { disk: String, path: PathBuf },
+    /// Write a new GPT.
+    Partition { disk: String, path: PathBuf, logical_sector: u64, partitions: Vec<PartitionPlan> },
+    /// Stream, decompress, verify and write an image.
+    WriteImage(ImagePlan),
+    /// Write the cloud-init configdrive.
+    Configdrive(ConfigdrivePlan),
+}
+
+impl Step {
+    /// Stable step name for events and reports, e.g. `wipe:root`, `write-image`.
+    pub fn name(&self) -> String {
+        match self {
+            Step::Wipe { disk, .. } => format!("wipe:{disk}"),
+            Step::Partition { disk, .. } => format!("partition:{disk}"),
+            Step::WriteImage(_) => "write-image".into(),
+            Step::Configdrive(_) => "configdrive".into(),
+        }
+    }
+}
+
+/// One GPT partition, fully placed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionPlan {
+    /// The document's name for it (references use this).
+    pub name: String,
+    /// 1-based partition number.
+    pub number: u32,
+    /// GPT partition name (label).
+    pub label: String,
+    /// Partition type GUID, upper-case canonical form.
+    pub type_guid: String,
+    /// First and last LBA, inclusive, in logical sectors.
+    pub first_lba: u64,
+    pub last_lba: u64,
+    /// Device node it will appear as, e.g. `/dev/sda2`, `/dev/nvme0n1p2`.
+    pub path: PathBuf,
+}
+
+/// Digest algorithm and expected value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Digest {
+    pub algorithm: DigestAlgorithm,
+    /// Lower-case hex.
+    pub hex: String,
+}
+
+/// Supported digests.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestAlgorithm {
+    Sha256,
+    Sha512,
+}
+
+/// How the image's bytes are laid down.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// A whole-disk image (partition table included).
+    #[default]
+    Disk,
+    /// A tar archive extracted across the mounted layout.
+    Rootfs,
+    /// A raw filesystem image written into one volume.
+    Filesystem,
+}
+
+/// An image to write.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImagePlan {
+    /// The URL first, then its mirrors, tried in turn.
+    pub urls: Vec<String>,
+    pub digest: Digest,
+    pub format: ImageFormat,
+    /// The disk (by document name) and device the image goes to.
+    pub target_disk: String,
+    pub target_path: PathBuf,
+    /// Grow the last partition of a disk image to the end of the disk.
+    pub grow: bool,
+}
+
+/// Configdrive flavours.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfigdriveFormat {
+    /// cloud-init NoCloud: label `cidata`.
+    #[default]
+    Nocloud,
+    /// OpenStack config drive: label `config-2`.
+    #[serde(rename = "config-2")]
+    Config2,
+}
+
+/// The configdrive to write, into a new partition after the image's partitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigdrivePlan {
+    pub disk: String,
+    pub disk_path: PathBuf,
+    pub format: ConfigdriveFormat,
+    pub size_bytes: u64,
+    pub hostname: String,
+    pub instance_id: String,
+    /// `meta-data` (NoCloud) / `meta_data.json` (config-2) content, instance-id and hostname filled in.
+    pub meta_data: serde_json::Value,
+    pub user_data: Option<String>,
+    pub network_config: Option<serde_json::Value>,
+    pub vendor_data: Option<String>,
+}
+
+/// Where reports go.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportPlan {
+    pub url: String,
+    pub token: Option<Secret>,
+    pub heartbeat_secs: u64,
+}
+
+/// What happens after the final report (`run` only; `apply` never reboots).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Finish {
+    #[default]
+    Reboot,
+    Poweroff,
+    Kexec,
+    None,
+}

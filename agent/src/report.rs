@@ -1,0 +1,1 @@
+//! Report protocol: step events, progress and the final report, POSTed with backoff.

@@ -1,0 +1,2 @@
+//! Wiping a disk: every signature libblkid finds on it and its partitions,
+//! the MBR and both GPT headers.
