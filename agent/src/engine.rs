@@ -1,1 +1,201 @@
-//! The executor: runs the plan's steps, records an event per step, undoes on failure.
+//! The executor: runs the plan's steps in order, records an event per step,
+//! and on failure undoes what it started so no half-written disk can boot.
+//!
+//! `run` in the ramdisk and `apply` at a rescue shell both end up here.
+
+use crate::plan::{Plan, Step};
+use crate::report::{timestamp, Reporter, StepState};
+use crate::runner::log;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+mod progress;
+mod steps;
+
+pub use progress::ProgressMode;
+
+/// How the engine runs.
+pub struct Context<'a> {
+    pub reporter: &'a Reporter,
+    /// PEM bundle for https sources (`imprint.ca=`, `--ca`).
+    pub ca_bundle: Option<&'a Path>,
+    pub progress: ProgressMode,
+    /// Leave the disks as they are after a failure (for debugging) instead of undoing.
+    pub keep_on_failure: bool,
+}
+
+/// The record of one step, as the final report lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub state: StepState,
+    pub started: String,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the step produced (digests, UUIDs, partitions), for the final report.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub output: Value,
+}
+
+/// What a whole run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub result: RunResult,
+    pub steps: Vec<StepRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What was undone after a failure, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undone: Vec<String>,
+    pub duration_ms: u64,
+}
+
+/// Success or failure of a run.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RunResult {
+    Success,
+    Failure,
+}
+
+/// Something started that must be undone if a later step fails.
+#[derive(Debug, Clone)]
+enum Undo {
+    /// The disk's contents were changed: wipe its signatures and tables again.
+    Disk(PathBuf),
+}
+
+/// Runs every step of `plan`; never panics on a step failure, always returns the outcome.
+pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
+    let t0 = Instant::now();
+    let mut records = Vec::new();
+    let mut undo: Vec<Undo> = Vec::new();
+    let mut failure = None;
+    for step in &plan.steps {
+        let name = step.name();
+        log::info(&format!("step {name}: started"));
+        ctx.reporter.step(&name, StepState::Started, None, None, None);
+        let started = timestamp(SystemTime::now());
+        let s0 = Instant::now();
+        // Record the undo before running: a step that fails half-way has touched the disk.
+        for d in touched_disks(step) {
+            if !undo.iter().any(|Undo::Disk(p)| p == &d) {
+                undo.push(Undo::Disk(d));
+            }
+        }
+        let res = steps::run(step, plan, ctx);
+        let dur = s0.elapsed();
+        match res {
+            Ok(output) => {
+                log::info(&format!("step {name}: succeeded in {}", secs(dur)));
+                ctx.reporter.step(&name, StepState::Succeeded, Some(dur), None, Some(output.clone()));
+                records.push(StepRecord {
+                    step: name,
+                    state: StepState::Succeeded,
+                    started,
+                    duration_ms: dur.as_millis() as u64,
+                    error: None,
+                    output,
+                });
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                log::info(&format!("step {name}: FAILED after {}: {msg}", secs(dur)));
+                ctx.reporter.step(&name, StepState::Failed, Some(dur), Some(&msg), None);
+                records.push(StepRecord {
+                    step: name.clone(),
+                    state: StepState::Failed,
+                    started,
+                    duration_ms: dur.as_millis() as u64,
+                    error: Some(msg.clone()),
+                    output: Value::Null,
+                });
+                failure = Some((name, msg));
+                break;
+            }
+        }
+    }
+    let mut undone = Vec::new();
+    if failure.is_some() {
+        if ctx.keep_on_failure {
+            undone.push("nothing: keep_on_failure was requested; disks left as they are".into());
+        } else {
+            undone = compensate(&undo);
+        }
+    }
+    let (failed_step, error) = failure.map_or((None, None), |(s, e)| (Some(s), Some(e)));
+    Outcome {
+        result: if failed_step.is_some() { RunResult::Failure } else { RunResult::Success },
+        steps: records,
+        failed_step,
+        error,
+        undone,
+        duration_ms: t0.elapsed().as_millis() as u64,
+    }
+}
+
+fn touched_disks(step: &Step) -> Vec<PathBuf> {
+    match step {
+        Step::Wipe { path, .. } | Step::Partition { path, .. } => vec![path.clone()],
+        Step::WriteImage(i) => vec![i.target_path.clone()],
+        Step::Configdrive(c) => vec![c.disk_path.clone()],
+    }
+}
+
+/// Undoes in reverse order; each action is logged and listed, failures included.
+fn compensate(undo: &[Undo]) -> Vec<String> {
+    let mut done = Vec::new();
+    for u in undo.iter().rev() {
+        match u {
+            Undo::Disk(path) => {
+                let what = format!("wiped {} (signatures, partition tables)", path.display());
+                match crate::wipe::wipe_disk(path, crate::wipe::Policy::Signatures, true) {
+                    Ok(_) => {
+                        log::info(&format!("undo: {what}"));
+                        done.push(what);
+                    }
+                    Err(e) => {
+                        let msg = format!("could not wipe {}: {e}", path.display());
+                        log::warn(&format!("undo: {msg}"));
+                        done.push(msg);
+                    }
+                }
+            }
+        }
+    }
+    done
+}
+
+/// The body of the final report (the reporter adds kind, host, time).
+pub fn final_report(plan: &Plan, outcome: &Outcome, inventory: &[crate::disks::Disk]) -> Value {
+    let chosen: Vec<Value> = plan
+        .disks
+        .iter()
+        .map(|d| {
+            let inv = inventory.iter().find(|i| i.path == d.path);
+            json!({ "name": d.name, "path": d.path, "size_bytes": d.size_bytes, "logical_sector": d.logical_sector,
+                    "serial": d.serial, "model": d.model, "inventory": inv })
+        })
+        .collect();
+    json!({
+        "result": outcome.result,
+        "failed_step": outcome.failed_step,
+        "error": outcome.error,
+        "undone": outcome.undone,
+        "instance_id": plan.host.instance_id,
+        "hostname": plan.host.hostname,
+        "agent_version": env!("CARGO_PKG_VERSION"),
+        "duration_ms": outcome.duration_ms,
+        "steps": outcome.steps,
+        "disks": chosen,
+    })
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}

@@ -48,3 +48,18 @@ pub fn client(opts: &ClientOptions) -> Result<reqwest::blocking::Client, ClientE
         .timeout(opts.read_timeout);
     Ok(b.build()?)
 }
+
+/// One line describing a reqwest error with its causes (reqwest's Display hides them).
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        let c_s = c.to_string();
+        if !s.contains(&c_s) {
+            s.push_str(": ");
+            s.push_str(&c_s);
+        }
+        src = c.source();
+    }
+    s
+}

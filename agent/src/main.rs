@@ -1,5 +1,8 @@
-//! `imprint` command line.
+//! `imprint` command line. Exit codes are listed in `cli::exit` and `docs/cli.md`.
+
+mod cli;
 
 fn main() {
-    println!("imprint {}", env!("CARGO_PKG_VERSION"));
+    let code = cli::main();
+    std::process::exit(code);
 }

@@ -1,0 +1,55 @@
+//! Reading documents from a path, a URL or stdin; parsing; the disk inventory.
+
+use super::exit::{self, Exit};
+use super::DiskScope;
+use imprint::config::Document;
+use imprint::disks::Disk;
+use std::io::Read;
+use std::path::Path;
+
+/// Reads `src` (path, `-`, `http(s)://`, `file://`); returns the text and a name for messages.
+pub fn read(src: &str, ca: Option<&Path>) -> Result<(String, String), Exit> {
+    let fail = |msg: String| Exit::new(exit::NO_DOCUMENT, msg);
+    if src == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map_err(|e| fail(format!("reading the document from stdin: {e}")))?;
+        return Ok((s, "stdin".into()));
+    }
+    if let Some(path) = src.strip_prefix("file://") {
+        return read(path, ca).map(|(t, _)| (t, src.to_string()));
+    }
+    if src.starts_with("http://") || src.starts_with("https://") {
+        let client = imprint::http::client(&imprint::http::ClientOptions {
+            ca_bundle: ca,
+            read_timeout: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        })
+        .map_err(|e| fail(e.to_string()))?;
+        let resp = client
+            .get(src)
+            .send()
+            .map_err(|e| fail(format!("fetching the document {src}: {}", imprint::http::describe(&e))))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("fetching the document {src}: HTTP {}", resp.status())));
+        }
+        let text = resp.text().map_err(|e| fail(format!("reading the document {src}: {}", imprint::http::describe(&e))))?;
+        return Ok((text, src.to_string()));
+    }
+    let text = std::fs::read_to_string(src).map_err(|e| fail(format!("reading the document {src}: {e}")))?;
+    Ok((text, src.to_string()))
+}
+
+/// Parses and validates; errors name the JSON path.
+pub fn parse(text: &str, source: &str) -> Result<Document, Exit> {
+    imprint::config::parse(text).map_err(|e| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: {e}")))
+}
+
+/// The disks this run may consider: all, or only those named by `--disks`.
+pub fn inventory(scope: &DiskScope) -> Result<Vec<Disk>, Exit> {
+    let res = if scope.only.is_empty() {
+        imprint::disks::inventory()
+    } else {
+        imprint::disks::inventory_paths(&scope.only)
+    };
+    res.map_err(|e| Exit::new(exit::PLAN_FAILED, format!("reading the disk inventory: {e}")))
+}

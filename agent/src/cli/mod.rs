@@ -1,0 +1,110 @@
+//! Subcommands. Each returns `Result<(), Exit>`; `main` prints the error and exits.
+
+mod document;
+pub mod exit;
+mod provision;
+
+use clap::{Parser, Subcommand};
+use exit::Exit;
+use imprint::runner::log;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "imprint", version, about = "Image-based bare-metal provisioning agent")]
+struct Cli {
+    /// Print debug lines (commands run, HTTP retries).
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Options shared by commands that choose disks.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct DiskScope {
+    /// Consider only these devices when matching disk hints (comma-separated).
+    #[arg(long = "disks", env = "IMPRINT_DISKS", value_delimiter = ',')]
+    pub only: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Ramdisk mode: find the document (kernel command line, boot ISO, IMPRINT medium), apply it, report, finish.
+    Run(provision::RunArgs),
+    /// Plan, show what will be destroyed, ask, and provision this machine's disks.
+    Apply(provision::ApplyArgs),
+    /// Print the fully explicit, resolved plan (nothing is touched).
+    Plan(provision::PlanArgs),
+    /// Check a document (nothing is touched, no disks needed).
+    Validate {
+        /// Path, URL (http, https, file) or `-` for stdin.
+        document: String,
+    },
+    /// List block devices with the attributes disk hints match on.
+    Disks {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        scope: DiskScope,
+    },
+    /// Print the JSON Schema of the document.
+    Schema,
+    /// Stream one image onto a device or file (the write-image step alone).
+    WriteImage(provision::WriteImageArgs),
+    /// Write a document's configdrive onto a device, a file or a directory (the configdrive step alone).
+    Configdrive(provision::ConfigdriveArgs),
+}
+
+/// Parses arguments, runs the command, returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    log::set_verbose(cli.verbose);
+    let res = match cli.cmd {
+        Cmd::Run(a) => provision::run(a),
+        Cmd::Apply(a) => provision::apply(a),
+        Cmd::Plan(a) => provision::plan(a),
+        Cmd::Validate { document } => validate(&document),
+        Cmd::Disks { json, scope } => disks(json, &scope),
+        Cmd::Schema => schema(),
+        Cmd::WriteImage(a) => provision::write_image(a),
+        Cmd::Configdrive(a) => provision::configdrive(a),
+    };
+    match res {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            if !e.message.is_empty() {
+                eprintln!("imprint: error: {}", e.message);
+            }
+            e.code
+        }
+    }
+}
+
+fn validate(src: &str) -> Result<(), Exit> {
+    let (text, source) = document::read(src, None)?;
+    let doc = document::parse(&text, &source)?;
+    println!("{source}: valid (version 1, host {})", doc.host.hostname);
+    Ok(())
+}
+
+fn disks(json: bool, scope: &DiskScope) -> Result<(), Exit> {
+    let inv = document::inventory(scope)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&inv).map_err(anyhow::Error::from)?);
+    } else {
+        print!("{}", imprint::disks::render_table(&inv));
+    }
+    Ok(())
+}
+
+fn schema() -> Result<(), Exit> {
+    let s = imprint::config::json_schema();
+    println!("{}", serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)?);
+    Ok(())
+}

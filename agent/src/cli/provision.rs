@@ -1,0 +1,328 @@
+//! `run`, `apply`, `plan` and the single-step commands: one engine, one flow.
+
+use super::document;
+use super::exit::{self, Exit};
+use super::DiskScope;
+use imprint::disks::Disk;
+use imprint::engine::{self, Context, ProgressMode, RunResult};
+use imprint::plan::{Finish, Plan};
+use imprint::planner::{self, PlanOptions};
+use imprint::report::{Reporter, StepState};
+use imprint::runner::log;
+use serde_json::json;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Document source; default: `imprint.config=` from the kernel command line,
+    /// then a document embedded in the boot ISO, then a medium labelled IMPRINT.
+    #[arg(long)]
+    config: Option<String>,
+    /// PEM CA bundle for https (default: `imprint.ca=` from the kernel command line).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Do not carry out the document's finish action (for testing `run` by hand).
+    #[arg(long)]
+    no_finish: bool,
+    #[command(flatten)]
+    scope: DiskScope,
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// Path, URL or `-`.
+    document: String,
+    /// Do not ask before destroying data.
+    #[arg(long, short)]
+    yes: bool,
+    /// Allow disks with mounted filesystems or active holders (md, dm, LVM).
+    #[arg(long)]
+    force: bool,
+    /// After a failure, leave the disks as they are (for debugging) instead of undoing.
+    #[arg(long)]
+    keep_on_failure: bool,
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[command(flatten)]
+    scope: DiskScope,
+}
+
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// Path, URL or `-`.
+    document: String,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Plan against an inventory (`imprint disks --json` of another host) instead of this machine's.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[command(flatten)]
+    scope: DiskScope,
+}
+
+#[derive(clap::Args)]
+pub struct WriteImageArgs {
+    /// Image URL (http, https, file).
+    #[arg(long)]
+    url: String,
+    /// Further URLs serving the same bytes, tried in turn.
+    #[arg(long = "mirror")]
+    mirrors: Vec<String>,
+    /// Expected sha256 of the file as served.
+    #[arg(long, conflicts_with = "sha512", required_unless_present = "sha512")]
+    sha256: Option<String>,
+    /// Expected sha512 of the file as served.
+    #[arg(long)]
+    sha512: Option<String>,
+    /// Device or file to write.
+    #[arg(long)]
+    target: PathBuf,
+    /// Grow the last partition to the end of the device.
+    #[arg(long)]
+    grow: bool,
+    /// Do not ask before overwriting the target.
+    #[arg(long, short)]
+    yes: bool,
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ConfigdriveArgs {
+    /// The document whose `configdrive` section is written.
+    document: String,
+    /// Device, partition or file to format as the configdrive.
+    #[arg(long, conflicts_with = "dir", required_unless_present = "dir")]
+    target: Option<PathBuf>,
+    /// Write the files into this directory instead (a seed directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Byte offset inside the target.
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Size in bytes (default: the target's size from the offset on).
+    #[arg(long)]
+    size: Option<u64>,
+}
+
+fn plan_options() -> PlanOptions {
+    let machine_id = ["/sys/class/dmi/id/product_uuid", "/etc/machine-id"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty() && s.chars().any(|c| c != '0' && c != '-'));
+    PlanOptions { machine_id }
+}
+
+fn make_plan(doc: &imprint::config::Document, inventory: &[Disk], source: &str) -> Result<Plan, Exit> {
+    planner::build(doc, inventory, &plan_options()).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{source}: {e}")))
+}
+
+pub fn plan(a: PlanArgs) -> Result<(), Exit> {
+    let (text, source) = document::read(&a.document, a.ca.as_deref())?;
+    let doc = document::parse(&text, &source)?;
+    let inventory = match &a.inventory {
+        Some(p) => {
+            let s = std::fs::read_to_string(p).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("reading {}: {e}", p.display())))?;
+            planner::load_inventory(&s).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{}: {e}", p.display())))?
+        }
+        None => document::inventory(&a.scope)?,
+    };
+    let plan = make_plan(&doc, &inventory, &source)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?);
+    } else {
+        print!("{}", plan.render_text());
+    }
+    Ok(())
+}
+
+/// Disks in the plan that are in use (mounted, held by md/dm/LVM): refused without --force.
+fn in_use(plan: &Plan, inventory: &[Disk]) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in &plan.disks {
+        if let Some(inv) = inventory.iter().find(|i| i.path == d.path) {
+            if !inv.mounts.is_empty() {
+                out.push(format!("{} has mounted filesystems: {}", d.path.display(), inv.mounts.join(", ")));
+            }
+            if !inv.holders.is_empty() {
+                out.push(format!("{} is held by {}", d.path.display(), inv.holders.join(", ")));
+            }
+        }
+    }
+    out
+}
+
+fn confirm(prompt: &str) -> Result<(), Exit> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Exit::new(exit::ABORTED, "not a terminal, cannot ask for confirmation; pass --yes to proceed"));
+    }
+    eprint!("{prompt} Type 'yes' to continue: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(anyhow::Error::from)?;
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Exit::new(exit::ABORTED, "aborted; nothing was changed"))
+    }
+}
+
+pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
+    let (text, source) = document::read(&a.document, a.ca.as_deref())?;
+    let (plan, inventory) = plan_or_report(&text, &source, &a.scope, a.ca.as_deref())?;
+    eprint!("{}", plan.render_text());
+    let busy = in_use(&plan, &inventory);
+    if !busy.is_empty() && !a.force {
+        return Err(Exit::new(exit::REFUSED, format!("refusing to touch disks in use:\n  {}\npass --force if you are sure", busy.join("\n  "))));
+    }
+    if !a.yes {
+        confirm("All data on the disks listed above will be destroyed.")?;
+    }
+    let outcome = provision(&plan, &inventory, a.ca.as_deref(), a.keep_on_failure)?;
+    match outcome {
+        RunResult::Success => Ok(()),
+        RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
+    }
+}
+
+/// Runs the engine, sends the final report, prints the summary.
+fn provision(plan: &Plan, inventory: &[Disk], ca: Option<&Path>, keep_on_failure: bool) -> Result<RunResult, Exit> {
+    let reporter = Reporter::new(&plan.host.hostname, plan.report.as_ref(), ca).map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
+    let ctx = Context { reporter: &reporter, ca_bundle: ca, progress: ProgressMode::detect(), keep_on_failure };
+    let outcome = engine::execute(plan, &ctx);
+    let body = engine::final_report(plan, &outcome, inventory);
+    if let Err(e) = reporter.finish(body) {
+        log::warn(&e.to_string());
+    }
+    match outcome.result {
+        RunResult::Success => log::info(&format!("provisioning succeeded in {:.1} s", outcome.duration_ms as f64 / 1000.0)),
+        RunResult::Failure => {
+            log::info(&format!(
+                "provisioning FAILED at step {}: {}",
+                outcome.failed_step.as_deref().unwrap_or("?"),
+                outcome.error.as_deref().unwrap_or("?")
+            ));
+            for u in &outcome.undone {
+                log::info(&format!("undone: {u}"));
+            }
+        }
+    }
+    Ok(outcome.result)
+}
+
+/// The document source for `run`: `--config`, else `imprint.config=` on the kernel command line.
+fn run_source(a: &RunArgs) -> Result<String, Exit> {
+    if let Some(c) = &a.config {
+        return Ok(c.clone());
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("imprint.config=").map(str::to_string))
+        .ok_or_else(|| Exit::new(exit::NO_DOCUMENT, "no document: give --config or imprint.config= on the kernel command line"))
+}
+
+pub fn run(a: RunArgs) -> Result<(), Exit> {
+    let src = run_source(&a)?;
+    let (text, source) = document::read(&src, a.ca.as_deref())?;
+    let (plan, inventory) = plan_or_report(&text, &source, &a.scope, a.ca.as_deref())?;
+    log::info(&format!("document {source}: host {}, {} steps", plan.host.hostname, plan.steps.len()));
+    let result = provision(&plan, &inventory, a.ca.as_deref(), false)?;
+    if !a.no_finish {
+        if let Err(e) = imprint::finish::finish(plan.finish, Some(&plan)) {
+            log::warn(&format!("finish action {:?} failed: {e}", plan.finish));
+        }
+    }
+    match result {
+        RunResult::Success => Ok(()),
+        RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
+    }
+}
+
+/// Parses and plans; a failure is also reported when the document names a report URL.
+fn plan_or_report(text: &str, source: &str, scope: &DiskScope, ca: Option<&Path>) -> Result<(Plan, Vec<Disk>), Exit> {
+    let doc = document::parse(text, source).inspect_err(|e| report_early_failure(text, "validate", &e.message, ca))?;
+    let inventory = document::inventory(scope).inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca))?;
+    let plan = make_plan(&doc, &inventory, source).inspect_err(|e| report_early_failure(text, "plan", &e.message, ca))?;
+    Ok((plan, inventory))
+}
+
+/// A failure before a plan exists still gets a failure report when the document
+/// names a report URL, read leniently from the raw text.
+fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>) {
+    let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(text) else { return };
+    let Some(url) = v.get("report").and_then(|r| r.get("url")).and_then(|u| u.as_str()) else { return };
+    let token = v.get("report").and_then(|r| r.get("token")).and_then(|t| t.as_str()).map(imprint::secret::Secret::new);
+    let host = v.get("host").and_then(|h| h.get("hostname")).and_then(|h| h.as_str()).unwrap_or("unknown");
+    let rp = imprint::plan::ReportPlan { url: url.to_string(), token, heartbeat_secs: 10 };
+    let Ok(r) = Reporter::new(host, Some(&rp), ca) else { return };
+    r.step(step, StepState::Failed, None, Some(error), None);
+    let body = json!({ "result": "failure", "failed_step": step, "error": error, "steps": [
+        { "step": step, "state": "failed", "duration_ms": 0, "error": error } ], "undone": [] });
+    if let Err(e) = r.finish(body) {
+        log::warn(&e.to_string());
+    }
+}
+
+pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
+    use imprint::plan::{Digest, DigestAlgorithm, ImageFormat, ImagePlan};
+    let digest = match (&a.sha256, &a.sha512) {
+        (Some(h), _) => Digest { algorithm: DigestAlgorithm::Sha256, hex: h.to_lowercase() },
+        (None, Some(h)) => Digest { algorithm: DigestAlgorithm::Sha512, hex: h.to_lowercase() },
+        (None, None) => return Err(Exit::new(exit::USAGE, "give --sha256 or --sha512")),
+    };
+    let mut urls = vec![a.url.clone()];
+    urls.extend(a.mirrors.iter().cloned());
+    let img = ImagePlan {
+        urls,
+        digest,
+        format: ImageFormat::Disk,
+        target_disk: a.target.display().to_string(),
+        target_path: a.target.clone(),
+        grow: a.grow,
+    };
+    if !a.yes {
+        confirm(&format!("{} will be overwritten with {}.", a.target.display(), a.url))?;
+    }
+    let plan = Plan {
+        host: imprint::plan::HostPlan { hostname: "localhost".into(), instance_id: String::new() },
+        disks: Vec::new(),
+        steps: vec![imprint::plan::Step::WriteImage(img)],
+        report: None,
+        finish: Finish::None,
+        kernel_args: Vec::new(),
+    };
+    match provision(&plan, &[], a.ca.as_deref(), true)? {
+        RunResult::Success => Ok(()),
+        RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
+    }
+}
+
+pub fn configdrive(a: ConfigdriveArgs) -> Result<(), Exit> {
+    let (text, source) = document::read(&a.document, None)?;
+    let doc = document::parse(&text, &source)?;
+    let cd = planner::configdrive_plan(&doc, &plan_options())
+        .ok_or_else(|| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: the document has no configdrive section")))?;
+    if let Some(dir) = &a.dir {
+        imprint::configdrive::write_dir(dir, &cd).map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))?;
+        log::info(&format!("configdrive files written to {}", dir.display()));
+        return Ok(());
+    }
+    let target = a.target.as_ref().expect("clap requires --target or --dir");
+    let size = match a.size {
+        Some(s) => s,
+        None => {
+            let f = std::fs::File::open(target).map_err(|e| Exit::new(exit::PROVISION_FAILED, format!("opening {}: {e}", target.display())))?;
+            imprint::blockdev::size_bytes(&f).map_err(|e| Exit::new(exit::PROVISION_FAILED, format!("{}: {e}", target.display())))?
+                .saturating_sub(a.offset)
+        }
+    };
+    let out = imprint::configdrive::write(target, a.offset, size, &cd).map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))?;
+    println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
+    Ok(())
+}

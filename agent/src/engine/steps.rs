@@ -1,0 +1,90 @@
+//! One function per step kind: what it consumes, what it produces.
+
+use super::progress::Tracker;
+use super::Context;
+use crate::plan::{ConfigdrivePlan, ImageFormat, ImagePlan, PartitionPlan, Plan, Step};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+/// A step's failure, wrapping the module that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Wipe(#[from] crate::wipe::WipeError),
+    #[error(transparent)]
+    Partition(#[from] crate::partition::PartitionError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Configdrive(#[from] crate::configdrive::ConfigdriveError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Runs one step; returns what it produced, for the step event and the final report.
+pub fn run(step: &Step, plan: &Plan, ctx: &Context) -> Result<Value, StepError> {
+    match step {
+        Step::Wipe { path, .. } => wipe(path),
+        Step::Partition { path, logical_sector, partitions, .. } => partition(path, *logical_sector, partitions),
+        Step::WriteImage(img) => write_image(img, plan, ctx),
+        Step::Configdrive(cd) => configdrive(cd),
+    }
+}
+
+fn wipe(disk: &Path) -> Result<Value, StepError> {
+    let report = crate::wipe::wipe_disk(disk, crate::wipe::Policy::Signatures, false)?;
+    Ok(json!({ "disk": disk, "erased": report }))
+}
+
+fn partition(disk: &Path, logical_sector: u64, parts: &[PartitionPlan]) -> Result<Value, StepError> {
+    let guid = crate::partition::write_table(disk, logical_sector, parts)?;
+    Ok(json!({ "disk": disk, "disk_guid": guid, "partitions": parts }))
+}
+
+fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, StepError> {
+    if img.format != ImageFormat::Disk {
+        return Err(StepError::Unsupported(format!(
+            "image format {:?} is not supported by this agent version yet; use format: disk",
+            img.format
+        )));
+    }
+    let heartbeat = Duration::from_secs(plan.report.as_ref().map_or(10, |r| r.heartbeat_secs.max(1)));
+    let tracker = Tracker::new("write-image", ctx.reporter, ctx.progress, heartbeat, None);
+    let progress = |p: &crate::image::Progress| {
+        tracker.update(p.bytes_downloaded, p.bytes_total, p.bytes_written, p.rate_bytes_per_sec);
+    };
+    let opts = crate::image::WriteOptions { ca_bundle: ctx.ca_bundle, progress: Some(&progress), ..Default::default() };
+    let outcome = crate::image::write_image(img, &opts);
+    tracker.finish();
+    let outcome = outcome?;
+    // The image's backup GPT sits where the image ended; move it to the disk's end.
+    let relocated = crate::partition::relocate_backup_gpt(&img.target_path)?;
+    let grown = if img.grow && relocated { crate::partition::grow_last_partition(&img.target_path)? } else { None };
+    let table = if relocated { crate::partition::read_table(&img.target_path)? } else { Vec::new() };
+    Ok(json!({
+        "image": outcome,
+        "target": img.target_path,
+        "gpt_backup_relocated": relocated,
+        "grown_partition": grown.map(|(n, bytes)| json!({"number": n, "size_bytes": bytes})),
+        "partitions": table,
+    }))
+}
+
+fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {
+    let label = match cd.format {
+        crate::plan::ConfigdriveFormat::Nocloud => "cidata",
+        crate::plan::ConfigdriveFormat::Config2 => "config-2",
+    };
+    // Microsoft basic data: what firmware and cloud-init expect a vfat config drive to be.
+    let basic_data = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";
+    let part = crate::partition::append_partition(&cd.disk_path, cd.size_bytes, basic_data, label)?;
+    let size = (part.last_lba + 1 - part.first_lba) * logical_sector(&cd.disk_path)?;
+    let outcome = crate::configdrive::write(&part.path, 0, size, cd)?;
+    Ok(json!({ "partition": part, "configdrive": outcome }))
+}
+
+fn logical_sector(disk: &Path) -> Result<u64, StepError> {
+    crate::blockdev::logical_sector_of(disk)
+        .map_err(|e| StepError::Partition(crate::partition::PartitionError::Io(format!("{}: {e}", disk.display()))))
+}

@@ -1,0 +1,224 @@
+//! Fixtures built by the tests themselves: loop devices, GPT disk images with real
+//! filesystems, the agent binary, and the real tools used as independent checkers.
+
+use sha2::{Digest, Sha256};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs a command, panicking with its stderr when it fails.
+pub fn sh(prog: &str, args: &[&str]) -> String {
+    let out = Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command and returns its whole output, whatever the status.
+pub fn sh_any(prog: &str, args: &[&str]) -> Output {
+    Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
+}
+
+/// The static agent binary under test: `$IMPRINT_BIN`, else `out/imprint` at the repo root.
+pub fn imprint_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("IMPRINT_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join("out/imprint");
+    assert!(p.exists(), "{} is missing: run `make` first", p.display());
+    p
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// A loop device over a sparse backing file, detached and removed on drop.
+pub struct LoopDev {
+    pub path: PathBuf,
+    pub backing: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopDev {
+    /// A new sparse loop device of `size` bytes with `sector`-byte logical sectors.
+    pub fn new(size: u64, sector: u32) -> LoopDev {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backing = dir.path().join("disk.img");
+        let f = std::fs::File::create(&backing).expect("create backing file");
+        f.set_len(size).expect("size backing file");
+        drop(f);
+        let out = sh("losetup", &["-f", "--show", "--sector-size", &sector.to_string(), backing.to_str().unwrap()]);
+        LoopDev { path: PathBuf::from(out.trim()), backing, _dir: dir }
+    }
+
+    /// `path` as a &str.
+    pub fn dev(&self) -> &str {
+        self.path.to_str().expect("utf-8 path")
+    }
+
+    /// Reads `len` bytes at `offset` from the device.
+    pub fn read_at(&self, offset: u64, len: usize) -> Vec<u8> {
+        let mut f = std::fs::File::open(&self.path).expect("open loop device");
+        f.seek(SeekFrom::Start(offset)).unwrap();
+        let mut buf = vec![0; len];
+        f.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    /// Creates the kernel partition node `n` (the host kernel parses no tables) from sgdisk's view.
+    pub fn partition_offsets(&self) -> Vec<(u32, u64, u64)> {
+        gpt_partitions(self.dev())
+    }
+}
+
+impl Drop for LoopDev {
+    fn drop(&mut self) {
+        // Partitions added with BLKPG go away with the device.
+        let _ = Command::new("losetup").args(["-d", self.dev()]).status();
+    }
+}
+
+/// `(number, start_byte, size_bytes)` of each GPT partition, read by `sgdisk` (an independent reader).
+pub fn gpt_partitions(dev: &str) -> Vec<(u32, u64, u64)> {
+    let out = sh("sgdisk", &["-p", dev]);
+    let sector: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Sector size (logical/physical): "))
+        .and_then(|s| s.split('/').next())
+        .and_then(|s| s.trim().parse().ok())
+        .or_else(|| {
+            out.lines()
+                .find_map(|l| l.strip_prefix("Sector size (logical): "))
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+        })
+        .expect("sgdisk prints the sector size");
+    let mut parts = Vec::new();
+    let mut in_table = false;
+    for l in out.lines() {
+        if l.starts_with("Number") {
+            in_table = true;
+            continue;
+        }
+        if in_table {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() >= 3 {
+                let (n, s, e): (u32, u64, u64) = (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap());
+                parts.push((n, s * sector, (e - s + 1) * sector));
+            }
+        }
+    }
+    parts
+}
+
+/// `sgdisk -v` output, asserted clean.
+pub fn assert_sgdisk_clean(dev: &str) {
+    let out = sh_any("sgdisk", &["-v", dev]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("No problems found"), "sgdisk -v {dev}:\n{text}");
+}
+
+/// blkid's low-level probe of `len` bytes at `offset` of `dev` (through a read-only loop device).
+pub fn blkid_at(dev: &str, offset: u64, len: u64) -> String {
+    let l = sh("losetup", &["-f", "--show", "-r", "-o", &offset.to_string(), "--sizelimit", &len.to_string(), dev]);
+    let l = l.trim().to_string();
+    let out = sh_any("blkid", &["-p", "-o", "export", &l]);
+    let _ = Command::new("losetup").args(["-d", &l]).status();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Hex sha256 of bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// A whole-disk test image: GPT with an ext4 root holding known files and a small vfat ESP.
+pub struct TestImage {
+    pub raw: Vec<u8>,
+    /// `(number, start_byte, size_bytes)` of the image's partitions.
+    pub partitions: Vec<(u32, u64, u64)>,
+    /// Files put on the ext4 filesystem and their contents.
+    pub files: Vec<(String, String)>,
+    pub root_label: String,
+}
+
+impl TestImage {
+    /// Builds a `size_mib` MiB GPT image (sgdisk + mkfs.ext4 -d + mkfs.vfat, no mounts).
+    pub fn build(size_mib: u64) -> TestImage {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.raw");
+        std::fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
+        let p = img.to_str().unwrap();
+        sh("sgdisk", &["-n", "1:1MiB:+8MiB", "-t", "1:ef00", "-c", "1:esp", "-n", "2:0:0", "-t", "2:8300", "-c", "2:root", p]);
+        let parts = gpt_partitions(p);
+        let files = vec![
+            ("etc/hostname".to_string(), "image-default\n".to_string()),
+            ("etc/imprint-test".to_string(), "written by the test image builder\n".to_string()),
+            ("var/lib/data.txt".to_string(), "x".repeat(300_000)),
+        ];
+        let tree = dir.path().join("tree");
+        for (f, c) in &files {
+            let path = tree.join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, c).unwrap();
+        }
+        let (_, rs, rl) = parts[1];
+        let rootfs = dir.path().join("root.ext4");
+        std::fs::File::create(&rootfs).unwrap().set_len(rl).unwrap();
+        sh("mkfs.ext4", &["-q", "-F", "-L", "imgroot", "-d", tree.to_str().unwrap(), rootfs.to_str().unwrap()]);
+        let (_, es, el) = parts[0];
+        let esp = dir.path().join("esp.vfat");
+        std::fs::File::create(&esp).unwrap().set_len(el).unwrap();
+        sh("mkfs.vfat", &["-n", "IMGESP", esp.to_str().unwrap()]);
+        let mut raw = std::fs::read(&img).unwrap();
+        let root = std::fs::read(&rootfs).unwrap();
+        raw[rs as usize..(rs + rl) as usize].copy_from_slice(&root);
+        let e = std::fs::read(&esp).unwrap();
+        raw[es as usize..(es + el) as usize].copy_from_slice(&e);
+        TestImage { raw, partitions: parts, files, root_label: "imgroot".into() }
+    }
+
+    /// zstd-compressed image.
+    pub fn zstd(&self) -> Vec<u8> {
+        zstd::encode_all(&self.raw[..], 3).unwrap()
+    }
+
+    /// xz-compressed image.
+    pub fn xz(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = liblzma::read::XzEncoder::new(&self.raw[..], 1);
+        enc.read_to_end(&mut out).unwrap();
+        out
+    }
+}
+
+/// Copies every file of a vfat filesystem at `offset` in `dev` into a new directory (mtools).
+pub fn extract_vfat(dev: &str, offset: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("{dev}@@{offset}");
+    sh("mcopy", &["-s", "-n", "-i", &spec, "::/", dir.path().to_str().unwrap()]);
+    dir
+}
+
+/// What cloud-init's own NoCloud seed reader (Debian's cloud-init, system Python) reads from `dir`:
+/// `{"meta_data": …, "user_data": "…", "network_config": …}`.
+pub fn cloud_init_read_nocloud(dir: &Path) -> serde_json::Value {
+    let script = r#"
+import json, sys, os
+from cloudinit import util
+d = sys.argv[1].rstrip('/') + '/'
+md, ud, vd = util.read_seeded(base='file://' + d, timeout=1, retries=0)
+nc = None
+if os.path.exists(d + 'network-config'):
+    nc = util.load_yaml(util.load_file(d + 'network-config'))
+print(json.dumps({"meta_data": md, "user_data": ud.decode() if isinstance(ud, bytes) else ud, "network_config": nc}))
+"#;
+    let out = sh("/usr/bin/python3", &["-c", script, dir.to_str().unwrap()]);
+    serde_json::from_str(out.trim()).expect("cloud-init reader prints JSON")
+}

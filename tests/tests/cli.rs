@@ -1,0 +1,180 @@
+//! The binary as an operator meets it: static, runs in an empty chroot, validates the
+//! product's documents, explains bad ones with their JSON path, prints its schema.
+
+use imprint_tests::fixtures::*;
+use std::process::Command;
+
+/// product.md's seed-customer document, placeholders filled with well-formed values.
+pub const SEED_DOC: &str = r#"version: 1
+host: { hostname: db-17 }
+disks:
+  - { name: a, match: { serial: "SN-A-0001" } }
+  - { name: b, match: { serial: "SN-B-0002" } }
+storage:
+  layout:
+    mirror: [a, b]
+    luks:
+      tang: [{ url: "http://10.0.2.2:7500", thumbprint: "Oq5AZkYvNHBIm0IqKrWtwL4yWBwfGbOzxdAuNYLvKmc" }]
+      tpm2: { pcrs: [] }
+      threshold: 2
+    lvm:
+      - { mount: /,              size: 4GiB,   type: xfs }
+      - { mount: /home,          size: 512MiB, type: xfs, options: [nodev, nosuid] }
+      - { mount: /tmp,           size: 512MiB, type: xfs, options: [nodev, nosuid, noexec] }
+      - { mount: /var,           size: 2GiB,   type: xfs, options: [nodev] }
+      - { mount: /var/log,       size: 512MiB, type: xfs, options: [nodev, nosuid, noexec] }
+      - { mount: /var/log/audit, size: 512MiB, type: xfs, options: [nodev, nosuid, noexec] }
+      - { mount: /var/tmp,       size: 512MiB, type: xfs, options: [nodev, nosuid, noexec] }
+      - { swap: true,            size: 256MiB }
+image:
+  url: http://10.0.2.2:8080/images/debian-12-rootfs.tar.zst
+  sha512: "SHA512"
+  format: rootfs
+configdrive:
+  format: nocloud
+  user_data: |
+    #cloud-config
+    runcmd: [[sh, -c, "echo imprint-ok > /dev/console"]]
+report: { url: "http://10.0.2.2:8080/report/db-17", token: "another-token" }
+finish: reboot
+"#;
+
+/// product.md's single-disk document, verbatim.
+pub const WEB_DOC: &str = r#"version: 1
+host: { hostname: web-01 }
+disks:
+  - name: root
+    match: { smallest: true, min_size: 4GiB }
+image:
+  url: http://10.0.2.2:8080/images/web.raw.zst
+  sha256: 3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b
+  format: disk
+  target: root
+configdrive:
+  format: nocloud
+  meta_data: { instance-id: web-01 }
+  user_data: |
+    #cloud-config
+    runcmd: [[sh, -c, "echo imprint-ok > /dev/console"]]
+  network_config: { version: 2, ethernets: { all: { match: { name: "e*" }, dhcp4: true } } }
+report: { url: "http://10.0.2.2:8080/report/web-01", token: "s3cr3t-token" }
+finish: reboot
+"#;
+
+fn seed_doc() -> String {
+    SEED_DOC.replace("SHA512", &"ab".repeat(64))
+}
+
+fn imprint(args: &[&str], stdin_doc: Option<&str>) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    if let Some(doc) = stdin_doc {
+        let p = dir.path().join("doc.yaml");
+        std::fs::write(&p, doc).unwrap();
+        a.push(p.to_str().unwrap().to_string());
+    }
+    let out = Command::new(imprint_bin()).args(&a).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn binary_is_static_and_runs_in_an_empty_chroot() {
+    let bin = imprint_bin();
+    let file = sh("file", &[bin.to_str().unwrap()]);
+    assert!(file.contains("statically linked"), "{file}");
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy(&bin, root.path().join("imprint")).unwrap();
+    std::fs::write(root.path().join("doc.yaml"), WEB_DOC).unwrap();
+    let chroot = |args: &[&str]| {
+        Command::new("chroot").arg(root.path()).arg("/imprint").args(args).env_clear().output().unwrap()
+    };
+    let v = chroot(&["--version"]);
+    assert!(v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("imprint "), "{v:?}");
+    let val = chroot(&["validate", "/doc.yaml"]);
+    assert!(val.status.success(), "validate in an empty chroot: {}", String::from_utf8_lossy(&val.stderr));
+}
+
+#[test]
+fn both_product_documents_validate() {
+    let (code, out, err) = imprint(&["validate"], Some(WEB_DOC));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("web-01"));
+    let (code, _, err) = imprint(&["validate"], Some(&seed_doc()));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn plan_expands_the_seed_document_against_a_reported_inventory() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = serde_json::json!([
+        {"path": "/dev/vda", "size_bytes": 20u64 << 30, "logical_sector": 512, "physical_sector": 512, "rotational": false,
+         "removable": false, "read_only": false, "serial": "SN-A-0001", "by_path": [], "partitions": [], "signatures": [], "holders": [], "mounts": []},
+        {"path": "/dev/vdb", "size_bytes": 20u64 << 30, "logical_sector": 512, "physical_sector": 512, "rotational": false,
+         "removable": false, "read_only": false, "serial": "SN-B-0002", "by_path": [], "partitions": [], "signatures": [], "holders": [], "mounts": []}
+    ]);
+    let inv_path = dir.path().join("inv.json");
+    std::fs::write(&inv_path, inv.to_string()).unwrap();
+    let (code, out, err) = imprint(&["plan", "--json", "--inventory", inv_path.to_str().unwrap()], Some(&seed_doc()));
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(!out.contains("another-token"), "the token is redacted in the plan");
+    let text = out.to_string();
+    for want in ["/dev/vda", "/dev/vdb", "/var/log/audit", "nodev", "1.0", "1.2"] {
+        assert!(text.contains(want), "plan lacks {want}");
+    }
+    assert!(plan["steps"].as_array().unwrap().len() > 5);
+    let (code, human, err) = imprint(&["plan", "--inventory", inv_path.to_str().unwrap()], Some(&seed_doc()));
+    assert_eq!(code, 0, "{err}");
+    assert!(human.contains("/dev/vda") && !human.contains("another-token"));
+}
+
+#[test]
+fn typo_in_a_document_names_its_path() {
+    let typo = WEB_DOC.replace("format: disk", "formt: disk");
+    let (code, _, err) = imprint(&["validate"], Some(&typo));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("image") && err.contains("formt"), "{err}");
+    let bad_url = WEB_DOC.replace("url: http://10.0.2.2:8080/images/web.raw.zst", "url: htp:/nowhere");
+    let (code, _, err) = imprint(&["plan"], Some(&bad_url));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("image.url"), "{err}");
+    let bad_size = WEB_DOC.replace("min_size: 4GiB", "min_size: 4 parsecs");
+    let (code, _, err) = imprint(&["validate"], Some(&bad_size));
+    assert_eq!(code, 3);
+    assert!(err.contains("disks[0].match.min_size"), "{err}");
+}
+
+#[test]
+fn schema_is_json_and_strict() {
+    let (code, out, _) = imprint(&["schema"], None);
+    assert_eq!(code, 0);
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let text = s.to_string();
+    for key in ["host", "disks", "storage", "image", "configdrive", "boot", "report", "finish"] {
+        assert!(text.contains(&format!("\"{key}\"")), "schema lacks {key}");
+    }
+    assert!(text.contains("\"additionalProperties\":false"));
+}
+
+#[test]
+fn missing_document_is_a_clear_error() {
+    let (code, _, err) = imprint(&["validate", "/nonexistent/host.yaml"], None);
+    assert_eq!(code, 8);
+    assert!(err.contains("/nonexistent/host.yaml"), "{err}");
+}
+
+#[test]
+fn disks_lists_a_loop_device_with_its_attributes() {
+    let disk = LoopDev::new(256 << 20, 4096);
+    let (code, out, err) = imprint(&["disks", "--json", "--disks", disk.dev()], None);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let d = &v[0];
+    assert_eq!(d["path"], disk.dev());
+    assert_eq!(d["size_bytes"], 256u64 << 20);
+    assert_eq!(d["logical_sector"], 4096);
+}

@@ -1,0 +1,227 @@
+//! Issue 2 acceptance: the single-disk document deploys a whole-disk image onto a
+//! loop device through the real binary, a real HTTP server and real checkers.
+
+use imprint_tests::fixtures::*;
+use imprint_tests::server::Server;
+use serde_json::Value;
+use std::process::Command;
+use std::sync::OnceLock;
+
+const TOKEN: &str = "s3cr3t-token-for-tests";
+
+fn image() -> &'static TestImage {
+    static IMG: OnceLock<TestImage> = OnceLock::new();
+    IMG.get_or_init(|| TestImage::build(48))
+}
+
+/// The product's single-disk document with this test's URLs, digest and disk.
+fn document(server: &Server, image_path: &str, sha256: &str, extra_match: &str) -> String {
+    format!(
+        r#"version: 1
+host: {{ hostname: web-01 }}
+disks:
+  - name: root
+    match: {{ smallest: true, min_size: 1GiB{extra_match} }}
+image:
+  url: {url}
+  sha256: {sha256}
+  format: disk
+  target: root
+configdrive:
+  format: nocloud
+  meta_data: {{ instance-id: web-01 }}
+  user_data: |
+    #cloud-config
+    runcmd: [[sh, -c, "echo imprint-ok > /dev/console"]]
+  network_config: {{ version: 2, ethernets: {{ all: {{ match: {{ name: "e*" }}, dhcp4: true }} }} }}
+report: {{ url: "{report}", token: "{TOKEN}" }}
+finish: reboot
+"#,
+        url = server.url(image_path),
+        report = server.url("/report/web-01"),
+    )
+}
+
+struct Run {
+    code: i32,
+    stderr: String,
+}
+
+fn apply(doc: &str, disk: &LoopDev) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.yaml");
+    std::fs::write(&path, doc).unwrap();
+    let out = Command::new(imprint_bin())
+        .args(["apply", "--yes", "--disks", disk.dev(), path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    Run { code: out.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
+fn reports(server: &Server) -> Vec<Value> {
+    server
+        .posts()
+        .into_iter()
+        .filter(|p| p.path == "/report/web-01")
+        .map(|p| {
+            let auth = p.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone());
+            assert_eq!(auth.as_deref(), Some(format!("Bearer {TOKEN}").as_str()), "every report carries the bearer token");
+            serde_json::from_slice(&p.body).expect("report bodies are JSON")
+        })
+        .collect()
+}
+
+fn final_report(server: &Server) -> Value {
+    let finals: Vec<Value> = reports(server).into_iter().filter(|r| r["kind"] == "final").collect();
+    assert_eq!(finals.len(), 1, "exactly one final report");
+    finals.into_iter().next().unwrap()
+}
+
+fn deploys(compressed: Vec<u8>, name: &str, sector: u32) {
+    let img = image();
+    let server = Server::start();
+    let sha = sha256_hex(&compressed);
+    server.serve_bytes(name, compressed);
+    let disk = LoopDev::new(2 << 30, sector);
+    let run = apply(&document(&server, name, &sha, ""), &disk);
+    assert_eq!(run.code, 0, "apply failed:\n{}", run.stderr);
+    assert!(!run.stderr.contains(TOKEN), "the token appeared in the log");
+
+    // The table is valid and now spans the whole disk, with the configdrive appended.
+    assert_sgdisk_clean(disk.dev());
+    let parts = disk.partition_offsets();
+    assert_eq!(parts.len(), 3, "image's two partitions plus the configdrive: {parts:?}");
+    // Every partition of the image holds exactly the image's bytes.
+    for (i, &(n, start, len)) in img.partitions.iter().enumerate() {
+        assert_eq!(parts[i].0, n);
+        assert_eq!(parts[i].1, start, "partition {n} moved");
+        let on_disk = disk.read_at(start, len as usize);
+        assert_eq!(sha256_hex(&on_disk), sha256_hex(&img.raw[start as usize..(start + len) as usize]), "partition {n} differs");
+    }
+    // blkid finds the image's filesystems and the cidata drive.
+    let (_, rs, rl) = img.partitions[1];
+    let root = blkid_at(disk.dev(), rs, rl);
+    assert!(root.contains("TYPE=ext4") && root.contains(&format!("LABEL={}", img.root_label)), "{root}");
+    let (_, cs, cl) = parts[2];
+    assert!(cs >= img.raw.len() as u64 - (1 << 20), "configdrive placed after the image's partitions");
+    let cd = blkid_at(disk.dev(), cs, cl);
+    assert!(cd.contains("TYPE=vfat") && cd.to_lowercase().contains("label=cidata"), "{cd}");
+    // cloud-init's own reader parses the configdrive.
+    let seed = extract_vfat(disk.dev(), cs);
+    let ci = cloud_init_read_nocloud(seed.path());
+    assert_eq!(ci["meta_data"]["instance-id"], "web-01");
+    assert_eq!(ci["meta_data"]["local-hostname"], "web-01");
+    assert!(ci["user_data"].as_str().unwrap().contains("imprint-ok"));
+    assert_eq!(ci["network_config"]["ethernets"]["all"]["dhcp4"], true);
+
+    // Reports: step events for every step, and a final success with digests and durations.
+    let evs = reports(&server);
+    for step in ["wipe:root", "write-image", "configdrive"] {
+        for state in ["started", "succeeded"] {
+            assert!(
+                evs.iter().any(|e| e["kind"] == "step" && e["step"] == step && e["state"] == state),
+                "no {state} event for {step}"
+            );
+        }
+    }
+    assert!(evs.iter().all(|e| e["host"] == "web-01" && e["time"].is_string()));
+    let fin = final_report(&server);
+    assert_eq!(fin["result"], "success", "{fin:#}");
+    let steps = fin["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["duration_ms"].is_u64()));
+    let wi = steps.iter().find(|s| s["step"] == "write-image").unwrap();
+    assert_eq!(wi["output"]["image"]["digest"]["hex"], sha);
+    assert_eq!(wi["output"]["image"]["written_sha256"], sha256_hex(&img.raw));
+    let body = serde_json::to_string(&evs).unwrap();
+    assert!(!body.contains(TOKEN), "the token appeared in a report body");
+}
+
+#[test]
+fn zstd_image_deploys_on_512_byte_sectors() {
+    deploys(image().zstd(), "/images/web.raw.zst", 512);
+}
+
+#[test]
+fn xz_image_deploys_on_4096_byte_sectors() {
+    deploys(image().xz(), "/images/web.raw.xz", 4096);
+}
+
+#[test]
+fn wrong_digest_fails_and_leaves_no_partition_table() {
+    let server = Server::start();
+    let data = image().zstd();
+    server.serve_bytes("/images/web.raw.zst", data);
+    let disk = LoopDev::new(2 << 30, 512);
+    // Leave an old GPT on the disk first: the failed run must not leave any table behind.
+    sh("sgdisk", &["-n", "1:1MiB:+16MiB", disk.dev()]);
+    let wrong = "0".repeat(64);
+    let run = apply(&document(&server, "/images/web.raw.zst", &wrong, ""), &disk);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("write-image") && run.stderr.to_lowercase().contains("digest"), "{}", run.stderr);
+    let fin = final_report(&server);
+    assert_eq!(fin["result"], "failure");
+    assert_eq!(fin["failed_step"], "write-image");
+    assert!(fin["error"].as_str().unwrap().contains(&wrong));
+    assert!(!fin["undone"].as_array().unwrap().is_empty(), "the failure report lists what was undone");
+    let probe = sh_any("blkid", &["-p", "-o", "export", disk.dev()]);
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(!text.contains("PTTYPE"), "a partition table survived: {text}");
+    let v = sh_any("sgdisk", &["-v", disk.dev()]);
+    let vt = String::from_utf8_lossy(&v.stdout).to_lowercase() + &String::from_utf8_lossy(&v.stderr).to_lowercase();
+    assert!(!vt.contains("no problems found"), "sgdisk still sees a valid GPT: {vt}");
+}
+
+#[test]
+fn missing_image_404_is_a_clear_failure() {
+    let server = Server::start();
+    let disk = LoopDev::new(2 << 30, 512);
+    let run = apply(&document(&server, "/images/nope.raw.zst", &"a".repeat(64), ""), &disk);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("404") && run.stderr.contains("/images/nope.raw.zst"), "{}", run.stderr);
+    let fin = final_report(&server);
+    assert_eq!(fin["result"], "failure");
+    assert_eq!(fin["failed_step"], "write-image");
+}
+
+#[test]
+fn unreachable_url_is_a_clear_failure() {
+    let server = Server::start();
+    let disk = LoopDev::new(2 << 30, 512);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let doc = document(&server, "/x", &"a".repeat(64), "")
+        .replace(&server.url("/x"), &format!("http://127.0.0.1:{dead}/images/web.raw.zst"));
+    let run = apply(&doc, &disk);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("127.0.0.1:{dead}")), "{}", run.stderr);
+    assert_eq!(final_report(&server)["result"], "failure");
+}
+
+#[test]
+fn missing_disk_is_a_clear_failure_with_a_report() {
+    let server = Server::start();
+    let disk = LoopDev::new(2 << 30, 512);
+    let run = apply(&document(&server, "/x", &"a".repeat(64), ", serial: NO-SUCH-SERIAL"), &disk);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("disks[0].match") && run.stderr.contains(disk.dev()), "{}", run.stderr);
+    let fin = final_report(&server);
+    assert_eq!(fin["result"], "failure");
+    assert_eq!(fin["failed_step"], "plan");
+}
+
+#[test]
+fn ambiguous_hint_is_a_clear_failure() {
+    let server = Server::start();
+    let a = LoopDev::new(2 << 30, 512);
+    let b = LoopDev::new(2 << 30, 512);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.yaml");
+    std::fs::write(&path, document(&server, "/x", &"a".repeat(64), "")).unwrap();
+    let out = Command::new(imprint_bin())
+        .args(["apply", "--yes", "--disks", &format!("{},{}", a.dev(), b.dev()), path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains(a.dev()) && err.contains(b.dev()), "both candidates are listed: {err}");
+    assert_eq!(final_report(&server)["result"], "failure");
+}
