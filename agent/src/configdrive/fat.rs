@@ -21,70 +21,124 @@ pub(super) fn write(
     tree: &[(String, Vec<u8>)],
 ) -> Result<String, ConfigdriveError> {
     if size < MIN_SIZE {
-        return Err(ConfigdriveError::TooSmall { target: target.to_path_buf(), size });
+        return Err(ConfigdriveError::TooSmall {
+            target: target.to_path_buf(),
+            size,
+        });
     }
     let io_err = |action: &str| {
         let target = target.to_path_buf();
         let action = action.to_string();
-        move |source| ConfigdriveError::Io { action, target, source }
+        move |source| ConfigdriveError::Io {
+            action,
+            target,
+            source,
+        }
     };
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(target)
-        .map_err(|source| ConfigdriveError::Open { target: target.to_path_buf(), source })?;
+        .map_err(|source| ConfigdriveError::Open {
+            target: target.to_path_buf(),
+            source,
+        })?;
     let meta = file.metadata().map_err(io_err("reading metadata"))?;
-    let end = offset.checked_add(size).unwrap_or(u64::MAX);
+    let end = offset.saturating_add(size);
     let sector_size = if meta.file_type().is_block_device() {
-        let len = (&file).seek(SeekFrom::End(0)).map_err(io_err("reading the device size"))?;
+        let len = (&file)
+            .seek(SeekFrom::End(0))
+            .map_err(io_err("reading the device size"))?;
         if end > len {
-            return Err(ConfigdriveError::OutOfBounds { target: target.to_path_buf(), offset, size, len });
+            return Err(ConfigdriveError::OutOfBounds {
+                target: target.to_path_buf(),
+                offset,
+                size,
+                len,
+            });
         }
         logical_sector_size(&file).map_err(io_err("reading the logical sector size (BLKSSZGET)"))?
     } else {
         if meta.len() < end {
-            file.set_len(end).map_err(io_err("extending the file to hold the configdrive"))?;
+            file.set_len(end)
+                .map_err(io_err("extending the file to hold the configdrive"))?;
         }
         512
     };
 
-    let geometry = Geometry::choose(size, sector_size)
-        .ok_or_else(|| ConfigdriveError::TooLarge { target: target.to_path_buf(), size })?;
-    let mut region = Region { file: &file, start: offset, len: size, pos: 0 };
+    let geometry =
+        Geometry::choose(size, sector_size).ok_or_else(|| ConfigdriveError::TooLarge {
+            target: target.to_path_buf(),
+            size,
+        })?;
+    let mut region = Region {
+        file: &file,
+        start: offset,
+        len: size,
+        pos: 0,
+    };
     zero(region).map_err(io_err("zeroing the configdrive region"))?;
     let mut label_bytes = [b' '; 11];
     label_bytes[..label.len()].copy_from_slice(label.as_bytes());
-    let image = Image::lay_out(&geometry, &label_bytes, tree, now())
-        .map_err(|reason| ConfigdriveError::Layout { target: target.to_path_buf(), size, reason })?;
+    let image = Image::lay_out(&geometry, &label_bytes, tree, now()).map_err(|reason| {
+        ConfigdriveError::Layout {
+            target: target.to_path_buf(),
+            size,
+            reason,
+        }
+    })?;
     let write_at = |region: &mut Region<'_>, at: u64, bytes: &[u8], what: &str| {
         region.pos = at;
-        region.write_all(bytes).map_err(io_err(&format!("writing {what}")))
+        region
+            .write_all(bytes)
+            .map_err(io_err(&format!("writing {what}")))
     };
-    write_at(&mut region, 0, &geometry.boot_sector(&label_bytes, volume_id), "the FAT boot sector")?;
+    write_at(
+        &mut region,
+        0,
+        &geometry.boot_sector(&label_bytes, volume_id),
+        "the FAT boot sector",
+    )?;
     for copy in 0..FATS {
         let at = geometry.fat_start() + u64::from(copy) * geometry.fat_bytes();
         write_at(&mut region, at, &image.fat, "the file allocation table")?;
     }
-    write_at(&mut region, geometry.root_start(), &image.root, "the root directory")?;
+    write_at(
+        &mut region,
+        geometry.root_start(),
+        &image.root,
+        "the root directory",
+    )?;
     for (cluster, bytes) in &image.dirs {
-        write_at(&mut region, geometry.cluster_start(*cluster), bytes, "a directory")?;
+        write_at(
+            &mut region,
+            geometry.cluster_start(*cluster),
+            bytes,
+            "a directory",
+        )?;
     }
     for (index, cluster) in &image.files {
         let (path, content) = &tree[*index];
         region.pos = geometry.cluster_start(*cluster);
-        region.write_all(content).map_err(|source| ConfigdriveError::WriteFile {
-            file: path.clone(),
-            target: target.to_path_buf(),
-            size,
-            source,
-        })?;
+        region
+            .write_all(content)
+            .map_err(|source| ConfigdriveError::WriteFile {
+                file: path.clone(),
+                target: target.to_path_buf(),
+                size,
+                source,
+            })?;
     }
-    file.sync_all().map_err(io_err("flushing the configdrive to disk (fsync)"))?;
+    file.sync_all()
+        .map_err(io_err("flushing the configdrive to disk (fsync)"))?;
     Ok(geometry.fat_type.name().to_string())
 }
 
 fn now() -> DosTime {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     DosTime::from_unix(secs)
 }
 
@@ -92,7 +146,9 @@ fn now() -> DosTime {
 fn zero(mut region: Region<'_>) -> io::Result<()> {
     let chunk = vec![0u8; 1 << 20];
     while region.pos < region.len {
-        let n = usize::try_from(region.len - region.pos).unwrap_or(usize::MAX).min(chunk.len());
+        let n = usize::try_from(region.len - region.pos)
+            .unwrap_or(usize::MAX)
+            .min(chunk.len());
         region.write_all(&chunk[..n])?;
     }
     Ok(())
@@ -125,7 +181,9 @@ struct Region<'a> {
 
 impl Region<'_> {
     fn room(&self, want: usize) -> usize {
-        usize::try_from(self.len.saturating_sub(self.pos)).unwrap_or(usize::MAX).min(want)
+        usize::try_from(self.len.saturating_sub(self.pos))
+            .unwrap_or(usize::MAX)
+            .min(want)
     }
 }
 
@@ -145,7 +203,10 @@ impl Write for Region<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.room(buf.len());
         if n == 0 && !buf.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "write past the end of the configdrive region"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the configdrive region",
+            ));
         }
         let done = self.file.write_at(&buf[..n], self.start + self.pos)?;
         self.pos += done as u64;
@@ -164,7 +225,9 @@ impl Seek for Region<'_> {
             SeekFrom::End(d) => self.len.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos = new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the region start"))?;
+        self.pos = new.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before the region start")
+        })?;
         Ok(self.pos)
     }
 }

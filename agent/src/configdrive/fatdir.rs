@@ -42,12 +42,21 @@ impl Tree {
             let mut dir = 0;
             for part in parts {
                 validate(part)?;
-                let found = dirs[dir].children.iter().find(|(n, _)| n.eq_ignore_ascii_case(part)).map(|c| c.1);
+                let found = dirs[dir]
+                    .children
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(part))
+                    .map(|c| c.1);
                 dir = match found {
                     Some(Child::Dir(d)) => d,
-                    Some(Child::File(_)) => return Err(format!("`{part}` in `{path}` is also a file")),
+                    Some(Child::File(_)) => {
+                        return Err(format!("`{part}` in `{path}` is also a file"))
+                    }
                     None => {
-                        dirs.push(DirNode { parent: dir, children: vec![] });
+                        dirs.push(DirNode {
+                            parent: dir,
+                            children: vec![],
+                        });
                         let new = dirs.len() - 1;
                         dirs[dir].children.push((part.to_string(), Child::Dir(new)));
                         new
@@ -55,10 +64,16 @@ impl Tree {
                 };
             }
             validate(name)?;
-            if dirs[dir].children.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            if dirs[dir]
+                .children
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
                 return Err(format!("`{path}` is given twice"));
             }
-            dirs[dir].children.push((name.to_string(), Child::File(index)));
+            dirs[dir]
+                .children
+                .push((name.to_string(), Child::File(index)));
         }
         Ok(Tree { dirs })
     }
@@ -66,14 +81,23 @@ impl Tree {
     /// Number of 32-byte entries directory `d` needs (with `.`/`..`, or the volume label for the root).
     pub fn entries(&self, d: usize) -> usize {
         let own = if d == 0 { 1 } else { 2 };
-        own + self.dirs[d].children.iter().map(|(n, _)| long_entries(n) + 1).sum::<usize>()
+        own + self.dirs[d]
+            .children
+            .iter()
+            .map(|(n, _)| long_entries(n) + 1)
+            .sum::<usize>()
     }
 }
 
 /// A name FAT's long names can hold.
 fn validate(name: &str) -> Result<(), String> {
     let bad = |c: char| c < ' ' || "\"*/:<>?\\|".contains(c);
-    if name.is_empty() || name == "." || name == ".." || name.encode_utf16().count() > 255 || name.contains(bad) {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.encode_utf16().count() > 255
+        || name.contains(bad)
+    {
         return Err(format!("`{name}` cannot be a FAT file name"));
     }
     Ok(())
@@ -83,7 +107,11 @@ fn validate(name: &str) -> Result<(), String> {
 fn exact_short(name: &str) -> Option<[u8; 11]> {
     let (base, ext) = name.split_once('.').unwrap_or((name, ""));
     let ok = |s: &str, max: usize| {
-        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"_-~!#$%&'()@^`{}".contains(&b))
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes().all(|b| {
+                b.is_ascii_uppercase() || b.is_ascii_digit() || b"_-~!#$%&'()@^`{}".contains(&b)
+            })
     };
     if !ok(base, 8) || !(ext.is_empty() || ok(ext, 3)) {
         return None;
@@ -138,7 +166,9 @@ fn generated_short(name: &str, used: &HashSet<[u8; 11]>) -> [u8; 11] {
 
 /// The checksum of a short name that ties long-name entries to it.
 fn checksum(short: &[u8; 11]) -> u8 {
-    short.iter().fold(0u8, |sum, b| (sum >> 1).wrapping_add(sum << 7).wrapping_add(*b))
+    short.iter().fold(0u8, |sum, b| {
+        (sum >> 1).wrapping_add(sum << 7).wrapping_add(*b)
+    })
 }
 
 /// A date and time in FAT's packed form (local time = UTC in the ramdisk).
@@ -163,8 +193,15 @@ impl DosTime {
         let day = (doy - (153 * mp + 2) / 5 + 1) as u16;
         let month = if mp < 10 { mp + 3 } else { mp - 9 } as u16;
         let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(1980, 2107) as u16;
-        let (h, m, s) = ((rem / 3600) as u16, (rem / 60 % 60) as u16, (rem % 60) as u16);
-        DosTime { date: (year - 1980) << 9 | month << 5 | day, time: h << 11 | m << 5 | s / 2 }
+        let (h, m, s) = (
+            (rem / 3600) as u16,
+            (rem / 60 % 60) as u16,
+            (rem % 60) as u16,
+        );
+        DosTime {
+            date: (year - 1980) << 9 | month << 5 | day,
+            time: h << 11 | m << 5 | (s / 2),
+        }
     }
 }
 
@@ -178,7 +215,11 @@ pub(super) struct DirWriter {
 impl DirWriter {
     /// An empty directory body stamped with `time`.
     pub fn new(time: DosTime) -> DirWriter {
-        DirWriter { bytes: Vec::new(), used: HashSet::new(), time }
+        DirWriter {
+            bytes: Vec::new(),
+            used: HashSet::new(),
+            time,
+        }
     }
 
     /// The root's volume label entry.
@@ -209,7 +250,7 @@ impl DirWriter {
     fn long_name(&mut self, name: &str, sum: u8) {
         let mut units: Vec<u16> = name.encode_utf16().collect();
         let count = units.len().div_ceil(LFN_CHARS);
-        if units.len() % LFN_CHARS != 0 {
+        if !units.len().is_multiple_of(LFN_CHARS) {
             units.push(0);
         }
         units.resize(count * LFN_CHARS, 0xFFFF);
@@ -220,7 +261,10 @@ impl DirWriter {
             e[0] = seq as u8 | if seq == count { 0x40 } else { 0 };
             e[11] = ATTR_LFN;
             e[13] = sum;
-            let slots = (1..11).step_by(2).chain((14..26).step_by(2)).chain((28..32).step_by(2));
+            let slots = (1..11)
+                .step_by(2)
+                .chain((14..26).step_by(2))
+                .chain((28..32).step_by(2));
             for (u, at) in chunk.iter().zip(slots) {
                 e[at..at + 2].copy_from_slice(&u.to_le_bytes());
             }

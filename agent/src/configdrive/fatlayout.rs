@@ -64,7 +64,11 @@ impl Geometry {
     pub fn choose(size: u64, sector: u16) -> Option<Geometry> {
         let sector = u32::from(sector);
         let total = u32::try_from(size / u64::from(sector)).ok()?;
-        let spcs = || (0..8).map(|s| 1u32 << s).filter(|spc| spc * sector <= MAX_CLUSTER_BYTES);
+        let spcs = || {
+            (0..8)
+                .map(|s| 1u32 << s)
+                .filter(|spc| spc * sector <= MAX_CLUSTER_BYTES)
+        };
         let fat16 = spcs()
             .filter_map(|spc| Self::try_layout(FatType::Fat16, total, sector, spc))
             .find(|g| g.clusters <= 65_524 - MARGIN);
@@ -84,7 +88,14 @@ impl Geometry {
         let fat_bytes = ((most_clusters + 2) * fat_type.bits()).div_ceil(8);
         let fat_sectors = u32::try_from(fat_bytes.div_ceil(u64::from(sector))).ok()?;
         let data = total.checked_sub(meta + FATS * fat_sectors)?;
-        let g = Geometry { fat_type, sector, total_sectors: total, sectors_per_cluster: spc, fat_sectors, clusters: data / spc };
+        let g = Geometry {
+            fat_type,
+            sector,
+            total_sectors: total,
+            sectors_per_cluster: spc,
+            fat_sectors,
+            clusters: data / spc,
+        };
         (u16::try_from(fat_sectors).is_ok()).then_some(g)
     }
 
@@ -164,11 +175,19 @@ impl Image {
     ) -> Result<Image, String> {
         let dirs = Tree::new(tree.iter().map(|(p, _)| p.as_str()))?;
         if dirs.entries(0) > ROOT_ENTRIES as usize {
-            return Err(format!("the root directory holds at most {ROOT_ENTRIES} entries"));
+            return Err(format!(
+                "the root directory holds at most {ROOT_ENTRIES} entries"
+            ));
         }
         let mut fat = Fat::new(g);
         let dir_clusters: Vec<u32> = (0..dirs.dirs.len())
-            .map(|d| if d == 0 { Ok(0) } else { fat.alloc((dirs.entries(d) * ENTRY) as u64) })
+            .map(|d| {
+                if d == 0 {
+                    Ok(0)
+                } else {
+                    fat.alloc((dirs.entries(d) * ENTRY) as u64)
+                }
+            })
             .collect::<Result<_, _>>()?;
         let mut files = Vec::new();
         let mut file_clusters = Vec::new();
@@ -194,7 +213,9 @@ impl Image {
             for (name, child) in &node.children {
                 match *child {
                     Child::Dir(c) => w.named(name, true, dir_clusters[c], 0),
-                    Child::File(i) => w.named(name, false, file_clusters[i], tree[i].1.len() as u32),
+                    Child::File(i) => {
+                        w.named(name, false, file_clusters[i], tree[i].1.len() as u32)
+                    }
                 }
             }
             let mut bytes = w.bytes;
@@ -202,11 +223,19 @@ impl Image {
                 bytes.resize(g.root_bytes() as usize, 0);
                 root = bytes;
             } else {
-                bytes.resize(bytes.len().div_ceil(g.cluster_bytes() as usize) * g.cluster_bytes() as usize, 0);
+                bytes.resize(
+                    bytes.len().div_ceil(g.cluster_bytes() as usize) * g.cluster_bytes() as usize,
+                    0,
+                );
                 bodies.push((dir_clusters[d], bytes));
             }
         }
-        Ok(Image { fat: fat.bytes, root, dirs: bodies, files })
+        Ok(Image {
+            fat: fat.bytes,
+            root,
+            dirs: bodies,
+            files,
+        })
     }
 }
 
@@ -258,10 +287,12 @@ impl Fat {
     fn set(&mut self, n: u32, v: u32) {
         let n = n as usize;
         match self.fat_type {
-            FatType::Fat16 => self.bytes[2 * n..2 * n + 2].copy_from_slice(&(v as u16).to_le_bytes()),
+            FatType::Fat16 => {
+                self.bytes[2 * n..2 * n + 2].copy_from_slice(&(v as u16).to_le_bytes())
+            }
             FatType::Fat12 => {
                 let at = n * 3 / 2;
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     self.bytes[at] = v as u8;
                     self.bytes[at + 1] = (self.bytes[at + 1] & 0xF0) | ((v >> 8) as u8 & 0x0F);
                 } else {
@@ -281,11 +312,20 @@ mod tests {
 
     #[test]
     fn geometry_picks_fat12_small_fat16_mid_and_refuses_huge() {
-        assert_eq!(Geometry::choose(MIB, 512).map(|g| g.fat_type), Some(FatType::Fat12));
-        assert_eq!(Geometry::choose(16 * MIB, 512).map(|g| g.fat_type), Some(FatType::Fat16));
+        assert_eq!(
+            Geometry::choose(MIB, 512).map(|g| g.fat_type),
+            Some(FatType::Fat12)
+        );
+        assert_eq!(
+            Geometry::choose(16 * MIB, 512).map(|g| g.fat_type),
+            Some(FatType::Fat16)
+        );
         let g = Geometry::choose(64 * MIB, 512).expect("64 MiB");
         assert_eq!((g.fat_type, g.cluster_bytes()), (FatType::Fat16, 1024));
-        assert_eq!(Geometry::choose(2000 * MIB, 512).map(|g| g.fat_type), Some(FatType::Fat16));
+        assert_eq!(
+            Geometry::choose(2000 * MIB, 512).map(|g| g.fat_type),
+            Some(FatType::Fat16)
+        );
         assert!(Geometry::choose(3 * 1024 * MIB, 512).is_none());
         let g4k = Geometry::choose(64 * MIB, 4096).expect("4Kn");
         assert_eq!((g4k.sector, g4k.fat_type), (4096, FatType::Fat16));
@@ -297,8 +337,15 @@ mod tests {
             let size = kib as u64 * 1024;
             let g = Geometry::choose(size, 512).expect("geometry");
             assert!(g.cluster_start(g.clusters + 2) <= size, "{size}: {g:?}");
-            let limit = if g.fat_type == FatType::Fat12 { 4084 } else { 65_524 };
-            assert!(g.clusters <= limit && (g.fat_type == FatType::Fat12 || g.clusters >= 4085), "{g:?}");
+            let limit = if g.fat_type == FatType::Fat12 {
+                4084
+            } else {
+                65_524
+            };
+            assert!(
+                g.clusters <= limit && (g.fat_type == FatType::Fat12 || g.clusters >= 4085),
+                "{g:?}"
+            );
         }
     }
 

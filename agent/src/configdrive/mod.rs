@@ -40,25 +40,47 @@ pub enum ConfigdriveError {
     )]
     TooSmall { target: PathBuf, size: u64 },
     #[error("cannot open configdrive target {target}: {source} (it must exist: a device, or a file the caller created)")]
-    Open { target: PathBuf, source: std::io::Error },
+    Open {
+        target: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "configdrive region {offset}+{size} does not fit in {target}, which has {len} bytes; check the partition placement"
     )]
-    OutOfBounds { target: PathBuf, offset: u64, size: u64, len: u64 },
+    OutOfBounds {
+        target: PathBuf,
+        offset: u64,
+        size: u64,
+        len: u64,
+    },
     #[error("{action} on {target}: {source}")]
-    Io { action: String, target: PathBuf, source: std::io::Error },
+    Io {
+        action: String,
+        target: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "configdrive size {size} bytes for {target} is too large for FAT16 (about 2 GiB at most); give configdrive a smaller size"
     )]
     TooLarge { target: PathBuf, size: u64 },
     #[error("laying out the configdrive for {target} ({size} bytes): {reason}")]
-    Layout { target: PathBuf, size: u64, reason: String },
-    #[error(
-        "writing {file} into the configdrive on {target} ({size} bytes): {source}"
-    )]
-    WriteFile { file: String, target: PathBuf, size: u64, source: std::io::Error },
+    Layout {
+        target: PathBuf,
+        size: u64,
+        reason: String,
+    },
+    #[error("writing {file} into the configdrive on {target} ({size} bytes): {source}")]
+    WriteFile {
+        file: String,
+        target: PathBuf,
+        size: u64,
+        source: std::io::Error,
+    },
     #[error("writing {path} for the configdrive directory: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What [`write`] put on the target.
@@ -137,10 +159,15 @@ pub fn write_dir(dir: &Path, plan: &ConfigdrivePlan) -> Result<Vec<String>, Conf
     for (rel, content) in &tree {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|source| ConfigdriveError::Dir { path: parent.to_path_buf(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| ConfigdriveError::Dir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
         }
-        std::fs::write(&path, content).map_err(|source| ConfigdriveError::Dir { path: path.clone(), source })?;
+        std::fs::write(&path, content).map_err(|source| ConfigdriveError::Dir {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(tree.into_iter().map(|(p, _)| p).collect())
 }

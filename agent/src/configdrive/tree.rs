@@ -16,25 +16,39 @@ pub(super) const OPENSTACK_VERSION: &str = "2018-08-27";
 
 /// User data written when the document has none: NoCloud requires the file,
 /// and an empty cloud-config is the unambiguous "nothing to do".
-pub(super) const EMPTY_USER_DATA: &str = "#cloud-config\n";
+/// (`cloud-init schema` rejects a bare header: "Cloud-config is not a YAML dict").
+pub(super) const EMPTY_USER_DATA: &str = "#cloud-config\n{}\n";
 
 type Tree = Vec<(String, Vec<u8>)>;
 
 /// The NoCloud tree: `meta-data`, `user-data`, optional `network-config` and `vendor-data`.
 pub(super) fn nocloud(plan: &ConfigdrivePlan) -> Result<Tree, ConfigdriveError> {
     let mut md = meta_data(plan)?;
-    md.insert("instance-id".into(), Value::String(plan.instance_id.clone()));
-    md.insert("local-hostname".into(), Value::String(plan.hostname.clone()));
+    md.insert(
+        "instance-id".into(),
+        Value::String(plan.instance_id.clone()),
+    );
+    md.insert(
+        "local-hostname".into(),
+        Value::String(plan.hostname.clone()),
+    );
     let mut tree = vec![
-        ("meta-data".to_string(), yaml("meta-data", &Value::Object(md))?),
+        (
+            "meta-data".to_string(),
+            json("meta-data", &Value::Object(md))?,
+        ),
         (
             "user-data".to_string(),
-            plan.user_data.as_deref().unwrap_or(EMPTY_USER_DATA).as_bytes().to_vec(),
+            plan.user_data
+                .as_deref()
+                .unwrap_or(EMPTY_USER_DATA)
+                .as_bytes()
+                .to_vec(),
         ),
     ];
     if let Some(net) = &plan.network_config {
         netdata::version(net)?;
-        tree.push(("network-config".to_string(), yaml("network-config", net)?));
+        tree.push(("network-config".to_string(), json("network-config", net)?));
     }
     if let Some(vendor) = &plan.vendor_data {
         tree.push(("vendor-data".to_string(), vendor.as_bytes().to_vec()));
@@ -64,12 +78,18 @@ pub(super) fn config2(plan: &ConfigdrivePlan) -> Result<Tree, ConfigdriveError> 
             }
         }
     }
-    let mut per_version: Vec<(&str, Vec<u8>)> = vec![("meta_data.json", json("meta_data.json", &Value::Object(md))?)];
+    let mut per_version: Vec<(&str, Vec<u8>)> = vec![(
+        "meta_data.json",
+        json("meta_data.json", &Value::Object(md))?,
+    )];
     if let Some(user) = &plan.user_data {
         per_version.push(("user_data", user.as_bytes().to_vec()));
     }
     if let Some(net) = &plan.network_config {
-        per_version.push(("network_data.json", json("network_data.json", &netdata::to_network_data(net)?)?));
+        per_version.push((
+            "network_data.json",
+            json("network_data.json", &netdata::to_network_data(net)?)?,
+        ));
     }
     if let Some(vendor) = &plan.vendor_data {
         let wrapped = serde_json::json!({ "cloud-init": vendor });
@@ -99,7 +119,10 @@ fn meta_data(plan: &ConfigdrivePlan) -> Result<Map<String, Value>, ConfigdriveEr
 
 /// OpenStack's `public_keys` is a map of name → key; NoCloud also allows a list or one string.
 fn public_keys(key: &str, value: Value) -> Result<Value, ConfigdriveError> {
-    let bad = |reason: &str| ConfigdriveError::MetaData { key: key.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| ConfigdriveError::MetaData {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    };
     match value {
         Value::Object(_) => Ok(value),
         Value::String(s) => Ok(serde_json::json!({ "key-0": s })),
@@ -113,13 +136,18 @@ fn public_keys(key: &str, value: Value) -> Result<Value, ConfigdriveError> {
             }
             Ok(Value::Object(keys))
         }
-        _ => Err(bad("expected a public key, a list of them or a map of name to key")),
+        _ => Err(bad(
+            "expected a public key, a list of them or a map of name to key",
+        )),
     }
 }
 
 /// `files: [{path, content}]` → content files under `openstack/content/` and `{path, content_path}` entries.
 fn files(value: Value, content: &mut Tree) -> Result<Value, ConfigdriveError> {
-    let bad = |at: String, reason: &str| ConfigdriveError::MetaData { key: at, reason: reason.to_string() };
+    let bad = |at: String, reason: &str| ConfigdriveError::MetaData {
+        key: at,
+        reason: reason.to_string(),
+    };
     let Value::Array(items) = value else {
         return Err(bad("files".into(), "expected a list of {path, content}"));
     };
@@ -132,21 +160,23 @@ fn files(value: Value, content: &mut Tree) -> Result<Value, ConfigdriveError> {
             return Err(bad(at, "expected {path: <absolute path>, content: <text>}"));
         };
         let name = format!("{i:04}");
-        content.push((format!("openstack/content/{name}"), text.as_bytes().to_vec()));
+        content.push((
+            format!("openstack/content/{name}"),
+            text.as_bytes().to_vec(),
+        ));
         out.push(serde_json::json!({ "path": path, "content_path": format!("/content/{name}") }));
     }
     Ok(Value::Array(out))
 }
 
-fn yaml(what: &'static str, value: &Value) -> Result<Vec<u8>, ConfigdriveError> {
-    serde_yaml::to_string(value)
-        .map(String::into_bytes)
-        .map_err(|e| ConfigdriveError::Encode { what, reason: e.to_string() })
-}
-
+/// JSON, also for NoCloud's YAML files: JSON is YAML, and its quoted strings
+/// keep cloud-init's YAML 1.1 parser from reading a MAC like `52:54:00:12:34:56`
+/// as a base-60 number, which a YAML 1.2 emitter leaves unquoted.
 fn json(what: &'static str, value: &Value) -> Result<Vec<u8>, ConfigdriveError> {
-    let mut bytes =
-        serde_json::to_vec_pretty(value).map_err(|e| ConfigdriveError::Encode { what, reason: e.to_string() })?;
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| ConfigdriveError::Encode {
+        what,
+        reason: e.to_string(),
+    })?;
     bytes.push(b'\n');
     Ok(bytes)
 }

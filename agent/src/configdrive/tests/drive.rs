@@ -8,7 +8,17 @@ use crate::configdrive::{write, ConfigdriveError};
 
 /// `blkid -p -o export` of the filesystem at `offset` in `img`, as a map.
 fn blkid(img: &Path, offset: u64) -> BTreeMap<String, String> {
-    let out = run("blkid", &["-p", "-o", "export", "-O", &offset.to_string(), &img.display().to_string()]);
+    let out = run(
+        "blkid",
+        &[
+            "-p",
+            "-o",
+            "export",
+            "-O",
+            &offset.to_string(),
+            &img.display().to_string(),
+        ],
+    );
     out.stdout
         .lines()
         .filter_map(|l| l.split_once('='))
@@ -19,11 +29,33 @@ fn blkid(img: &Path, offset: u64) -> BTreeMap<String, String> {
 /// `fsck.vfat -n` must succeed and report nothing beyond its banner and summary.
 fn assert_fsck_clean(img: &Path) {
     // Not through runner::run: a failing fsck's stdout is the evidence we want to see.
-    let out = std::process::Command::new("fsck.vfat").arg("-n").arg("-v").arg(img).output().expect("run fsck.vfat");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "fsck.vfat -n failed ({}):\n{text}", out.status);
+    let out = std::process::Command::new("fsck.vfat")
+        .arg("-n")
+        .arg("-v")
+        .arg(img)
+        .output()
+        .expect("run fsck.vfat");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "fsck.vfat -n failed ({}):\n{text}",
+        out.status
+    );
     let text = text.to_lowercase();
-    for bad in ["differ", "dirty", "invalid", "bad ", "lost", "orphan", "free cluster summary wrong", "reclaim"] {
+    for bad in [
+        "differ",
+        "dirty",
+        "invalid",
+        "bad ",
+        "lost",
+        "orphan",
+        "free cluster summary wrong",
+        "reclaim",
+    ] {
         assert!(!text.contains(bad), "fsck.vfat reported `{bad}`:\n{text}");
     }
 }
@@ -33,8 +65,21 @@ fn assert_mtools_reads_back(img: &Path, offset: u64, tree: &[(String, Vec<u8>)])
     let dir = tempfile::tempdir().expect("tempdir");
     for (i, (path, content)) in tree.iter().enumerate() {
         let out = dir.path().join(i.to_string());
-        run("mcopy", &["-n", "-i", &mspec(img, offset), &format!("::/{path}"), &out.display().to_string()]);
-        assert_eq!(&std::fs::read(&out).expect("read back"), content, "{path} differs after mcopy");
+        run(
+            "mcopy",
+            &[
+                "-n",
+                "-i",
+                &mspec(img, offset),
+                &format!("::/{path}"),
+                &out.display().to_string(),
+            ],
+        );
+        assert_eq!(
+            &std::fs::read(&out).expect("read back"),
+            content,
+            "{path} differs after mcopy"
+        );
     }
 }
 
@@ -46,18 +91,32 @@ fn check_nocloud_drive(size: u64, expect_fat: &str) {
 
     let id = blkid(&img, 0);
     assert_eq!(id.get("TYPE").map(String::as_str), Some("vfat"), "{id:?}");
-    assert_eq!(id.get("LABEL").map(String::as_str), Some("cidata"), "{id:?}");
-    assert_eq!(id.get("VERSION").map(String::as_str), Some(expect_fat), "{id:?}");
+    assert_eq!(
+        id.get("LABEL").map(String::as_str),
+        Some("cidata"),
+        "{id:?}"
+    );
+    assert_eq!(
+        id.get("VERSION").map(String::as_str),
+        Some(expect_fat),
+        "{id:?}"
+    );
     assert_eq!(id.get("UUID"), Some(&outcome.fs_uuid), "{id:?}");
     assert_eq!(outcome.fat_type, expect_fat);
     assert_eq!(outcome.label, "cidata");
-    assert_eq!(outcome.files, tree.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        outcome.files,
+        tree.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>()
+    );
 
     assert_fsck_clean(&img);
     assert_mtools_reads_back(&img, 0, &tree);
     let listing = run("mdir", &["-b", "-i", &mspec(&img, 0), "::/"]).stdout;
     for name in ["meta-data", "user-data", "network-config", "vendor-data"] {
-        assert!(listing.contains(&format!("::/{name}")), "mdir lacks {name}: {listing}");
+        assert!(
+            listing.contains(&format!("::/{name}")),
+            "mdir lacks {name}: {listing}"
+        );
     }
 }
 
@@ -76,7 +135,10 @@ fn small_drive_is_fat12() {
     let (_dir, img) = image(2 * MIB, 0);
     let outcome = write(&img, 0, 2 * MIB, &plan(ConfigdriveFormat::Nocloud)).expect("write");
     assert_eq!(outcome.fat_type, "FAT12");
-    assert_eq!(blkid(&img, 0).get("VERSION").map(String::as_str), Some("FAT12"));
+    assert_eq!(
+        blkid(&img, 0).get("VERSION").map(String::as_str),
+        Some("FAT12")
+    );
     assert_fsck_clean(&img);
 }
 
@@ -88,7 +150,11 @@ fn config2_drive_is_labelled_config_2_and_reads_back() {
     write(&img, 0, size, &p).expect("write configdrive");
     let id = blkid(&img, 0);
     assert_eq!(id.get("TYPE").map(String::as_str), Some("vfat"), "{id:?}");
-    assert_eq!(id.get("LABEL").map(String::as_str), Some("config-2"), "{id:?}");
+    assert_eq!(
+        id.get("LABEL").map(String::as_str),
+        Some("config-2"),
+        "{id:?}"
+    );
     assert_fsck_clean(&img);
     assert_mtools_reads_back(&img, 0, &crate::configdrive::files(&p).expect("files"));
 }
@@ -103,11 +169,21 @@ fn write_at_an_offset_leaves_the_rest_of_the_file_untouched() {
     let bytes = std::fs::read(&img).expect("read image");
     assert_eq!(bytes.len() as u64, total, "file length changed");
     let (o, e) = (offset as usize, (offset + size) as usize);
-    assert!(bytes[..o].iter().all(|b| *b == 0x5A), "bytes before the region changed");
-    assert!(bytes[e..].iter().all(|b| *b == 0x5A), "bytes after the region changed");
+    assert!(
+        bytes[..o].iter().all(|b| *b == 0x5A),
+        "bytes before the region changed"
+    );
+    assert!(
+        bytes[e..].iter().all(|b| *b == 0x5A),
+        "bytes after the region changed"
+    );
 
     let id = blkid(&img, offset);
-    assert_eq!(id.get("LABEL").map(String::as_str), Some("cidata"), "{id:?}");
+    assert_eq!(
+        id.get("LABEL").map(String::as_str),
+        Some("cidata"),
+        "{id:?}"
+    );
     assert_mtools_reads_back(&img, offset, &crate::configdrive::files(&p).expect("files"));
 }
 
@@ -117,8 +193,14 @@ fn a_short_file_is_extended_to_hold_the_region() {
     write(&img, MIB, 4 * MIB, &plan(ConfigdriveFormat::Nocloud)).expect("write");
     let bytes = std::fs::read(&img).expect("read image");
     assert_eq!(bytes.len() as u64, 5 * MIB);
-    assert!(bytes[..MIB as usize].iter().all(|b| *b == 0x11), "bytes before the region changed");
-    assert_eq!(blkid(&img, MIB).get("LABEL").map(String::as_str), Some("cidata"));
+    assert!(
+        bytes[..MIB as usize].iter().all(|b| *b == 0x11),
+        "bytes before the region changed"
+    );
+    assert_eq!(
+        blkid(&img, MIB).get("LABEL").map(String::as_str),
+        Some("cidata")
+    );
 }
 
 #[test]
@@ -132,7 +214,11 @@ fn stale_iso9660_signature_does_not_survive() {
     write(&img, 0, 16 * MIB, &plan(ConfigdriveFormat::Nocloud)).expect("write");
     let id = blkid(&img, 0);
     assert_eq!(id.get("TYPE").map(String::as_str), Some("vfat"), "{id:?}");
-    assert_eq!(id.get("LABEL").map(String::as_str), Some("cidata"), "{id:?}");
+    assert_eq!(
+        id.get("LABEL").map(String::as_str),
+        Some("cidata"),
+        "{id:?}"
+    );
 }
 
 #[test]
@@ -153,8 +239,62 @@ fn errors_name_the_target() {
     assert!(matches!(e, ConfigdriveError::Layout { .. }), "{e}");
     assert!(e.to_string().contains("larger size"), "{e}");
 }
+
+/// A loop device over a file, detached on drop.
+struct Loop(String);
+
+impl Loop {
+    fn attach(file: &Path, sector: u32) -> Loop {
+        let out = run(
+            "losetup",
+            &[
+                "-f",
+                "--show",
+                "-b",
+                &sector.to_string(),
+                &file.display().to_string(),
+            ],
+        );
+        Loop(out.stdout.trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = runner::run(
+            "losetup",
+            ["-d", &self.0],
+            std::time::Duration::from_secs(30),
+        );
+    }
+}
+
 #[test]
-fn scratch_debug() {
-    std::fs::write("/tmp/cd2-debug.img", vec![0u8; 16 * MIB as usize]).unwrap();
-    write(Path::new("/tmp/cd2-debug.img"), 0, 16 * MIB, &full_plan(ConfigdriveFormat::Config2)).unwrap();
+fn on_a_4k_sector_loop_device_fat_uses_4k_sectors_and_stays_in_bounds() {
+    let (_dir, img) = image(16 * MIB, 0);
+    let dev = Loop::attach(&img, 4096);
+    let dev_path = Path::new(&dev.0);
+    let p = full_plan(ConfigdriveFormat::Nocloud);
+
+    let e = write(dev_path, 8 * MIB, 16 * MIB, &p).unwrap_err();
+    assert!(
+        matches!(e, ConfigdriveError::OutOfBounds { len, .. } if len == 16 * MIB),
+        "{e}"
+    );
+
+    write(dev_path, 0, 16 * MIB, &p).expect("write configdrive to the loop device");
+    let id = blkid(dev_path, 0);
+    assert_eq!(
+        id.get("LABEL").map(String::as_str),
+        Some("cidata"),
+        "{id:?}"
+    );
+    assert_eq!(
+        id.get("BLOCK_SIZE").map(String::as_str),
+        Some("4096"),
+        "FAT sector = device sector: {id:?}"
+    );
+    drop(dev);
+    assert_fsck_clean(&img);
+    assert_mtools_reads_back(&img, 0, &crate::configdrive::files(&p).expect("files"));
 }

@@ -35,7 +35,8 @@ fn plan(format: ConfigdriveFormat) -> ConfigdrivePlan {
 /// A plan with user data, vendor data and a static netplan v2 network config.
 fn full_plan(format: ConfigdriveFormat) -> ConfigdrivePlan {
     let mut p = plan(format);
-    p.user_data = Some("#cloud-config\nruncmd:\n  - [sh, -c, \"echo imprint-ok > /dev/console\"]\n".into());
+    p.user_data =
+        Some("#cloud-config\nruncmd:\n  - [sh, -c, \"echo imprint-ok > /dev/console\"]\n".into());
     p.vendor_data = Some("#cloud-config\npackages: [htop]\n".into());
     p.network_config = Some(static_v2());
     p
@@ -64,7 +65,9 @@ fn dhcp_v2() -> Value {
 
 /// The tree as a map, content as text.
 fn tree_map(tree: Vec<(String, Vec<u8>)>) -> BTreeMap<String, String> {
-    tree.into_iter().map(|(p, c)| (p, String::from_utf8(c).expect("utf-8 seed file"))).collect()
+    tree.into_iter()
+        .map(|(p, c)| (p, String::from_utf8(c).expect("utf-8 seed file")))
+        .collect()
 }
 
 fn run(prog: &str, args: &[&str]) -> runner::Output {
@@ -87,7 +90,17 @@ fn mspec(img: &Path, offset: u64) -> String {
 /// Copies every file of the FAT filesystem at `offset` in `img` into `dest` with mtools.
 fn extract(img: &Path, offset: u64, dest: &Path) {
     std::fs::create_dir_all(dest).expect("mkdir");
-    run("mcopy", &["-s", "-n", "-i", &mspec(img, offset), "::*", &dest.display().to_string()]);
+    run(
+        "mcopy",
+        &[
+            "-s",
+            "-n",
+            "-i",
+            &mspec(img, offset),
+            "::*",
+            &dest.display().to_string(),
+        ],
+    );
 }
 
 /// Runs `script` with Debian's python3, where cloud-init is installed; its stdout is JSON.
@@ -95,5 +108,6 @@ fn python(script: &str, args: &[&str]) -> Value {
     let mut argv = vec!["-c", script];
     argv.extend_from_slice(args);
     let out = run("/usr/bin/python3", &argv);
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("python output {e}: {}\n{}", out.stdout, out.stderr))
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("python output {e}: {}\n{}", out.stdout, out.stderr))
 }
