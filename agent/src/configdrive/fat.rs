@@ -4,7 +4,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::fatdir::DosTime;

@@ -3,8 +3,9 @@
 //! [`files`] turns a [`ConfigdrivePlan`] into the file tree cloud-init reads
 //! ([`tree`]), converting netplan to OpenStack `network_data.json` where needed
 //! ([`netdata`]); [`write`] formats a FAT filesystem over a byte region of a
-//! device or file and puts the tree on it ([`fat`]); [`write_dir`] puts the
-//! same tree into a directory instead.
+//! device or file and puts the tree on it ([`fat`] does the I/O, [`fatlayout`]
+//! the geometry and tables, [`fatdir`] the directory entries); [`write_dir`]
+//! puts the same tree into a directory instead.
 
 mod fat;
 mod fatdir;
