@@ -23,9 +23,17 @@ pub enum BlockError {
     #[error("opening {path}: {source}")]
     Open { path: String, source: io::Error },
     #[error("{op} on {path}: {source}")]
-    Ioctl { op: &'static str, path: String, source: io::Error },
+    Ioctl {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
     #[error("{op} is not supported by {path} ({source})")]
-    Unsupported { op: &'static str, path: String, source: io::Error },
+    Unsupported {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
     #[error("partition {path} did not appear within {secs} s; the kernel may not have re-read the table")]
     NodeTimeout { path: String, secs: u64 },
     #[error("creating device node {path}: {source}")]
@@ -82,22 +90,36 @@ fn name_of(f: &File) -> String {
 }
 
 fn ioctl_err(op: &'static str, f: &File, e: nix::Error) -> BlockError {
-    BlockError::Ioctl { op, path: name_of(f), source: io::Error::from(e) }
+    BlockError::Ioctl {
+        op,
+        path: name_of(f),
+        source: io::Error::from(e),
+    }
 }
 
 fn is_block_file(f: &File) -> Result<bool> {
-    let md = f.metadata().map_err(|source| BlockError::Open { path: name_of(f), source })?;
+    let md = f.metadata().map_err(|source| BlockError::Open {
+        path: name_of(f),
+        source,
+    })?;
     Ok(md.file_type().is_block_device())
 }
 
 /// Size in bytes of a block device (BLKGETSIZE64) or a regular file.
 pub fn size_bytes(f: &File) -> Result<u64> {
     if !is_block_file(f)? {
-        return f.metadata().map(|m| m.len()).map_err(|source| BlockError::Open { path: name_of(f), source });
+        return f
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|source| BlockError::Open {
+                path: name_of(f),
+                source,
+            });
     }
     let mut size = 0u64;
     // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points at a live local.
-    unsafe { sys::blkgetsize64(f.as_raw_fd(), &mut size) }.map_err(|e| ioctl_err("BLKGETSIZE64", f, e))?;
+    unsafe { sys::blkgetsize64(f.as_raw_fd(), &mut size) }
+        .map_err(|e| ioctl_err("BLKGETSIZE64", f, e))?;
     Ok(size)
 }
 
@@ -110,6 +132,15 @@ pub fn logical_sector(f: &File) -> Result<u64> {
     // SAFETY: BLKSSZGET writes one int through the pointer, which points at a live local.
     unsafe { sys::blksszget(f.as_raw_fd(), &mut v) }.map_err(|e| ioctl_err("BLKSSZGET", f, e))?;
     Ok(v as u64)
+}
+
+/// Logical sector size of the device or file at `path`.
+pub fn logical_sector_of(path: &Path) -> Result<u64> {
+    let f = File::open(path).map_err(|source| BlockError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    logical_sector(&f)
 }
 
 /// Physical sector size (BLKPBSZGET); 512 for regular files.
@@ -131,7 +162,13 @@ pub fn reread_partitions(f: &File) -> Result<()> {
     Ok(())
 }
 
-fn blkpg(f: &File, op: libc::c_int, number: u32, start: u64, len: u64) -> std::result::Result<(), nix::Error> {
+fn blkpg(
+    f: &File,
+    op: libc::c_int,
+    number: u32,
+    start: u64,
+    len: u64,
+) -> std::result::Result<(), nix::Error> {
     let mut part = sys::BlkpgPartition {
         start: start as libc::c_longlong,
         length: len as libc::c_longlong,
@@ -158,7 +195,8 @@ pub fn add_partition(f: &File, number: u32, start_bytes: u64, len_bytes: u64) ->
 
 /// Removes partition `number` from the kernel's view of the disk (BLKPG).
 pub fn delete_partition(f: &File, number: u32) -> Result<()> {
-    blkpg(f, sys::BLKPG_DEL_PARTITION, number, 0, 0).map_err(|e| ioctl_err("BLKPG delete partition", f, e))
+    blkpg(f, sys::BLKPG_DEL_PARTITION, number, 0, 0)
+        .map_err(|e| ioctl_err("BLKPG delete partition", f, e))
 }
 
 /// A partition the kernel currently knows: number, start and length in bytes.
@@ -171,21 +209,38 @@ pub struct KernelPartition {
 
 /// The kernel name of a block device node (`sda`, `loop3p2`), found by its device number.
 pub fn sysfs_name(dev: &Path) -> Result<String> {
-    let md = fs::metadata(dev).map_err(|source| BlockError::Open { path: dev.display().to_string(), source })?;
+    let md = fs::metadata(dev).map_err(|source| BlockError::Open {
+        path: dev.display().to_string(),
+        source,
+    })?;
     if !md.file_type().is_block_device() {
-        return Err(BlockError::NotBlock { path: dev.display().to_string() });
+        return Err(BlockError::NotBlock {
+            path: dev.display().to_string(),
+        });
     }
     let rdev = md.rdev();
     let link = format!("/sys/dev/block/{}:{}", libc::major(rdev), libc::minor(rdev));
-    let target = fs::read_link(&link).map_err(|source| BlockError::Sysfs { path: link.clone(), source })?;
-    Ok(target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    let target = fs::read_link(&link).map_err(|source| BlockError::Sysfs {
+        path: link.clone(),
+        source,
+    })?;
+    Ok(target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default())
 }
 
 fn read_sys_u64(path: &Path) -> Result<u64> {
-    let s = fs::read_to_string(path).map_err(|source| BlockError::Sysfs { path: path.display().to_string(), source })?;
+    let s = fs::read_to_string(path).map_err(|source| BlockError::Sysfs {
+        path: path.display().to_string(),
+        source,
+    })?;
     s.trim().parse().map_err(|_| BlockError::Sysfs {
         path: path.display().to_string(),
-        source: io::Error::new(io::ErrorKind::InvalidData, format!("not a number: {:?}", s.trim())),
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not a number: {:?}", s.trim()),
+        ),
     })
 }
 
@@ -193,7 +248,10 @@ fn read_sys_u64(path: &Path) -> Result<u64> {
 pub fn kernel_partitions(disk: &Path) -> Result<Vec<KernelPartition>> {
     let name = sysfs_name(disk)?;
     let dir = PathBuf::from("/sys/class/block").join(&name);
-    let entries = fs::read_dir(&dir).map_err(|source| BlockError::Sysfs { path: dir.display().to_string(), source })?;
+    let entries = fs::read_dir(&dir).map_err(|source| BlockError::Sysfs {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let mut parts = Vec::new();
     for e in entries.flatten() {
         let p = e.path();
@@ -215,16 +273,28 @@ pub fn kernel_partitions(disk: &Path) -> Result<Vec<KernelPartition>> {
 /// BLKRRPART first (a kernel that parses the table is then done), else delete every kernel
 /// partition and add these with BLKPG (a kernel without a GPT parser, or a busy disk).
 pub fn sync_partitions(disk: &Path, parts: &[(u32, u64, u64)]) -> Result<()> {
-    let f = File::open(disk).map_err(|source| BlockError::Open { path: disk.display().to_string(), source })?;
+    let f = File::open(disk).map_err(|source| BlockError::Open {
+        path: disk.display().to_string(),
+        source,
+    })?;
     let wanted: Vec<KernelPartition> = {
-        let mut w: Vec<_> =
-            parts.iter().map(|&(number, start_bytes, len_bytes)| KernelPartition { number, start_bytes, len_bytes }).collect();
+        let mut w: Vec<_> = parts
+            .iter()
+            .map(|&(number, start_bytes, len_bytes)| KernelPartition {
+                number,
+                start_bytes,
+                len_bytes,
+            })
+            .collect();
         w.sort_by_key(|p| p.number);
         w
     };
     match reread_partitions(&f) {
         Ok(()) if kernel_partitions(disk)? == wanted => return Ok(()),
-        Ok(()) => crate::runner::log::debug(&format!("{}: BLKRRPART left another table; using BLKPG", disk.display())),
+        Ok(()) => crate::runner::log::debug(&format!(
+            "{}: BLKRRPART left another table; using BLKPG",
+            disk.display()
+        )),
         Err(e) => crate::runner::log::debug(&format!("{e}; using BLKPG")),
     }
     for p in kernel_partitions(disk)? {
@@ -248,7 +318,11 @@ fn range_op(
     match unsafe { call(f.as_raw_fd(), &range) } {
         Ok(_) => Ok(()),
         Err(e @ (nix::Error::EOPNOTSUPP | nix::Error::ENOTTY | nix::Error::EINVAL)) => {
-            Err(BlockError::Unsupported { op, path: name_of(f), source: e.into() })
+            Err(BlockError::Unsupported {
+                op,
+                path: name_of(f),
+                source: e.into(),
+            })
         }
         Err(e) => Err(ioctl_err(op, f, e)),
     }
@@ -260,8 +334,17 @@ pub fn zero_out(f: &File, offset: u64, len: u64) -> Result<()> {
     if is_block_file(f)? {
         return range_op(f, "BLKZEROOUT", offset, len, sys::blkzeroout);
     }
-    nix::fcntl::fallocate(f, nix::fcntl::FallocateFlags::FALLOC_FL_ZERO_RANGE, offset as i64, len as i64)
-        .map_err(|e| BlockError::Unsupported { op: "fallocate zero range", path: name_of(f), source: e.into() })
+    nix::fcntl::fallocate(
+        f,
+        nix::fcntl::FallocateFlags::FALLOC_FL_ZERO_RANGE,
+        offset as i64,
+        len as i64,
+    )
+    .map_err(|e| BlockError::Unsupported {
+        op: "fallocate zero range",
+        path: name_of(f),
+        source: e.into(),
+    })
 }
 
 /// Discards `len` bytes at `offset` (BLKDISCARD); [`BlockError::Unsupported`] when the device refuses.
@@ -274,13 +357,24 @@ pub fn discard(f: &File, offset: u64, len: u64) -> Result<()> {
 
 /// Whether the device offloads zeroing (sysfs `queue/write_zeroes_max_bytes` > 0).
 pub fn supports_write_zeroes(disk: &Path) -> bool {
-    let Ok(name) = sysfs_name(disk) else { return false };
-    read_sys_u64(&Path::new("/sys/class/block").join(name).join("queue/write_zeroes_max_bytes")).is_ok_and(|n| n > 0)
+    let Ok(name) = sysfs_name(disk) else {
+        return false;
+    };
+    read_sys_u64(
+        &Path::new("/sys/class/block")
+            .join(name)
+            .join("queue/write_zeroes_max_bytes"),
+    )
+    .is_ok_and(|n| n > 0)
 }
 
 /// Writes everything to stable storage: fsync, then BLKFLSBUF to drop the buffer cache.
 pub fn flush(f: &File) -> Result<()> {
-    f.sync_all().map_err(|source| BlockError::Ioctl { op: "fsync", path: name_of(f), source })?;
+    f.sync_all().map_err(|source| BlockError::Ioctl {
+        op: "fsync",
+        path: name_of(f),
+        source,
+    })?;
     if is_block_file(f)? {
         // SAFETY: BLKFLSBUF takes no argument.
         unsafe { sys::blkflsbuf(f.as_raw_fd()) }.map_err(|e| ioctl_err("BLKFLSBUF", f, e))?;
@@ -299,15 +393,33 @@ pub struct DirectFile {
 /// Opens `path` with O_DIRECT (read-write if `write`), falling back to buffered I/O when
 /// the filesystem refuses O_DIRECT (tmpfs). Never creates or truncates.
 pub fn open_direct(path: &Path, write: bool) -> Result<DirectFile> {
-    let open = |flags: libc::c_int| OpenOptions::new().read(true).write(write).custom_flags(flags).open(path);
+    let open = |flags: libc::c_int| {
+        OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(flags)
+            .open(path)
+    };
     match open(libc::O_DIRECT) {
         Ok(file) => Ok(DirectFile { file, direct: true }),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            crate::runner::log::debug(&format!("{}: O_DIRECT refused, using buffered I/O", path.display()));
-            let file = open(0).map_err(|source| BlockError::Open { path: path.display().to_string(), source })?;
-            Ok(DirectFile { file, direct: false })
+            crate::runner::log::debug(&format!(
+                "{}: O_DIRECT refused, using buffered I/O",
+                path.display()
+            ));
+            let file = open(0).map_err(|source| BlockError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Ok(DirectFile {
+                file,
+                direct: false,
+            })
         }
-        Err(source) => Err(BlockError::Open { path: path.display().to_string(), source }),
+        Err(source) => Err(BlockError::Open {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -329,12 +441,15 @@ impl AlignedBuf {
         let layout = Self::layout(len);
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else { alloc::handle_alloc_error(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
         AlignedBuf { ptr, len }
     }
 
     fn layout(len: usize) -> Layout {
-        Layout::from_size_align(len, DIRECT_ALIGN).expect("len is a multiple of the alignment and fits isize")
+        Layout::from_size_align(len, DIRECT_ALIGN)
+            .expect("len is a multiple of the alignment and fits isize")
     }
 }
 
@@ -377,15 +492,31 @@ pub fn is_block_device(path: &Path) -> bool {
 
 /// Creates `/dev/<name>` from `/sys/class/block/<name>/dev` when neither devtmpfs nor udev did.
 fn mknod_from_sysfs(node: &Path) -> Result<bool> {
-    let Some(name) = node.file_name() else { return Ok(false) };
+    let Some(name) = node.file_name() else {
+        return Ok(false);
+    };
     let dev_file = Path::new("/sys/class/block").join(name).join("dev");
-    let Ok(s) = fs::read_to_string(&dev_file) else { return Ok(false) };
-    let Some((maj, min)) = s.trim().split_once(':') else { return Ok(false) };
-    let (Ok(maj), Ok(min)) = (maj.parse::<u32>(), min.parse::<u32>()) else { return Ok(false) };
+    let Ok(s) = fs::read_to_string(&dev_file) else {
+        return Ok(false);
+    };
+    let Some((maj, min)) = s.trim().split_once(':') else {
+        return Ok(false);
+    };
+    let (Ok(maj), Ok(min)) = (maj.parse::<u32>(), min.parse::<u32>()) else {
+        return Ok(false);
+    };
     let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
-    match nix::sys::stat::mknod(node, nix::sys::stat::SFlag::S_IFBLK, mode, nix::sys::stat::makedev(maj as u64, min as u64)) {
+    match nix::sys::stat::mknod(
+        node,
+        nix::sys::stat::SFlag::S_IFBLK,
+        mode,
+        nix::sys::stat::makedev(maj as u64, min as u64),
+    ) {
         Ok(()) | Err(nix::Error::EEXIST) => Ok(true),
-        Err(e) => Err(BlockError::Mknod { path: node.display().to_string(), source: e.into() }),
+        Err(e) => Err(BlockError::Mknod {
+            path: node.display().to_string(),
+            source: e.into(),
+        }),
     }
 }
 
@@ -398,11 +529,18 @@ pub fn wait_for_node(path: &Path, timeout: Duration) -> Result<()> {
         if is_block_device(path) {
             return Ok(());
         }
-        if start.elapsed() >= grace && !path.exists() && mknod_from_sysfs(path)? && is_block_device(path) {
+        if start.elapsed() >= grace
+            && !path.exists()
+            && mknod_from_sysfs(path)?
+            && is_block_device(path)
+        {
             return Ok(());
         }
         if start.elapsed() >= timeout {
-            return Err(BlockError::NodeTimeout { path: path.display().to_string(), secs: timeout.as_secs() });
+            return Err(BlockError::NodeTimeout {
+                path: path.display().to_string(),
+                secs: timeout.as_secs(),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -433,11 +571,20 @@ pub(crate) mod testutil {
         pub fn attach(dir: tempfile::TempDir, img: &Path, sector: u64) -> Loop {
             let out = crate::runner::run(
                 "losetup",
-                ["-f".as_ref(), "--show".as_ref(), "--sector-size".as_ref(), sector.to_string().as_ref(), img.as_os_str()],
+                [
+                    "-f".as_ref(),
+                    "--show".as_ref(),
+                    "--sector-size".as_ref(),
+                    sector.to_string().as_ref(),
+                    img.as_os_str(),
+                ],
                 Duration::from_secs(30),
             )
             .unwrap();
-            Loop { dev: PathBuf::from(out.stdout.trim()), _dir: dir }
+            Loop {
+                dev: PathBuf::from(out.stdout.trim()),
+                _dir: dir,
+            }
         }
     }
 
@@ -449,14 +596,25 @@ pub(crate) mod testutil {
                     let _ = super::delete_partition(&f, p.number);
                 }
             }
-            let _ = crate::runner::run("losetup", ["-d".as_ref(), self.dev.as_os_str()], Duration::from_secs(30));
+            let _ = crate::runner::run(
+                "losetup",
+                ["-d".as_ref(), self.dev.as_os_str()],
+                Duration::from_secs(30),
+            );
         }
     }
 
     /// Runs a checker tool and returns stdout+stderr, failing the test if it cannot start.
     pub fn tool(prog: &str, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new(prog).args(args).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(prog)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.success(), text)
     }
 }
@@ -495,6 +653,7 @@ mod tests {
             assert!(is_block_device(&lo.dev));
             assert_eq!(size_bytes(&f).unwrap(), 64 << 20);
             assert_eq!(logical_sector(&f).unwrap(), sector);
+            assert_eq!(logical_sector_of(&lo.dev).unwrap(), sector);
             assert!(physical_sector(&f).unwrap() >= sector);
         }
         let dir = tempfile::tempdir().unwrap();
@@ -520,7 +679,14 @@ mod tests {
         // A second sync replaces the set: partition 2 goes away, 1 changes size.
         sync_partitions(&lo.dev, &[(1, 1 << 20, 2 << 20)]).unwrap();
         let parts = kernel_partitions(&lo.dev).unwrap();
-        assert_eq!(parts, vec![KernelPartition { number: 1, start_bytes: 1 << 20, len_bytes: 2 << 20 }]);
+        assert_eq!(
+            parts,
+            vec![KernelPartition {
+                number: 1,
+                start_bytes: 1 << 20,
+                len_bytes: 2 << 20
+            }]
+        );
         let gone = partition_node(&lo.dev, 2);
         let e = wait_for_node(&gone, Duration::from_millis(300)).unwrap_err();
         assert!(e.to_string().contains("did not appear"), "{e}");
@@ -529,7 +695,11 @@ mod tests {
     #[test]
     fn zero_out_discard_flush_and_direct_io() {
         let lo = Loop::new(16 << 20, 512);
-        let mut f = OpenOptions::new().read(true).write(true).open(&lo.dev).unwrap();
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lo.dev)
+            .unwrap();
         f.write_all(&[0xAB; 1 << 20]).unwrap();
         flush(&f).unwrap();
         zero_out(&f, 4096, 8192).unwrap();

@@ -18,7 +18,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// One block device with the attributes hints match on.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Disk {
     /// `/dev/sda`, `/dev/nvme0n1`, `/dev/loop3`.
     pub path: PathBuf,
@@ -44,7 +45,8 @@ pub struct Disk {
 }
 
 /// A partition the kernel knows about.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct PartitionInfo {
     pub path: PathBuf,
     pub number: u32,
@@ -54,7 +56,8 @@ pub struct PartitionInfo {
 }
 
 /// A signature found by libblkid (filesystem, RAID member, LUKS, partition table).
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default)]
 pub struct Signature {
     /// `ext4`, `crypto_LUKS`, `linux_raid_member`, `LVM2_member`, `gpt`, …
     pub kind: String,
@@ -98,14 +101,21 @@ pub enum SelectError {
     #[error("no disk matches {hints}:\n{candidates}")]
     NoMatch { hints: String, candidates: String },
     #[error("{count} disks match {hints}; add a hint that tells them apart (serial, wwn, by_path):\n{candidates}")]
-    Ambiguous { hints: String, count: usize, candidates: String },
+    Ambiguous {
+        hints: String,
+        count: usize,
+        candidates: String,
+    },
 }
 
 /// Errors reading the inventory.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     #[error("reading {path}: {source}")]
-    Sysfs { path: String, source: std::io::Error },
+    Sysfs {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("probing {path} with libblkid: {msg}")]
     Probe { path: String, msg: String },
 }
@@ -115,7 +125,10 @@ pub enum InventoryError {
 pub fn inventory() -> Result<Vec<Disk>, InventoryError> {
     let dir = Path::new("/sys/block");
     let entries = fs::read_dir(dir).map_err(|source| sysfs_err(dir, source))?;
-    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     let ctx = Context::load();
     let mut disks = Vec::new();
@@ -124,7 +137,9 @@ pub fn inventory() -> Result<Vec<Disk>, InventoryError> {
         match read_disk(name, &ctx) {
             Ok(Some(d)) => disks.push(d),
             Ok(None) => {}
-            Err(e) => crate::runner::log::warn(&format!("skipping /dev/{name} in the inventory: {e}")),
+            Err(e) => {
+                crate::runner::log::warn(&format!("skipping /dev/{name} in the inventory: {e}"))
+            }
         }
     }
     Ok(disks)
@@ -135,13 +150,17 @@ pub fn inventory_paths(paths: &[PathBuf]) -> Result<Vec<Disk>, InventoryError> {
     let ctx = Context::load();
     let mut disks = Vec::new();
     for p in paths {
-        let name = blockdev::sysfs_name(p).map_err(|e| InventoryError::Probe { path: p.display().to_string(), msg: e.to_string() })?;
+        let name = blockdev::sysfs_name(p).map_err(|e| InventoryError::Probe {
+            path: p.display().to_string(),
+            msg: e.to_string(),
+        })?;
         match read_disk(&name, &ctx)? {
             Some(d) => disks.push(d),
             None => {
                 return Err(InventoryError::Probe {
                     path: p.display().to_string(),
-                    msg: "not a usable whole disk (empty, or a loop device without a backing file)".into(),
+                    msg: "not a usable whole disk (empty, or a loop device without a backing file)"
+                        .into(),
                 })
             }
         }
@@ -150,12 +169,17 @@ pub fn inventory_paths(paths: &[PathBuf]) -> Result<Vec<Disk>, InventoryError> {
 }
 
 fn sysfs_err(path: &Path, source: std::io::Error) -> InventoryError {
-    InventoryError::Sysfs { path: path.display().to_string(), source }
+    InventoryError::Sysfs {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Whether a `/sys/block` name can be a target disk at all.
 fn is_candidate(name: &str) -> bool {
-    !["ram", "zram", "dm-", "md", "sr", "fd", "zd"].iter().any(|p| name.starts_with(p))
+    !["ram", "zram", "dm-", "md", "sr", "fd", "zd"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// What the whole machine knows once: mounts and swaps by device number, by-path and by-id links.
@@ -167,14 +191,30 @@ struct Context {
 impl Context {
     fn load() -> Context {
         let mut mounts: HashMap<u64, Vec<String>> = HashMap::new();
-        for line in fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines() {
+        for line in fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+        {
             let f: Vec<&str> = line.split(' ').collect();
-            let (Some(devno), Some(mp)) = (f.get(2), f.get(4)) else { continue };
-            let Some((maj, min)) = devno.split_once(':') else { continue };
-            let (Ok(maj), Ok(min)) = (maj.parse::<u32>(), min.parse::<u32>()) else { continue };
-            mounts.entry(libc::makedev(maj, min)).or_default().push(unescape_mount(mp));
+            let (Some(devno), Some(mp)) = (f.get(2), f.get(4)) else {
+                continue;
+            };
+            let Some((maj, min)) = devno.split_once(':') else {
+                continue;
+            };
+            let (Ok(maj), Ok(min)) = (maj.parse::<u32>(), min.parse::<u32>()) else {
+                continue;
+            };
+            mounts
+                .entry(libc::makedev(maj, min))
+                .or_default()
+                .push(unescape_mount(mp));
         }
-        for line in fs::read_to_string("/proc/swaps").unwrap_or_default().lines().skip(1) {
+        for line in fs::read_to_string("/proc/swaps")
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
             if let Some(dev) = line.split_whitespace().next() {
                 if let Ok(md) = fs::metadata(dev) {
                     if md.file_type().is_block_device() {
@@ -187,7 +227,10 @@ impl Context {
         if let Ok(rd) = fs::read_dir("/dev/disk/by-path") {
             for e in rd.flatten() {
                 if let Ok(md) = fs::metadata(e.path()) {
-                    by_path.entry(md.rdev()).or_default().push(e.file_name().to_string_lossy().into_owned());
+                    by_path
+                        .entry(md.rdev())
+                        .or_default()
+                        .push(e.file_name().to_string_lossy().into_owned());
                 }
             }
         }
@@ -201,8 +244,15 @@ fn unescape_mount(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).map(char::from).unwrap_or('?'));
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push(
+                u8::from_str_radix(&s[i + 1..i + 4], 8)
+                    .map(char::from)
+                    .unwrap_or('?'),
+            );
             i += 4;
         } else {
             out.push(b[i] as char);
@@ -213,17 +263,29 @@ fn unescape_mount(s: &str) -> String {
 }
 
 fn read_opt(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 fn read_u64(path: &Path) -> Result<u64, InventoryError> {
     let s = fs::read_to_string(path).map_err(|source| sysfs_err(path, source))?;
-    s.trim().parse().map_err(|_| sysfs_err(path, std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number")))
+    s.trim().parse().map_err(|_| {
+        sysfs_err(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number"),
+        )
+    })
 }
 
 fn list_dir(path: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(path)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -238,28 +300,42 @@ fn devno(sys: &Path) -> Option<u64> {
 /// A World Wide Name as hints compare it: lower case, without `0x`, `naa.`, `eui.` prefixes.
 pub fn normalize_wwn(w: &str) -> String {
     let w = w.trim().to_ascii_lowercase();
-    ["0x", "naa.", "eui.", "wwn-0x"].iter().fold(w, |w, p| w.strip_prefix(p).map(str::to_string).unwrap_or(w))
+    ["0x", "naa.", "eui.", "wwn-0x"]
+        .iter()
+        .fold(w, |w, p| w.strip_prefix(p).map(str::to_string).unwrap_or(w))
 }
 
 /// The by-path name udev would give, derived from the sysfs device path, for the buses
 /// where that is unambiguous (virtio-blk, NVMe on PCI); None otherwise.
 fn derive_by_path(name: &str, sys: &Path) -> Option<String> {
     let real = fs::canonicalize(sys).ok()?;
-    let comps: Vec<String> = real.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-    let is_pci_addr = |c: &str| c.len() == 12 && c.as_bytes()[4] == b':' && c.as_bytes()[7] == b':' && c.as_bytes()[10] == b'.';
+    let comps: Vec<String> = real
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let is_pci_addr = |c: &str| {
+        c.len() == 12
+            && c.as_bytes()[4] == b':'
+            && c.as_bytes()[7] == b':'
+            && c.as_bytes()[10] == b'.'
+    };
     let pci = comps.iter().rev().find(|c| is_pci_addr(c))?;
     if comps.iter().any(|c| c.starts_with("virtio")) && name.starts_with("vd") {
         return Some(format!("pci-{pci}"));
     }
     if name.starts_with("nvme") {
-        let nsid = read_opt(&sys.join("nsid")).or_else(|| name.rsplit_once('n').map(|(_, n)| n.to_string()))?;
+        let nsid = read_opt(&sys.join("nsid"))
+            .or_else(|| name.rsplit_once('n').map(|(_, n)| n.to_string()))?;
         return Some(format!("pci-{pci}-nvme-{nsid}"));
     }
     None
 }
 
 fn probe_err(path: &Path, msg: String) -> InventoryError {
-    InventoryError::Probe { path: path.display().to_string(), msg }
+    InventoryError::Probe {
+        path: path.display().to_string(),
+        msg,
+    }
 }
 
 /// Reads one `/sys/block/<name>` disk; None when it is not a usable disk.
@@ -275,7 +351,9 @@ fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> 
     let path = Path::new("/dev").join(name);
     let dev = sys.join("device");
     let wwn = read_opt(&sys.join("wwid")).or_else(|| read_opt(&dev.join("wwid")));
-    let mut by_path = devno(&sys).and_then(|d| ctx.by_path.get(&d).cloned()).unwrap_or_default();
+    let mut by_path = devno(&sys)
+        .and_then(|d| ctx.by_path.get(&d).cloned())
+        .unwrap_or_default();
     if by_path.is_empty() {
         by_path.extend(derive_by_path(name, &sys));
     }
@@ -300,11 +378,17 @@ fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> 
     // Kernel partitions first, then those only the on-disk table knows (this host's
     // kernel parses no GPT, and a fresh image's table may not be read yet).
     let file = File::open(&path).map_err(|e| probe_err(&path, format!("opening: {e}")))?;
-    for part in list_dir(&sys).into_iter().filter(|p| p.starts_with(name) && sys.join(p).join("partition").exists()) {
+    for part in list_dir(&sys)
+        .into_iter()
+        .filter(|p| p.starts_with(name) && sys.join(p).join("partition").exists())
+    {
         let psys = sys.join(&part);
         let start512 = read_u64(&psys.join("start"))?;
         let ppath = Path::new("/dev").join(&part);
-        let area = probe::Area { offset: start512 * 512, size: Some(read_u64(&psys.join("size"))? * 512) };
+        let area = probe::Area {
+            offset: start512 * 512,
+            size: Some(read_u64(&psys.join("size"))? * 512),
+        };
         disk.partitions.push(PartitionInfo {
             path: ppath.clone(),
             number: read_u64(&psys.join("partition"))? as u32,
@@ -319,7 +403,10 @@ fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> 
         if disk.partitions.iter().any(|p| p.number == tp.number) {
             continue;
         }
-        let area = probe::Area { offset: tp.start_bytes, size: Some(tp.len_bytes) };
+        let area = probe::Area {
+            offset: tp.start_bytes,
+            size: Some(tp.len_bytes),
+        };
         disk.partitions.push(PartitionInfo {
             path: blockdev::partition_node(&path, tp.number),
             number: tp.number,
@@ -329,11 +416,13 @@ fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> 
         });
     }
     disk.partitions.sort_by_key(|p| p.number);
-    disk.signatures = probe::signatures(&file, &path, probe::Area::WHOLE).map_err(|m| probe_err(&path, m))?;
+    disk.signatures =
+        probe::signatures(&file, &path, probe::Area::WHOLE).map_err(|m| probe_err(&path, m))?;
     disk.holders.sort();
     disk.holders.dedup();
     for d in devnos {
-        disk.mounts.extend(ctx.mounts.get(&d).into_iter().flatten().cloned());
+        disk.mounts
+            .extend(ctx.mounts.get(&d).into_iter().flatten().cloned());
     }
     Ok(Some(disk))
 }
@@ -372,21 +461,47 @@ fn sig_list(sigs: &[Signature]) -> Vec<String> {
 
 /// The `imprint disks` table: one line per disk with what hints match on and what is on it.
 pub fn render_table(disks: &[Disk]) -> String {
-    let header = ["PATH", "SIZE", "SECTOR", "ROT", "MODEL", "SERIAL", "WWN", "PARTS", "SIGNATURES", "HOLDERS", "MOUNTS", "BY-PATH"];
-    let dash = |v: Vec<String>| if v.is_empty() { "-".to_string() } else { v.join(",") };
+    let header = [
+        "PATH",
+        "SIZE",
+        "SECTOR",
+        "ROT",
+        "MODEL",
+        "SERIAL",
+        "WWN",
+        "PARTS",
+        "SIGNATURES",
+        "HOLDERS",
+        "MOUNTS",
+        "BY-PATH",
+    ];
+    let dash = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
     let rows: Vec<Vec<String>> = disks
         .iter()
         .map(|d| {
             let mut sigs = sig_list(&d.signatures);
             for p in &d.partitions {
-                sigs.extend(sig_list(&p.signatures).into_iter().map(|k| format!("{}:{k}", p.number)));
+                sigs.extend(
+                    sig_list(&p.signatures)
+                        .into_iter()
+                        .map(|k| format!("{}:{k}", p.number)),
+                );
             }
             vec![
                 d.path.display().to_string(),
                 Bytes(d.size_bytes).human(),
                 format!("{}/{}", d.logical_sector, d.physical_sector),
                 if d.rotational { "yes" } else { "no" }.into(),
-                d.model.clone().unwrap_or_else(|| "-".into()).replace(' ', "_"),
+                d.model
+                    .clone()
+                    .unwrap_or_else(|| "-".into())
+                    .replace(' ', "_"),
                 d.serial_display(),
                 d.wwn.clone().unwrap_or_else(|| "-".into()),
                 d.partitions.len().to_string(),
@@ -404,7 +519,12 @@ pub fn render_table(disks: &[Disk]) -> String {
         }
     }
     let line = |cells: Vec<String>| {
-        let mut s = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ");
+        let mut s = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
         s.truncate(s.trim_end().len());
         s + "\n"
     };

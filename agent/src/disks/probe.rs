@@ -22,7 +22,10 @@ pub struct Area {
 
 impl Area {
     /// The whole device.
-    pub const WHOLE: Area = Area { offset: 0, size: None };
+    pub const WHOLE: Area = Area {
+        offset: 0,
+        size: None,
+    };
 }
 
 /// A partition found in an on-disk table: number, start and length in bytes.
@@ -40,23 +43,37 @@ fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
 /// A prober over `area` of the open `file`, with every chain that finds signatures.
 fn prober(file: &File, path: &Path, area: Area) -> Result<Prober, String> {
     let mut p = Prober::new().map_err(|e| err(path, "creating a libblkid probe for", e))?;
-    p.set_device(file.as_raw_fd(), area.offset as i64, area.size.map(|s| s as i64))
-        .map_err(|e| err(path, "setting up libblkid on", e))?;
-    p.enable_superblocks(true).map_err(|e| err(path, "probing", e))?;
+    p.set_device(
+        file.as_raw_fd(),
+        area.offset as i64,
+        area.size.map(|s| s as i64),
+    )
+    .map_err(|e| err(path, "setting up libblkid on", e))?;
+    p.enable_superblocks(true)
+        .map_err(|e| err(path, "probing", e))?;
     p.set_superblocks_flags(
-        SuperblocksFlags::TYPE | SuperblocksFlags::LABEL | SuperblocksFlags::UUID | SuperblocksFlags::MAGIC,
+        SuperblocksFlags::TYPE
+            | SuperblocksFlags::LABEL
+            | SuperblocksFlags::UUID
+            | SuperblocksFlags::MAGIC,
     )
     .map_err(|e| err(path, "probing", e))?;
-    p.enable_partitions(true).map_err(|e| err(path, "probing", e))?;
-    p.set_partitions_flags(PartitionsFlags::MAGIC).map_err(|e| err(path, "probing", e))?;
+    p.enable_partitions(true)
+        .map_err(|e| err(path, "probing", e))?;
+    p.set_partitions_flags(PartitionsFlags::MAGIC)
+        .map_err(|e| err(path, "probing", e))?;
     Ok(p)
 }
 
 /// The signature the prober currently stands on; offsets are absolute on the device.
 fn current(p: &Prober, area: Area) -> Signature {
     let get = |k: &str| p.lookup_value(k).ok().filter(|v| !v.is_empty());
-    let kind = get("TYPE").or_else(|| get("PTTYPE")).unwrap_or_else(|| "unknown".into());
-    let offset = get("SBMAGIC_OFFSET").or_else(|| get("PTMAGIC_OFFSET")).and_then(|o| o.parse::<u64>().ok());
+    let kind = get("TYPE")
+        .or_else(|| get("PTTYPE"))
+        .unwrap_or_else(|| "unknown".into());
+    let offset = get("SBMAGIC_OFFSET")
+        .or_else(|| get("PTMAGIC_OFFSET"))
+        .and_then(|o| o.parse::<u64>().ok());
     Signature {
         kind,
         label: get("LABEL"),
@@ -91,7 +108,9 @@ pub fn wipe_signatures(file: &File, path: &Path, area: Area) -> Result<Vec<Signa
             match p.do_probe().map_err(|e| err(path, "probing", e))? {
                 ProbeState::Success => {
                     let sig = current(&p, area);
-                    p.do_wipe(false).map_err(|e| err(path, &format!("erasing the {} signature on", sig.kind), e))?;
+                    p.do_wipe(false).map_err(|e| {
+                        err(path, &format!("erasing the {} signature on", sig.kind), e)
+                    })?;
                     erased.push(sig);
                 }
                 _ => break,
@@ -108,7 +127,10 @@ pub fn wipe_signatures(file: &File, path: &Path, area: Area) -> Result<Vec<Signa
         Err(err(
             path,
             "signatures keep reappearing on",
-            left.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>().join(", "),
+            left.iter()
+                .map(|s| s.kind.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         ))
     }
 }
@@ -116,20 +138,30 @@ pub fn wipe_signatures(file: &File, path: &Path, area: Area) -> Result<Vec<Signa
 /// The partitions of the table libblkid reads on the whole device (empty without a table).
 pub fn table_partitions(file: &File, path: &Path) -> Result<Vec<TablePartition>, String> {
     let mut p = Prober::new().map_err(|e| err(path, "creating a libblkid probe for", e))?;
-    p.set_device(file.as_raw_fd(), 0, None).map_err(|e| err(path, "setting up libblkid on", e))?;
+    p.set_device(file.as_raw_fd(), 0, None)
+        .map_err(|e| err(path, "setting up libblkid on", e))?;
     let list = match p.part_list() {
         Ok(l) => l,
         // No partition table at all.
         Err(_) => return Ok(Vec::new()),
     };
     let mut out = Vec::new();
-    for part in list.get_partitions().map_err(|e| err(path, "reading the partition table of", e))? {
+    for part in list
+        .get_partitions()
+        .map_err(|e| err(path, "reading the partition table of", e))?
+    {
         // libblkid counts in 512-byte units whatever the sector size.
-        let (Ok(n), Ok(start), Ok(size)) = (part.partno(), part.start(), part.size()) else { continue };
+        let (Ok(n), Ok(start), Ok(size)) = (part.partno(), part.start(), part.size()) else {
+            continue;
+        };
         if n <= 0 || start < 0 || size <= 0 || part.is_extended() {
             continue;
         }
-        out.push(TablePartition { number: n as u32, start_bytes: start as u64 * 512, len_bytes: size as u64 * 512 });
+        out.push(TablePartition {
+            number: n as u32,
+            start_bytes: start as u64 * 512,
+            len_bytes: size as u64 * 512,
+        });
     }
     Ok(out)
 }

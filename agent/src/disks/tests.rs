@@ -21,7 +21,12 @@ fn fleet() -> Vec<Disk> {
     let mut hdd = disk("/dev/sdc", 2000, "SN-C");
     hdd.rotational = true;
     hdd.model = Some("ST2000".into());
-    vec![disk("/dev/sda", 500, "SN-A"), disk("/dev/sdb", 500, "SN-B"), hdd, disk("/dev/sdd", 240, "SN-D")]
+    vec![
+        disk("/dev/sda", 500, "SN-A"),
+        disk("/dev/sdb", 500, "SN-B"),
+        hdd,
+        disk("/dev/sdd", 240, "SN-D"),
+    ]
 }
 
 fn hints(f: impl FnOnce(&mut Hints)) -> Hints {
@@ -32,20 +37,51 @@ fn hints(f: impl FnOnce(&mut Hints)) -> Hints {
 
 fn pick(h: &Hints) -> String {
     let disks = fleet();
-    select(h, &disks).map(|d| d.path.display().to_string()).unwrap_or_else(|e| e.to_string())
+    select(h, &disks)
+        .map(|d| d.path.display().to_string())
+        .unwrap_or_else(|e| e.to_string())
 }
 
 #[test]
 fn select_by_each_hint() {
-    assert_eq!(pick(&hints(|h| h.serial = Some(" SN-B ".into()))), "/dev/sdb");
-    assert_eq!(pick(&hints(|h| h.path = Some("/dev/sda".into()))), "/dev/sda");
-    assert_eq!(pick(&hints(|h| h.wwn = Some("0x5000C500SN-A".into()))), "/dev/sda", "wwn prefix and case normalised");
-    assert_eq!(pick(&hints(|h| h.model = Some("st2000".into()))), "/dev/sdc", "model is case-insensitive");
+    assert_eq!(
+        pick(&hints(|h| h.serial = Some(" SN-B ".into()))),
+        "/dev/sdb"
+    );
+    assert_eq!(
+        pick(&hints(|h| h.path = Some("/dev/sda".into()))),
+        "/dev/sda"
+    );
+    assert_eq!(
+        pick(&hints(|h| h.wwn = Some("0x5000C500SN-A".into()))),
+        "/dev/sda",
+        "wwn prefix and case normalised"
+    );
+    assert_eq!(
+        pick(&hints(|h| h.model = Some("st2000".into()))),
+        "/dev/sdc",
+        "model is case-insensitive"
+    );
     assert_eq!(pick(&hints(|h| h.rotational = Some(true))), "/dev/sdc");
-    assert_eq!(pick(&hints(|h| h.by_path = Some("/dev/disk/by-path/pci-0000:00:1f.2-ata-d".into()))), "/dev/sdd");
-    assert_eq!(pick(&hints(|h| h.by_path = Some("pci-0000:00:1f.2-ata-d".into()))), "/dev/sdd");
-    assert_eq!(pick(&hints(|h| h.min_size = Some(Bytes(1000 * GIB)))), "/dev/sdc");
-    assert_eq!(pick(&hints(|h| h.max_size = Some(Bytes(240 * GIB)))), "/dev/sdd", "max_size is inclusive");
+    assert_eq!(
+        pick(&hints(
+            |h| h.by_path = Some("/dev/disk/by-path/pci-0000:00:1f.2-ata-d".into())
+        )),
+        "/dev/sdd"
+    );
+    assert_eq!(
+        pick(&hints(|h| h.by_path = Some("pci-0000:00:1f.2-ata-d".into()))),
+        "/dev/sdd"
+    );
+    assert_eq!(
+        pick(&hints(|h| h.min_size = Some(Bytes(1000 * GIB)))),
+        "/dev/sdc"
+    );
+    assert_eq!(
+        pick(&hints(|h| h.max_size = Some(Bytes(240 * GIB)))),
+        "/dev/sdd",
+        "max_size is inclusive"
+    );
     assert_eq!(
         pick(&hints(|h| {
             h.min_size = Some(Bytes(500 * GIB));
@@ -79,10 +115,24 @@ fn smallest_picks_the_smallest_match_and_ties_are_ambiguous() {
         h.min_size = Some(Bytes(300 * GIB));
     });
     let e = pick(&h);
-    assert!(e.starts_with("2 disks match {min_size: 300GiB, smallest: true}"), "{e}");
-    assert!(e.contains("/dev/sda 500.0 GiB model QEMU HARDDISK serial SN-A: matches"), "{e}");
-    assert!(e.contains("/dev/sdc 2.0 TiB model ST2000 serial SN-C: matches, but is not the smallest"), "{e}");
-    assert!(e.contains("/dev/sdd 240.0 GiB model QEMU HARDDISK serial SN-D: size 240.0 GiB < min_size 300GiB"), "{e}");
+    assert!(
+        e.starts_with("2 disks match {min_size: 300GiB, smallest: true}"),
+        "{e}"
+    );
+    assert!(
+        e.contains("/dev/sda 500.0 GiB model QEMU HARDDISK serial SN-A: matches"),
+        "{e}"
+    );
+    assert!(
+        e.contains("/dev/sdc 2.0 TiB model ST2000 serial SN-C: matches, but is not the smallest"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "/dev/sdd 240.0 GiB model QEMU HARDDISK serial SN-D: size 240.0 GiB < min_size 300GiB"
+        ),
+        "{e}"
+    );
     let h = hints(|h| {
         h.smallest = true;
         h.min_size = Some(Bytes(600 * GIB));
@@ -94,17 +144,32 @@ fn smallest_picks_the_smallest_match_and_ties_are_ambiguous() {
 fn no_match_lists_every_candidate_with_the_reason() {
     let e = pick(&hints(|h| h.serial = Some("SN-X".into())));
     assert!(e.starts_with("no disk matches {serial: SN-X}:"), "{e}");
-    for (p, sn) in [("/dev/sda", "SN-A"), ("/dev/sdb", "SN-B"), ("/dev/sdc", "SN-C"), ("/dev/sdd", "SN-D")] {
-        assert!(e.contains(&format!("{p} ")) && e.contains(&format!("serial {sn} ≠ SN-X")), "{p} in {e}");
+    for (p, sn) in [
+        ("/dev/sda", "SN-A"),
+        ("/dev/sdb", "SN-B"),
+        ("/dev/sdc", "SN-C"),
+        ("/dev/sdd", "SN-D"),
+    ] {
+        assert!(
+            e.contains(&format!("{p} ")) && e.contains(&format!("serial {sn} ≠ SN-X")),
+            "{p} in {e}"
+        );
     }
     assert_eq!(e.lines().count(), 5, "a header line and one per disk:\n{e}");
 
     let mut disks = fleet();
     disks[0].serial = None;
-    let e = select(&hints(|h| h.serial = Some("SN-A".into())), &disks).unwrap_err().to_string();
-    assert!(e.contains("/dev/sda 500.0 GiB model QEMU HARDDISK: no serial (want SN-A)"), "{e}");
+    let e = select(&hints(|h| h.serial = Some("SN-A".into())), &disks)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/dev/sda 500.0 GiB model QEMU HARDDISK: no serial (want SN-A)"),
+        "{e}"
+    );
 
-    let e = select(&hints(|h| h.rotational = Some(true)), &[]).unwrap_err().to_string();
+    let e = select(&hints(|h| h.rotational = Some(true)), &[])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no disks found"), "{e}");
 }
 
@@ -117,23 +182,40 @@ fn ambiguity_without_hints_and_explanations() {
         h.serial = Some("SN-A".into());
         h.min_size = Some(Bytes(4 * GIB));
     });
-    assert_eq!(explain(&h, select(&h, &disks).unwrap()), "serial SN-A, size 500.0 GiB ≥ 4GiB");
+    assert_eq!(
+        explain(&h, select(&h, &disks).unwrap()),
+        "serial SN-A, size 500.0 GiB ≥ 4GiB"
+    );
 }
 
 #[test]
 fn render_table_has_a_line_per_disk() {
     let mut disks = fleet();
-    disks[0].signatures.push(Signature { kind: "gpt".into(), ..Signature::default() });
+    disks[0].signatures.push(Signature {
+        kind: "gpt".into(),
+        ..Signature::default()
+    });
     disks[0].partitions.push(PartitionInfo {
         number: 1,
-        signatures: vec![Signature { kind: "ext4".into(), ..Signature::default() }],
+        signatures: vec![Signature {
+            kind: "ext4".into(),
+            ..Signature::default()
+        }],
         ..PartitionInfo::default()
     });
     disks[0].mounts.push("/boot".into());
     let t = render_table(&disks);
     assert_eq!(t.lines().count(), 5, "{t}");
     let a = t.lines().nth(1).unwrap();
-    for want in ["/dev/sda", "500.0 GiB", "512/4096", "QEMU_HARDDISK", "SN-A", "gpt,1:ext4", "/boot"] {
+    for want in [
+        "/dev/sda",
+        "500.0 GiB",
+        "512/4096",
+        "QEMU_HARDDISK",
+        "SN-A",
+        "gpt,1:ext4",
+        "/boot",
+    ] {
         assert!(a.contains(want), "{want} in {a}");
     }
 }
@@ -148,24 +230,58 @@ fn inventory_sees_a_loop_device_with_its_table_and_signatures() {
     // the inventory must find it through the table libblkid reads.
     let part = tempfile::tempdir().unwrap();
     let img = part.path().join("p1");
-    std::fs::File::create(&img).unwrap().set_len(16 * MIB).unwrap();
-    let (ok, out) = tool("mkfs.ext4", &["-q", "-b", "4096", "-L", "inv-test", img.to_str().unwrap()]);
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    let (ok, out) = tool(
+        "mkfs.ext4",
+        &["-q", "-b", "4096", "-L", "inv-test", img.to_str().unwrap()],
+    );
     assert!(ok, "{out}");
-    let (ok, out) = tool("dd", &[&format!("if={}", img.display()), &format!("of={dev}"), "bs=1M", "seek=1", "conv=notrunc,fsync"]);
+    let (ok, out) = tool(
+        "dd",
+        &[
+            &format!("if={}", img.display()),
+            &format!("of={dev}"),
+            "bs=1M",
+            "seek=1",
+            "conv=notrunc,fsync",
+        ],
+    );
     assert!(ok, "{out}");
 
     let all = inventory().unwrap();
-    let d = all.iter().find(|d| d.path == lo.dev).unwrap_or_else(|| panic!("{dev} in {all:#?}"));
+    let d = all
+        .iter()
+        .find(|d| d.path == lo.dev)
+        .unwrap_or_else(|| panic!("{dev} in {all:#?}"));
     assert_eq!(d.size_bytes, 96 * MIB);
     assert_eq!(d.logical_sector, 4096);
-    assert!(d.signatures.iter().any(|s| s.kind == "gpt"), "{:?}", d.signatures);
+    assert!(
+        d.signatures.iter().any(|s| s.kind == "gpt"),
+        "{:?}",
+        d.signatures
+    );
     assert_eq!(d.partitions.len(), 1, "{:?}", d.partitions);
     let p = &d.partitions[0];
     assert_eq!((p.number, p.start_sector, p.size_bytes), (1, 256, 16 * MIB));
-    let ext4 = p.signatures.iter().find(|s| s.kind == "ext4").unwrap_or_else(|| panic!("{:?}", p.signatures));
+    let ext4 = p
+        .signatures
+        .iter()
+        .find(|s| s.kind == "ext4")
+        .unwrap_or_else(|| panic!("{:?}", p.signatures));
     assert_eq!(ext4.label.as_deref(), Some("inv-test"));
-    assert_eq!(ext4.offset, Some(MIB + 0x438), "ext4 magic offset, absolute on the disk");
-    assert!(!all.iter().any(|d| d.path.to_string_lossy().contains("zram")), "zram skipped");
+    assert_eq!(
+        ext4.offset,
+        Some(MIB + 0x438),
+        "ext4 magic offset, absolute on the disk"
+    );
+    assert!(
+        !all.iter()
+            .any(|d| d.path.to_string_lossy().contains("zram")),
+        "zram skipped"
+    );
 
     let only = inventory_paths(std::slice::from_ref(&lo.dev)).unwrap();
     assert_eq!(only.len(), 1);

@@ -6,7 +6,9 @@
 
 mod table;
 
-pub use table::{append_partition, grow_last_partition, read_table, relocate_backup_gpt, write_table, DiskGuid};
+pub use table::{
+    append_partition, grow_last_partition, read_table, relocate_backup_gpt, write_table, DiskGuid,
+};
 
 use crate::blockdev::partition_node;
 use crate::plan::PartitionPlan;
@@ -82,12 +84,17 @@ pub fn type_guid(alias_or_guid: &str) -> Option<String> {
     if key.len() != 36 {
         return None;
     }
-    uuid::Uuid::parse_str(&key).ok().map(|u| u.hyphenated().to_string().to_ascii_uppercase())
+    uuid::Uuid::parse_str(&key)
+        .ok()
+        .map(|u| u.hyphenated().to_string().to_ascii_uppercase())
 }
 
 /// The alias of a canonical type GUID, for display (`esp`, `linux`), if it has one.
 pub fn type_alias(guid: &str) -> Option<&'static str> {
-    ALIASES.iter().find(|(_, g)| g.eq_ignore_ascii_case(guid)).map(|(a, _)| *a)
+    ALIASES
+        .iter()
+        .find(|(_, g)| g.eq_ignore_ascii_case(guid))
+        .map(|(a, _)| *a)
 }
 
 /// The GPT geometry of a disk: usable LBA range and alignment, all in logical sectors.
@@ -117,7 +124,12 @@ impl Geometry {
                 Bytes(disk_bytes).human()
             )));
         }
-        Ok(Geometry { sector, first_usable, last_usable: total - 2 - entries, align: ALIGN_BYTES / sector })
+        Ok(Geometry {
+            sector,
+            first_usable,
+            last_usable: total - 2 - entries,
+            align: ALIGN_BYTES / sector,
+        })
     }
 
     fn align_up(&self, lba: u64) -> u64 {
@@ -143,7 +155,11 @@ pub fn place(
     reqs: &[PartitionRequest],
 ) -> Result<Vec<PartitionPlan>, PartitionError> {
     let geo = Geometry::new(disk_bytes, logical_sector)?;
-    let rests: Vec<&str> = reqs.iter().filter(|r| r.size == SizeSpec::Rest).map(|r| r.name.as_str()).collect();
+    let rests: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.size == SizeSpec::Rest)
+        .map(|r| r.name.as_str())
+        .collect();
     if rests.len() > 1 {
         return Err(PartitionError::Layout(format!(
             "on {}: only one partition may take the rest of the disk, but {} do",
@@ -153,7 +169,11 @@ pub fn place(
     }
     let sectors = |r: &PartitionRequest, b: u64| -> Result<u64, PartitionError> {
         if b == 0 {
-            return Err(PartitionError::Layout(format!("partition '{}' on {} has size 0", r.name, disk_path.display())));
+            return Err(PartitionError::Layout(format!(
+                "partition '{}' on {} has size 0",
+                r.name,
+                disk_path.display()
+            )));
         }
         Ok(b.div_ceil(geo.sector))
     };
@@ -176,7 +196,9 @@ pub fn place(
     let mut rest_end = geo.last_usable + 1;
     if let Some(k) = rest_idx {
         for (j, r) in reqs.iter().enumerate().skip(k + 1).rev() {
-            let SizeSpec::Bytes(Bytes(b)) = r.size else { unreachable!("only one rest") };
+            let SizeSpec::Bytes(Bytes(b)) = r.size else {
+                unreachable!("only one rest")
+            };
             let n = sectors(r, b)?;
             let start = geo.align_down(rest_end.checked_sub(n).ok_or_else(|| no_room(r, 0))?);
             tail_starts[j] = start;
@@ -187,9 +209,16 @@ pub fn place(
     let mut out = Vec::with_capacity(reqs.len());
     let mut cursor = geo.first_usable;
     for (i, r) in reqs.iter().enumerate() {
-        let start = if rest_idx.is_some_and(|k| i > k) { tail_starts[i] } else { geo.align_up(cursor) };
+        let start = if rest_idx.is_some_and(|k| i > k) {
+            tail_starts[i]
+        } else {
+            geo.align_up(cursor)
+        };
         if start < geo.align_up(cursor) || start > geo.last_usable {
-            return Err(no_room(r, geo.bytes_from(geo.align_up(cursor).min(geo.last_usable + 1))));
+            return Err(no_room(
+                r,
+                geo.bytes_from(geo.align_up(cursor).min(geo.last_usable + 1)),
+            ));
         }
         let last = match r.size {
             SizeSpec::Rest => {
@@ -200,7 +229,11 @@ pub fn place(
             }
             SizeSpec::Bytes(Bytes(b)) => {
                 let last = start + sectors(r, b)? - 1;
-                let limit = if rest_idx.is_some_and(|k| i > k) { geo.last_usable } else { rest_end - 1 };
+                let limit = if rest_idx.is_some_and(|k| i > k) {
+                    geo.last_usable
+                } else {
+                    rest_end - 1
+                };
                 if last > limit {
                     return Err(no_room(r, geo.bytes_from(start)));
                 }
@@ -238,16 +271,36 @@ mod tests {
 
     #[test]
     fn type_guid_aliases_and_guids() {
-        assert_eq!(type_guid("esp").unwrap(), "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
-        assert_eq!(type_guid("BIOS_boot").unwrap(), "21686148-6449-6E6F-744E-656564454649");
-        assert_eq!(type_guid("raid").unwrap(), "A19D880F-05FC-4D3B-A006-743F0F84911E");
-        assert_eq!(type_guid("root").unwrap(), "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709");
+        assert_eq!(
+            type_guid("esp").unwrap(),
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+        );
+        assert_eq!(
+            type_guid("BIOS_boot").unwrap(),
+            "21686148-6449-6E6F-744E-656564454649"
+        );
+        assert_eq!(
+            type_guid("raid").unwrap(),
+            "A19D880F-05FC-4D3B-A006-743F0F84911E"
+        );
+        assert_eq!(
+            type_guid("root").unwrap(),
+            "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+        );
         assert_eq!(
             type_guid("0fc63daf-8483-4772-8e79-3d69d8477de4").unwrap(),
             "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
         );
-        assert_eq!(type_alias("0fc63daf-8483-4772-8e79-3d69d8477de4"), Some("linux"));
-        for bad in ["", "ntfs-ish", "0fc63daf84834772 8e793d69d8477de4", "0fc63daf848347728e793d69d8477de4"] {
+        assert_eq!(
+            type_alias("0fc63daf-8483-4772-8e79-3d69d8477de4"),
+            Some("linux")
+        );
+        for bad in [
+            "",
+            "ntfs-ish",
+            "0fc63daf84834772 8e793d69d8477de4",
+            "0fc63daf848347728e793d69d8477de4",
+        ] {
             assert_eq!(type_guid(bad), None, "{bad:?}");
         }
     }
@@ -266,13 +319,21 @@ mod tests {
             Case {
                 sector: 512,
                 disk,
-                reqs: vec![req("bios", "1MiB"), req("esp", "100MiB"), req("root", "rest")],
+                reqs: vec![
+                    req("bios", "1MiB"),
+                    req("esp", "100MiB"),
+                    req("root", "rest"),
+                ],
                 want: vec![(2048, 4095), (4096, 208895), (208896, 2097152 - 34)],
             },
             Case {
                 sector: 4096,
                 disk,
-                reqs: vec![req("bios", "1MiB"), req("esp", "100MiB"), req("root", "rest")],
+                reqs: vec![
+                    req("bios", "1MiB"),
+                    req("esp", "100MiB"),
+                    req("root", "rest"),
+                ],
                 want: vec![(256, 511), (512, 26111), (26112, 262144 - 6)],
             },
             // Odd sizes round up to a sector; the next partition is realigned.
@@ -304,10 +365,17 @@ mod tests {
             for (i, p) in got.iter().enumerate() {
                 assert_eq!(p.number, i as u32 + 1);
                 assert_eq!(p.path, Path::new(&format!("/dev/sda{}", i + 1)));
-                assert_eq!((p.first_lba * c.sector) % ALIGN_BYTES, 0, "case {ci}: {p:?} aligned");
+                assert_eq!(
+                    (p.first_lba * c.sector) % ALIGN_BYTES,
+                    0,
+                    "case {ci}: {p:?} aligned"
+                );
                 assert!(p.first_lba >= geo.first_usable && p.last_lba <= geo.last_usable);
                 if let SizeSpec::Bytes(Bytes(b)) = c.reqs[i].size {
-                    assert!((p.last_lba - p.first_lba + 1) * c.sector >= b, "case {ci}: {p:?} big enough");
+                    assert!(
+                        (p.last_lba - p.first_lba + 1) * c.sector >= b,
+                        "case {ci}: {p:?} big enough"
+                    );
                 }
             }
             for w in got.windows(2) {
@@ -318,23 +386,53 @@ mod tests {
 
     #[test]
     fn node_names_follow_the_disk() {
-        let got = place(Path::new("/dev/nvme0n1"), GIB, 512, &[req("a", "1MiB"), req("b", "rest")]).unwrap();
+        let got = place(
+            Path::new("/dev/nvme0n1"),
+            GIB,
+            512,
+            &[req("a", "1MiB"), req("b", "rest")],
+        )
+        .unwrap();
         assert_eq!(got[1].path, Path::new("/dev/nvme0n1p2"));
     }
 
     #[test]
     fn place_errors_name_the_partition_and_the_space() {
-        let e = place(Path::new("/dev/sdb"), GIB, 512, &[req("big", "2GiB")]).unwrap_err().to_string();
-        assert!(e.contains("'big'") && e.contains("2GiB") && e.contains("/dev/sdb") && e.contains("left"), "{e}");
+        let e = place(Path::new("/dev/sdb"), GIB, 512, &[req("big", "2GiB")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'big'")
+                && e.contains("2GiB")
+                && e.contains("/dev/sdb")
+                && e.contains("left"),
+            "{e}"
+        );
 
-        let e = place(Path::new("/dev/sdb"), GIB, 512, &[req("a", "rest"), req("b", "rest")]).unwrap_err().to_string();
+        let e = place(
+            Path::new("/dev/sdb"),
+            GIB,
+            512,
+            &[req("a", "rest"), req("b", "rest")],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("only one") && e.contains("a, b"), "{e}");
 
         // The tail after `rest` eats everything: no room for `rest` itself.
-        let e = place(Path::new("/dev/sdb"), GIB, 512, &[req("r", "rest"), req("t", "1023MiB")]).unwrap_err().to_string();
+        let e = place(
+            Path::new("/dev/sdb"),
+            GIB,
+            512,
+            &[req("r", "rest"), req("t", "1023MiB")],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("'r'"), "{e}");
 
-        let e = place(Path::new("/dev/sdb"), GIB, 512, &[req("z", "0")]).unwrap_err().to_string();
+        let e = place(Path::new("/dev/sdb"), GIB, 512, &[req("z", "0")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'z'") && e.contains("size 0"), "{e}");
 
         // Exactly full is fine; one more MiB is not.
@@ -342,7 +440,9 @@ mod tests {
         assert!(place(Path::new("/dev/sdb"), GIB, 512, &[req("a", "1023MiB")]).is_err());
         assert!(place(Path::new("/dev/sdb"), GIB, 512, &[req("a", "1GiB")]).is_err());
 
-        let e = place(Path::new("/dev/sdb"), GIB, 520, &[req("a", "1MiB")]).unwrap_err().to_string();
+        let e = place(Path::new("/dev/sdb"), GIB, 520, &[req("a", "1MiB")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("520"), "{e}");
     }
 }
