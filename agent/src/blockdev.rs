@@ -202,8 +202,11 @@ pub fn delete_partition(f: &File, number: u32) -> Result<()> {
 /// A partition the kernel currently knows: number, start and length in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelPartition {
+    /// Partition number (`2` for `sda2`).
     pub number: u32,
+    /// Start on the disk, in bytes.
     pub start_bytes: u64,
+    /// Length in bytes.
     pub len_bytes: u64,
 }
 
@@ -385,6 +388,7 @@ pub fn flush(f: &File) -> Result<()> {
 /// A file opened for direct I/O, and whether O_DIRECT is really in effect.
 #[derive(Debug)]
 pub struct DirectFile {
+    /// The open file.
     pub file: File,
     /// False when the filesystem refused O_DIRECT and the file is buffered instead.
     pub direct: bool,

@@ -44,7 +44,9 @@ pub struct Erased {
 /// What a wipe did.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct WipeReport {
+    /// The wiped disk.
     pub disk: PathBuf,
+    /// Every signature erased, partitions first, in order.
     pub erased: Vec<Erased>,
     /// Byte ranges zeroed explicitly (start, length): the first and last MiB, or everything.
     pub zeroed: Vec<(u64, u64)>,

@@ -23,18 +23,29 @@ use std::path::{Path, PathBuf};
 pub struct Disk {
     /// `/dev/sda`, `/dev/nvme0n1`, `/dev/loop3`.
     pub path: PathBuf,
+    /// Size in bytes.
     pub size_bytes: u64,
+    /// Logical sector size in bytes (512 or 4096).
     pub logical_sector: u64,
+    /// Physical sector size in bytes.
     pub physical_sector: u64,
+    /// Spinning disk (sysfs `queue/rotational`).
     pub rotational: bool,
+    /// Removable medium (USB stick, card reader).
     pub removable: bool,
+    /// The kernel marks it read-only.
     pub read_only: bool,
+    /// Model string from sysfs, trimmed.
     pub model: Option<String>,
+    /// Vendor string from sysfs, trimmed.
     pub vendor: Option<String>,
+    /// Serial number (`device/serial`, or `serial` for virtio).
     pub serial: Option<String>,
+    /// World Wide Name / WWID as sysfs gives it (`naa.…`, `eui.…`).
     pub wwn: Option<String>,
     /// `/dev/disk/by-path/…` names (empty when udev is absent and none can be derived).
     pub by_path: Vec<String>,
+    /// Partitions the kernel knows, then those only the on-disk table lists.
     pub partitions: Vec<PartitionInfo>,
     /// Signatures libblkid finds on the whole device.
     pub signatures: Vec<Signature>,
@@ -44,14 +55,19 @@ pub struct Disk {
     pub mounts: Vec<String>,
 }
 
-/// A partition the kernel knows about.
+/// A partition of a disk, known to the kernel or only to the on-disk table.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct PartitionInfo {
+    /// Device node (it may not exist when only the table knows the partition).
     pub path: PathBuf,
+    /// Partition number.
     pub number: u32,
+    /// Start, in logical sectors of the disk.
     pub start_sector: u64,
+    /// Size in bytes.
     pub size_bytes: u64,
+    /// Signatures libblkid finds inside the partition.
     pub signatures: Vec<Signature>,
 }
 
@@ -61,8 +77,11 @@ pub struct PartitionInfo {
 pub struct Signature {
     /// `ext4`, `crypto_LUKS`, `linux_raid_member`, `LVM2_member`, `gpt`, …
     pub kind: String,
+    /// Filesystem or volume label.
     pub label: Option<String>,
+    /// Filesystem, volume or partition-table UUID.
     pub uuid: Option<String>,
+    /// Byte offset of the magic on the disk.
     pub offset: Option<u64>,
 }
 
@@ -76,18 +95,25 @@ pub struct Hints {
     /// A `/dev/disk/by-path` name, with or without that prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by_path: Option<String>,
+    /// Serial number, exact after trimming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
+    /// World Wide Name; `0x`, `naa.`, `eui.` prefixes and case are ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wwn: Option<String>,
+    /// Model, case-insensitive, after trimming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Vendor, case-insensitive, after trimming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
+    /// Smallest acceptable size (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_size: Option<Bytes>,
+    /// Largest acceptable size (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_size: Option<Bytes>,
+    /// Spinning (true) or solid-state (false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotational: Option<bool>,
     /// Of the disks matching every other hint, take the smallest.

@@ -15,6 +15,7 @@ const MAX_SIGNATURES: usize = 64;
 /// A byte range of a device to probe: the whole device, or a partition by its offset.
 #[derive(Debug, Clone, Copy)]
 pub struct Area {
+    /// Start of the range on the device, in bytes.
     pub offset: u64,
     /// None: to the end of the device.
     pub size: Option<u64>,
@@ -31,8 +32,11 @@ impl Area {
 /// A partition found in an on-disk table: number, start and length in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TablePartition {
+    /// Partition number in the table.
     pub number: u32,
+    /// Start on the disk, in bytes.
     pub start_bytes: u64,
+    /// Length in bytes.
     pub len_bytes: u64,
 }
 

@@ -100,9 +100,13 @@ pub fn type_alias(guid: &str) -> Option<&'static str> {
 /// The GPT geometry of a disk: usable LBA range and alignment, all in logical sectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
+    /// Logical sector size in bytes.
     pub sector: u64,
+    /// First LBA a partition may use (after the primary entries).
     pub first_usable: u64,
+    /// Last LBA a partition may use (before the backup entries).
     pub last_usable: u64,
+    /// Alignment of partition starts, in sectors (1 MiB).
     pub align: u64,
 }
 

@@ -167,7 +167,10 @@ pub fn write_table(
 }
 
 /// Opens the GPT of `disk` (primary header, or the backup if the primary is damaged).
-fn open_gpt(disk: &Path) -> Result<Option<(GptDisk<File>, File, u64, u64)>, PartitionError> {
+/// An opened GPT with the disk file, its size in bytes and its logical sector size.
+type OpenGpt = (GptDisk<File>, File, u64, u64);
+
+fn open_gpt(disk: &Path) -> Result<Option<OpenGpt>, PartitionError> {
     let (f, size, sector) = open_disk(disk)?;
     let lb = lb_size(disk, sector)?;
     let dup = f.try_clone().map_err(|e| io_err("opening", disk, e))?;
