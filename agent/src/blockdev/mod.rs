@@ -4,14 +4,11 @@
 //! Every ioctl of the project lives here, behind a safe function that names the
 //! device in its error.
 
-use std::alloc::{self, Layout};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::ops::{Deref, DerefMut};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 /// Alignment of [`AlignedBuf`]: enough for O_DIRECT on 512- and 4096-byte sector devices.
@@ -45,6 +42,9 @@ pub enum BlockError {
 }
 
 type Result<T> = std::result::Result<T, BlockError>;
+
+mod aligned;
+pub use aligned::AlignedBuf;
 
 /// The ioctl request numbers (linux/fs.h, linux/blkpg.h) and their raw wrappers.
 mod sys {
@@ -427,58 +427,6 @@ pub fn open_direct(path: &Path, write: bool) -> Result<DirectFile> {
     }
 }
 
-/// A zeroed heap buffer aligned to [`DIRECT_ALIGN`], as O_DIRECT needs.
-pub struct AlignedBuf {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
-unsafe impl Send for AlignedBuf {}
-// SAFETY: shared references only allow reads, like &[u8].
-unsafe impl Sync for AlignedBuf {}
-
-impl AlignedBuf {
-    /// Allocates `len` zero bytes (rounded up to a multiple of [`DIRECT_ALIGN`], at least one block).
-    pub fn new(len: usize) -> Self {
-        let len = len.max(1).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-        let layout = Self::layout(len);
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
-        };
-        AlignedBuf { ptr, len }
-    }
-
-    fn layout(len: usize) -> Layout {
-        Layout::from_size_align(len, DIRECT_ALIGN)
-            .expect("len is a multiple of the alignment and fits isize")
-    }
-}
-
-impl Deref for AlignedBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: ptr is a live, initialised (zeroed) allocation of len bytes owned by self.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl DerefMut for AlignedBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in deref, and &mut self guarantees exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: ptr was allocated in `new` with exactly this layout and is freed once.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.len)) }
-    }
-}
-
 /// The node of partition `n` of `disk`: `/dev/sda`→`/dev/sda2`, `/dev/nvme0n1`→`/dev/nvme0n1p2`.
 pub fn partition_node(disk: &Path, n: u32) -> PathBuf {
     let s = disk.as_os_str().to_string_lossy();
@@ -552,179 +500,7 @@ pub fn wait_for_node(path: &Path, timeout: Duration) -> Result<()> {
 
 /// Test fixtures shared by the block-device modules: sparse files on loop devices.
 #[cfg(test)]
-pub(crate) mod testutil {
-    use std::path::{Path, PathBuf};
-    use std::time::Duration;
-
-    /// A loop device over a sparse temp file, detached (and the file removed) on drop.
-    pub struct Loop {
-        pub dev: PathBuf,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Loop {
-        /// A `size`-byte sparse file attached with `sector`-byte logical sectors.
-        pub fn new(size: u64, sector: u64) -> Loop {
-            let dir = tempfile::tempdir().unwrap();
-            let img = dir.path().join("disk.img");
-            std::fs::File::create(&img).unwrap().set_len(size).unwrap();
-            Self::attach(dir, &img, sector)
-        }
-
-        /// Attaches an existing file inside `dir`.
-        pub fn attach(dir: tempfile::TempDir, img: &Path, sector: u64) -> Loop {
-            let out = crate::runner::run(
-                "losetup",
-                [
-                    "-f".as_ref(),
-                    "--show".as_ref(),
-                    "--sector-size".as_ref(),
-                    sector.to_string().as_ref(),
-                    img.as_os_str(),
-                ],
-                Duration::from_secs(30),
-            )
-            .unwrap();
-            Loop {
-                dev: PathBuf::from(out.stdout.trim()),
-                _dir: dir,
-            }
-        }
-    }
-
-    impl Drop for Loop {
-        fn drop(&mut self) {
-            // Partitions added by BLKPG would keep the loop device busy.
-            if let Ok(f) = std::fs::File::open(&self.dev) {
-                for p in super::kernel_partitions(&self.dev).unwrap_or_default() {
-                    let _ = super::delete_partition(&f, p.number);
-                }
-            }
-            let _ = crate::runner::run(
-                "losetup",
-                ["-d".as_ref(), self.dev.as_os_str()],
-                Duration::from_secs(30),
-            );
-        }
-    }
-
-    /// Runs a checker tool and returns stdout+stderr, failing the test if it cannot start.
-    pub fn tool(prog: &str, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new(prog)
-            .args(args)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-}
+pub(crate) mod testutil;
 
 #[cfg(test)]
-mod tests {
-    use super::testutil::{tool, Loop};
-    use super::*;
-    use std::io::{Read, Seek, SeekFrom, Write};
-
-    #[test]
-    fn partition_node_names() {
-        let n = |d: &str, i| partition_node(Path::new(d), i).display().to_string();
-        assert_eq!(n("/dev/sda", 2), "/dev/sda2");
-        assert_eq!(n("/dev/vdb", 1), "/dev/vdb1");
-        assert_eq!(n("/dev/nvme0n1", 2), "/dev/nvme0n1p2");
-        assert_eq!(n("/dev/loop3", 2), "/dev/loop3p2");
-        assert_eq!(n("/dev/mmcblk0", 1), "/dev/mmcblk0p1");
-    }
-
-    #[test]
-    fn aligned_buf_is_aligned_zeroed_and_rounded() {
-        let mut b = AlignedBuf::new(5000);
-        assert_eq!(b.len(), 8192);
-        assert_eq!(b.as_ptr() as usize % DIRECT_ALIGN, 0);
-        assert!(b.iter().all(|&x| x == 0));
-        b[8191] = 7;
-        assert_eq!(b[8191], 7);
-    }
-
-    #[test]
-    fn sizes_and_sectors_of_loop_devices_and_files() {
-        for sector in [512u64, 4096] {
-            let lo = Loop::new(64 << 20, sector);
-            let f = File::open(&lo.dev).unwrap();
-            assert!(is_block_device(&lo.dev));
-            assert_eq!(size_bytes(&f).unwrap(), 64 << 20);
-            assert_eq!(logical_sector(&f).unwrap(), sector);
-            assert_eq!(logical_sector_of(&lo.dev).unwrap(), sector);
-            assert!(physical_sector(&f).unwrap() >= sector);
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        File::create(&p).unwrap().set_len(12345).unwrap();
-        let f = File::open(&p).unwrap();
-        assert_eq!(size_bytes(&f).unwrap(), 12345);
-        assert_eq!(logical_sector(&f).unwrap(), 512);
-        assert!(!is_block_device(&p));
-    }
-
-    #[test]
-    fn sync_partitions_creates_and_removes_nodes_with_right_sizes() {
-        let lo = Loop::new(64 << 20, 512);
-        sync_partitions(&lo.dev, &[(1, 1 << 20, 8 << 20), (2, 9 << 20, 4 << 20)]).unwrap();
-        for (n, size) in [(1, 8u64 << 20), (2, 4 << 20)] {
-            let node = partition_node(&lo.dev, n);
-            wait_for_node(&node, Duration::from_secs(10)).unwrap();
-            let (ok, out) = tool("blockdev", &["--getsize64", node.to_str().unwrap()]);
-            assert!(ok, "{out}");
-            assert_eq!(out.trim(), size.to_string());
-        }
-        // A second sync replaces the set: partition 2 goes away, 1 changes size.
-        sync_partitions(&lo.dev, &[(1, 1 << 20, 2 << 20)]).unwrap();
-        let parts = kernel_partitions(&lo.dev).unwrap();
-        assert_eq!(
-            parts,
-            vec![KernelPartition {
-                number: 1,
-                start_bytes: 1 << 20,
-                len_bytes: 2 << 20
-            }]
-        );
-        let gone = partition_node(&lo.dev, 2);
-        let e = wait_for_node(&gone, Duration::from_millis(300)).unwrap_err();
-        assert!(e.to_string().contains("did not appear"), "{e}");
-    }
-
-    #[test]
-    fn zero_out_discard_flush_and_direct_io() {
-        let lo = Loop::new(16 << 20, 512);
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&lo.dev)
-            .unwrap();
-        f.write_all(&[0xAB; 1 << 20]).unwrap();
-        flush(&f).unwrap();
-        zero_out(&f, 4096, 8192).unwrap();
-        let mut got = vec![0u8; 3 * 4096];
-        f.seek(SeekFrom::Start(0)).unwrap();
-        f.read_exact(&mut got).unwrap();
-        assert!(got[..4096].iter().all(|&b| b == 0xAB));
-        assert!(got[4096..].iter().all(|&b| b == 0));
-        match discard(&f, 0, 1 << 20) {
-            Ok(()) | Err(BlockError::Unsupported { .. }) => {}
-            Err(e) => panic!("discard: {e}"),
-        }
-        let mut d = open_direct(&lo.dev, true).unwrap();
-        assert!(d.direct, "a loop device accepts O_DIRECT");
-        let mut buf = AlignedBuf::new(4096);
-        buf.fill(0x5A);
-        d.file.seek(SeekFrom::Start(8192)).unwrap();
-        d.file.write_all(&buf).unwrap();
-        let mut rd = AlignedBuf::new(4096);
-        d.file.seek(SeekFrom::Start(8192)).unwrap();
-        d.file.read_exact(&mut rd).unwrap();
-        assert!(rd.iter().all(|&b| b == 0x5A));
-    }
-}
+mod tests;
