@@ -1,0 +1,565 @@
+//! Disk inventory (sysfs + libblkid) and selection by hints.
+//!
+//! The inventory reads sysfs for what the kernel knows (size, sectors, model,
+//! serial, partitions, holders) and libblkid for what is written on the disk
+//! (signatures, partition tables the kernel may not have parsed).
+
+pub mod probe;
+mod select;
+
+pub use select::{explain, select};
+
+use crate::blockdev;
+use crate::units::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// One block device with the attributes hints match on.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Disk {
+    /// `/dev/sda`, `/dev/nvme0n1`, `/dev/loop3`.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Logical sector size in bytes (512 or 4096).
+    pub logical_sector: u64,
+    /// Physical sector size in bytes.
+    pub physical_sector: u64,
+    /// Spinning disk (sysfs `queue/rotational`).
+    pub rotational: bool,
+    /// Removable medium (USB stick, card reader).
+    pub removable: bool,
+    /// The kernel marks it read-only.
+    pub read_only: bool,
+    /// Model string from sysfs, trimmed.
+    pub model: Option<String>,
+    /// Vendor string from sysfs, trimmed.
+    pub vendor: Option<String>,
+    /// Serial number (`device/serial`, or `serial` for virtio).
+    pub serial: Option<String>,
+    /// World Wide Name / WWID as sysfs gives it (`naa.…`, `eui.…`).
+    pub wwn: Option<String>,
+    /// `/dev/disk/by-path/…` names (empty when udev is absent and none can be derived).
+    pub by_path: Vec<String>,
+    /// Partitions the kernel knows, then those only the on-disk table lists.
+    pub partitions: Vec<PartitionInfo>,
+    /// Signatures libblkid finds on the whole device.
+    pub signatures: Vec<Signature>,
+    /// Kernel holders (`md127`, `dm-0`) of the disk or its partitions.
+    pub holders: Vec<String>,
+    /// Mount points of the disk or its partitions.
+    pub mounts: Vec<String>,
+}
+
+/// A partition of a disk, known to the kernel or only to the on-disk table.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PartitionInfo {
+    /// Device node (it may not exist when only the table knows the partition).
+    pub path: PathBuf,
+    /// Partition number.
+    pub number: u32,
+    /// Start, in logical sectors of the disk.
+    pub start_sector: u64,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Signatures libblkid finds inside the partition.
+    pub signatures: Vec<Signature>,
+}
+
+/// A signature found by libblkid (filesystem, RAID member, LUKS, partition table).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct Signature {
+    /// `ext4`, `crypto_LUKS`, `linux_raid_member`, `LVM2_member`, `gpt`, …
+    pub kind: String,
+    /// Filesystem or volume label.
+    pub label: Option<String>,
+    /// Filesystem, volume or partition-table UUID.
+    pub uuid: Option<String>,
+    /// Byte offset of the magic on the disk.
+    pub offset: Option<u64>,
+}
+
+/// Hints selecting one disk. Every given hint must match.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hints {
+    /// Device path, e.g. `/dev/sda` (symlinks such as `/dev/disk/by-id/…` are resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// A `/dev/disk/by-path` name, with or without that prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_path: Option<String>,
+    /// Serial number, exact after trimming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// World Wide Name; `0x`, `naa.`, `eui.` prefixes and case are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn: Option<String>,
+    /// Model, case-insensitive, after trimming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Vendor, case-insensitive, after trimming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// Smallest acceptable size (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<Bytes>,
+    /// Largest acceptable size (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<Bytes>,
+    /// Spinning (true) or solid-state (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotational: Option<bool>,
+    /// Of the disks matching every other hint, take the smallest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smallest: bool,
+}
+
+/// Why selection failed; the message lists every candidate and why it did or did not match.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("no disk matches {hints}:\n{candidates}")]
+    NoMatch { hints: String, candidates: String },
+    #[error("{count} disks match {hints}; add a hint that tells them apart (serial, wwn, by_path):\n{candidates}")]
+    Ambiguous {
+        hints: String,
+        count: usize,
+        candidates: String,
+    },
+}
+
+/// Errors reading the inventory.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("reading {path}: {source}")]
+    Sysfs {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("probing {path} with libblkid: {msg}")]
+    Probe { path: String, msg: String },
+}
+
+/// Lists the block devices this machine has (whole disks; no partitions, ram, zram,
+/// dm or md devices, optical drives; loop devices only when they have a backing file).
+pub fn inventory() -> Result<Vec<Disk>, InventoryError> {
+    let dir = Path::new("/sys/block");
+    let entries = fs::read_dir(dir).map_err(|source| sysfs_err(dir, source))?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let ctx = Context::load();
+    let mut disks = Vec::new();
+    for name in names.iter().filter(|n| is_candidate(n)) {
+        // One unreadable device (a busy or fenced disk) must not hide all the others.
+        match read_disk(name, &ctx) {
+            Ok(Some(d)) => disks.push(d),
+            Ok(None) => {}
+            Err(e) => {
+                crate::runner::log::warn(&format!("skipping /dev/{name} in the inventory: {e}"))
+            }
+        }
+    }
+    Ok(disks)
+}
+
+/// The inventory of specific devices (symlinks resolved), e.g. a `--candidates` list.
+pub fn inventory_paths(paths: &[PathBuf]) -> Result<Vec<Disk>, InventoryError> {
+    let ctx = Context::load();
+    let mut disks = Vec::new();
+    for p in paths {
+        let name = blockdev::sysfs_name(p).map_err(|e| InventoryError::Probe {
+            path: p.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        match read_disk(&name, &ctx)? {
+            Some(d) => disks.push(d),
+            None => {
+                return Err(InventoryError::Probe {
+                    path: p.display().to_string(),
+                    msg: "not a usable whole disk (empty, or a loop device without a backing file)"
+                        .into(),
+                })
+            }
+        }
+    }
+    Ok(disks)
+}
+
+fn sysfs_err(path: &Path, source: std::io::Error) -> InventoryError {
+    InventoryError::Sysfs {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Whether a `/sys/block` name can be a target disk at all.
+fn is_candidate(name: &str) -> bool {
+    !["ram", "zram", "dm-", "md", "sr", "fd", "zd"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// What the whole machine knows once: mounts and swaps by device number, by-path and by-id links.
+struct Context {
+    mounts: HashMap<u64, Vec<String>>,
+    by_path: HashMap<u64, Vec<String>>,
+}
+
+impl Context {
+    fn load() -> Context {
+        let mut mounts: HashMap<u64, Vec<String>> = HashMap::new();
+        for line in fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+        {
+            let f: Vec<&str> = line.split(' ').collect();
+            let (Some(devno), Some(mp)) = (f.get(2), f.get(4)) else {
+                continue;
+            };
+            let Some((maj, min)) = devno.split_once(':') else {
+                continue;
+            };
+            let (Ok(maj), Ok(min)) = (maj.parse::<u32>(), min.parse::<u32>()) else {
+                continue;
+            };
+            mounts
+                .entry(libc::makedev(maj, min))
+                .or_default()
+                .push(unescape_mount(mp));
+        }
+        for line in fs::read_to_string("/proc/swaps")
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            if let Some(dev) = line.split_whitespace().next() {
+                if let Ok(md) = fs::metadata(dev) {
+                    if md.file_type().is_block_device() {
+                        mounts.entry(md.rdev()).or_default().push("[swap]".into());
+                    }
+                }
+            }
+        }
+        let mut by_path: HashMap<u64, Vec<String>> = HashMap::new();
+        if let Ok(rd) = fs::read_dir("/dev/disk/by-path") {
+            for e in rd.flatten() {
+                if let Ok(md) = fs::metadata(e.path()) {
+                    by_path
+                        .entry(md.rdev())
+                        .or_default()
+                        .push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        Context { mounts, by_path }
+    }
+}
+
+/// mountinfo escapes spaces and such as `\040`.
+fn unescape_mount(s: &str) -> String {
+    let mut out = String::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push(
+                u8::from_str_radix(&s[i + 1..i + 4], 8)
+                    .map(char::from)
+                    .unwrap_or('?'),
+            );
+            i += 4;
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn read_opt(path: &Path) -> Option<String> {
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn read_u64(path: &Path) -> Result<u64, InventoryError> {
+    let s = fs::read_to_string(path).map_err(|source| sysfs_err(path, source))?;
+    s.trim().parse().map_err(|_| {
+        sysfs_err(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number"),
+        )
+    })
+}
+
+fn list_dir(path: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn devno(sys: &Path) -> Option<u64> {
+    let s = read_opt(&sys.join("dev"))?;
+    let (maj, min) = s.split_once(':')?;
+    Some(libc::makedev(maj.parse().ok()?, min.parse().ok()?))
+}
+
+/// A World Wide Name as hints compare it: lower case, without `0x`, `naa.`, `eui.` prefixes.
+pub fn normalize_wwn(w: &str) -> String {
+    let w = w.trim().to_ascii_lowercase();
+    ["0x", "naa.", "eui.", "wwn-0x"]
+        .iter()
+        .fold(w, |w, p| w.strip_prefix(p).map(str::to_string).unwrap_or(w))
+}
+
+/// The by-path name udev would give, derived from the sysfs device path, for the buses
+/// where that is unambiguous (virtio-blk, NVMe on PCI); None otherwise.
+fn derive_by_path(name: &str, sys: &Path) -> Option<String> {
+    let real = fs::canonicalize(sys).ok()?;
+    let comps: Vec<String> = real
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let is_pci_addr = |c: &str| {
+        c.len() == 12
+            && c.as_bytes()[4] == b':'
+            && c.as_bytes()[7] == b':'
+            && c.as_bytes()[10] == b'.'
+    };
+    let pci = comps.iter().rev().find(|c| is_pci_addr(c))?;
+    if comps.iter().any(|c| c.starts_with("virtio")) && name.starts_with("vd") {
+        return Some(format!("pci-{pci}"));
+    }
+    if name.starts_with("nvme") {
+        let nsid = read_opt(&sys.join("nsid"))
+            .or_else(|| name.rsplit_once('n').map(|(_, n)| n.to_string()))?;
+        return Some(format!("pci-{pci}-nvme-{nsid}"));
+    }
+    None
+}
+
+fn probe_err(path: &Path, msg: String) -> InventoryError {
+    InventoryError::Probe {
+        path: path.display().to_string(),
+        msg,
+    }
+}
+
+/// Reads one `/sys/block/<name>` disk; None when it is not a usable disk.
+fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> {
+    let sys = Path::new("/sys/block").join(name);
+    if name.starts_with("loop") && !sys.join("loop/backing_file").exists() {
+        return Ok(None);
+    }
+    let size_bytes = read_u64(&sys.join("size"))? * 512;
+    if size_bytes == 0 {
+        return Ok(None);
+    }
+    let path = Path::new("/dev").join(name);
+    let dev = sys.join("device");
+    let wwn = read_opt(&sys.join("wwid")).or_else(|| read_opt(&dev.join("wwid")));
+    let mut by_path = devno(&sys)
+        .and_then(|d| ctx.by_path.get(&d).cloned())
+        .unwrap_or_default();
+    if by_path.is_empty() {
+        by_path.extend(derive_by_path(name, &sys));
+    }
+    let mut disk = Disk {
+        path: path.clone(),
+        size_bytes,
+        logical_sector: read_u64(&sys.join("queue/logical_block_size"))?,
+        physical_sector: read_u64(&sys.join("queue/physical_block_size"))?,
+        rotational: read_opt(&sys.join("queue/rotational")).as_deref() == Some("1"),
+        removable: read_opt(&sys.join("removable")).as_deref() == Some("1"),
+        read_only: read_opt(&sys.join("ro")).as_deref() == Some("1"),
+        model: read_opt(&dev.join("model")),
+        vendor: read_opt(&dev.join("vendor")),
+        serial: read_opt(&dev.join("serial")).or_else(|| read_opt(&sys.join("serial"))),
+        wwn,
+        by_path,
+        ..Disk::default()
+    };
+    let mut devnos: Vec<u64> = devno(&sys).into_iter().collect();
+    disk.holders = list_dir(&sys.join("holders"));
+
+    // Kernel partitions first, then those only the on-disk table knows (this host's
+    // kernel parses no GPT, and a fresh image's table may not be read yet).
+    let file = File::open(&path).map_err(|e| probe_err(&path, format!("opening: {e}")))?;
+    for part in list_dir(&sys)
+        .into_iter()
+        .filter(|p| p.starts_with(name) && sys.join(p).join("partition").exists())
+    {
+        let psys = sys.join(&part);
+        let start512 = read_u64(&psys.join("start"))?;
+        let ppath = Path::new("/dev").join(&part);
+        let area = probe::Area {
+            offset: start512 * 512,
+            size: Some(read_u64(&psys.join("size"))? * 512),
+        };
+        disk.partitions.push(PartitionInfo {
+            path: ppath.clone(),
+            number: read_u64(&psys.join("partition"))? as u32,
+            start_sector: start512 * 512 / disk.logical_sector,
+            size_bytes: area.size.unwrap_or(0),
+            signatures: probe::signatures(&file, &path, area).map_err(|m| probe_err(&ppath, m))?,
+        });
+        devnos.extend(devno(&psys));
+        disk.holders.extend(list_dir(&psys.join("holders")));
+    }
+    for tp in probe::table_partitions(&file, &path).map_err(|m| probe_err(&path, m))? {
+        if disk.partitions.iter().any(|p| p.number == tp.number) {
+            continue;
+        }
+        let area = probe::Area {
+            offset: tp.start_bytes,
+            size: Some(tp.len_bytes),
+        };
+        disk.partitions.push(PartitionInfo {
+            path: blockdev::partition_node(&path, tp.number),
+            number: tp.number,
+            start_sector: tp.start_bytes / disk.logical_sector,
+            size_bytes: tp.len_bytes,
+            signatures: probe::signatures(&file, &path, area).map_err(|m| probe_err(&path, m))?,
+        });
+    }
+    disk.partitions.sort_by_key(|p| p.number);
+    disk.signatures =
+        probe::signatures(&file, &path, probe::Area::WHOLE).map_err(|m| probe_err(&path, m))?;
+    disk.holders.sort();
+    disk.holders.dedup();
+    for d in devnos {
+        disk.mounts
+            .extend(ctx.mounts.get(&d).into_iter().flatten().cloned());
+    }
+    Ok(Some(disk))
+}
+
+impl Disk {
+    /// `/dev/disk/by-path` name(s), comma-separated, or `-`.
+    pub fn by_path_display(&self) -> String {
+        if self.by_path.is_empty() {
+            "-".into()
+        } else {
+            self.by_path.join(",")
+        }
+    }
+
+    /// The serial number, or `-`.
+    pub fn serial_display(&self) -> String {
+        self.serial.clone().unwrap_or_else(|| "-".into())
+    }
+
+    /// One-line summary: `/dev/sdb 500.0 GiB serial SN-B`.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{} {}", self.path.display(), Bytes(self.size_bytes).human());
+        if let Some(m) = &self.model {
+            s += &format!(" model {m}");
+        }
+        if let Some(sn) = &self.serial {
+            s += &format!(" serial {sn}");
+        }
+        s
+    }
+}
+
+fn sig_list(sigs: &[Signature]) -> Vec<String> {
+    sigs.iter().map(|s| s.kind.clone()).collect()
+}
+
+/// The `imprint disks` table: one line per disk with what hints match on and what is on it.
+pub fn render_table(disks: &[Disk]) -> String {
+    let header = [
+        "PATH",
+        "SIZE",
+        "SECTOR",
+        "ROT",
+        "MODEL",
+        "SERIAL",
+        "WWN",
+        "PARTS",
+        "SIGNATURES",
+        "HOLDERS",
+        "MOUNTS",
+        "BY-PATH",
+    ];
+    let dash = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    let rows: Vec<Vec<String>> = disks
+        .iter()
+        .map(|d| {
+            let mut sigs = sig_list(&d.signatures);
+            for p in &d.partitions {
+                sigs.extend(
+                    sig_list(&p.signatures)
+                        .into_iter()
+                        .map(|k| format!("{}:{k}", p.number)),
+                );
+            }
+            vec![
+                d.path.display().to_string(),
+                Bytes(d.size_bytes).human(),
+                format!("{}/{}", d.logical_sector, d.physical_sector),
+                if d.rotational { "yes" } else { "no" }.into(),
+                d.model
+                    .clone()
+                    .unwrap_or_else(|| "-".into())
+                    .replace(' ', "_"),
+                d.serial_display(),
+                d.wwn.clone().unwrap_or_else(|| "-".into()),
+                d.partitions.len().to_string(),
+                dash(sigs),
+                dash(d.holders.clone()),
+                dash(d.mounts.clone()),
+                d.by_path_display(),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        s.truncate(s.trim_end().len());
+        s + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out += &line(r);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,354 @@
+//! The on-disk GPT: writing a planned table, reading one back, and the fix-ups a
+//! whole-disk image needs (backup header at the real end, grow, append).
+
+use super::{Geometry, PartitionError, ALIGN_BYTES};
+use crate::blockdev;
+use crate::plan::PartitionPlan;
+use crate::units::Bytes;
+use gpt::disk::LogicalBlockSize;
+use gpt::mbr::ProtectiveMBR;
+use gpt::partition::Partition;
+use gpt::partition_types::{OperatingSystem, Type};
+use gpt::{GptConfig, GptDisk};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// The disk GUID of a GPT.
+pub type DiskGuid = uuid::Uuid;
+
+/// How long a partition node may take to appear after the kernel was told.
+const NODE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn io_err(what: &str, disk: &Path, e: impl std::fmt::Display) -> PartitionError {
+    PartitionError::Io(format!("{what} {}: {e}", disk.display()))
+}
+
+/// Opens `disk` read-write and returns it with its size and logical sector size.
+fn open_disk(disk: &Path) -> Result<(File, u64, u64), PartitionError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .map_err(|e| io_err("opening", disk, e))?;
+    let size = blockdev::size_bytes(&f).map_err(|e| PartitionError::Io(e.to_string()))?;
+    let sector = blockdev::logical_sector(&f).map_err(|e| PartitionError::Io(e.to_string()))?;
+    Ok((f, size, sector))
+}
+
+fn lb_size(disk: &Path, sector: u64) -> Result<LogicalBlockSize, PartitionError> {
+    LogicalBlockSize::try_from(sector)
+        .map_err(|e| io_err("sector size of", disk, format!("{sector}: {e}")))
+}
+
+fn gpt_type(guid: &str) -> Result<Type, PartitionError> {
+    let guid = uuid::Uuid::parse_str(guid).map_err(|e| {
+        PartitionError::Layout(format!("partition type {guid:?} is not a GUID: {e}"))
+    })?;
+    Ok(Type {
+        guid,
+        os: OperatingSystem::None,
+    })
+}
+
+/// The protective MBR for a disk of `total_lba` sectors (capped as the spec says).
+fn protective_mbr(total_lba: u64) -> ProtectiveMBR {
+    ProtectiveMBR::with_lb_size(u32::try_from(total_lba - 1).unwrap_or(u32::MAX))
+}
+
+/// Tells the kernel the table in `parts` and waits for every partition node.
+fn publish(disk: &Path, sector: u64, parts: &[PartitionPlan]) -> Result<(), PartitionError> {
+    let ranges: Vec<(u32, u64, u64)> = parts
+        .iter()
+        .map(|p| {
+            (
+                p.number,
+                p.first_lba * sector,
+                (p.last_lba - p.first_lba + 1) * sector,
+            )
+        })
+        .collect();
+    blockdev::sync_partitions(disk, &ranges).map_err(|e| PartitionError::Io(e.to_string()))?;
+    for p in parts {
+        blockdev::wait_for_node(&p.path, NODE_TIMEOUT)
+            .map_err(|e| PartitionError::Io(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn plan_of(disk: &Path, number: u32, p: &Partition) -> PartitionPlan {
+    PartitionPlan {
+        name: if p.name.is_empty() {
+            format!("part{number}")
+        } else {
+            p.name.clone()
+        },
+        number,
+        label: p.name.clone(),
+        type_guid: p
+            .part_type_guid
+            .guid
+            .hyphenated()
+            .to_string()
+            .to_ascii_uppercase(),
+        first_lba: p.first_lba,
+        last_lba: p.last_lba,
+        path: blockdev::partition_node(disk, number),
+    }
+}
+
+/// Writes a new GPT (protective MBR, primary and backup headers and entries) holding
+/// exactly `parts`, then tells the kernel and waits for the partition nodes.
+pub fn write_table(
+    disk: &Path,
+    logical_sector: u64,
+    parts: &[PartitionPlan],
+) -> Result<DiskGuid, PartitionError> {
+    let (mut f, size, sector) = open_disk(disk)?;
+    if sector != logical_sector {
+        return Err(PartitionError::Layout(format!(
+            "{} has {sector}-byte logical sectors, but the plan was made for {logical_sector}; plan again",
+            disk.display()
+        )));
+    }
+    let geo = Geometry::new(size, sector)?;
+    let lb = lb_size(disk, sector)?;
+    let dup = f.try_clone().map_err(|e| io_err("opening", disk, e))?;
+    let mut gpt = GptConfig::new()
+        .writable(true)
+        .logical_block_size(lb)
+        .create_from_device(dup, None)
+        .map_err(|e| io_err("creating a GPT on", disk, e))?;
+    for p in parts {
+        if p.first_lba < geo.first_usable
+            || p.last_lba > geo.last_usable
+            || p.last_lba < p.first_lba
+        {
+            return Err(PartitionError::Layout(format!(
+                "partition {} ({}) spans LBA {}..{}, outside the usable {}..{} of {}",
+                p.number,
+                p.name,
+                p.first_lba,
+                p.last_lba,
+                geo.first_usable,
+                geo.last_usable,
+                disk.display()
+            )));
+        }
+        gpt.add_partition_at(
+            &p.label,
+            p.number,
+            p.first_lba,
+            p.last_lba - p.first_lba + 1,
+            gpt_type(&p.type_guid)?,
+            0,
+        )
+        .map_err(|e| {
+            io_err(
+                &format!("adding partition {} ({}) to", p.number, p.name),
+                disk,
+                e,
+            )
+        })?;
+    }
+    let guid = *gpt.guid();
+    protective_mbr(size / sector)
+        .overwrite_lba0(&mut f)
+        .map_err(|e| io_err("writing the protective MBR of", disk, e))?;
+    gpt.write_inplace()
+        .map_err(|e| io_err("writing the GPT of", disk, e))?;
+    blockdev::flush(&f).map_err(|e| PartitionError::Io(e.to_string()))?;
+    drop(gpt);
+    drop(f);
+    publish(disk, sector, parts)?;
+    Ok(guid)
+}
+
+/// Opens the GPT of `disk` (primary header, or the backup if the primary is damaged).
+/// An opened GPT with the disk file, its size in bytes and its logical sector size.
+type OpenGpt = (GptDisk<File>, File, u64, u64);
+
+fn open_gpt(disk: &Path) -> Result<Option<OpenGpt>, PartitionError> {
+    let (f, size, sector) = open_disk(disk)?;
+    let lb = lb_size(disk, sector)?;
+    let dup = f.try_clone().map_err(|e| io_err("opening", disk, e))?;
+    match GptConfig::new()
+        .writable(true)
+        .logical_block_size(lb)
+        .open_from_device(dup)
+    {
+        Ok(g) => Ok(Some((g, f, size, sector))),
+        Err(gpt::GptError::Header(_)) => Ok(None),
+        Err(e) => Err(io_err("reading the GPT of", disk, e)),
+    }
+}
+
+/// The used partitions of a GPT, refusing tables with numbering gaps: the gpt crate
+/// would renumber them when writing, and an image's fstab may name `/dev/sda4`.
+fn contiguous(disk: &Path, g: &GptDisk<File>) -> Result<BTreeMap<u32, Partition>, PartitionError> {
+    let parts: BTreeMap<u32, Partition> = g
+        .partitions()
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(k, p)| (*k, p.clone()))
+        .collect();
+    if parts.keys().copied().ne(1..=parts.len() as u32) {
+        return Err(PartitionError::Layout(format!(
+            "the GPT of {} numbers its partitions with gaps ({:?}); imprint cannot rewrite it without renumbering",
+            disk.display(),
+            parts.keys().collect::<Vec<_>>()
+        )));
+    }
+    Ok(parts)
+}
+
+/// Writes `g` (with `parts`) back, recomputing both headers for the disk's real size.
+fn rewrite(
+    disk: &Path,
+    mut g: GptDisk<File>,
+    f: &File,
+    parts: BTreeMap<u32, Partition>,
+) -> Result<(), PartitionError> {
+    g.update_partitions(parts)
+        .map_err(|e| io_err("updating the GPT of", disk, e))?;
+    g.write_inplace()
+        .map_err(|e| io_err("writing the GPT of", disk, e))?;
+    blockdev::flush(f).map_err(|e| PartitionError::Io(e.to_string()))
+}
+
+/// Reads the GPT of `disk` as placed partitions (name = label, or `partN`).
+pub fn read_table(disk: &Path) -> Result<Vec<PartitionPlan>, PartitionError> {
+    let Some((g, _, _, _)) = open_gpt(disk)? else {
+        return Err(PartitionError::Io(format!("{} has no GPT", disk.display())));
+    };
+    Ok(g.partitions()
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(n, p)| plan_of(disk, *n, p))
+        .collect())
+}
+
+/// After a whole-disk image: moves the backup header and entries to the real end of
+/// the disk and raises last_usable_lba. Ok(false) if the disk has no GPT or it is
+/// already in place.
+pub fn relocate_backup_gpt(disk: &Path) -> Result<bool, PartitionError> {
+    let Some((g, mut f, size, sector)) = open_gpt(disk)? else {
+        return Ok(false);
+    };
+    Geometry::new(size, sector)?;
+    let h = g.header().clone();
+    let end_lba = size / sector - 1;
+    if h.backup_lba == end_lba && g.backup_header().is_ok() {
+        return Ok(false);
+    }
+    let parts = contiguous(disk, &g)?;
+    // The stale backup (entries + header) in the middle of the disk would confuse tools
+    // that scan for headers; it lies beyond the old last_usable, so no partition holds it.
+    if h.backup_lba < end_lba && h.last_usable < h.backup_lba {
+        let from = (h.last_usable + 1) * sector;
+        let len = (h.backup_lba - h.last_usable) * sector;
+        f.seek(SeekFrom::Start(from))
+            .map_err(|e| io_err("seeking on", disk, e))?;
+        f.write_all(&vec![0u8; len as usize])
+            .map_err(|e| io_err("erasing the old backup GPT of", disk, e))?;
+    }
+    let old_mbr = ProtectiveMBR::from_disk(&mut f, lb_size(disk, sector)?).ok();
+    let plain_protective = old_mbr.as_ref().is_some_and(|m| {
+        m.partition(0).is_some_and(|p| p.os_type == 0xEE)
+            && (1..4).all(|i| m.partition(i).is_some_and(|p| p.os_type == 0))
+    });
+    rewrite(disk, g, &f, parts)?;
+    if plain_protective {
+        // Keep the image's boot code: only the partition records change.
+        protective_mbr(size / sector)
+            .update_conservative(&mut f)
+            .map_err(|e| io_err("updating the MBR of", disk, e))?;
+        blockdev::flush(&f).map_err(|e| PartitionError::Io(e.to_string()))?;
+    }
+    let table = read_table(disk)?;
+    drop(f);
+    publish(disk, sector, &table)?;
+    Ok(true)
+}
+
+/// Extends the partition that ends last to the end of the usable space.
+/// Returns its number and new size in bytes, or None if it already reaches the end.
+pub fn grow_last_partition(disk: &Path) -> Result<Option<(u32, u64)>, PartitionError> {
+    let Some((g, f, _, sector)) = open_gpt(disk)? else {
+        return Err(PartitionError::Io(format!(
+            "{} has no GPT; there is no partition to grow",
+            disk.display()
+        )));
+    };
+    let mut parts = contiguous(disk, &g)?;
+    let last_usable = g.header().last_usable;
+    let Some((&n, _)) = parts.iter().max_by_key(|(_, p)| p.last_lba) else {
+        return Ok(None);
+    };
+    let p = parts.get_mut(&n).expect("key from the map");
+    if p.last_lba >= last_usable {
+        return Ok(None);
+    }
+    p.last_lba = last_usable;
+    let new_size = (p.last_lba - p.first_lba + 1) * sector;
+    rewrite(disk, g, &f, parts)?;
+    drop(f);
+    publish(disk, sector, &read_table(disk)?)?;
+    Ok(Some((n, new_size)))
+}
+
+/// Adds a partition of `size_bytes` after the last one, 1 MiB aligned (the configdrive
+/// after an image), tells the kernel and waits for its node.
+pub fn append_partition(
+    disk: &Path,
+    size_bytes: u64,
+    type_guid: &str,
+    label: &str,
+) -> Result<PartitionPlan, PartitionError> {
+    let Some((g, f, size, sector)) = open_gpt(disk)? else {
+        return Err(PartitionError::Io(format!(
+            "{} has no GPT to append a partition to",
+            disk.display()
+        )));
+    };
+    let mut parts = contiguous(disk, &g)?;
+    let h = g.header();
+    let align = ALIGN_BYTES / sector;
+    let after = parts
+        .values()
+        .map(|p| p.last_lba + 1)
+        .max()
+        .unwrap_or(h.first_usable)
+        .max(h.first_usable);
+    let first = after.div_ceil(align) * align;
+    let len = size_bytes.div_ceil(sector).max(1);
+    if first + len - 1 > h.last_usable {
+        return Err(PartitionError::Layout(format!(
+            "a {} partition '{label}' does not fit after the last partition of {}: {} left of {}",
+            Bytes(size_bytes),
+            disk.display(),
+            Bytes((h.last_usable + 1).saturating_sub(first) * sector).human(),
+            Bytes(size).human()
+        )));
+    }
+    let number = parts.len() as u32 + 1;
+    let new = Partition {
+        part_type_guid: gpt_type(type_guid)?,
+        part_guid: uuid::Uuid::new_v4(),
+        first_lba: first,
+        last_lba: first + len - 1,
+        flags: 0,
+        name: label.to_string(),
+    };
+    let plan = plan_of(disk, number, &new);
+    parts.insert(number, new);
+    rewrite(disk, g, &f, parts)?;
+    drop(f);
+    publish(disk, sector, &read_table(disk)?)?;
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,202 @@
+//! Real GPTs on loop devices, checked by sgdisk and blockdev.
+
+use super::*;
+use crate::blockdev::testutil::{tool, Loop};
+use crate::partition::{place, type_guid, PartitionRequest};
+use crate::units::MIB;
+use std::io::Read;
+
+fn req(name: &str, ty: &str, size: &str) -> PartitionRequest {
+    PartitionRequest {
+        name: name.into(),
+        label: name.into(),
+        type_guid: type_guid(ty).unwrap(),
+        size: size.parse().unwrap(),
+    }
+}
+
+fn sgdisk_verify_clean(dev: &Path) {
+    let (ok, out) = tool("sgdisk", &["-v", dev.to_str().unwrap()]);
+    assert!(
+        ok && out.contains("No problems found"),
+        "sgdisk -v {}:\n{out}",
+        dev.display()
+    );
+}
+
+fn getsize64(dev: &Path) -> u64 {
+    let (ok, out) = tool("blockdev", &["--getsize64", dev.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    out.trim().parse().unwrap()
+}
+
+fn read_at(dev: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut f = File::open(dev).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut b = vec![0u8; len];
+    f.read_exact(&mut b).unwrap();
+    b
+}
+
+#[test]
+fn write_table_512_and_4096_is_clean_for_sgdisk_and_makes_nodes() {
+    for sector in [512u64, 4096] {
+        let lo = Loop::new(128 * MIB, sector);
+        let reqs = [
+            req("bios", "bios-boot", "1MiB"),
+            req("esp", "esp", "32MiB"),
+            req("root", "linux", "rest"),
+        ];
+        let plan = place(&lo.dev, 128 * MIB, sector, &reqs).unwrap();
+        let guid = write_table(&lo.dev, sector, &plan).unwrap();
+
+        sgdisk_verify_clean(&lo.dev);
+        let (ok, out) = tool("sgdisk", &["-p", lo.dev.to_str().unwrap()]);
+        assert!(ok, "{out}");
+        assert!(
+            out.to_uppercase()
+                .contains(&guid.to_string().to_uppercase()),
+            "disk GUID in:\n{out}"
+        );
+        assert!(
+            out.contains(&format!("Sector size (logical/physical): {sector}/")),
+            "{out}"
+        );
+        for (p, code) in plan.iter().zip(["EF02", "EF00", "8300"]) {
+            let line = out
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(&p.number.to_string()))
+                .unwrap_or_else(|| panic!("partition {} in:\n{out}", p.number));
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(cols[1], p.first_lba.to_string(), "{line}");
+            assert_eq!(cols[2], p.last_lba.to_string(), "{line}");
+            assert_eq!(cols[5], code, "{line}");
+            assert_eq!(cols[6], p.label, "{line}");
+            assert!(
+                crate::blockdev::is_block_device(&p.path),
+                "{} exists",
+                p.path.display()
+            );
+            assert_eq!(getsize64(&p.path), (p.last_lba - p.first_lba + 1) * sector);
+        }
+        let back = read_table(&lo.dev).unwrap();
+        assert_eq!(back, plan, "read_table returns what was written");
+    }
+}
+
+#[test]
+fn write_table_refuses_a_plan_for_another_sector_size() {
+    let lo = Loop::new(64 * MIB, 4096);
+    let plan = place(&lo.dev, 64 * MIB, 512, &[req("a", "linux", "1MiB")]).unwrap();
+    let e = write_table(&lo.dev, 512, &plan).unwrap_err().to_string();
+    assert!(e.contains("4096") && e.contains("512"), "{e}");
+}
+
+/// A 64 MiB disk image (made by sgdisk, not by us) written to a 256 MiB disk.
+fn imaged_disk() -> Loop {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("image.raw");
+    File::create(&img).unwrap().set_len(64 * MIB).unwrap();
+    let (ok, out) = tool(
+        "sgdisk",
+        &[
+            "-n",
+            "1:2048:+40M",
+            "-t",
+            "1:8300",
+            "-c",
+            "1:rootfs",
+            img.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    let lo = Loop::new(256 * MIB, 512);
+    let (ok, out) = tool(
+        "dd",
+        &[
+            &format!("if={}", img.display()),
+            &format!("of={}", lo.dev.display()),
+            "bs=1M",
+            "conv=notrunc,fsync",
+        ],
+    );
+    assert!(ok, "{out}");
+    lo
+}
+
+#[test]
+fn disk_image_relocate_append_and_grow() {
+    let lo = imaged_disk();
+    let total = 256 * MIB / 512;
+    // Before: sgdisk sees the backup header in the wrong place.
+    let (_, out) = tool("sgdisk", &["-v", lo.dev.to_str().unwrap()]);
+    assert!(
+        !out.contains("No problems found"),
+        "the raw image is not yet clean:\n{out}"
+    );
+
+    assert!(relocate_backup_gpt(&lo.dev).unwrap(), "relocated");
+    sgdisk_verify_clean(&lo.dev);
+    assert_eq!(
+        &read_at(&lo.dev, (total - 1) * 512, 8),
+        b"EFI PART",
+        "backup header at the last LBA"
+    );
+    assert!(
+        read_at(&lo.dev, 64 * MIB - 512, 512)
+            .iter()
+            .all(|&b| b == 0),
+        "old backup header erased"
+    );
+    let (_, out) = tool("sgdisk", &["-p", lo.dev.to_str().unwrap()]);
+    assert!(
+        out.contains(&format!("last usable sector is {}", total - 34)),
+        "{out}"
+    );
+    assert!(
+        !relocate_backup_gpt(&lo.dev).unwrap(),
+        "second call is a no-op"
+    );
+    assert!(crate::blockdev::is_block_device(
+        &crate::blockdev::partition_node(&lo.dev, 1)
+    ));
+
+    let cd = append_partition(&lo.dev, 16 * MIB, &type_guid("linux").unwrap(), "config-2").unwrap();
+    sgdisk_verify_clean(&lo.dev);
+    assert_eq!(cd.number, 2);
+    assert_eq!(
+        cd.first_lba,
+        2048 + 40 * 2048,
+        "right after partition 1, aligned"
+    );
+    assert_eq!(getsize64(&cd.path), 16 * MIB);
+    let (_, out) = tool("sgdisk", &["-i", "2", lo.dev.to_str().unwrap()]);
+    assert!(out.contains("config-2"), "{out}");
+
+    let (n, size) = grow_last_partition(&lo.dev).unwrap().unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(size, (total - 34 - cd.first_lba + 1) * 512);
+    sgdisk_verify_clean(&lo.dev);
+    assert_eq!(
+        getsize64(&cd.path),
+        size,
+        "the kernel sees the grown partition"
+    );
+    assert_eq!(
+        grow_last_partition(&lo.dev).unwrap(),
+        None,
+        "already at the end"
+    );
+
+    let e = append_partition(&lo.dev, MIB, &type_guid("linux").unwrap(), "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not fit") && e.contains("'x'"), "{e}");
+}
+
+#[test]
+fn relocate_without_gpt_is_a_no_op() {
+    let lo = Loop::new(64 * MIB, 512);
+    assert!(!relocate_backup_gpt(&lo.dev).unwrap());
+    assert!(read_table(&lo.dev).is_err());
+}
