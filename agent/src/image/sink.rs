@@ -57,20 +57,26 @@ impl Sink {
         let ft = meta.file_type();
         let (file, tail, kind) = if ft.is_block_device() {
             // O_EXCL on a block device: refuse one that is mounted or held by md/dm.
+            // The claim belongs to the first open, so the direct handle takes it and
+            // the buffered one (for unaligned tails) joins without it.
             let open = |flags: i32| {
                 OpenOptions::new()
                     .write(true)
-                    .custom_flags(libc::O_EXCL | flags)
+                    .custom_flags(flags)
                     .open(path)
             };
-            let buffered = open(0).map_err(|e| {
+            let in_use = |e: io::Error| {
                 target(format!(
                     "opening for writing (is it mounted or in use?): {e}"
                 ))
-            })?;
-            let (file, tail) = match open(libc::O_DIRECT) {
-                Ok(direct) => (direct, Some(buffered)),
-                Err(_) => (buffered, None),
+            };
+            let (file, tail) = match open(libc::O_EXCL | libc::O_DIRECT) {
+                Ok(direct) => (direct, Some(open(0).map_err(in_use)?)),
+                // EINVAL: this device (or its driver) does not do direct I/O.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    (open(libc::O_EXCL).map_err(in_use)?, None)
+                }
+                Err(e) => return Err(in_use(e)),
             };
             let size = (&file)
                 .seek(SeekFrom::End(0))

@@ -226,6 +226,10 @@ fn each_compression_decodes_identically_onto_loop_devices() {
                 target_path: lo.dev.clone(),
                 grow: false,
             };
+            assert!(
+                sink::Sink::open(&lo.dev).unwrap().is_direct(),
+                "loop devices take O_DIRECT"
+            );
             let o = write_image(&plan, &fast()).unwrap();
             check_outcome(&o, c, served, alg);
             assert!(
@@ -462,6 +466,20 @@ fn a_mirror_resumes_where_the_previous_one_dropped() {
     .unwrap();
     assert_eq!(o.url_used, b);
     assert!(std::fs::read(&target).unwrap() == f.raw);
+    let to_b: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/b.zst")
+        .collect();
+    assert_eq!(to_b.len(), 1);
+    assert_eq!(
+        to_b[0].range.as_deref(),
+        Some(&*format!("bytes={}-", 3 * MIB))
+    );
+    assert_eq!(
+        to_b[0].if_range, None,
+        "another server's validator is not sent"
+    );
 }
 
 #[test]
@@ -763,4 +781,33 @@ fn other_formats_are_refused_by_write_image() {
         write_image(&plan, &fast()),
         Err(ImageError::Format(ImageFormat::Rootfs))
     ));
+}
+
+#[test]
+fn a_device_in_use_is_refused_before_downloading() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let lo = Loop::new(8 * M, 512, 0);
+    let _claim = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&lo.dev)
+        .unwrap();
+    let server = Server::start();
+    let url = serve(&server, "/x", b"data");
+    let err = stream_to(
+        &[url],
+        &sha(DigestAlgorithm::Sha256, b"data"),
+        &lo.dev,
+        &fast(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ImageError::Target { path, .. } if *path == lo.dev),
+        "{err}"
+    );
+    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(
+        server.requests().is_empty(),
+        "nothing fetched for an unusable target"
+    );
 }
