@@ -248,6 +248,10 @@ impl Fetcher {
     /// One connection: open at the current offset and read until EOF or failure.
     fn attempt(&mut self, idx: usize) -> Result<(), Failure> {
         let url = self.urls[idx].clone();
+        // Dropped right after the last byte: there is nothing left to ask for.
+        if self.total.is_some_and(|t| t == self.offset) {
+            return Ok(());
+        }
         if self.offset > 0 {
             self.resumes += 1;
         }
@@ -410,7 +414,7 @@ impl Fetcher {
     }
 
     fn request_error(&self, url: &str, e: reqwest::Error) -> ImageError {
-        if e.is_timeout() {
+        if e.is_timeout() && !e.is_connect() {
             return ImageError::Stalled {
                 url: url.to_string(),
                 after: self.cfg.stall_timeout,

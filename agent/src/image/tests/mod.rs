@@ -7,8 +7,8 @@ use crate::plan::DigestAlgorithm;
 use crate::units::MIB;
 use imprint_tests::server::{Fault, Server};
 use sha2::Digest as _;
-use std::io::{self, Read};
 use std::io::Write;
+use std::io::{self, Read};
 use std::sync::OnceLock;
 use std::time::Instant;
 

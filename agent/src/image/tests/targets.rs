@@ -356,3 +356,33 @@ fn a_device_in_use_is_refused_before_downloading() {
         "nothing fetched for an unusable target"
     );
 }
+
+#[test]
+fn undecodable_data_with_a_matching_digest_is_a_decode_error() {
+    let server = Server::start();
+    let mut bogus = vec![0x28, 0xB5, 0x2F, 0xFD];
+    bogus.extend((0..100_000u32).map(|i| (i * 7919 % 251) as u8));
+    let url = serve(&server, "/bogus.zst", &bogus);
+    let dir = tempfile::tempdir().unwrap();
+    let target = file_target(&dir, 4 * M, 0xA5);
+    let err = stream_to(
+        &[url],
+        &sha(DigestAlgorithm::Sha256, &bogus),
+        &target,
+        &fast(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ImageError::Decode {
+                compression: Compression::Zstd,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(std::fs::read(&target).unwrap()[..M]
+        .iter()
+        .all(|&b| b == 0xA5));
+}
