@@ -22,7 +22,9 @@ pub struct ClientOptions<'a> {
     pub ca_bundle: Option<&'a Path>,
     /// Time allowed to connect; reads have their own stall timeout.
     pub connect_timeout: Option<Duration>,
-    /// Whole-request timeout (for small requests such as reports); `None` for streams.
+    /// Bound on each wait: for the response headers, then for every single body read
+    /// (reqwest's blocking `timeout` is per operation, not per request), so it also
+    /// serves as a stall timeout for long streams. `None`: wait forever.
     pub read_timeout: Option<Duration>,
 }
 
@@ -44,7 +46,7 @@ pub fn client(opts: &ClientOptions) -> Result<reqwest::blocking::Client, ClientE
         .user_agent(concat!("imprint/", env!("CARGO_PKG_VERSION")))
         .tls_certs_only(certs)
         .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
-        // Whole-request timeouts would kill long image downloads; callers bound stalls.
+        // Per operation in the blocking client: a long download that keeps moving is never cut.
         .timeout(opts.read_timeout);
     Ok(b.build()?)
 }

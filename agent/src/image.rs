@@ -1,1 +1,0 @@
-//! Image streaming: source → decode → verify → sink, in constant memory.

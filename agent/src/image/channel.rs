@@ -1,0 +1,90 @@
+//! The served bytes as the decoder sees them: a `BufRead` over the download's
+//! buffers that checks the digest when the stream ends.
+
+use super::buf::Pooled;
+use super::source::{Msg, Served};
+use super::verify::algorithm_name;
+use super::ImageError;
+use crate::plan::Digest;
+use std::io::{self, BufRead, Read};
+use std::sync::mpsc::Receiver;
+
+/// The served bytes as a `BufRead`; at the end it checks the digest and fails on a mismatch.
+pub(crate) struct ChannelReader {
+    rx: Receiver<Msg>,
+    cur: Option<Pooled>,
+    pos: usize,
+    expected: Digest,
+    served: Option<Served>,
+    failed: Option<ImageError>,
+}
+
+impl ChannelReader {
+    /// Reads what the fetcher sends on `rx`, expecting `expected` at the end.
+    pub(crate) fn new(rx: Receiver<Msg>, expected: Digest) -> ChannelReader {
+        ChannelReader {
+            rx,
+            cur: None,
+            pos: 0,
+            expected,
+            served: None,
+            failed: None,
+        }
+    }
+
+    /// Makes `cur` hold unread bytes, or notes the verified end.
+    fn refill(&mut self) -> io::Result<()> {
+        while self.cur.as_ref().is_none_or(|b| self.pos >= b.len()) {
+            self.cur = None;
+            self.pos = 0;
+            if let Some(e) = &self.failed {
+                return Err(io::Error::other(e.clone()));
+            }
+            if self.served.is_some() {
+                return Ok(());
+            }
+            match self.rx.recv() {
+                Ok(Msg::Data(b)) => self.cur = Some(b),
+                Ok(Msg::End(served)) => {
+                    if !served.actual_hex.eq_ignore_ascii_case(&self.expected.hex) {
+                        self.failed = Some(ImageError::DigestMismatch {
+                            algorithm: algorithm_name(served.algorithm).to_string(),
+                            expected: self.expected.hex.to_ascii_lowercase(),
+                            actual: served.actual_hex.clone(),
+                            url: served.url.clone(),
+                        });
+                        continue;
+                    }
+                    self.served = Some(served);
+                }
+                // The fetcher stopped without an end: its own error says why.
+                Err(_) => return Err(io::Error::other(ImageError::Cancelled)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.refill()?;
+        Ok(match &self.cur {
+            Some(b) => &b[self.pos..],
+            None => &[],
+        })
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos += amt;
+    }
+}

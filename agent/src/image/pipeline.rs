@@ -1,0 +1,301 @@
+//! The writer's pipeline: four threads joined by bounded channels of pooled
+//! buffers; the held-back head is committed only after every stage succeeded.
+
+use super::buf::{self, Pool};
+use super::channel::ChannelReader;
+use super::decode::{self, detect, Compression, Decoder};
+use super::sink::Sink;
+use super::source::{self, Fetcher, Shared};
+use super::{verify, ImageError, Progress, WriteOptions, WriteOutcome};
+use crate::plan::Digest;
+use crate::units::Bytes;
+use std::io::{self, BufRead, Read};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Size of one decompressed buffer (the unit of writing).
+pub(super) const OUT_BUF: usize = 4 << 20;
+/// Decompressed buffers in circulation (decoding, hashing, writing, queued).
+pub(super) const OUT_BUFS: usize = 6;
+/// Depth of each channel after the decoder.
+pub(super) const OUT_DEPTH: usize = 2;
+
+/// Buffers the pipeline's pools allocated (for the memory-bound test).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(super) struct PoolUse {
+    pub fetch: usize,
+    pub out: usize,
+}
+
+/// A message after the decoder: a buffer of output, or the verified end.
+enum Out {
+    Data(buf::Pooled),
+    End,
+}
+
+pub(super) fn run_pipeline(
+    urls: &[String],
+    digest: &Digest,
+    target: &Path,
+    opts: &WriteOptions,
+) -> Result<(WriteOutcome, PoolUse), ImageError> {
+    if urls.is_empty() {
+        return Err(ImageError::NoSource);
+    }
+    let started = Instant::now();
+    // Open the target first: a wrong target fails before anything is downloaded.
+    let mut sink = Sink::open(target)?;
+    crate::runner::log::info(&format!(
+        "writing {} to {} ({})",
+        urls[0],
+        target.display(),
+        if sink.is_direct() {
+            "direct I/O"
+        } else {
+            "buffered"
+        }
+    ));
+    let shared = Arc::new(Shared::default());
+    let (fetch_tx, fetch_rx) = sync_channel(source::FETCH_DEPTH);
+    let (dec_tx, dec_rx) = sync_channel(OUT_DEPTH);
+    let (hash_tx, hash_rx) = sync_channel(OUT_DEPTH);
+    let fetcher = Fetcher::new(
+        urls.to_vec(),
+        digest.algorithm,
+        opts.fetch_config(),
+        shared.clone(),
+        fetch_tx,
+    );
+    let input = ChannelReader::new(fetch_rx, digest.clone());
+
+    let (fetched, decoded, hashed, sunk) = std::thread::scope(|s| {
+        let fetch = s.spawn(move || fetcher.run());
+        let decode = s.spawn(|| stage(&shared, || decode_stage(input, dec_tx, &shared)));
+        let hash = s.spawn(|| stage(&shared, || hash_stage(dec_rx, hash_tx)));
+        let write = s.spawn(|| stage(&shared, || sink_stage(&mut sink, hash_rx, &shared)));
+        let mut last_report = Instant::now();
+        while !write.is_finished() {
+            std::thread::sleep(Duration::from_millis(20));
+            if let Some(cb) = opts
+                .progress
+                .filter(|_| last_report.elapsed() >= opts.progress_interval)
+            {
+                cb(&progress(&shared, started, false));
+                last_report = Instant::now();
+            }
+        }
+        (join(fetch), join(decode), join(hash), join(write))
+    });
+    let (served, fetch_bufs) = fetched;
+    // The first real cause, in stream order; `Cancelled` only echoes it.
+    let first_error = [
+        served.as_ref().err(),
+        decoded.as_ref().err(),
+        hashed.as_ref().err(),
+        sunk.as_ref().err(),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|e| !matches!(e, ImageError::Cancelled))
+    .cloned();
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let (served, (compression, out_bufs), written_sha256) = (served?, decoded?, hashed?);
+    sunk?;
+    // Verified: now the partition table and boot code may go down.
+    sink.commit_head()?;
+    let final_progress = progress(&shared, started, true);
+    if let Some(cb) = opts.progress {
+        cb(&final_progress);
+    }
+    let outcome = WriteOutcome {
+        url_used: served.url,
+        compression,
+        bytes_downloaded: served.bytes,
+        bytes_written: sink.offset(),
+        digest: Digest {
+            algorithm: served.algorithm,
+            hex: served.actual_hex,
+        },
+        written_sha256,
+        zero_bytes_skipped: sink.zero_skipped(),
+        resumes: served.resumes,
+        duration: started.elapsed(),
+    };
+    crate::runner::log::info(&format!(
+        "wrote {} ({} compressed, {compression}) to {} in {:.1} s, {} zero bytes skipped, {} resumes",
+        Bytes(outcome.bytes_written).human(),
+        Bytes(outcome.bytes_downloaded).human(),
+        target.display(),
+        outcome.duration.as_secs_f64(),
+        Bytes(outcome.zero_bytes_skipped).human(),
+        outcome.resumes
+    ));
+    let pools = PoolUse {
+        fetch: fetch_bufs,
+        out: out_bufs,
+    };
+    crate::runner::log::debug(&format!("image pipeline buffers allocated: {pools:?}"));
+    Ok((outcome, pools))
+}
+
+/// Joins a stage's thread, passing a panic on.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Runs a stage; a failure cancels the others.
+fn stage<T>(shared: &Shared, f: impl FnOnce() -> Result<T, ImageError>) -> Result<T, ImageError> {
+    let r = f();
+    if r.is_err() {
+        shared.cancel.store(true, Ordering::SeqCst);
+    }
+    r
+}
+
+fn progress(shared: &Shared, started: Instant, done: bool) -> Progress {
+    let elapsed = started.elapsed();
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let downloaded = shared.downloaded.load(Ordering::Relaxed);
+    let written = shared.written.load(Ordering::Relaxed);
+    let total = shared.total.load(Ordering::Relaxed);
+    Progress {
+        bytes_downloaded: downloaded,
+        total: (total > 0).then_some(total),
+        bytes_written: written,
+        download_rate: (downloaded as f64 / secs) as u64,
+        write_rate: (written as f64 / secs) as u64,
+        elapsed,
+        done,
+    }
+}
+
+/// Unwraps an [`ImageError`] carried through `io::Error` by the channel reader.
+pub(super) fn image_error(e: io::Error) -> Result<ImageError, io::Error> {
+    if !e.get_ref().is_some_and(|i| i.is::<ImageError>()) {
+        return Err(e);
+    }
+    match e.into_inner().map(|i| i.downcast::<ImageError>()) {
+        Some(Ok(ie)) => Ok(*ie),
+        Some(Err(other)) => Err(io::Error::other(other)),
+        None => Err(io::Error::other("unknown error")),
+    }
+}
+
+/// A decoder failure; if the download itself was corrupt, the digest says so and wins.
+pub(super) fn decode_failure(
+    e: io::Error,
+    compression: Compression,
+    decoder: Decoder<ChannelReader>,
+) -> ImageError {
+    match image_error(e) {
+        Ok(ie) => ie,
+        Err(e) => {
+            let mut rest = decoder.into_inner();
+            match io::copy(&mut rest, &mut io::sink()).map_err(image_error) {
+                Err(Ok(ie @ ImageError::DigestMismatch { .. })) => ie,
+                _ => ImageError::Decode {
+                    compression,
+                    cause: e.to_string(),
+                },
+            }
+        }
+    }
+}
+
+/// Reads the rest of the served bytes so the digest is checked at their end.
+pub(super) fn drain(input: &mut ChannelReader, compression: Compression) -> Result<(), ImageError> {
+    io::copy(input, &mut io::sink()).map(drop).map_err(|e| {
+        image_error(e).unwrap_or_else(|e| ImageError::Decode {
+            compression,
+            cause: e.to_string(),
+        })
+    })
+}
+
+fn decode_stage(
+    input: ChannelReader,
+    tx: SyncSender<Out>,
+    shared: &Shared,
+) -> Result<(Compression, usize), ImageError> {
+    let mut pool = Pool::new(OUT_BUF, OUT_BUFS);
+    let result = decode_into(input, &mut pool, tx, shared);
+    result.map(|c| (c, pool.allocated()))
+}
+
+fn decode_into(
+    mut input: ChannelReader,
+    pool: &mut Pool,
+    tx: SyncSender<Out>,
+    shared: &Shared,
+) -> Result<Compression, ImageError> {
+    let prefix = input
+        .fill_buf()
+        .map_err(|e| image_error(e).unwrap_or(ImageError::Cancelled))?;
+    let compression = detect(&prefix[..prefix.len().min(decode::MAGIC_LEN)]);
+    let mut decoder = Decoder::new(compression, input).map_err(|e| ImageError::Decode {
+        compression,
+        cause: e.to_string(),
+    })?;
+    loop {
+        let mut buf = pool.get(&shared.cancel).ok_or(ImageError::Cancelled)?;
+        let mut eof = false;
+        while buf.len() < buf.capacity() {
+            let len = buf.len();
+            match decoder.read(&mut buf.spare()[len..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => buf.set_len(len + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(decode_failure(e, compression, decoder)),
+            }
+        }
+        if !buf.is_empty() {
+            tx.send(Out::Data(buf)).map_err(|_| ImageError::Cancelled)?;
+        }
+        if eof {
+            break;
+        }
+    }
+    let mut rest = decoder.into_inner();
+    drain(&mut rest, compression)?;
+    tx.send(Out::End).map_err(|_| ImageError::Cancelled)?;
+    Ok(compression)
+}
+
+fn hash_stage(rx: Receiver<Out>, tx: SyncSender<Out>) -> Result<String, ImageError> {
+    let mut h = verify::Hasher::new(crate::plan::DigestAlgorithm::Sha256);
+    loop {
+        match rx.recv() {
+            Ok(Out::Data(b)) => {
+                h.update(&b);
+                tx.send(Out::Data(b)).map_err(|_| ImageError::Cancelled)?;
+            }
+            Ok(Out::End) => {
+                tx.send(Out::End).map_err(|_| ImageError::Cancelled)?;
+                return Ok(h.finish_hex());
+            }
+            Err(_) => return Err(ImageError::Cancelled),
+        }
+    }
+}
+
+fn sink_stage(sink: &mut Sink, rx: Receiver<Out>, shared: &Shared) -> Result<(), ImageError> {
+    loop {
+        match rx.recv() {
+            Ok(Out::Data(b)) => {
+                sink.write(&b)?;
+                shared.written.store(sink.offset(), Ordering::Relaxed);
+            }
+            Ok(Out::End) => return sink.finish(),
+            Err(_) => return Err(ImageError::Cancelled),
+        }
+    }
+}

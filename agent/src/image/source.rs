@@ -1,0 +1,559 @@
+//! The served bytes: http(s) and file URLs, mirrors in turn, resumed with
+//! `Range` after a drop or stall, retried with bounded backoff, hashed as they
+//! arrive and handed on in pooled buffers.
+
+use super::buf::{Pool, Pooled};
+use super::verify::Hasher;
+use super::{ImageError, RetryPolicy};
+use crate::plan::DigestAlgorithm;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Size of one download buffer.
+pub(crate) const FETCH_BUF: usize = 1 << 20;
+/// Download buffers in circulation (filling, queued, being decoded).
+pub(crate) const FETCH_BUFS: usize = 4;
+/// Depth of the channel from the download to the decoder.
+pub(crate) const FETCH_DEPTH: usize = 2;
+
+/// What the fetch stage needs from the options (owned: it may outlive the caller's borrow).
+#[derive(Clone, Debug)]
+pub(crate) struct FetchConfig {
+    pub ca_bundle: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// Counters shared by the stages, read by the progress reporter.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub downloaded: AtomicU64,
+    /// Size of the served file; 0 while unknown.
+    pub total: AtomicU64,
+    pub written: AtomicU64,
+    /// Set when any stage fails, so the others stop waiting.
+    pub cancel: AtomicBool,
+}
+
+/// A message from the download to the decoder.
+pub(crate) enum Msg {
+    Data(Pooled),
+    End(Served),
+}
+
+/// The download's summary, sent after the last byte.
+#[derive(Clone, Debug)]
+pub(crate) struct Served {
+    pub url: String,
+    pub bytes: u64,
+    pub algorithm: DigestAlgorithm,
+    pub actual_hex: String,
+    pub resumes: u32,
+}
+
+/// What to do after an attempt failed.
+enum Next {
+    /// Try the same URL again, after this wait (else the backoff).
+    Retry(Option<Duration>),
+    /// This URL will not work: go to the next mirror.
+    NextSource,
+}
+
+struct Failure {
+    error: ImageError,
+    next: Next,
+}
+
+fn retry(error: ImageError) -> Failure {
+    Failure {
+        error,
+        next: Next::Retry(None),
+    }
+}
+
+fn next_source(error: ImageError) -> Failure {
+    Failure {
+        error,
+        next: Next::NextSource,
+    }
+}
+
+/// The download stage: owns the position, the digest and the buffer being filled.
+pub(crate) struct Fetcher {
+    urls: Vec<String>,
+    cfg: FetchConfig,
+    shared: Arc<Shared>,
+    tx: SyncSender<Msg>,
+    pool: Pool,
+    client: Option<reqwest::blocking::Client>,
+    hasher: Option<Hasher>,
+    algorithm: DigestAlgorithm,
+    /// Bytes received, hashed and kept so far: where a resume starts.
+    offset: u64,
+    total: Option<u64>,
+    buf: Option<Pooled>,
+    /// Strong validator (ETag or Last-Modified) per URL, for `If-Range`.
+    validators: Vec<Option<String>>,
+    resumes: u32,
+}
+
+impl Fetcher {
+    /// A fetcher for `urls` (tried in order) sending to `tx`.
+    pub(crate) fn new(
+        urls: Vec<String>,
+        algorithm: DigestAlgorithm,
+        cfg: FetchConfig,
+        shared: Arc<Shared>,
+        tx: SyncSender<Msg>,
+    ) -> Fetcher {
+        let n = urls.len();
+        Fetcher {
+            urls,
+            cfg,
+            shared,
+            tx,
+            pool: Pool::new(FETCH_BUF, FETCH_BUFS),
+            client: None,
+            hasher: Some(Hasher::new(algorithm)),
+            algorithm,
+            offset: 0,
+            total: None,
+            buf: None,
+            validators: vec![None; n],
+            resumes: 0,
+        }
+    }
+
+    /// Runs to the end of the stream; returns its summary and how many buffers it allocated.
+    pub(crate) fn run(mut self) -> (Result<Served, ImageError>, usize) {
+        let result = self.run_sources();
+        if result.is_err() {
+            self.shared.cancel.store(true, Ordering::SeqCst);
+        }
+        (result, self.pool.allocated())
+    }
+
+    fn run_sources(&mut self) -> Result<Served, ImageError> {
+        let mut failures: Vec<ImageError> = Vec::new();
+        for idx in 0..self.urls.len() {
+            match self.run_one(idx) {
+                Ok(()) => return self.finish(idx),
+                Err(ImageError::Cancelled) => return Err(ImageError::Cancelled),
+                Err(e) => {
+                    crate::runner::log::warn(&format!("image source failed: {e}"));
+                    failures.push(e);
+                }
+            }
+        }
+        if failures.len() == 1 {
+            return Err(failures.remove(0));
+        }
+        Err(ImageError::AllSourcesFailed {
+            attempts: failures.iter().map(|e| e.to_string()).collect(),
+        })
+    }
+
+    /// Tries one URL until the stream ends, it fails for good, or its retries run out.
+    fn run_one(&mut self, idx: usize) -> Result<(), ImageError> {
+        let policy = self.cfg.retry.clone();
+        let mut failed_in_a_row = 0u32;
+        let mut backoff = policy.initial_backoff;
+        loop {
+            self.check_cancel()?;
+            let before = self.offset;
+            let failure = match self.attempt(idx) {
+                Ok(()) => return Ok(()),
+                Err(f) => f,
+            };
+            if matches!(failure.error, ImageError::Cancelled) {
+                return Err(ImageError::Cancelled);
+            }
+            let wait = match failure.next {
+                Next::NextSource => return Err(failure.error),
+                Next::Retry(wait) => wait,
+            };
+            // Progress resets the budget: a flaky link that keeps delivering is not a dead one.
+            if self.offset > before {
+                failed_in_a_row = 0;
+                backoff = policy.initial_backoff;
+            }
+            failed_in_a_row += 1;
+            if failed_in_a_row > policy.attempts {
+                return Err(failure.error);
+            }
+            let wait = match wait {
+                Some(w) => w.min(policy.max_retry_after),
+                None => {
+                    let w = backoff;
+                    backoff = (backoff * 2).min(policy.max_backoff);
+                    w
+                }
+            };
+            crate::runner::log::debug(&format!("{}; retrying in {wait:?}", failure.error));
+            self.sleep(wait)?;
+        }
+    }
+
+    fn finish(&mut self, idx: usize) -> Result<Served, ImageError> {
+        self.emit()?;
+        let hasher = self.hasher.take().ok_or(ImageError::Cancelled)?;
+        let served = Served {
+            url: self.urls[idx].clone(),
+            bytes: self.offset,
+            algorithm: self.algorithm,
+            actual_hex: hasher.finish_hex(),
+            resumes: self.resumes,
+        };
+        self.tx
+            .send(Msg::End(served.clone()))
+            .map_err(|_| ImageError::Cancelled)?;
+        Ok(served)
+    }
+
+    fn check_cancel(&self) -> Result<(), ImageError> {
+        if self.shared.cancel.load(Ordering::Relaxed) {
+            return Err(ImageError::Cancelled);
+        }
+        Ok(())
+    }
+
+    fn sleep(&self, d: Duration) -> Result<(), ImageError> {
+        let until = Instant::now() + d;
+        loop {
+            self.check_cancel()?;
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Sends the buffer being filled downstream (if it holds anything).
+    fn emit(&mut self) -> Result<(), ImageError> {
+        match self.buf.take() {
+            Some(b) if !b.is_empty() => self
+                .tx
+                .send(Msg::Data(b))
+                .map_err(|_| ImageError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    /// One connection: open at the current offset and read until EOF or failure.
+    fn attempt(&mut self, idx: usize) -> Result<(), Failure> {
+        let url = self.urls[idx].clone();
+        // Dropped right after the last byte: there is nothing left to ask for.
+        if self.total.is_some_and(|t| t == self.offset) {
+            return Ok(());
+        }
+        if self.offset > 0 {
+            self.resumes += 1;
+        }
+        let (body, skip) = if url.starts_with("http://") || url.starts_with("https://") {
+            self.open_http(idx, &url)?
+        } else if url.starts_with("file:") {
+            self.open_file(&url)?
+        } else {
+            let cause = "unsupported URL scheme (use http, https or file)".to_string();
+            return Err(next_source(ImageError::Fetch { url, cause }));
+        };
+        self.read_body(&url, body, skip)
+    }
+
+    fn http_client(&mut self, url: &str) -> Result<reqwest::blocking::Client, Failure> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let opts = crate::http::ClientOptions {
+            ca_bundle: self.cfg.ca_bundle.as_deref(),
+            connect_timeout: Some(self.cfg.connect_timeout),
+            read_timeout: Some(self.cfg.stall_timeout),
+        };
+        let client = crate::http::client(&opts).map_err(|e| {
+            next_source(ImageError::Fetch {
+                url: url.to_string(),
+                cause: e.to_string(),
+            })
+        })?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    fn open_http(&mut self, idx: usize, url: &str) -> Result<(Box<dyn Read + Send>, u64), Failure> {
+        use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER};
+        let client = self.http_client(url)?;
+        let mut req = client.get(url);
+        if self.offset > 0 {
+            req = req.header(RANGE, format!("bytes={}-", self.offset));
+            if let Some(v) = &self.validators[idx] {
+                req = req.header(IF_RANGE, v.as_str());
+            }
+        }
+        let resp = req.send().map_err(|e| retry(self.request_error(url, e)))?;
+        let status = resp.status().as_u16();
+        match status {
+            200 | 206 => {}
+            429 | 503 => {
+                let after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.trim().parse().ok());
+                let error = ImageError::Status {
+                    url: url.to_string(),
+                    status,
+                };
+                return Err(Failure {
+                    error,
+                    next: Next::Retry(after.map(Duration::from_secs)),
+                });
+            }
+            408 | 500 | 502 | 504 => {
+                return Err(retry(ImageError::Status {
+                    url: url.to_string(),
+                    status,
+                }))
+            }
+            _ => {
+                return Err(next_source(ImageError::Status {
+                    url: url.to_string(),
+                    status,
+                }))
+            }
+        }
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+        };
+        // If-Range needs a strong validator: a weak ETag may not be used.
+        let validator = header(ETAG)
+            .filter(|e| !e.starts_with("W/"))
+            .or_else(|| header(LAST_MODIFIED))
+            .map(str::to_string);
+        let fetch_error = |cause: String| ImageError::Fetch {
+            url: url.to_string(),
+            cause,
+        };
+        let (start, total) = if status == 206 {
+            let range = header(CONTENT_RANGE).unwrap_or("");
+            let (start, total) = parse_content_range(range).ok_or_else(|| {
+                next_source(fetch_error(format!("unusable Content-Range {range:?}")))
+            })?;
+            if start != self.offset {
+                let cause = format!(
+                    "asked for bytes from {} but got a range from {start}",
+                    self.offset
+                );
+                return Err(next_source(fetch_error(cause)));
+            }
+            (start, total)
+        } else {
+            (0, resp.content_length())
+        };
+        if status == 200 && self.offset > 0 {
+            let known = self.validators[idx].as_deref();
+            if known.is_some() && validator.is_some() && known != validator.as_deref() {
+                let cause =
+                    "the file changed on the server during the download; start the write again";
+                return Err(next_source(fetch_error(cause.into())));
+            }
+        }
+        self.set_total(url, total)?;
+        if validator.is_some() {
+            self.validators[idx] = validator;
+        }
+        // A server that ignored Range resends from byte 0: skip what we already have.
+        let skip = self.offset - start;
+        Ok((Box::new(resp), skip))
+    }
+
+    fn open_file(&mut self, url: &str) -> Result<(Box<dyn Read + Send>, u64), Failure> {
+        let fail = |cause: String| {
+            next_source(ImageError::Fetch {
+                url: url.to_string(),
+                cause,
+            })
+        };
+        let path = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| fail("not a valid file URL (file:///absolute/path)".into()))?;
+        let mut f = std::fs::File::open(&path)
+            .map_err(|e| fail(format!("opening {}: {e}", path.display())))?;
+        let len = f.metadata().map_err(|e| fail(e.to_string()))?.len();
+        self.set_total(url, Some(len))?;
+        f.seek(SeekFrom::Start(self.offset))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok((Box::new(f), 0))
+    }
+
+    /// Records the served size; a different size from a later source means a different file.
+    fn set_total(&mut self, url: &str, total: Option<u64>) -> Result<(), Failure> {
+        match (self.total, total) {
+            (Some(a), Some(b)) if a != b => {
+                let cause =
+                    format!("serves {b} bytes, but the download began on a file of {a} bytes");
+                Err(next_source(ImageError::Fetch {
+                    url: url.to_string(),
+                    cause,
+                }))
+            }
+            (None, Some(b)) => {
+                self.total = Some(b);
+                self.shared.total.store(b, Ordering::Relaxed);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn request_error(&self, url: &str, e: reqwest::Error) -> ImageError {
+        if e.is_timeout() && !e.is_connect() {
+            return ImageError::Stalled {
+                url: url.to_string(),
+                after: self.cfg.stall_timeout,
+                offset: self.offset,
+            };
+        }
+        ImageError::Fetch {
+            url: url.to_string(),
+            cause: error_chain(&e.without_url()),
+        }
+    }
+
+    fn read_body(
+        &mut self,
+        url: &str,
+        mut body: Box<dyn Read + Send>,
+        mut skip: u64,
+    ) -> Result<(), Failure> {
+        let mut scratch = [0u8; 64 * 1024];
+        while skip > 0 {
+            let want = skip.min(scratch.len() as u64) as usize;
+            match body.read(&mut scratch[..want]) {
+                Ok(0) => return Err(retry(self.early_eof(url))),
+                Ok(n) => skip -= n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(retry(self.read_error(url, e))),
+            }
+        }
+        loop {
+            self.check_cancel().map_err(retry)?;
+            if self.buf.is_none() {
+                let b = self
+                    .pool
+                    .get(&self.shared.cancel)
+                    .ok_or(ImageError::Cancelled)
+                    .map_err(retry)?;
+                self.buf = Some(b);
+            }
+            let buf = self.buf.as_mut().expect("buffer ensured above");
+            let len = buf.len();
+            let spare = &mut buf.spare()[len..];
+            match body.read(spare) {
+                Ok(0) => {
+                    return match self.total {
+                        Some(t) if self.offset < t => Err(retry(self.early_eof(url))),
+                        _ => Ok(()),
+                    };
+                }
+                Ok(n) => {
+                    if let Some(h) = self.hasher.as_mut() {
+                        h.update(&spare[..n]);
+                    }
+                    buf.set_len(len + n);
+                    let full = buf.len() == buf.capacity();
+                    self.offset += n as u64;
+                    self.shared.downloaded.store(self.offset, Ordering::Relaxed);
+                    if let Some(t) = self.total.filter(|&t| self.offset > t) {
+                        let cause = format!("sent more than the {t} bytes it announced");
+                        return Err(next_source(ImageError::Fetch {
+                            url: url.to_string(),
+                            cause,
+                        }));
+                    }
+                    if full {
+                        self.emit().map_err(retry)?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(retry(self.read_error(url, e))),
+            }
+        }
+    }
+
+    fn early_eof(&self, url: &str) -> ImageError {
+        let of = self.total.map(|t| format!(" of {t}")).unwrap_or_default();
+        ImageError::Fetch {
+            url: url.to_string(),
+            cause: format!("connection closed after byte {}{of}", self.offset),
+        }
+    }
+
+    fn read_error(&self, url: &str, e: io::Error) -> ImageError {
+        let timed_out = e.kind() == io::ErrorKind::TimedOut
+            || e.get_ref()
+                .and_then(|i| i.downcast_ref::<reqwest::Error>())
+                .is_some_and(|r| r.is_timeout());
+        if timed_out {
+            return ImageError::Stalled {
+                url: url.to_string(),
+                after: self.cfg.stall_timeout,
+                offset: self.offset,
+            };
+        }
+        let cause = format!("reading at byte {}: {}", self.offset, error_chain(&e));
+        ImageError::Fetch {
+            url: url.to_string(),
+            cause,
+        }
+    }
+}
+
+/// `bytes S-E/T` → (S, Some(T)) (T may be `*`).
+fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, _end) = range.split_once('-')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((start.trim().parse().ok()?, total))
+}
+
+/// An error and its sources, `: `-separated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parses() {
+        assert_eq!(
+            parse_content_range("bytes 10-99/100"),
+            Some((10, Some(100)))
+        );
+        assert_eq!(parse_content_range("bytes 0-9/*"), Some((0, None)));
+        assert_eq!(parse_content_range("items 0-9/10"), None);
+    }
+}

@@ -1,0 +1,383 @@
+//! A small real HTTP/1.1 server on 127.0.0.1 for tests: serves files and byte
+//! buffers with Range/If-Range/ETag/Last-Modified, records every request and
+//! POST, and injects faults (drops, stalls, bad statuses, bit flips) per path.
+//!
+//! One thread per connection (bounded), `Connection: close` on every response,
+//! and everything stops when the [`Server`] is dropped.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod conn;
+use conn::accept_loop;
+pub use conn::http_date;
+
+/// At most this many connections are served at once; more are closed unanswered.
+const MAX_CONNECTIONS: usize = 64;
+/// Request headers larger than this are refused.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// POST bodies larger than this are refused.
+const MAX_POST_BYTES: usize = 64 << 20;
+/// Body bytes written per `write` call (faults act at this granularity or finer).
+const PIECE: usize = 64 * 1024;
+
+/// A fault injected into the responses for one URL path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// No fault (clears the faults of a path).
+    None,
+    /// Close the connection after N body bytes of the next response only.
+    DropAfter(u64),
+    /// Close the connection after N body bytes of every response.
+    DropEvery(u64),
+    /// Answer `status` (with `Retry-After: secs` if given) to the next `times` requests, then normally.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+        times: u32,
+    },
+    /// After N body bytes of the next response, send nothing for `secs` seconds, then continue.
+    Stall { after: u64, secs: u64 },
+    /// Answer every request with the whole body and 200, whatever `Range` says.
+    IgnoreRange,
+    /// The content ends at this file offset on every response, though Content-Length says more.
+    Truncate(u64),
+    /// Flip the lowest bit of the byte at this file offset in every response.
+    FlipBit(u64),
+}
+
+/// One recorded request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    /// The path as requested, query included.
+    pub path: String,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+    /// The `If-Range` header, if any.
+    pub if_range: Option<String>,
+}
+
+/// One recorded POST.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Post {
+    pub path: String,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Post {
+    /// The first header with this (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON (panics in the test if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("POST body is JSON")
+    }
+}
+
+#[derive(Clone)]
+enum Content {
+    File(PathBuf),
+    Bytes(Arc<Vec<u8>>),
+}
+
+#[derive(Clone)]
+struct Resource {
+    content: Content,
+    etag: String,
+    last_modified: String,
+}
+
+#[derive(Default)]
+struct State {
+    resources: Mutex<HashMap<String, Resource>>,
+    faults: Mutex<HashMap<String, Vec<Fault>>>,
+    requests: Mutex<Vec<RequestRecord>>,
+    posts: Mutex<Vec<Post>>,
+    posts_changed: Condvar,
+    generation: AtomicUsize,
+}
+
+/// Locks a mutex, ignoring poisoning (a panicking test thread must not hide the log).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The test HTTP server. Stops (and joins its threads) when dropped.
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts on an ephemeral port of 127.0.0.1.
+    pub fn start() -> Server {
+        Server::start_on(0)
+    }
+
+    /// Starts on the given port of 127.0.0.1 (0 = ephemeral).
+    pub fn start_on(port: u16) -> Server {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(State::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let (state, stop) = (state.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("test-http-accept".into())
+                .spawn(move || accept_loop(listener, state, stop))
+                .expect("spawn accept thread")
+        };
+        Server {
+            addr,
+            state,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT/path` (a leading `/` is added if missing).
+    pub fn url(&self, path: &str) -> String {
+        let sep = if path.starts_with('/') { "" } else { "/" };
+        format!("http://{}{sep}{path}", self.addr)
+    }
+
+    /// Serves a file from disk at `url_path` (read on every request, so it may be large).
+    pub fn serve_file(&self, url_path: &str, fs_path: impl Into<PathBuf>) {
+        let fs_path = fs_path.into();
+        let meta = std::fs::metadata(&fs_path).expect("served file exists");
+        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+        let secs = mtime
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let etag = format!(
+            "\"{:x}-{:x}-{:x}\"",
+            meta.len(),
+            secs,
+            self.next_generation()
+        );
+        self.insert(
+            url_path,
+            Resource {
+                content: Content::File(fs_path),
+                etag,
+                last_modified: http_date(mtime),
+            },
+        );
+    }
+
+    /// Serves a byte buffer at `url_path`.
+    pub fn serve_bytes(&self, url_path: &str, bytes: Vec<u8>) {
+        let etag = format!("\"b{:x}-{:x}\"", bytes.len(), self.next_generation());
+        let res = Resource {
+            content: Content::Bytes(Arc::new(bytes)),
+            etag,
+            last_modified: http_date(SystemTime::now()),
+        };
+        self.insert(url_path, res);
+    }
+
+    /// Replaces the faults of `url_path` with this one (`Fault::None` clears them).
+    pub fn set_fault(&self, url_path: &str, fault: Fault) {
+        let mut faults = lock(&self.state.faults);
+        let list = faults.entry(normalize(url_path)).or_default();
+        list.clear();
+        if fault != Fault::None {
+            list.push(fault);
+        }
+    }
+
+    /// Adds a fault to those of `url_path` (e.g. `IgnoreRange` and `DropAfter` together).
+    pub fn add_fault(&self, url_path: &str, fault: Fault) {
+        if fault != Fault::None {
+            lock(&self.state.faults)
+                .entry(normalize(url_path))
+                .or_default()
+                .push(fault);
+        }
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.state.requests).clone()
+    }
+
+    /// Every POST received so far, in order.
+    pub fn posts(&self) -> Vec<Post> {
+        lock(&self.state.posts).clone()
+    }
+
+    /// Waits until `pred` holds for the POSTs received so far, or `timeout` passes; returns them.
+    pub fn wait_posts(&self, pred: impl Fn(&[Post]) -> bool, timeout: Duration) -> Vec<Post> {
+        let deadline = Instant::now() + timeout;
+        let mut posts = lock(&self.state.posts);
+        loop {
+            let now = Instant::now();
+            if pred(&posts) || now >= deadline {
+                return posts.clone();
+            }
+            posts = match self.state.posts_changed.wait_timeout(posts, deadline - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    fn next_generation(&self) -> usize {
+        self.state.generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn insert(&self, url_path: &str, res: Resource) {
+        lock(&self.state.resources).insert(normalize(url_path), res);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn normalize(url_path: &str) -> String {
+    if url_path.starts_with('/') {
+        url_path.to_string()
+    } else {
+        format!("/{url_path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn raw(server: &Server, request: &str) -> (String, Vec<u8>) {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        let split = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end")
+            + 4;
+        (
+            String::from_utf8_lossy(&all[..split]).into_owned(),
+            all[split..].to_vec(),
+        )
+    }
+
+    #[test]
+    fn http_date_matches_rfc_example() {
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(784_111_777)),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+    }
+
+    #[test]
+    fn range_and_if_range_are_honoured() {
+        let s = Server::start();
+        s.serve_bytes("/a", (0..100u8).collect());
+        let (head, body) = raw(&s, "GET /a HTTP/1.1\r\nRange: bytes=10-\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+        assert!(head.contains("Content-Range: bytes 10-99/100"), "{head}");
+        assert_eq!(body, (10..100u8).collect::<Vec<_>>());
+        let (_, body) = raw(&s, "GET /a HTTP/1.1\r\nRange: bytes=10-19\r\n\r\n");
+        assert_eq!(body, (10..20u8).collect::<Vec<_>>());
+        // A stale validator in If-Range yields the whole body.
+        let (head, body) = raw(
+            &s,
+            "GET /a HTTP/1.1\r\nRange: bytes=10-\r\nIf-Range: \"old\"\r\n\r\n",
+        );
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body.len(), 100);
+        let (head, body) = raw(&s, "HEAD /a HTTP/1.1\r\n\r\n");
+        assert!(
+            head.contains("Content-Length: 100") && head.contains("ETag: "),
+            "{head}"
+        );
+        assert!(body.is_empty());
+        let log = s.requests();
+        assert_eq!(log.len(), 4);
+        assert_eq!(log[0].range.as_deref(), Some("bytes=10-"));
+    }
+
+    #[test]
+    fn faults_shape_the_body() {
+        let s = Server::start();
+        s.serve_bytes("/f", vec![0u8; 1000]);
+        s.set_fault("/f", Fault::DropAfter(100));
+        assert_eq!(raw(&s, "GET /f HTTP/1.1\r\n\r\n").1.len(), 100);
+        assert_eq!(
+            raw(&s, "GET /f HTTP/1.1\r\n\r\n").1.len(),
+            1000,
+            "DropAfter acts once"
+        );
+        s.set_fault("/f", Fault::FlipBit(5));
+        assert_eq!(raw(&s, "GET /f HTTP/1.1\r\n\r\n").1[5], 1);
+        s.set_fault(
+            "/f",
+            Fault::Status {
+                status: 503,
+                retry_after: Some(1),
+                times: 1,
+            },
+        );
+        let (head, _) = raw(&s, "GET /f HTTP/1.1\r\n\r\n");
+        assert!(
+            head.starts_with("HTTP/1.1 503") && head.contains("Retry-After: 1"),
+            "{head}"
+        );
+        assert!(raw(&s, "GET /f HTTP/1.1\r\n\r\n")
+            .0
+            .starts_with("HTTP/1.1 200"));
+        s.set_fault("/f", Fault::Truncate(300));
+        assert_eq!(
+            raw(&s, "GET /f HTTP/1.1\r\nRange: bytes=200-\r\n\r\n")
+                .1
+                .len(),
+            100
+        );
+    }
+
+    #[test]
+    fn posts_are_recorded_and_awaited() {
+        let s = Server::start();
+        let (head, _) = raw(&s, "POST /report/x HTTP/1.1\r\nAuthorization: Bearer t\r\nContent-Length: 7\r\n\r\n{\"a\":1}");
+        assert!(head.starts_with("HTTP/1.1 200"));
+        let posts = s.wait_posts(|p| !p.is_empty(), Duration::from_secs(5));
+        assert_eq!(posts[0].path, "/report/x");
+        assert_eq!(posts[0].header("Authorization"), Some("Bearer t"));
+        assert_eq!(posts[0].json()["a"], 1);
+    }
+}
