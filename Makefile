@@ -17,7 +17,7 @@ agent: deps
 	@ls -l out/imprint
 
 test: agent
-	$(ENV) cargo test --workspace --release -- --test-threads=2
+	bash tests/run-suites.sh
 
 clean:
 	rm -rf out target

@@ -52,9 +52,9 @@ fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, Ste
     let heartbeat = Duration::from_secs(plan.report.as_ref().map_or(10, |r| r.heartbeat_secs.max(1)));
     let tracker = Tracker::new("write-image", ctx.reporter, ctx.progress, heartbeat, None);
     let progress = |p: &crate::image::Progress| {
-        tracker.update(p.bytes_downloaded, p.bytes_total, p.bytes_written, p.rate_bytes_per_sec);
+        tracker.update(p.bytes_downloaded, p.total, p.bytes_written, p.download_rate as f64);
     };
-    let opts = crate::image::WriteOptions { ca_bundle: ctx.ca_bundle, progress: Some(&progress), ..Default::default() };
+    let opts = crate::image::WriteOptions { ca_bundle: ctx.ca_bundle.map(Path::to_path_buf), progress: Some(&progress), ..Default::default() };
     let outcome = crate::image::write_image(img, &opts);
     tracker.finish();
     let outcome = outcome?;

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test suite: the host suites (unit tests, loop-device integration) and
+# the QEMU end-to-end suites side by side, since QEMU under TCG is the slow part.
+# Each suite's output goes to out/test-logs/; they are printed in order at the end
+# with one summary line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. agent/native/env.sh
+logs=out/test-logs
+mkdir -p "$logs"
+rm -f "$logs"/*.log
+
+qemu_tests=$(ls tests/tests/qemu_*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//')
+host_tests=$(ls tests/tests/*.rs | xargs -n1 basename | sed 's/\.rs$//' | grep -v '^qemu_')
+
+# Build every test binary once, before the suites compete for the two cores.
+cargo test --workspace --no-run 2>&1 | tail -3 || { echo "building the tests failed"; exit 1; }
+
+host() {
+  cargo test -p imprint --lib -- --test-threads=2 > "$logs/unit.log" 2>&1
+  local rc=$?
+  for t in $host_tests; do
+    cargo test -p imprint-tests --test "$t" -- --test-threads=2 > "$logs/$t.log" 2>&1 || rc=1
+  done
+  return $rc
+}
+qemu() {
+  local rc=0
+  for t in $qemu_tests; do
+    cargo test -p imprint-tests --test "$t" -- --test-threads=2 > "$logs/$t.log" 2>&1 || rc=1
+  done
+  return $rc
+}
+
+start=$SECONDS
+host & hp=$!
+qemu & qp=$!
+wait $hp; hrc=$?
+wait $qp; qrc=$?
+
+passed=0 failed=0
+for f in "$logs"/*.log; do
+  echo "=== $(basename "$f" .log)"
+  grep -E '^test .* \.\.\. |^test result:|panicked|^failures:' "$f" | grep -v '\.\.\. ok$' || true
+  grep -E '^test result:' "$f" | tail -1
+  p=$(grep -E '^test result:' "$f" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
+  n=$(grep -E '^test result:' "$f" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${n:-0}))
+  if ! grep -q '^test result:' "$f"; then echo "(no result: see $f)"; tail -20 "$f"; failed=$((failed + 1)); fi
+done
+echo "suites took $((SECONDS - start)) s; logs in $logs/"
+echo "$passed passed, $failed failed"
+[ $hrc -eq 0 ] && [ $qrc -eq 0 ] && [ $failed -eq 0 ]
