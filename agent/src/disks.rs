@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// One block device with the attributes hints match on.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Disk {
     /// `/dev/sda`, `/dev/nvme0n1`, `/dev/loop3`.
     pub path: PathBuf,
@@ -31,7 +32,8 @@ pub struct Disk {
 }
 
 /// A partition the kernel knows about.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct PartitionInfo {
     pub path: PathBuf,
     pub number: u32,
@@ -41,7 +43,8 @@ pub struct PartitionInfo {
 }
 
 /// A signature found by libblkid (filesystem, RAID member, LUKS, partition table).
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default)]
 pub struct Signature {
     /// `ext4`, `crypto_LUKS`, `linux_raid_member`, `LVM2_member`, `gpt`, …
     pub kind: String,

@@ -3,6 +3,7 @@
 
 use super::types::*;
 use crate::disks::Hints;
+pub use crate::plan::WipePolicy;
 use crate::plan::{ConfigdriveFormat, Finish, ImageFormat};
 use crate::secret::Secret;
 use crate::units::{Bytes, SizeSpec, MIB};
@@ -51,19 +52,6 @@ pub struct DiskSpec {
     /// Hints; every one given must match exactly one disk.
     #[serde(rename = "match")]
     pub hints: Hints,
-}
-
-/// How disks are cleared before use.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum WipePolicy {
-    /// Erase every signature (filesystem, RAID, LUKS, partition tables).
-    #[default]
-    Signatures,
-    /// Signatures, then discard (TRIM) the whole disk.
-    Discard,
-    /// Signatures, then write zeros over the whole disk (slow).
-    Zero,
 }
 
 /// Storage: a short-form `layout`, explicit items, or both on different disks.

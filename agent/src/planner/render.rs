@@ -1,0 +1,1 @@
+//! The plan as an operator reads it before anything is destroyed.

@@ -1,0 +1,506 @@
+//! The storage steps: wipe, partition, md, LUKS, LVM, mkfs, mounts, image, finalize,
+//! configdrive; with device paths, sizes and UUIDs decided.
+
+use super::{derived_uuid, Backend, Chosen, PlanError};
+use crate::config::{Document, ExplicitStorage, FsType, Origin};
+use crate::disks::{Disk, Hints, Signature};
+use crate::partition::PartitionRequest;
+use crate::plan::*;
+use crate::units::{Bytes, SizeSpec, MIB};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The name of the partition the planner reserves for the configdrive (not a valid
+/// document name, so it cannot collide with one).
+const CONFIGDRIVE_PART: &str = "_configdrive";
+/// LVM extent size (lvcreate's default).
+const EXTENT: u64 = 4 * MIB;
+
+/// A chosen disk as the plan shows it: why it was chosen, what will be destroyed.
+pub(super) fn disk_plan(name: &str, disk: &Disk, hints: &Hints) -> DiskPlan {
+    DiskPlan {
+        name: name.to_string(),
+        path: disk.path.clone(),
+        size_bytes: disk.size_bytes,
+        logical_sector: disk.logical_sector,
+        serial: disk.serial.clone(),
+        model: disk.model.clone(),
+        chosen_because: why(hints, disk),
+        destroys: destroys(disk),
+    }
+}
+
+fn why(h: &Hints, d: &Disk) -> String {
+    let mut r = Vec::new();
+    if let Some(p) = &h.path {
+        r.push(format!("path is {}", p.display()));
+    }
+    if let Some(p) = &h.by_path {
+        r.push(format!("by-path name is {p}"));
+    }
+    for (what, hint) in [("serial", &h.serial), ("wwn", &h.wwn), ("model", &h.model), ("vendor", &h.vendor)] {
+        if let Some(v) = hint {
+            r.push(format!("{what} is {v:?}"));
+        }
+    }
+    let size = Bytes(d.size_bytes).human();
+    match (h.min_size, h.max_size) {
+        (Some(lo), Some(hi)) => r.push(format!("size {size} is between {lo} and {hi}")),
+        (Some(lo), None) => r.push(format!("size {size} is at least {lo}")),
+        (None, Some(hi)) => r.push(format!("size {size} is at most {hi}")),
+        (None, None) => {}
+    }
+    if let Some(rot) = h.rotational {
+        r.push(if rot { "it is rotational".into() } else { "it is not rotational".into() });
+    }
+    if h.smallest {
+        r.push("it is the smallest such disk".into());
+    }
+    if r.is_empty() {
+        "the document gives no hints and it is the only candidate".into()
+    } else {
+        r.join("; ")
+    }
+}
+
+fn signature_words(s: &Signature) -> String {
+    let mut w = format!("{} signature", s.kind);
+    if let Some(l) = &s.label {
+        w.push_str(&format!(" labelled {l:?}"));
+    }
+    if let Some(u) = &s.uuid {
+        w.push_str(&format!(" (UUID {u})"));
+    }
+    w
+}
+
+fn destroys(d: &Disk) -> Vec<String> {
+    let mut out: Vec<String> = d.signatures.iter().map(signature_words).collect();
+    for p in &d.partitions {
+        let what = if p.signatures.is_empty() {
+            "no signature found".to_string()
+        } else {
+            p.signatures.iter().map(signature_words).collect::<Vec<_>>().join(", ")
+        };
+        out.push(format!("partition {} ({}, {}): {what}", p.number, p.path.display(), Bytes(p.size_bytes).human()));
+    }
+    out.extend(d.holders.iter().map(|h| format!("in use by {h} (stopped before wiping)")));
+    out.extend(d.mounts.iter().map(|m| format!("mounted at {m}")));
+    out
+}
+
+/// What the planner knows about every named device.
+#[derive(Default)]
+struct Devices {
+    path: HashMap<String, PathBuf>,
+    /// Usable bytes (an estimate below md and LUKS).
+    size: HashMap<String, u64>,
+}
+
+fn round_up(n: u64, to: u64) -> u64 {
+    n.div_ceil(to) * to
+}
+
+/// Appends every storage and image step to `plan`.
+pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn Backend, plan: &mut Plan) -> Result<(), PlanError> {
+    let st = crate::config::expand_storage(doc)?;
+    let disk_by_name = |n: &str| chosen.iter().find(|c| c.name == n).map(|c| c.disk).expect("validated disk reference");
+    for c in chosen {
+        plan.steps.push(Step::Wipe { disk: c.name.clone(), path: c.disk.path.clone(), policy: st.wipe });
+    }
+    let image = doc.image.as_ref();
+    let image_disk = image.filter(|i| i.format == ImageFormat::Disk).map(|i| match &i.target {
+        Some(t) => t.to_string(),
+        None => chosen[0].name.clone(),
+    });
+    let root_fs = st.filesystems.iter().find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/"));
+    let cd_disk = doc.configdrive.as_ref().map(|cd| {
+        cd.disk
+            .as_ref()
+            .map(|d| d.to_string())
+            .or_else(|| image_disk.clone())
+            .or_else(|| root_fs.and_then(|(f, _)| disk_of(&st, f.device.as_str())))
+            .or_else(|| st.partitions.first().map(|(p, _)| p.disk.to_string()))
+            .unwrap_or_else(|| chosen[0].name.clone())
+    });
+
+    let mut dev = Devices::default();
+    let mut cd_partition = None;
+    for c in chosen {
+        let reserve_cd = cd_disk.as_deref() == Some(c.name.as_str()) && image_disk.as_deref() != Some(c.name.as_str());
+        let mut reqs: Vec<(PartitionRequest, String)> = st
+            .partitions
+            .iter()
+            .filter(|(p, _)| p.disk.as_str() == c.name)
+            .map(|(p, o)| {
+                let req = PartitionRequest {
+                    name: p.name.to_string(),
+                    label: p.label.clone().unwrap_or_else(|| p.name.to_string()),
+                    type_guid: p.ptype.guid(),
+                    size: p.size,
+                };
+                (req, o.field("size"))
+            })
+            .collect();
+        if reserve_cd {
+            let cd = doc.configdrive.as_ref().expect("configdrive present");
+            let label = match cd.format {
+                ConfigdriveFormat::Nocloud => "cidata",
+                ConfigdriveFormat::Config2 => "config-2",
+            };
+            let req = PartitionRequest {
+                name: CONFIGDRIVE_PART.into(),
+                label: label.into(),
+                type_guid: crate::config::PartitionType::default().guid(),
+                size: SizeSpec::Bytes(cd.size),
+            };
+            // Before the partition taking the rest, so `rest` stays last.
+            let at = reqs.iter().position(|(r, _)| r.size == SizeSpec::Rest).unwrap_or(reqs.len());
+            reqs.insert(at, (req, "configdrive.size".into()));
+        }
+        if reqs.is_empty() {
+            continue;
+        }
+        check_fit(&c.name, c.disk, &reqs)?;
+        let only: Vec<PartitionRequest> = reqs.iter().map(|(r, _)| r.clone()).collect();
+        let placed = backend
+            .place(&c.disk.path, c.disk.size_bytes, c.disk.logical_sector, &only)
+            .map_err(|message| PlanError::Layout { path: reqs[0].1.clone(), message })?;
+        for p in &placed {
+            dev.path.insert(p.name.clone(), p.path.clone());
+            dev.size.insert(p.name.clone(), (p.last_lba + 1 - p.first_lba) * c.disk.logical_sector);
+            if p.name == CONFIGDRIVE_PART {
+                cd_partition = Some(p.path.clone());
+            }
+        }
+        plan.steps.push(Step::Partition {
+            disk: c.name.clone(),
+            path: c.disk.path.clone(),
+            logical_sector: c.disk.logical_sector,
+            partitions: placed,
+        });
+    }
+
+    for (r, _) in &st.raid {
+        let members: Vec<PathBuf> = r.members.iter().map(|m| dev.path[m.as_str()].clone()).collect();
+        let smallest = r.members.iter().map(|m| dev.size[m.as_str()]).min().unwrap_or(0);
+        // Conservative: superblock, bitmap and mdadm's reshape headroom (up to 128 MiB for 1.2).
+        let overhead = match r.metadata.as_str() {
+            "1.0" => 8 * MIB,
+            _ => 8 * MIB + (smallest / 512).min(128 * MIB),
+        };
+        let path = PathBuf::from(format!("/dev/md/{}", r.name));
+        dev.path.insert(r.name.to_string(), path.clone());
+        dev.size.insert(r.name.to_string(), smallest.saturating_sub(overhead));
+        plan.steps.push(Step::Raid(RaidPlan {
+            name: r.name.to_string(),
+            level: 1,
+            metadata: r.metadata.as_str().into(),
+            members,
+            path,
+            uuid: derived_uuid(seed, &format!("md:{}", r.name)).to_string(),
+        }));
+    }
+    for (l, _) in &st.luks {
+        let path = PathBuf::from(format!("/dev/mapper/{}", l.name));
+        let under = dev.size[l.device.as_str()];
+        dev.size.insert(l.name.to_string(), under.saturating_sub(16 * MIB));
+        plan.steps.push(Step::Luks(LuksPlan {
+            name: l.name.to_string(),
+            device: dev.path[l.device.as_str()].clone(),
+            path: path.clone(),
+            cipher: l.cipher.clone(),
+            key_size: l.key_size,
+            label: l.label.clone(),
+            uuid: derived_uuid(seed, &format!("luks:{}", l.name)).to_string(),
+            tang: l
+                .tang
+                .iter()
+                .map(|t| TangPin {
+                    url: t.url.to_string(),
+                    thumbprint: t.thumbprint.as_ref().map(|t| t.to_string()),
+                    trust_on_first_use: t.trust_on_first_use,
+                })
+                .collect(),
+            tpm2: l.tpm2.as_ref().map(|t| Tpm2Pin {
+                pcrs: t.pcrs.clone(),
+                bank: match t.bank {
+                    crate::config::PcrBank::Sha256 => "sha256".into(),
+                    crate::config::PcrBank::Sha1 => "sha1".into(),
+                },
+            }),
+            threshold: l.threshold,
+            recovery_passphrase: l.recovery_passphrase.clone(),
+        }));
+        dev.path.insert(l.name.to_string(), path);
+    }
+    for (vg, _, origins) in &st.lvm {
+        lvm_step(vg, origins, &mut dev, plan)?;
+    }
+
+    let image_target = image.filter(|i| i.format == ImageFormat::Filesystem).and_then(|i| i.target.as_ref());
+    let mut uuids: HashMap<String, String> = HashMap::new();
+    for (f, _) in &st.filesystems {
+        if image_target.is_some_and(|t| *t == f.device) {
+            continue;
+        }
+        let u = derived_uuid(seed, &format!("fs:{}", f.device));
+        let uuid = if f.fstype == FsType::Vfat {
+            let h = u.simple().to_string().to_ascii_uppercase();
+            format!("{}-{}", &h[..4], &h[4..8])
+        } else {
+            u.to_string()
+        };
+        uuids.insert(f.device.to_string(), uuid.clone());
+        plan.steps.push(Step::Mkfs(MkfsPlan {
+            name: f.device.to_string(),
+            device: dev.path[f.device.as_str()].clone(),
+            fstype: f.fstype.as_str().into(),
+            label: f.label.clone(),
+            uuid,
+            mount: f.mount.as_ref().map(|m| m.to_string()),
+        }));
+    }
+
+    let Some(img) = image else {
+        push_configdrive(doc, plan, &cd_disk, cd_partition, disk_by_name);
+        return Ok(());
+    };
+    let mut mounted: Vec<_> = st.filesystems.iter().filter(|(f, _)| f.mount.is_some() && f.fstype != FsType::Swap).collect();
+    mounted.sort_by_key(|(f, _)| {
+        let m = f.mount.as_ref().expect("filtered").as_str().to_string();
+        (if m == "/" { 0 } else { m.matches('/').count() }, m)
+    });
+    if img.format == ImageFormat::Rootfs {
+        for (f, _) in &mounted {
+            plan.steps.push(Step::Mount(MountPlan {
+                device: dev.path[f.device.as_str()].clone(),
+                mountpoint: f.mount.as_ref().expect("filtered").to_string(),
+                fstype: f.fstype.as_str().into(),
+                options: f.options.clone(),
+            }));
+        }
+    }
+    let (target_disk, target_path) = match img.format {
+        ImageFormat::Disk => {
+            let name = image_disk.clone().expect("disk image has a disk");
+            let path = disk_by_name(&name).path.clone();
+            (name, path)
+        }
+        ImageFormat::Filesystem => {
+            let t = img.target.as_ref().expect("validated target").to_string();
+            (disk_of(&st, &t).unwrap_or_default(), dev.path[&t].clone())
+        }
+        ImageFormat::Rootfs => {
+            let (f, _) = root_fs.expect("validated / mount");
+            (disk_of(&st, f.device.as_str()).unwrap_or_default(), dev.path[f.device.as_str()].clone())
+        }
+    };
+    let digest = match (&img.sha256, &img.sha512) {
+        (Some(h), _) => Digest { algorithm: DigestAlgorithm::Sha256, hex: h.to_string().to_ascii_lowercase() },
+        (None, Some(h)) => Digest { algorithm: DigestAlgorithm::Sha512, hex: h.to_string().to_ascii_lowercase() },
+        (None, None) => unreachable!("validated: one digest"),
+    };
+    plan.steps.push(Step::WriteImage(ImagePlan {
+        urls: std::iter::once(&img.url).chain(&img.mirrors).map(|u| u.to_string()).collect(),
+        digest,
+        format: img.format,
+        target_disk,
+        target_path,
+        grow: img.grow,
+    }));
+    if img.format == ImageFormat::Rootfs {
+        plan.steps.push(Step::Finalize(finalize(doc, &st, &dev, &uuids, plan, &mounted)));
+    }
+    push_configdrive(doc, plan, &cd_disk, cd_partition, disk_by_name);
+    Ok(())
+}
+
+/// The document disk a device ends up on (the first, for md and LVM).
+fn disk_of(st: &ExplicitStorage, name: &str) -> Option<String> {
+    if let Some((p, _)) = st.partitions.iter().find(|(p, _)| p.name.as_str() == name) {
+        return Some(p.disk.to_string());
+    }
+    if let Some((r, _)) = st.raid.iter().find(|(r, _)| r.name.as_str() == name) {
+        return disk_of(st, r.members.first()?.as_str());
+    }
+    if let Some((l, _)) = st.luks.iter().find(|(l, _)| l.name.as_str() == name) {
+        return disk_of(st, l.device.as_str());
+    }
+    let (vg, _, _) = st.lvm.iter().find(|(g, _, _)| g.volumes.iter().any(|v| v.name.as_str() == name))?;
+    disk_of(st, vg.pvs.first()?.as_str())
+}
+
+/// Refuses partitions that cannot fit, naming the one that overflows. `place` decides
+/// the sectors; this gives the operator the path and the arithmetic.
+fn check_fit(name: &str, disk: &Disk, reqs: &[(PartitionRequest, String)]) -> Result<(), PlanError> {
+    // 1 MiB before the first partition, and room for the backup GPT at the end.
+    let usable = disk.size_bytes.saturating_sub(2 * MIB);
+    let mut used = 0u64;
+    let describe = || format!("disk {name:?} ({}, {})", disk.path.display(), Bytes(disk.size_bytes).human());
+    for (r, path) in reqs {
+        if let SizeSpec::Bytes(b) = r.size {
+            used += round_up(b.0, MIB);
+            if used > usable {
+                return Err(PlanError::Layout {
+                    path: path.clone(),
+                    message: format!(
+                        "{b} for partition {:?} does not fit on {}: the partitions up to it need {} of {} usable",
+                        r.name,
+                        describe(),
+                        Bytes(used).human(),
+                        Bytes(usable).human()
+                    ),
+                });
+            }
+        }
+    }
+    if let Some((r, path)) = reqs.iter().find(|(r, _)| r.size == SizeSpec::Rest) {
+        if usable - used < MIB {
+            return Err(PlanError::Layout {
+                path: path.clone(),
+                message: format!("partition {:?} takes the rest of {}, but nothing is left", r.name, describe()),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn lvm_step(vg: &crate::config::VolumeGroup, origins: &[Origin], dev: &mut Devices, plan: &mut Plan) -> Result<(), PlanError> {
+    let capacity: u64 = vg.pvs.iter().map(|p| (dev.size[p.as_str()].saturating_sub(MIB) / EXTENT) * EXTENT).sum();
+    let mut used = 0u64;
+    let mut volumes = Vec::new();
+    for (v, o) in vg.volumes.iter().zip(origins) {
+        if let SizeSpec::Bytes(b) = v.size {
+            used += round_up(b.0, EXTENT);
+            if used > capacity {
+                return Err(PlanError::Layout {
+                    path: o.field("size"),
+                    message: format!(
+                        "{b} for volume {:?} does not fit in volume group {:?}: about {} is available after md, LUKS and LVM overhead, and the volumes up to it need {}",
+                        v.name.as_str(),
+                        vg.vg.as_str(),
+                        Bytes(capacity).human(),
+                        Bytes(used).human()
+                    ),
+                });
+            }
+        }
+    }
+    for (v, o) in vg.volumes.iter().zip(origins) {
+        let size = match v.size {
+            SizeSpec::Bytes(b) => Some(b.0),
+            SizeSpec::Rest if capacity - used < EXTENT => {
+                return Err(PlanError::Layout {
+                    path: o.field("size"),
+                    message: format!("volume {:?} takes the rest of volume group {:?}, but nothing is left", v.name.as_str(), vg.vg.as_str()),
+                })
+            }
+            SizeSpec::Rest => None,
+        };
+        let path = PathBuf::from(format!("/dev/{}/{}", vg.vg, v.name));
+        dev.path.insert(v.name.to_string(), path.clone());
+        dev.size.insert(v.name.to_string(), size.unwrap_or(capacity - used));
+        volumes.push(LvPlan { name: v.name.to_string(), path, size_bytes: size });
+    }
+    plan.steps.push(Step::Lvm(LvmPlan {
+        vg: vg.vg.to_string(),
+        pvs: vg.pvs.iter().map(|p| dev.path[p.as_str()].clone()).collect(),
+        volumes,
+    }));
+    Ok(())
+}
+
+type Mounted<'a> = [&'a (crate::config::Filesystem, Origin)];
+
+fn finalize(doc: &Document, st: &ExplicitStorage, dev: &Devices, uuids: &HashMap<String, String>, plan: &Plan, mounted: &Mounted) -> FinalizePlan {
+    let mut fstab: Vec<String> = mounted
+        .iter()
+        .map(|(f, _)| {
+            let m = f.mount.as_ref().expect("mounted").as_str();
+            let pass = match (f.fstype, m) {
+                (FsType::Xfs, _) => 0,
+                (_, "/") => 1,
+                _ => 2,
+            };
+            let opts = if f.options.is_empty() { "defaults".to_string() } else { f.options.join(",") };
+            format!("UUID={} {m} {} {opts} 0 {pass}", uuids[f.device.as_str()], f.fstype.as_str())
+        })
+        .collect();
+    fstab.extend(
+        st.filesystems
+            .iter()
+            .filter(|(f, _)| f.fstype == FsType::Swap)
+            .map(|(f, _)| format!("UUID={} none swap defaults 0 0", uuids[f.device.as_str()])),
+    );
+    let luks_uuids: HashMap<&str, &str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Luks(l) => Some((l.name.as_str(), l.uuid.as_str())),
+            _ => None,
+        })
+        .collect();
+    let crypttab = st.luks.iter().map(|(l, _)| format!("{} UUID={} none luks,discard", l.name, luks_uuids[l.name.as_str()])).collect();
+    let mdadm = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Raid(r) => {
+                let h = r.uuid.replace('-', "");
+                let md = format!("{}:{}:{}:{}", &h[..8], &h[8..16], &h[16..24], &h[24..]);
+                Some(format!("ARRAY {} metadata={} UUID={md}", r.path.display(), r.metadata))
+            }
+            _ => None,
+        })
+        .collect();
+    let boot_parts = |alias: &str| {
+        let guid = crate::config::PartitionType::alias(alias).guid();
+        st.partitions.iter().filter(move |(p, _)| p.ptype.guid() == guid).map(|(p, _)| p.clone())
+    };
+    let mut boot_disks: Vec<PathBuf> = Vec::new();
+    for p in boot_parts("bios-boot").chain(boot_parts("esp")) {
+        let path = plan.disks.iter().find(|d| d.name == p.disk.as_str()).map(|d| d.path.clone()).unwrap_or_default();
+        if !boot_disks.contains(&path) {
+            boot_disks.push(path);
+        }
+    }
+    let esp_mounted = st.filesystems.iter().any(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/boot/efi"));
+    let esp_copies = if esp_mounted {
+        boot_parts("esp")
+            .filter(|p| st.filesystems.iter().any(|(f, _)| f.device == p.name && f.mount.is_none()))
+            .map(|p| dev.path[p.name.as_str()].clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    FinalizePlan {
+        fstab,
+        crypttab,
+        mdadm,
+        boot_disks,
+        esp_copies,
+        kernel_args: plan.kernel_args.clone(),
+        commands: doc.boot.as_ref().map(|b| b.finalize.clone()).unwrap_or_default(),
+    }
+}
+
+fn push_configdrive<'a>(doc: &Document, plan: &mut Plan, cd_disk: &Option<String>, partition: Option<PathBuf>, disk_by_name: impl Fn(&str) -> &'a Disk) {
+    let (Some(cd), Some(disk)) = (&doc.configdrive, cd_disk) else { return };
+    let mut meta = cd.meta_data.clone().unwrap_or_default();
+    meta.entry("instance-id").or_insert_with(|| plan.host.instance_id.clone().into());
+    meta.entry("local-hostname").or_insert_with(|| plan.host.hostname.clone().into());
+    plan.steps.push(Step::Configdrive(ConfigdrivePlan {
+        disk: disk.clone(),
+        disk_path: disk_by_name(disk).path.clone(),
+        format: cd.format,
+        size_bytes: cd.size.0,
+        hostname: plan.host.hostname.clone(),
+        instance_id: plan.host.instance_id.clone(),
+        meta_data: serde_json::Value::Object(meta),
+        user_data: cd.user_data.clone(),
+        network_config: cd.network_config.clone(),
+        vendor_data: cd.vendor_data.clone(),
+        partition,
+    }));
+}
