@@ -21,7 +21,10 @@ impl Origin {
         Origin { path, fields: true }
     }
     fn derived(path: &str) -> Origin {
-        Origin { path: path.to_string(), fields: false }
+        Origin {
+            path: path.to_string(),
+            fields: false,
+        }
     }
     /// The path of `field` of this item, or the item's own path when the operator did not write that field.
     pub fn field(&self, field: &str) -> String {
@@ -80,7 +83,11 @@ pub fn lv_name_for(vol: &LayoutVolume) -> Option<String> {
     if m == "/" {
         return Some("root".into());
     }
-    let n: String = m.trim_start_matches('/').chars().map(|c| if c == '/' { '_' } else { c }).collect();
+    let n: String = m
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| if c == '/' { '_' } else { c })
+        .collect();
     Some(n)
 }
 
@@ -113,27 +120,63 @@ pub(crate) fn layout_disks(doc: &Document, layout: &Layout) -> Result<Vec<Name>,
 /// layout's disk cannot be determined.
 pub fn expand_storage(doc: &Document) -> Result<ExplicitStorage, DocError> {
     let mut out = ExplicitStorage::default();
-    let Some(storage) = &doc.storage else { return Ok(out) };
+    let Some(storage) = &doc.storage else {
+        return Ok(out);
+    };
     out.wipe = storage.wipe;
     if let Some(layout) = &storage.layout {
         expand_layout(doc, layout, &mut out)?;
     }
     let ex = |kind: &str, i: usize| Origin::explicit(format!("storage.{kind}[{i}]"));
-    out.partitions.extend(storage.partitions.iter().enumerate().map(|(i, p)| (p.clone(), ex("partitions", i))));
-    out.raid.extend(storage.raid.iter().enumerate().map(|(i, r)| (r.clone(), ex("raid", i))));
-    out.luks.extend(storage.luks.iter().enumerate().map(|(i, l)| (l.clone(), ex("luks", i))));
+    out.partitions.extend(
+        storage
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), ex("partitions", i))),
+    );
+    out.raid.extend(
+        storage
+            .raid
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.clone(), ex("raid", i))),
+    );
+    out.luks.extend(
+        storage
+            .luks
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), ex("luks", i))),
+    );
     for (g, vg) in storage.lvm.iter().enumerate() {
-        let vols = (0..vg.volumes.len()).map(|i| Origin::explicit(format!("storage.lvm[{g}].volumes[{i}]"))).collect();
+        let vols = (0..vg.volumes.len())
+            .map(|i| Origin::explicit(format!("storage.lvm[{g}].volumes[{i}]")))
+            .collect();
         out.lvm.push((vg.clone(), ex("lvm", g), vols));
     }
-    out.filesystems.extend(storage.filesystems.iter().enumerate().map(|(i, f)| (f.clone(), ex("filesystems", i))));
+    out.filesystems.extend(
+        storage
+            .filesystems
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.clone(), ex("filesystems", i))),
+    );
     Ok(out)
 }
 
-fn expand_layout(doc: &Document, layout: &Layout, out: &mut ExplicitStorage) -> Result<(), DocError> {
+fn expand_layout(
+    doc: &Document,
+    layout: &Layout,
+    out: &mut ExplicitStorage,
+) -> Result<(), DocError> {
     let disks = layout_disks(doc, layout)?;
     let mirrored = disks.len() > 1;
-    let from = if mirrored { "storage.layout.mirror" } else { "storage.layout" };
+    let from = if mirrored {
+        "storage.layout.mirror"
+    } else {
+        "storage.layout"
+    };
     let origin = Origin::derived(from);
     let lvm = layout.lvm.as_deref().unwrap_or(&[]);
     let root_size = match (&layout.root, lvm.is_empty()) {
@@ -155,11 +198,21 @@ fn expand_layout(doc: &Document, layout: &Layout, out: &mut ExplicitStorage) -> 
         label: None,
     };
     for d in &disks {
-        out.partitions.push((part(d, "bios", SizeSpec::Bytes(Bytes(MIB)), "bios-boot"), origin.clone()));
-        out.partitions.push((part(d, "esp", SizeSpec::Bytes(Bytes(512 * MIB)), "esp"), origin.clone()));
+        out.partitions.push((
+            part(d, "bios", SizeSpec::Bytes(Bytes(MIB)), "bios-boot"),
+            origin.clone(),
+        ));
+        out.partitions.push((
+            part(d, "esp", SizeSpec::Bytes(Bytes(512 * MIB)), "esp"),
+            origin.clone(),
+        ));
         let boot_type = if mirrored { "raid" } else { "linux" };
-        out.partitions.push((part(d, "boot", SizeSpec::Bytes(Bytes(GIB)), boot_type), origin.clone()));
-        out.partitions.push((part(d, "root", root_size, root_type), origin.clone()));
+        out.partitions.push((
+            part(d, "boot", SizeSpec::Bytes(Bytes(GIB)), boot_type),
+            origin.clone(),
+        ));
+        out.partitions
+            .push((part(d, "root", root_size, root_type), origin.clone()));
     }
     // One ESP per disk: the first is mounted; finalize copies it onto the others.
     for (i, d) in disks.iter().enumerate() {
@@ -175,13 +228,26 @@ fn expand_layout(doc: &Document, layout: &Layout, out: &mut ExplicitStorage) -> 
     let (boot_dev, mut root_dev) = if mirrored {
         let members = |role: &str| disks.iter().map(|d| name(format!("{d}-{role}"))).collect();
         // Superblock at the end (1.0): firmware and GRUB read a member as a plain filesystem.
-        let boot = Raid { name: name("md-boot"), level: RaidLevel, members: members("boot"), metadata: MdMetadata::V1_0 };
-        let root = Raid { name: name("md-root"), level: RaidLevel, members: members("root"), metadata: MdMetadata::V1_2 };
+        let boot = Raid {
+            name: name("md-boot"),
+            level: RaidLevel,
+            members: members("boot"),
+            metadata: MdMetadata::V1_0,
+        };
+        let root = Raid {
+            name: name("md-root"),
+            level: RaidLevel,
+            members: members("root"),
+            metadata: MdMetadata::V1_2,
+        };
         out.raid.push((boot, origin.clone()));
         out.raid.push((root, origin.clone()));
         (name("md-boot"), name("md-root"))
     } else {
-        (name(format!("{}-boot", disks[0])), name(format!("{}-root", disks[0])))
+        (
+            name(format!("{}-boot", disks[0])),
+            name(format!("{}-root", disks[0])),
+        )
     };
     let boot_fs = Filesystem {
         device: boot_dev,
@@ -203,11 +269,16 @@ fn expand_layout(doc: &Document, layout: &Layout, out: &mut ExplicitStorage) -> 
             threshold: l.threshold.unwrap_or(1),
             recovery_passphrase: l.recovery_passphrase.clone(),
         };
-        out.luks.push((luks, Origin::explicit("storage.layout.luks".into())));
+        out.luks
+            .push((luks, Origin::explicit("storage.layout.luks".into())));
         root_dev = name("luks-root");
     }
     if lvm.is_empty() {
-        let fstype = layout.root.as_ref().and_then(|r| r.fstype).unwrap_or(FsType::Ext4);
+        let fstype = layout
+            .root
+            .as_ref()
+            .and_then(|r| r.fstype)
+            .unwrap_or(FsType::Ext4);
         let fs = Filesystem {
             device: root_dev,
             fstype,
@@ -215,7 +286,11 @@ fn expand_layout(doc: &Document, layout: &Layout, out: &mut ExplicitStorage) -> 
             mount: Some(MountPoint::parse("/").expect("valid mount point")),
             options: vec![],
         };
-        let o = if layout.root.is_some() { Origin::explicit("storage.layout.root".into()) } else { origin.clone() };
+        let o = if layout.root.is_some() {
+            Origin::explicit("storage.layout.root".into())
+        } else {
+            origin.clone()
+        };
         out.filesystems.push((fs, o));
     } else {
         let mut volumes = Vec::new();
@@ -223,16 +298,34 @@ fn expand_layout(doc: &Document, layout: &Layout, out: &mut ExplicitStorage) -> 
         for (i, v) in lvm.iter().enumerate() {
             let o = Origin::explicit(format!("storage.layout.lvm[{i}]"));
             let lv = name(lv_name_for(v).unwrap_or_else(|| format!("lv{i}")));
-            volumes.push(LogicalVolume { name: lv.clone(), size: v.size });
+            volumes.push(LogicalVolume {
+                name: lv.clone(),
+                size: v.size,
+            });
             origins.push(o.clone());
-            let fstype = if v.swap { FsType::Swap } else { v.fstype.unwrap_or(FsType::Ext4) };
+            let fstype = if v.swap {
+                FsType::Swap
+            } else {
+                v.fstype.unwrap_or(FsType::Ext4)
+            };
             if v.mount.is_some() || v.swap || v.fstype.is_some() {
-                let fs = Filesystem { device: lv, fstype, label: None, mount: v.mount.clone(), options: v.options.clone() };
+                let fs = Filesystem {
+                    device: lv,
+                    fstype,
+                    label: None,
+                    mount: v.mount.clone(),
+                    options: v.options.clone(),
+                };
                 out.filesystems.push((fs, o));
             }
         }
-        let vg = VolumeGroup { vg: name("vg0"), pvs: vec![root_dev], volumes };
-        out.lvm.push((vg, Origin::derived("storage.layout.lvm"), origins));
+        let vg = VolumeGroup {
+            vg: name("vg0"),
+            pvs: vec![root_dev],
+            volumes,
+        };
+        out.lvm
+            .push((vg, Origin::derived("storage.layout.lvm"), origins));
     }
     out.layout_disks = disks;
     Ok(())

@@ -29,7 +29,10 @@ pub struct DocError {
 impl DocError {
     /// An error at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        DocError { path: path.into(), message: message.into() }
+        DocError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -51,9 +54,19 @@ pub fn parse(text: &str) -> Result<Document, DocError> {
         let doc: Document = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let (l, c) = (e.inner().line(), e.inner().column());
             let msg = strip_suffix_location(&e.inner().to_string(), l, c);
-            from_serde(&e.path().to_string(), &msg, Some((l, c)), e.inner().is_syntax() || e.inner().is_eof())
+            from_serde(
+                &e.path().to_string(),
+                &msg,
+                Some((l, c)),
+                e.inner().is_syntax() || e.inner().is_eof(),
+            )
         })?;
-        de.end().map_err(|e| DocError::new("", format!("trailing text after the document (line {})", e.line())))?;
+        de.end().map_err(|e| {
+            DocError::new(
+                "",
+                format!("trailing text after the document (line {})", e.line()),
+            )
+        })?;
         Ok(doc)
     } else {
         let de = serde_yaml::Deserializer::from_str(text);
@@ -70,17 +83,35 @@ pub fn parse(text: &str) -> Result<Document, DocError> {
 }
 
 fn strip_suffix_location(msg: &str, line: usize, col: usize) -> String {
-    msg.strip_suffix(&format!(" at line {line} column {col}")).unwrap_or(msg).to_string()
+    msg.strip_suffix(&format!(" at line {line} column {col}"))
+        .unwrap_or(msg)
+        .to_string()
 }
 
 /// Turns a serde message at a serde_path_to_error path into our path and sentence.
 fn from_serde(path: &str, msg: &str, loc: Option<(usize, usize)>, syntax: bool) -> DocError {
-    let mut path = if path == "." || path == "?" { String::new() } else { path.to_string() };
-    let join = |p: &str, f: &str| if p.is_empty() { f.to_string() } else { format!("{p}.{f}") };
+    let mut path = if path == "." || path == "?" {
+        String::new()
+    } else {
+        path.to_string()
+    };
+    let join = |p: &str, f: &str| {
+        if p.is_empty() {
+            f.to_string()
+        } else {
+            format!("{p}.{f}")
+        }
+    };
     let tick_list = |s: &str| s.replace('`', "");
     // serde_yaml puts its own idea of the path in front of the message; ours is better.
     let msg = match msg.split_once(": ") {
-        Some((p, rest)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "._-[]".contains(c)) => rest,
+        Some((p, rest))
+            if !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-[]".contains(c)) =>
+        {
+            rest
+        }
         _ => msg,
     };
     let mut message = if syntax {
@@ -104,8 +135,10 @@ fn from_serde(path: &str, msg: &str, loc: Option<(usize, usize)>, syntax: bool) 
         let (got, expected) = rest.split_once('`').unwrap_or((rest, ""));
         let expected = tick_list(expected.trim_start_matches(", expected "));
         format!("expected {expected}, got {got:?}")
-    } else if let Some((got, expected)) =
-        msg.strip_prefix("invalid type: ").or_else(|| msg.strip_prefix("invalid value: ")).and_then(|r| r.split_once(", expected "))
+    } else if let Some((got, expected)) = msg
+        .strip_prefix("invalid type: ")
+        .or_else(|| msg.strip_prefix("invalid value: "))
+        .and_then(|r| r.split_once(", expected "))
     {
         format!("expected {expected}, got {}", got.replace('`', ""))
     } else {
@@ -154,3 +187,9 @@ pub fn placeholders(doc: &Document) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests;
+
+/// The product.md documents, for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::{DOC1, DOC2};
+}

@@ -69,12 +69,25 @@ fn check(text: &str) -> Result<Document, DocError> {
 fn product_documents_parse_and_validate_verbatim() {
     let d1 = check(DOC1).unwrap();
     assert_eq!(d1.host.hostname.as_str(), "web-01");
-    assert_eq!(d1.image.as_ref().unwrap().format, crate::plan::ImageFormat::Disk);
-    assert_eq!(d1.report.as_ref().unwrap().token.as_ref().unwrap().expose(), "s3cr3t-token");
+    assert_eq!(
+        d1.image.as_ref().unwrap().format,
+        crate::plan::ImageFormat::Disk
+    );
+    assert_eq!(
+        d1.report.as_ref().unwrap().token.as_ref().unwrap().expose(),
+        "s3cr3t-token"
+    );
     assert_eq!(d1.report.as_ref().unwrap().heartbeat, 10);
     let cd = d1.configdrive.as_ref().unwrap();
-    assert!(cd.user_data.as_ref().unwrap().starts_with("#cloud-config\n"));
-    assert_eq!(cd.network_config.as_ref().unwrap()["ethernets"]["all"]["match"]["name"], "e*");
+    assert!(cd
+        .user_data
+        .as_ref()
+        .unwrap()
+        .starts_with("#cloud-config\n"));
+    assert_eq!(
+        cd.network_config.as_ref().unwrap()["ethernets"]["all"]["match"]["name"],
+        "e*"
+    );
     assert_eq!(cd.size, crate::units::Bytes(64 << 20));
     let d2 = check(DOC2).unwrap();
     let layout = d2.storage.as_ref().unwrap().layout.as_ref().unwrap();
@@ -84,7 +97,10 @@ fn product_documents_parse_and_validate_verbatim() {
         placeholders(&d2),
         vec![
             ("image.sha512".to_string(), "<128 hex digits>".to_string()),
-            ("storage.layout.luks.tang[0].thumbprint".to_string(), "<S256 thumbprint of a signing key>".to_string()),
+            (
+                "storage.layout.luks.tang[0].thumbprint".to_string(),
+                "<S256 thumbprint of a signing key>".to_string()
+            ),
         ]
     );
     assert!(placeholders(&d1).is_empty());
@@ -94,8 +110,11 @@ fn product_documents_parse_and_validate_verbatim() {
 fn doc2_expands_to_mirrored_boot_luks_and_lvm() {
     let doc = parse(DOC2).unwrap();
     let ex = expand_storage(&doc).unwrap();
-    let parts: Vec<(&str, &str, String)> =
-        ex.partitions.iter().map(|(p, _)| (p.name.as_str(), p.disk.as_str(), p.size.to_string())).collect();
+    let parts: Vec<(&str, &str, String)> = ex
+        .partitions
+        .iter()
+        .map(|(p, _)| (p.name.as_str(), p.disk.as_str(), p.size.to_string()))
+        .collect();
     assert_eq!(
         parts,
         [
@@ -109,22 +128,56 @@ fn doc2_expands_to_mirrored_boot_luks_and_lvm() {
             ("b-root", "b", "rest".into()),
         ]
     );
-    let types: Vec<String> = ex.partitions.iter().map(|(p, _)| p.ptype.to_string()).collect();
+    let types: Vec<String> = ex
+        .partitions
+        .iter()
+        .map(|(p, _)| p.ptype.to_string())
+        .collect();
     assert_eq!(types[..4], ["bios-boot", "esp", "raid", "raid"]);
     let raid: Vec<(&str, Vec<&str>, &str)> = ex
         .raid
         .iter()
-        .map(|(r, _)| (r.name.as_str(), r.members.iter().map(|m| m.as_str()).collect(), r.metadata.as_str()))
+        .map(|(r, _)| {
+            (
+                r.name.as_str(),
+                r.members.iter().map(|m| m.as_str()).collect(),
+                r.metadata.as_str(),
+            )
+        })
         .collect();
-    assert_eq!(raid, [("md-boot", vec!["a-boot", "b-boot"], "1.0"), ("md-root", vec!["a-root", "b-root"], "1.2")]);
+    assert_eq!(
+        raid,
+        [
+            ("md-boot", vec!["a-boot", "b-boot"], "1.0"),
+            ("md-root", vec!["a-root", "b-root"], "1.2")
+        ]
+    );
     assert_eq!(ex.luks.len(), 1);
     let (luks, _) = &ex.luks[0];
-    assert_eq!((luks.name.as_str(), luks.device.as_str(), luks.threshold), ("luks-root", "md-root", 2));
-    assert_eq!((luks.cipher.as_str(), luks.key_size, luks.tang.len(), luks.tpm2.is_some()), ("aes-xts-plain64", 512, 1, true));
+    assert_eq!(
+        (luks.name.as_str(), luks.device.as_str(), luks.threshold),
+        ("luks-root", "md-root", 2)
+    );
+    assert_eq!(
+        (
+            luks.cipher.as_str(),
+            luks.key_size,
+            luks.tang.len(),
+            luks.tpm2.is_some()
+        ),
+        ("aes-xts-plain64", 512, 1, true)
+    );
     let (vg, _, _) = &ex.lvm[0];
     assert_eq!(vg.vg.as_str(), "vg0");
-    assert_eq!(vg.pvs.iter().map(|p| p.as_str()).collect::<Vec<_>>(), ["luks-root"]);
-    let lvs: Vec<(&str, String)> = vg.volumes.iter().map(|v| (v.name.as_str(), v.size.to_string())).collect();
+    assert_eq!(
+        vg.pvs.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        ["luks-root"]
+    );
+    let lvs: Vec<(&str, String)> = vg
+        .volumes
+        .iter()
+        .map(|v| (v.name.as_str(), v.size.to_string()))
+        .collect();
     assert_eq!(
         lvs,
         [
@@ -141,16 +194,34 @@ fn doc2_expands_to_mirrored_boot_luks_and_lvm() {
     let fs: Vec<(&str, &str, Option<&str>, String)> = ex
         .filesystems
         .iter()
-        .map(|(f, _)| (f.device.as_str(), f.fstype.as_str(), f.mount.as_ref().map(|m| m.as_str()), f.options.join(",")))
+        .map(|(f, _)| {
+            (
+                f.device.as_str(),
+                f.fstype.as_str(),
+                f.mount.as_ref().map(|m| m.as_str()),
+                f.options.join(","),
+            )
+        })
         .collect();
     assert!(fs.contains(&("a-esp", "vfat", Some("/boot/efi"), "umask=0077".into())));
-    assert!(fs.contains(&("b-esp", "vfat", None, "umask=0077".into())), "the second ESP is kept in sync, not mounted");
+    assert!(
+        fs.contains(&("b-esp", "vfat", None, "umask=0077".into())),
+        "the second ESP is kept in sync, not mounted"
+    );
     assert!(fs.contains(&("md-boot", "ext4", Some("/boot"), "".into())));
     assert!(fs.contains(&("root", "xfs", Some("/"), "".into())));
     assert!(fs.contains(&("tmp", "xfs", Some("/tmp"), "nodev,nosuid,noexec".into())));
-    assert!(fs.contains(&("var_log_audit", "xfs", Some("/var/log/audit"), "nodev,nosuid,noexec".into())));
+    assert!(fs.contains(&(
+        "var_log_audit",
+        "xfs",
+        Some("/var/log/audit"),
+        "nodev,nosuid,noexec".into()
+    )));
     assert!(fs.contains(&("swap", "swap", None, "".into())));
-    assert_eq!(ex.layout_disks, [Name::parse("a").unwrap(), Name::parse("b").unwrap()]);
+    assert_eq!(
+        ex.layout_disks,
+        [Name::parse("a").unwrap(), Name::parse("b").unwrap()]
+    );
 }
 
 #[test]
@@ -164,9 +235,20 @@ fn single_disk_layout_without_luks_or_lvm_is_one_root_filesystem() {
     assert!(ex.raid.is_empty() && ex.luks.is_empty() && ex.lvm.is_empty());
     let names: Vec<&str> = ex.partitions.iter().map(|(p, _)| p.name.as_str()).collect();
     assert_eq!(names, ["d-bios", "d-esp", "d-boot", "d-root"]);
-    let root = ex.filesystems.iter().find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/")).unwrap();
-    assert_eq!((root.0.device.as_str(), root.0.fstype), ("d-root", FsType::Xfs));
-    let boot = ex.filesystems.iter().find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/boot")).unwrap();
+    let root = ex
+        .filesystems
+        .iter()
+        .find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/"))
+        .unwrap();
+    assert_eq!(
+        (root.0.device.as_str(), root.0.fstype),
+        ("d-root", FsType::Xfs)
+    );
+    let boot = ex
+        .filesystems
+        .iter()
+        .find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/boot"))
+        .unwrap();
     assert_eq!(boot.0.device.as_str(), "d-boot");
 }
 
@@ -178,7 +260,10 @@ fn expansion_round_trips_through_the_explicit_form() {
     let yaml = serde_yaml::to_string(&explicit).unwrap();
     let back = check(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let again = expand_storage(&back).unwrap().to_storage();
-    assert_eq!(serde_json::to_value(&again).unwrap(), serde_json::to_value(explicit.storage.as_ref().unwrap()).unwrap());
+    assert_eq!(
+        serde_json::to_value(&again).unwrap(),
+        serde_json::to_value(explicit.storage.as_ref().unwrap()).unwrap()
+    );
     let json = serde_json::to_string(&explicit).unwrap();
     check(&json).unwrap();
 }
@@ -189,15 +274,24 @@ fn json_input_gives_paths_and_lines() {
     assert_eq!(e.path, "disks[0].match.serial");
     assert!(e.message.contains("expected a string"), "{e}");
     assert!(e.message.contains("line 1"), "{e}");
-    let e = parse("{\"version\": 1,\n \"host\": {\"hostname\": \"h\", \"colour\": 1}, \"disks\": []}").unwrap_err();
+    let e =
+        parse("{\"version\": 1,\n \"host\": {\"hostname\": \"h\", \"colour\": 1}, \"disks\": []}")
+            .unwrap_err();
     assert_eq!(e.path, "host.colour");
-    assert!(e.message.contains("unknown field; expected hostname or instance_id"), "{e}");
+    assert!(
+        e.message
+            .contains("unknown field; expected hostname or instance_id"),
+        "{e}"
+    );
     assert!(e.message.contains("line 2"), "{e}");
 }
 
 #[test]
 fn yaml_errors_carry_line_numbers() {
-    let e = parse("version: 1\nhost:\n  hostname: h\ndisks:\n  - name: a\n    match: { serial: [1] }\n").unwrap_err();
+    let e = parse(
+        "version: 1\nhost:\n  hostname: h\ndisks:\n  - name: a\n    match: { serial: [1] }\n",
+    )
+    .unwrap_err();
     assert_eq!(e.path, "disks[0].match.serial");
     assert!(e.message.contains("line 6"), "{e}");
     let e = parse("version: 1\nhost: {hostname: 'h'\n").unwrap_err();
@@ -209,10 +303,25 @@ fn schema_is_strict_and_lists_every_top_level_key() {
     let s = json_schema();
     assert_eq!(s["additionalProperties"], false);
     let props = s["properties"].as_object().unwrap();
-    for k in ["version", "host", "disks", "storage", "image", "configdrive", "boot", "report", "finish"] {
+    for k in [
+        "version",
+        "host",
+        "disks",
+        "storage",
+        "image",
+        "configdrive",
+        "boot",
+        "report",
+        "finish",
+    ] {
         assert!(props.contains_key(k), "schema lacks {k}");
     }
-    let required: Vec<&str> = s["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let required: Vec<&str> = s["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(required, ["version", "host", "disks"]);
 }
 
@@ -231,14 +340,27 @@ fn product_documents_validate_against_the_schema_with_python_jsonschema() {
     let run = |doc: &str| {
         let f = dir.path().join("doc.yaml");
         std::fs::write(&f, doc).unwrap();
-        std::process::Command::new("python3").arg("-c").arg(script).arg(&schema).arg(&f).output().unwrap()
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&schema)
+            .arg(&f)
+            .output()
+            .unwrap()
     };
     for doc in [DOC1, DOC2] {
         let out = run(doc);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = run(&DOC1.replace("finish: reboot", "finish: reboot\nbogus: 1"));
-    assert!(!out.status.success(), "the schema must refuse unknown fields");
+    assert!(
+        !out.status.success(),
+        "the schema must refuse unknown fields"
+    );
 }
 
 /// (document, expected path, key phrase of the message)
@@ -496,7 +618,13 @@ fn malformed_documents_name_the_path_and_say_what_was_expected() {
             Err(_) => {}
         }
     }
-    assert!(failures.is_empty(), "{} of {} wrong:\n{}", failures.len(), MALFORMED.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} wrong:\n{}",
+        failures.len(),
+        MALFORMED.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -514,10 +642,16 @@ fn json_and_yaml_give_the_same_path() {
 #[test]
 fn kernel_args_take_a_string_or_a_list_and_metadata_a_yaml_number() {
     let base = "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\n";
-    let d = check(&format!("{base}boot: {{kernel_args: 'console=ttyS0 quiet'}}")).unwrap();
+    let d = check(&format!(
+        "{base}boot: {{kernel_args: 'console=ttyS0 quiet'}}"
+    ))
+    .unwrap();
     assert_eq!(d.boot.unwrap().kernel_args.0, ["console=ttyS0", "quiet"]);
     let d = check(&format!("{base}boot: {{kernel_args: [console=ttyS0]}}")).unwrap();
     assert_eq!(d.boot.unwrap().kernel_args.0, ["console=ttyS0"]);
-    let d = parse(&format!("{base}storage: {{raid: [{{name: m, level: 1, members: [x, y], metadata: 1.0}}]}}")).unwrap();
+    let d = parse(&format!(
+        "{base}storage: {{raid: [{{name: m, level: 1, members: [x, y], metadata: 1.0}}]}}"
+    ))
+    .unwrap();
     assert_eq!(d.storage.unwrap().raid[0].metadata, MdMetadata::V1_0);
 }

@@ -77,7 +77,9 @@ macro_rules! checked_string {
 }
 
 fn is_url(s: &str, schemes: &[&str]) -> bool {
-    let Some((scheme, rest)) = s.split_once("://") else { return false };
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
     if !schemes.contains(&scheme) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
@@ -119,7 +121,8 @@ fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn is_mount_point(s: &str) -> bool {
@@ -133,7 +136,8 @@ fn is_mount_point(s: &str) -> bool {
 fn is_thumbprint(s: &str) -> bool {
     is_placeholder(s)
         || (matches!(s.len(), 27 | 43 | 86)
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
 }
 
 checked_string!(
@@ -200,7 +204,10 @@ pub const PARTITION_TYPES: &[(&str, &str)] = &[
 fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 checked_string!(
@@ -255,7 +262,9 @@ impl<'de> Deserialize<'de> for Version {
                 if v == 1 {
                     Ok(Version)
                 } else {
-                    Err(E::custom(format!("expected 1, got {v} (this imprint reads version 1 documents)")))
+                    Err(E::custom(format!(
+                        "expected 1, got {v} (this imprint reads version 1 documents)"
+                    )))
                 }
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Version, E> {
@@ -296,7 +305,9 @@ impl<'de> Deserialize<'de> for RaidLevel {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<RaidLevel, E> {
                 match v {
                     1 => Ok(RaidLevel),
-                    _ => Err(E::custom(format!("expected 1 (only RAID1 mirrors are supported), got {v}"))),
+                    _ => Err(E::custom(format!(
+                        "expected 1 (only RAID1 mirrors are supported), got {v}"
+                    ))),
                 }
             }
         }
@@ -431,7 +442,14 @@ mod tests {
     fn urls_hosts_names_and_digests() {
         assert!(HttpUrl::parse("http://10.0.2.2:8080/x").is_ok());
         assert!(HttpUrl::parse("https://[::1]:7500").is_ok());
-        for bad in ["htp:/x", "ftp://h/", "http://", "http://h:99999/", "file:///x", "http://a b/"] {
+        for bad in [
+            "htp:/x",
+            "ftp://h/",
+            "http://",
+            "http://h:99999/",
+            "file:///x",
+            "http://a b/",
+        ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
         assert!(SourceUrl::parse("file:///srv/img.raw").is_ok());
@@ -442,7 +460,10 @@ mod tests {
         assert!(Sha256Hex::parse(&"a".repeat(64)).is_ok());
         assert!(Sha256Hex::parse(&"a".repeat(63)).is_err());
         assert!(Sha512Hex::parse("<128 hex digits>").is_ok());
-        assert_eq!(PartitionType::alias("esp").guid(), "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+        assert_eq!(
+            PartitionType::alias("esp").guid(),
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+        );
         let t = PartitionType::parse("0fc63daf-8483-4772-8e79-3d69d8477de4").unwrap();
         assert_eq!(t.guid(), "0FC63DAF-8483-4772-8E79-3D69D8477DE4");
         assert!(MountPoint::parse("/var/log").is_ok());

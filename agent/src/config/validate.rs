@@ -87,16 +87,28 @@ impl Checker {
 
     fn disks(&mut self, doc: &Document) {
         if doc.disks.is_empty() {
-            self.err("disks", "list at least one disk, e.g. - { name: root, match: { smallest: true } }");
+            self.err(
+                "disks",
+                "list at least one disk, e.g. - { name: root, match: { smallest: true } }",
+            );
         }
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, d) in doc.disks.iter().enumerate() {
             if let Some(j) = seen.insert(d.name.as_str(), i) {
-                self.err(format!("disks[{i}].name"), format!("disk name {:?} is used twice (also disks[{j}])", d.name.as_str()));
+                self.err(
+                    format!("disks[{i}].name"),
+                    format!(
+                        "disk name {:?} is used twice (also disks[{j}])",
+                        d.name.as_str()
+                    ),
+                );
             }
             if let (Some(lo), Some(hi)) = (d.hints.min_size, d.hints.max_size) {
                 if lo > hi {
-                    self.err(format!("disks[{i}].match.max_size"), format!("max_size {hi} is below min_size {lo}; no disk can match"));
+                    self.err(
+                        format!("disks[{i}].match.max_size"),
+                        format!("max_size {hi} is below min_size {lo}; no disk can match"),
+                    );
                 }
             }
         }
@@ -112,15 +124,29 @@ impl Checker {
     }
 
     fn host_and_configdrive(&mut self, doc: &Document) {
-        if doc.host.instance_id.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            self.err("host.instance_id", "is empty; remove it to have one derived, or give a value");
+        if doc
+            .host
+            .instance_id
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            self.err(
+                "host.instance_id",
+                "is empty; remove it to have one derived, or give a value",
+            );
         }
         let Some(cd) = &doc.configdrive else { return };
         if let Some(d) = &cd.disk {
             self.disk_ref(doc, "configdrive.disk".into(), d);
         }
         if cd.size.0 < MIB {
-            self.err("configdrive.size", format!("{} is too small for a vfat configdrive; give at least 1MiB", cd.size));
+            self.err(
+                "configdrive.size",
+                format!(
+                    "{} is too small for a vfat configdrive; give at least 1MiB",
+                    cd.size
+                ),
+            );
         }
         let md = cd.meta_data.as_ref();
         match md.and_then(|m| m.get("instance-id")) {
@@ -132,16 +158,25 @@ impl Checker {
                     );
                 }
             }
-            Some(other) => self.err("configdrive.meta_data.instance-id", format!("expected a string, got {other}")),
+            Some(other) => self.err(
+                "configdrive.meta_data.instance-id",
+                format!("expected a string, got {other}"),
+            ),
             None => {}
         }
         match md.and_then(|m| m.get("local-hostname")) {
             Some(serde_json::Value::String(h)) if h != doc.host.hostname.as_str() => self.err(
                 "configdrive.meta_data.local-hostname",
-                format!("{h:?} differs from host.hostname {:?}; give the host name once", doc.host.hostname.as_str()),
+                format!(
+                    "{h:?} differs from host.hostname {:?}; give the host name once",
+                    doc.host.hostname.as_str()
+                ),
             ),
             Some(serde_json::Value::String(_)) | None => {}
-            Some(other) => self.err("configdrive.meta_data.local-hostname", format!("expected a string, got {other}")),
+            Some(other) => self.err(
+                "configdrive.meta_data.local-hostname",
+                format!("expected a string, got {other}"),
+            ),
         }
     }
 
@@ -154,7 +189,10 @@ impl Checker {
             }
         }
         if doc.report.as_ref().is_some_and(|r| r.heartbeat == 0) {
-            self.err("report.heartbeat", "must be at least 1 (seconds between progress events)");
+            self.err(
+                "report.heartbeat",
+                "must be at least 1 (seconds between progress events)",
+            );
         }
     }
 
@@ -162,14 +200,26 @@ impl Checker {
         let p = "storage.layout";
         if let Some(m) = &layout.mirror {
             if layout.disk.is_some() {
-                self.err(format!("{p}.disk"), "give either disk (one disk) or mirror (two disks), not both");
+                self.err(
+                    format!("{p}.disk"),
+                    "give either disk (one disk) or mirror (two disks), not both",
+                );
             }
             if m.len() != 2 {
-                self.err(format!("{p}.mirror"), format!("a mirror needs exactly two disks, got {}", m.len()));
+                self.err(
+                    format!("{p}.mirror"),
+                    format!("a mirror needs exactly two disks, got {}", m.len()),
+                );
             }
             for (i, d) in m.iter().enumerate() {
                 if m[..i].contains(d) {
-                    self.err(format!("{p}.mirror[{i}]"), format!("disk {:?} is listed twice; a mirror needs two distinct disks", d.as_str()));
+                    self.err(
+                        format!("{p}.mirror[{i}]"),
+                        format!(
+                            "disk {:?} is listed twice; a mirror needs two distinct disks",
+                            d.as_str()
+                        ),
+                    );
                 } else {
                     self.disk_ref(doc, format!("{p}.mirror[{i}]"), d);
                 }
@@ -181,27 +231,49 @@ impl Checker {
         }
         let lvm = layout.lvm.as_deref().unwrap_or(&[]);
         if layout.root.is_some() && !lvm.is_empty() {
-            self.err(format!("{p}.root"), "with lvm, the root filesystem is the lvm entry mounted at /; remove root");
+            self.err(
+                format!("{p}.root"),
+                "with lvm, the root filesystem is the lvm entry mounted at /; remove root",
+            );
         }
         if layout.lvm.as_ref().is_some_and(|l| l.is_empty()) {
-            self.err(format!("{p}.lvm"), "is empty; list at least one volume, or remove lvm for a single root filesystem");
+            self.err(
+                format!("{p}.lvm"),
+                "is empty; list at least one volume, or remove lvm for a single root filesystem",
+            );
         }
-        if layout.root.as_ref().is_some_and(|r| r.fstype == Some(FsType::Swap) || r.fstype == Some(FsType::Vfat)) {
-            self.err(format!("{p}.root.type"), "the root filesystem must be ext4 or xfs");
+        if layout
+            .root
+            .as_ref()
+            .is_some_and(|r| r.fstype == Some(FsType::Swap) || r.fstype == Some(FsType::Vfat))
+        {
+            self.err(
+                format!("{p}.root.type"),
+                "the root filesystem must be ext4 or xfs",
+            );
         }
         for (i, v) in lvm.iter().enumerate() {
             let at = format!("{p}.lvm[{i}]");
             if v.swap && v.mount.is_some() {
-                self.err(format!("{at}.mount"), "a swap volume is not mounted; remove mount or swap");
+                self.err(
+                    format!("{at}.mount"),
+                    "a swap volume is not mounted; remove mount or swap",
+                );
             }
             if v.swap && v.fstype.is_some_and(|t| t != FsType::Swap) {
-                self.err(format!("{at}.type"), "a swap volume has no filesystem type; remove type or swap");
+                self.err(
+                    format!("{at}.type"),
+                    "a swap volume has no filesystem type; remove type or swap",
+                );
             }
             if !v.swap && v.fstype == Some(FsType::Swap) {
                 self.err(format!("{at}.type"), "write swap: true for a swap volume");
             }
             if v.mount.is_none() && !v.swap && v.name.is_none() {
-                self.err(at, "give a mount point, swap: true, or a name for an unmounted volume");
+                self.err(
+                    at,
+                    "give a mount point, swap: true, or a name for an unmounted volume",
+                );
             }
         }
     }
@@ -225,7 +297,14 @@ impl Checker {
             }
         };
         for (p, o) in &st.partitions {
-            add(self, &p.name, Kind::Partition { disk: p.disk.to_string() }, o);
+            add(
+                self,
+                &p.name,
+                Kind::Partition {
+                    disk: p.disk.to_string(),
+                },
+                o,
+            );
         }
         for (r, o) in &st.raid {
             add(self, &r.name, Kind::Raid, o);
@@ -243,10 +322,18 @@ impl Checker {
             v.sort();
             known(v.into_iter())
         };
-        let resolve = |c: &mut Checker, path: String, n: &Name, allowed: &[&str], what: &str| -> Option<Kind> {
+        let resolve = |c: &mut Checker,
+                       path: String,
+                       n: &Name,
+                       allowed: &[&str],
+                       what: &str|
+         -> Option<Kind> {
             match names.get(n.as_str()) {
                 None => {
-                    c.err(path, format!("unknown device {:?}; {}", n.as_str(), all_names()));
+                    c.err(
+                        path,
+                        format!("unknown device {:?}; {}", n.as_str(), all_names()),
+                    );
                     None
                 }
                 Some((k, _)) if !allowed.contains(&k.word()) => {
@@ -264,7 +351,13 @@ impl Checker {
         let mut used: HashMap<String, String> = HashMap::new();
         let mut consume = |c: &mut Checker, path: String, n: &Name| {
             if let Some(other) = used.get(n.as_str()) {
-                c.err(path, format!("{:?} is already used by {other}; a device can hold only one thing", n.as_str()));
+                c.err(
+                    path,
+                    format!(
+                        "{:?} is already used by {other}; a device can hold only one thing",
+                        n.as_str()
+                    ),
+                );
             } else {
                 used.insert(n.to_string(), path);
             }
@@ -273,7 +366,8 @@ impl Checker {
         let mut rest_on_disk: HashMap<String, String> = HashMap::new();
         for (p, o) in &st.partitions {
             if o.fields {
-                if self.disk_ref(doc, o.field("disk"), &p.disk) && st.layout_disks.contains(&p.disk) {
+                if self.disk_ref(doc, o.field("disk"), &p.disk) && st.layout_disks.contains(&p.disk)
+                {
                     self.err(
                         o.field("disk"),
                         format!("disk {:?} is laid out by storage.layout; put explicit partitions on another disk", p.disk.as_str()),
@@ -289,22 +383,39 @@ impl Checker {
                         );
                     }
                 }
-                SizeSpec::Bytes(b) if b.0 == 0 => self.err(o.field("size"), "a partition needs a size above zero"),
+                SizeSpec::Bytes(b) if b.0 == 0 => {
+                    self.err(o.field("size"), "a partition needs a size above zero")
+                }
                 SizeSpec::Bytes(_) => {}
             }
             let label = p.label.as_deref().unwrap_or(p.name.as_str());
             if label.encode_utf16().count() > 36 {
-                self.err(o.field("label"), format!("GPT partition names hold at most 36 characters, {label:?} has more"));
+                self.err(
+                    o.field("label"),
+                    format!("GPT partition names hold at most 36 characters, {label:?} has more"),
+                );
             }
         }
         for (r, o) in &st.raid {
             if r.members.len() < 2 {
-                self.err(o.field("members"), format!("a RAID1 mirror needs at least two members, got {}", r.members.len()));
+                self.err(
+                    o.field("members"),
+                    format!(
+                        "a RAID1 mirror needs at least two members, got {}",
+                        r.members.len()
+                    ),
+                );
             }
             let mut disks: Vec<(String, &Name)> = Vec::new();
             for (i, m) in r.members.iter().enumerate() {
                 let path = o.field(&format!("members[{i}]"));
-                if let Some(Kind::Partition { disk }) = resolve(self, path.clone(), m, &[PART], "md members must be partitions") {
+                if let Some(Kind::Partition { disk }) = resolve(
+                    self,
+                    path.clone(),
+                    m,
+                    &[PART],
+                    "md members must be partitions",
+                ) {
                     if let Some((_, other)) = disks.iter().find(|(d, _)| *d == disk) {
                         self.err(
                             path.clone(),
@@ -323,7 +434,15 @@ impl Checker {
         for (l, o) in &st.luks {
             if o.is_layout() {
                 consume(self, o.path.clone(), &l.device);
-            } else if resolve(self, o.field("device"), &l.device, &[PART, MD], "LUKS goes on a partition or an md array").is_some() {
+            } else if resolve(
+                self,
+                o.field("device"),
+                &l.device,
+                &[PART, MD],
+                "LUKS goes on a partition or an md array",
+            )
+            .is_some()
+            {
                 consume(self, o.field("device"), &l.device);
             }
             self.luks(o, l);
@@ -331,14 +450,31 @@ impl Checker {
         let mut vgs: HashMap<String, String> = HashMap::new();
         for (vg, o, vos) in &st.lvm {
             if let Some(other) = vgs.insert(vg.vg.to_string(), o.path.clone()) {
-                self.err(o.field("vg"), format!("volume group {:?} is already declared by {other}", vg.vg.as_str()));
+                self.err(
+                    o.field("vg"),
+                    format!(
+                        "volume group {:?} is already declared by {other}",
+                        vg.vg.as_str()
+                    ),
+                );
             }
             if vg.pvs.is_empty() {
-                self.err(o.field("pvs"), "a volume group needs at least one physical volume");
+                self.err(
+                    o.field("pvs"),
+                    "a volume group needs at least one physical volume",
+                );
             }
             for (i, pv) in vg.pvs.iter().enumerate() {
                 let path = o.field(&format!("pvs[{i}]"));
-                if resolve(self, path.clone(), pv, &[PART, MD, LUKS], "physical volumes are partitions, md arrays or LUKS volumes").is_some() {
+                if resolve(
+                    self,
+                    path.clone(),
+                    pv,
+                    &[PART, MD, LUKS],
+                    "physical volumes are partitions, md arrays or LUKS volumes",
+                )
+                .is_some()
+                {
                     consume(self, path, pv);
                 }
             }
@@ -355,7 +491,9 @@ impl Checker {
                             rest = Some(vo);
                         }
                     }
-                    SizeSpec::Bytes(b) if b.0 == 0 => self.err(vo.field("size"), "a volume needs a size above zero"),
+                    SizeSpec::Bytes(b) if b.0 == 0 => {
+                        self.err(vo.field("size"), "a volume needs a size above zero")
+                    }
                     SizeSpec::Bytes(_) => {}
                 }
             }
@@ -370,14 +508,22 @@ impl Checker {
                 if f.fstype == FsType::Swap {
                     self.err(o.field("mount"), "swap is not mounted; remove mount");
                 } else if let Some(other) = mounts.insert(m.to_string(), o.path.clone()) {
-                    self.err(o.field("mount"), format!("mount point {m} is already used by {other}"));
+                    self.err(
+                        o.field("mount"),
+                        format!("mount point {m} is already used by {other}"),
+                    );
                 }
             }
             if let Some(label) = &f.label {
                 if label.len() > f.fstype.max_label() {
                     self.err(
                         o.field("label"),
-                        format!("{} labels hold at most {} characters, {label:?} has {}", f.fstype.as_str(), f.fstype.max_label(), label.len()),
+                        format!(
+                            "{} labels hold at most {} characters, {label:?} has {}",
+                            f.fstype.as_str(),
+                            f.fstype.max_label(),
+                            label.len()
+                        ),
                     );
                 }
             }
@@ -392,7 +538,10 @@ impl Checker {
     fn luks(&mut self, o: &Origin, l: &Luks) {
         let pins = l.tang.len() + usize::from(l.tpm2.is_some());
         if pins == 0 && l.recovery_passphrase.is_none() {
-            self.err(o.path.clone(), "nothing could unlock this volume; add tang, tpm2 or recovery_passphrase");
+            self.err(
+                o.path.clone(),
+                "nothing could unlock this volume; add tang, tpm2 or recovery_passphrase",
+            );
         }
         if l.threshold == 0 {
             self.err(o.field("threshold"), "must be at least 1");
@@ -415,14 +564,26 @@ impl Checker {
         if let Some(tpm) = &l.tpm2 {
             for (i, pcr) in tpm.pcrs.iter().enumerate() {
                 if *pcr > 23 {
-                    self.err(o.field(&format!("tpm2.pcrs[{i}]")), format!("PCR {pcr} does not exist; PCRs are 0 to 23"));
+                    self.err(
+                        o.field(&format!("tpm2.pcrs[{i}]")),
+                        format!("PCR {pcr} does not exist; PCRs are 0 to 23"),
+                    );
                 } else if tpm.pcrs[..i].contains(pcr) {
-                    self.err(o.field(&format!("tpm2.pcrs[{i}]")), format!("PCR {pcr} is listed twice"));
+                    self.err(
+                        o.field(&format!("tpm2.pcrs[{i}]")),
+                        format!("PCR {pcr} is listed twice"),
+                    );
                 }
             }
         }
         if !matches!(l.key_size, 256 | 512) {
-            self.err(o.field("key_size"), format!("expected 256 or 512 (bits; XTS splits it in two keys), got {}", l.key_size));
+            self.err(
+                o.field("key_size"),
+                format!(
+                    "expected 256 or 512 (bits; XTS splits it in two keys), got {}",
+                    l.key_size
+                ),
+            );
         }
         if l.cipher.trim().is_empty() {
             self.err(o.field("cipher"), "is empty; remove it for aes-xts-plain64");
@@ -442,7 +603,11 @@ impl Checker {
                 let target = match &img.target {
                     Some(t) => {
                         if !doc.disks.iter().any(|d| d.name == *t) {
-                            let msg = format!("{:?} is not a disk; a disk image goes to a whole disk ({})", t.as_str(), disk_names());
+                            let msg = format!(
+                                "{:?} is not a disk; a disk image goes to a whole disk ({})",
+                                t.as_str(),
+                                disk_names()
+                            );
                             self.err("image.target", msg);
                             return;
                         }
@@ -470,7 +635,10 @@ impl Checker {
                 let exists = st.partitions.iter().any(|(p, _)| p.name == *t)
                     || st.raid.iter().any(|(r, _)| r.name == *t)
                     || st.luks.iter().any(|(l, _)| l.name == *t)
-                    || st.lvm.iter().any(|(g, _, _)| g.volumes.iter().any(|v| v.name == *t));
+                    || st
+                        .lvm
+                        .iter()
+                        .any(|(g, _, _)| g.volumes.iter().any(|v| v.name == *t));
                 if !exists {
                     self.err("image.target", format!("unknown volume {:?}; a filesystem image goes to a declared partition or volume", t.as_str()));
                 } else if let Some((_, o)) = st.filesystems.iter().find(|(f, _)| f.device == *t) {
@@ -482,9 +650,16 @@ impl Checker {
             }
             ImageFormat::Rootfs => {
                 if img.target.is_some() {
-                    self.err("image.target", "a rootfs image is extracted across the mounted filesystems; remove target");
+                    self.err(
+                        "image.target",
+                        "a rootfs image is extracted across the mounted filesystems; remove target",
+                    );
                 }
-                if !st.filesystems.iter().any(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/")) {
+                if !st
+                    .filesystems
+                    .iter()
+                    .any(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/"))
+                {
                     self.err(
                         "image.format",
                         "a rootfs image is extracted onto the filesystem mounted at /, and storage declares none; add one (or use storage.layout)",

@@ -11,7 +11,7 @@ mod storage;
 use crate::config::{self, DocError, Document};
 use crate::disks::{Disk, Hints};
 use crate::partition::PartitionRequest;
-use crate::plan::{HostPlan, Plan, PartitionPlan, ReportPlan};
+use crate::plan::{HostPlan, PartitionPlan, Plan, ReportPlan};
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
 
@@ -47,8 +47,13 @@ pub trait Backend {
     /// Chooses exactly one disk; the error lists the candidates.
     fn select<'a>(&self, hints: &Hints, disks: &'a [Disk]) -> Result<&'a Disk, String>;
     /// Places partitions (1 MiB alignment, one `rest`) on a disk.
-    fn place(&self, disk_path: &Path, disk_bytes: u64, logical_sector: u64, reqs: &[PartitionRequest])
-        -> Result<Vec<PartitionPlan>, String>;
+    fn place(
+        &self,
+        disk_path: &Path,
+        disk_bytes: u64,
+        logical_sector: u64,
+        reqs: &[PartitionRequest],
+    ) -> Result<Vec<PartitionPlan>, String>;
 }
 
 /// The real [`Backend`]: [`crate::disks::select`] and [`crate::partition::place`].
@@ -58,9 +63,15 @@ impl Backend for System {
     fn select<'a>(&self, hints: &Hints, disks: &'a [Disk]) -> Result<&'a Disk, String> {
         crate::disks::select(hints, disks).map_err(|e| e.to_string())
     }
-    fn place(&self, disk_path: &Path, disk_bytes: u64, logical_sector: u64, reqs: &[PartitionRequest])
-        -> Result<Vec<PartitionPlan>, String> {
-        crate::partition::place(disk_path, disk_bytes, logical_sector, reqs).map_err(|e| e.to_string())
+    fn place(
+        &self,
+        disk_path: &Path,
+        disk_bytes: u64,
+        logical_sector: u64,
+        reqs: &[PartitionRequest],
+    ) -> Result<Vec<PartitionPlan>, String> {
+        crate::partition::place(disk_path, disk_bytes, logical_sector, reqs)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -73,7 +84,8 @@ pub fn build(doc: &Document, inventory: &[Disk], opts: &PlanOptions) -> Result<P
 /// for another host.
 pub fn load_inventory(json: &str) -> Result<Vec<Disk>, PlanError> {
     let de = &mut serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(de).map_err(|e| PlanError::Inventory(format!("{}: {}", e.path(), e.inner())))
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| PlanError::Inventory(format!("{}: {}", e.path(), e.inner())))
 }
 
 /// A disk the document named, and the inventory disk chosen for it.
@@ -83,17 +95,35 @@ pub(crate) struct Chosen<'a> {
 }
 
 /// [`build`] with a given [`Backend`].
-pub fn build_with(doc: &Document, inventory: &[Disk], opts: &PlanOptions, backend: &dyn Backend) -> Result<Plan, PlanError> {
+pub fn build_with(
+    doc: &Document,
+    inventory: &[Disk],
+    opts: &PlanOptions,
+    backend: &dyn Backend,
+) -> Result<Plan, PlanError> {
     config::validate(doc)?;
     if !opts.allow_placeholders {
         if let Some((path, value)) = config::placeholders(doc).into_iter().next() {
-            return Err(DocError::new(path, format!("{value} is a placeholder; put the real value in before applying")).into());
+            return Err(DocError::new(
+                path,
+                format!("{value} is a placeholder; put the real value in before applying"),
+            )
+            .into());
         }
     }
     let mut chosen: Vec<Chosen> = Vec::new();
     for (i, spec) in doc.disks.iter().enumerate() {
-        let disk = backend.select(&spec.hints, inventory).map_err(|message| PlanError::Disk { path: format!("disks[{i}].match"), message })?;
-        if let Some((j, other)) = chosen.iter().enumerate().find(|(_, c)| c.disk.path == disk.path) {
+        let disk = backend
+            .select(&spec.hints, inventory)
+            .map_err(|message| PlanError::Disk {
+                path: format!("disks[{i}].match"),
+                message,
+            })?;
+        if let Some((j, other)) = chosen
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.disk.path == disk.path)
+        {
             return Err(PlanError::Disk {
                 path: format!("disks[{i}].match"),
                 message: format!(
@@ -103,17 +133,41 @@ pub fn build_with(doc: &Document, inventory: &[Disk], opts: &PlanOptions, backen
                 ),
             });
         }
-        chosen.push(Chosen { name: spec.name.to_string(), disk });
+        chosen.push(Chosen {
+            name: spec.name.to_string(),
+            disk,
+        });
     }
     let host = host_plan(doc, &chosen, opts);
     let seed = format!("{}\0{}", host.instance_id, identity(&chosen));
     let mut plan = Plan {
         host,
-        disks: chosen.iter().map(|c| storage::disk_plan(&c.name, c.disk, &doc.disks.iter().find(|d| d.name.as_str() == c.name).expect("chosen from doc").hints)).collect(),
+        disks: chosen
+            .iter()
+            .map(|c| {
+                storage::disk_plan(
+                    &c.name,
+                    c.disk,
+                    &doc.disks
+                        .iter()
+                        .find(|d| d.name.as_str() == c.name)
+                        .expect("chosen from doc")
+                        .hints,
+                )
+            })
+            .collect(),
         steps: Vec::new(),
-        report: doc.report.as_ref().map(|r| ReportPlan { url: r.url.to_string(), token: r.token.clone(), heartbeat_secs: r.heartbeat }),
+        report: doc.report.as_ref().map(|r| ReportPlan {
+            url: r.url.to_string(),
+            token: r.token.clone(),
+            heartbeat_secs: r.heartbeat,
+        }),
         finish: doc.finish,
-        kernel_args: doc.boot.as_ref().map(|b| b.kernel_args.0.clone()).unwrap_or_default(),
+        kernel_args: doc
+            .boot
+            .as_ref()
+            .map(|b| b.kernel_args.0.clone())
+            .unwrap_or_default(),
     };
     storage::steps(doc, &chosen, &seed, backend, &mut plan)?;
     Ok(plan)
@@ -123,7 +177,12 @@ pub fn build_with(doc: &Document, inventory: &[Disk], opts: &PlanOptions, backen
 fn identity(chosen: &[Chosen]) -> String {
     chosen
         .iter()
-        .map(|c| c.disk.serial.clone().unwrap_or_else(|| c.disk.path.display().to_string()))
+        .map(|c| {
+            c.disk
+                .serial
+                .clone()
+                .unwrap_or_else(|| c.disk.path.display().to_string())
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -137,12 +196,20 @@ fn host_plan(doc: &Document, chosen: &[Chosen], opts: &PlanOptions) -> HostPlan 
         .and_then(|m| m.get("instance-id"))
         .and_then(|v| v.as_str())
         .map(String::from);
-    let instance_id = doc.host.instance_id.clone().or(from_meta).unwrap_or_else(|| {
-        let basis = opts.machine_id.clone().unwrap_or_else(|| identity(chosen));
-        let h = hex::encode(Sha256::digest(basis.as_bytes()));
-        format!("iid-{hostname}-{}", &h[..12])
-    });
-    HostPlan { hostname, instance_id }
+    let instance_id = doc
+        .host
+        .instance_id
+        .clone()
+        .or(from_meta)
+        .unwrap_or_else(|| {
+            let basis = opts.machine_id.clone().unwrap_or_else(|| identity(chosen));
+            let h = hex::encode(Sha256::digest(basis.as_bytes()));
+            format!("iid-{hostname}-{}", &h[..12])
+        });
+    HostPlan {
+        hostname,
+        instance_id,
+    }
 }
 
 /// A UUID derived from the plan's seed, stable across reruns of the same plan on the

@@ -38,7 +38,12 @@ fn why(h: &Hints, d: &Disk) -> String {
     if let Some(p) = &h.by_path {
         r.push(format!("by-path name is {p}"));
     }
-    for (what, hint) in [("serial", &h.serial), ("wwn", &h.wwn), ("model", &h.model), ("vendor", &h.vendor)] {
+    for (what, hint) in [
+        ("serial", &h.serial),
+        ("wwn", &h.wwn),
+        ("model", &h.model),
+        ("vendor", &h.vendor),
+    ] {
         if let Some(v) = hint {
             r.push(format!("{what} is {v:?}"));
         }
@@ -51,7 +56,11 @@ fn why(h: &Hints, d: &Disk) -> String {
         (None, None) => {}
     }
     if let Some(rot) = h.rotational {
-        r.push(if rot { "it is rotational".into() } else { "it is not rotational".into() });
+        r.push(if rot {
+            "it is rotational".into()
+        } else {
+            "it is not rotational".into()
+        });
     }
     if h.smallest {
         r.push("it is the smallest such disk".into());
@@ -80,11 +89,24 @@ fn destroys(d: &Disk) -> Vec<String> {
         let what = if p.signatures.is_empty() {
             "no signature found".to_string()
         } else {
-            p.signatures.iter().map(signature_words).collect::<Vec<_>>().join(", ")
+            p.signatures
+                .iter()
+                .map(signature_words)
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        out.push(format!("partition {} ({}, {}): {what}", p.number, p.path.display(), Bytes(p.size_bytes).human()));
+        out.push(format!(
+            "partition {} ({}, {}): {what}",
+            p.number,
+            p.path.display(),
+            Bytes(p.size_bytes).human()
+        ));
     }
-    out.extend(d.holders.iter().map(|h| format!("in use by {h} (stopped before wiping)")));
+    out.extend(
+        d.holders
+            .iter()
+            .map(|h| format!("in use by {h} (stopped before wiping)")),
+    );
     out.extend(d.mounts.iter().map(|m| format!("mounted at {m}")));
     out
 }
@@ -102,18 +124,39 @@ fn round_up(n: u64, to: u64) -> u64 {
 }
 
 /// Appends every storage and image step to `plan`.
-pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn Backend, plan: &mut Plan) -> Result<(), PlanError> {
+pub(super) fn steps(
+    doc: &Document,
+    chosen: &[Chosen],
+    seed: &str,
+    backend: &dyn Backend,
+    plan: &mut Plan,
+) -> Result<(), PlanError> {
     let st = crate::config::expand_storage(doc)?;
-    let disk_by_name = |n: &str| chosen.iter().find(|c| c.name == n).map(|c| c.disk).expect("validated disk reference");
+    let disk_by_name = |n: &str| {
+        chosen
+            .iter()
+            .find(|c| c.name == n)
+            .map(|c| c.disk)
+            .expect("validated disk reference")
+    };
     for c in chosen {
-        plan.steps.push(Step::Wipe { disk: c.name.clone(), path: c.disk.path.clone(), policy: st.wipe });
+        plan.steps.push(Step::Wipe {
+            disk: c.name.clone(),
+            path: c.disk.path.clone(),
+            policy: st.wipe,
+        });
     }
     let image = doc.image.as_ref();
-    let image_disk = image.filter(|i| i.format == ImageFormat::Disk).map(|i| match &i.target {
-        Some(t) => t.to_string(),
-        None => chosen[0].name.clone(),
-    });
-    let root_fs = st.filesystems.iter().find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/"));
+    let image_disk = image
+        .filter(|i| i.format == ImageFormat::Disk)
+        .map(|i| match &i.target {
+            Some(t) => t.to_string(),
+            None => chosen[0].name.clone(),
+        });
+    let root_fs = st
+        .filesystems
+        .iter()
+        .find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/"));
     let cd_disk = doc.configdrive.as_ref().map(|cd| {
         cd.disk
             .as_ref()
@@ -127,7 +170,8 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
     let mut dev = Devices::default();
     let mut cd_partition = None;
     for c in chosen {
-        let reserve_cd = cd_disk.as_deref() == Some(c.name.as_str()) && image_disk.as_deref() != Some(c.name.as_str());
+        let reserve_cd = cd_disk.as_deref() == Some(c.name.as_str())
+            && image_disk.as_deref() != Some(c.name.as_str());
         let mut reqs: Vec<(PartitionRequest, String)> = st
             .partitions
             .iter()
@@ -155,7 +199,10 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
                 size: SizeSpec::Bytes(cd.size),
             };
             // Before the partition taking the rest, so `rest` stays last.
-            let at = reqs.iter().position(|(r, _)| r.size == SizeSpec::Rest).unwrap_or(reqs.len());
+            let at = reqs
+                .iter()
+                .position(|(r, _)| r.size == SizeSpec::Rest)
+                .unwrap_or(reqs.len());
             reqs.insert(at, (req, "configdrive.size".into()));
         }
         if reqs.is_empty() {
@@ -164,11 +211,22 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
         check_fit(&c.name, c.disk, &reqs)?;
         let only: Vec<PartitionRequest> = reqs.iter().map(|(r, _)| r.clone()).collect();
         let placed = backend
-            .place(&c.disk.path, c.disk.size_bytes, c.disk.logical_sector, &only)
-            .map_err(|message| PlanError::Layout { path: reqs[0].1.clone(), message })?;
+            .place(
+                &c.disk.path,
+                c.disk.size_bytes,
+                c.disk.logical_sector,
+                &only,
+            )
+            .map_err(|message| PlanError::Layout {
+                path: reqs[0].1.clone(),
+                message,
+            })?;
         for p in &placed {
             dev.path.insert(p.name.clone(), p.path.clone());
-            dev.size.insert(p.name.clone(), (p.last_lba + 1 - p.first_lba) * c.disk.logical_sector);
+            dev.size.insert(
+                p.name.clone(),
+                (p.last_lba + 1 - p.first_lba) * c.disk.logical_sector,
+            );
             if p.name == CONFIGDRIVE_PART {
                 cd_partition = Some(p.path.clone());
             }
@@ -182,8 +240,17 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
     }
 
     for (r, _) in &st.raid {
-        let members: Vec<PathBuf> = r.members.iter().map(|m| dev.path[m.as_str()].clone()).collect();
-        let smallest = r.members.iter().map(|m| dev.size[m.as_str()]).min().unwrap_or(0);
+        let members: Vec<PathBuf> = r
+            .members
+            .iter()
+            .map(|m| dev.path[m.as_str()].clone())
+            .collect();
+        let smallest = r
+            .members
+            .iter()
+            .map(|m| dev.size[m.as_str()])
+            .min()
+            .unwrap_or(0);
         // Conservative: superblock, bitmap and mdadm's reshape headroom (up to 128 MiB for 1.2).
         let overhead = match r.metadata.as_str() {
             "1.0" => 8 * MIB,
@@ -191,7 +258,8 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
         };
         let path = PathBuf::from(format!("/dev/md/{}", r.name));
         dev.path.insert(r.name.to_string(), path.clone());
-        dev.size.insert(r.name.to_string(), smallest.saturating_sub(overhead));
+        dev.size
+            .insert(r.name.to_string(), smallest.saturating_sub(overhead));
         plan.steps.push(Step::Raid(RaidPlan {
             name: r.name.to_string(),
             level: 1,
@@ -204,7 +272,8 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
     for (l, _) in &st.luks {
         let path = PathBuf::from(format!("/dev/mapper/{}", l.name));
         let under = dev.size[l.device.as_str()];
-        dev.size.insert(l.name.to_string(), under.saturating_sub(16 * MIB));
+        dev.size
+            .insert(l.name.to_string(), under.saturating_sub(16 * MIB));
         plan.steps.push(Step::Luks(LuksPlan {
             name: l.name.to_string(),
             device: dev.path[l.device.as_str()].clone(),
@@ -238,7 +307,9 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
         lvm_step(vg, origins, &mut dev, plan)?;
     }
 
-    let image_target = image.filter(|i| i.format == ImageFormat::Filesystem).and_then(|i| i.target.as_ref());
+    let image_target = image
+        .filter(|i| i.format == ImageFormat::Filesystem)
+        .and_then(|i| i.target.as_ref());
     let mut uuids: HashMap<String, String> = HashMap::new();
     for (f, _) in &st.filesystems {
         if image_target.is_some_and(|t| *t == f.device) {
@@ -266,7 +337,11 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
         push_configdrive(doc, plan, &cd_disk, cd_partition, disk_by_name);
         return Ok(());
     };
-    let mut mounted: Vec<_> = st.filesystems.iter().filter(|(f, _)| f.mount.is_some() && f.fstype != FsType::Swap).collect();
+    let mut mounted: Vec<_> = st
+        .filesystems
+        .iter()
+        .filter(|(f, _)| f.mount.is_some() && f.fstype != FsType::Swap)
+        .collect();
     mounted.sort_by_key(|(f, _)| {
         let m = f.mount.as_ref().expect("filtered").as_str().to_string();
         (if m == "/" { 0 } else { m.matches('/').count() }, m)
@@ -293,16 +368,28 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
         }
         ImageFormat::Rootfs => {
             let (f, _) = root_fs.expect("validated / mount");
-            (disk_of(&st, f.device.as_str()).unwrap_or_default(), dev.path[f.device.as_str()].clone())
+            (
+                disk_of(&st, f.device.as_str()).unwrap_or_default(),
+                dev.path[f.device.as_str()].clone(),
+            )
         }
     };
     let digest = match (&img.sha256, &img.sha512) {
-        (Some(h), _) => Digest { algorithm: DigestAlgorithm::Sha256, hex: h.to_string().to_ascii_lowercase() },
-        (None, Some(h)) => Digest { algorithm: DigestAlgorithm::Sha512, hex: h.to_string().to_ascii_lowercase() },
+        (Some(h), _) => Digest {
+            algorithm: DigestAlgorithm::Sha256,
+            hex: h.to_string().to_ascii_lowercase(),
+        },
+        (None, Some(h)) => Digest {
+            algorithm: DigestAlgorithm::Sha512,
+            hex: h.to_string().to_ascii_lowercase(),
+        },
         (None, None) => unreachable!("validated: one digest"),
     };
     plan.steps.push(Step::WriteImage(ImagePlan {
-        urls: std::iter::once(&img.url).chain(&img.mirrors).map(|u| u.to_string()).collect(),
+        urls: std::iter::once(&img.url)
+            .chain(&img.mirrors)
+            .map(|u| u.to_string())
+            .collect(),
         digest,
         format: img.format,
         target_disk,
@@ -310,7 +397,9 @@ pub(super) fn steps(doc: &Document, chosen: &[Chosen], seed: &str, backend: &dyn
         grow: img.grow,
     }));
     if img.format == ImageFormat::Rootfs {
-        plan.steps.push(Step::Finalize(finalize(doc, &st, &dev, &uuids, plan, &mounted)));
+        plan.steps.push(Step::Finalize(finalize(
+            doc, &st, &dev, &uuids, plan, &mounted,
+        )));
     }
     push_configdrive(doc, plan, &cd_disk, cd_partition, disk_by_name);
     Ok(())
@@ -327,17 +416,30 @@ fn disk_of(st: &ExplicitStorage, name: &str) -> Option<String> {
     if let Some((l, _)) = st.luks.iter().find(|(l, _)| l.name.as_str() == name) {
         return disk_of(st, l.device.as_str());
     }
-    let (vg, _, _) = st.lvm.iter().find(|(g, _, _)| g.volumes.iter().any(|v| v.name.as_str() == name))?;
+    let (vg, _, _) = st
+        .lvm
+        .iter()
+        .find(|(g, _, _)| g.volumes.iter().any(|v| v.name.as_str() == name))?;
     disk_of(st, vg.pvs.first()?.as_str())
 }
 
 /// Refuses partitions that cannot fit, naming the one that overflows. `place` decides
 /// the sectors; this gives the operator the path and the arithmetic.
-fn check_fit(name: &str, disk: &Disk, reqs: &[(PartitionRequest, String)]) -> Result<(), PlanError> {
+fn check_fit(
+    name: &str,
+    disk: &Disk,
+    reqs: &[(PartitionRequest, String)],
+) -> Result<(), PlanError> {
     // 1 MiB before the first partition, and room for the backup GPT at the end.
     let usable = disk.size_bytes.saturating_sub(2 * MIB);
     let mut used = 0u64;
-    let describe = || format!("disk {name:?} ({}, {})", disk.path.display(), Bytes(disk.size_bytes).human());
+    let describe = || {
+        format!(
+            "disk {name:?} ({}, {})",
+            disk.path.display(),
+            Bytes(disk.size_bytes).human()
+        )
+    };
     for (r, path) in reqs {
         if let SizeSpec::Bytes(b) = r.size {
             used += round_up(b.0, MIB);
@@ -359,15 +461,28 @@ fn check_fit(name: &str, disk: &Disk, reqs: &[(PartitionRequest, String)]) -> Re
         if usable - used < MIB {
             return Err(PlanError::Layout {
                 path: path.clone(),
-                message: format!("partition {:?} takes the rest of {}, but nothing is left", r.name, describe()),
+                message: format!(
+                    "partition {:?} takes the rest of {}, but nothing is left",
+                    r.name,
+                    describe()
+                ),
             });
         }
     }
     Ok(())
 }
 
-fn lvm_step(vg: &crate::config::VolumeGroup, origins: &[Origin], dev: &mut Devices, plan: &mut Plan) -> Result<(), PlanError> {
-    let capacity: u64 = vg.pvs.iter().map(|p| (dev.size[p.as_str()].saturating_sub(MIB) / EXTENT) * EXTENT).sum();
+fn lvm_step(
+    vg: &crate::config::VolumeGroup,
+    origins: &[Origin],
+    dev: &mut Devices,
+    plan: &mut Plan,
+) -> Result<(), PlanError> {
+    let capacity: u64 = vg
+        .pvs
+        .iter()
+        .map(|p| (dev.size[p.as_str()].saturating_sub(MIB) / EXTENT) * EXTENT)
+        .sum();
     let mut used = 0u64;
     let mut volumes = Vec::new();
     for (v, o) in vg.volumes.iter().zip(origins) {
@@ -393,19 +508,32 @@ fn lvm_step(vg: &crate::config::VolumeGroup, origins: &[Origin], dev: &mut Devic
             SizeSpec::Rest if capacity - used < EXTENT => {
                 return Err(PlanError::Layout {
                     path: o.field("size"),
-                    message: format!("volume {:?} takes the rest of volume group {:?}, but nothing is left", v.name.as_str(), vg.vg.as_str()),
+                    message: format!(
+                        "volume {:?} takes the rest of volume group {:?}, but nothing is left",
+                        v.name.as_str(),
+                        vg.vg.as_str()
+                    ),
                 })
             }
             SizeSpec::Rest => None,
         };
         let path = PathBuf::from(format!("/dev/{}/{}", vg.vg, v.name));
         dev.path.insert(v.name.to_string(), path.clone());
-        dev.size.insert(v.name.to_string(), size.unwrap_or(capacity - used));
-        volumes.push(LvPlan { name: v.name.to_string(), path, size_bytes: size });
+        dev.size
+            .insert(v.name.to_string(), size.unwrap_or(capacity - used));
+        volumes.push(LvPlan {
+            name: v.name.to_string(),
+            path,
+            size_bytes: size,
+        });
     }
     plan.steps.push(Step::Lvm(LvmPlan {
         vg: vg.vg.to_string(),
-        pvs: vg.pvs.iter().map(|p| dev.path[p.as_str()].clone()).collect(),
+        pvs: vg
+            .pvs
+            .iter()
+            .map(|p| dev.path[p.as_str()].clone())
+            .collect(),
         volumes,
     }));
     Ok(())
@@ -413,7 +541,14 @@ fn lvm_step(vg: &crate::config::VolumeGroup, origins: &[Origin], dev: &mut Devic
 
 type Mounted<'a> = [&'a (crate::config::Filesystem, Origin)];
 
-fn finalize(doc: &Document, st: &ExplicitStorage, dev: &Devices, uuids: &HashMap<String, String>, plan: &Plan, mounted: &Mounted) -> FinalizePlan {
+fn finalize(
+    doc: &Document,
+    st: &ExplicitStorage,
+    dev: &Devices,
+    uuids: &HashMap<String, String>,
+    plan: &Plan,
+    mounted: &Mounted,
+) -> FinalizePlan {
     let mut fstab: Vec<String> = mounted
         .iter()
         .map(|(f, _)| {
@@ -423,8 +558,16 @@ fn finalize(doc: &Document, st: &ExplicitStorage, dev: &Devices, uuids: &HashMap
                 (_, "/") => 1,
                 _ => 2,
             };
-            let opts = if f.options.is_empty() { "defaults".to_string() } else { f.options.join(",") };
-            format!("UUID={} {m} {} {opts} 0 {pass}", uuids[f.device.as_str()], f.fstype.as_str())
+            let opts = if f.options.is_empty() {
+                "defaults".to_string()
+            } else {
+                f.options.join(",")
+            };
+            format!(
+                "UUID={} {m} {} {opts} 0 {pass}",
+                uuids[f.device.as_str()],
+                f.fstype.as_str()
+            )
         })
         .collect();
     fstab.extend(
@@ -441,7 +584,17 @@ fn finalize(doc: &Document, st: &ExplicitStorage, dev: &Devices, uuids: &HashMap
             _ => None,
         })
         .collect();
-    let crypttab = st.luks.iter().map(|(l, _)| format!("{} UUID={} none luks,discard", l.name, luks_uuids[l.name.as_str()])).collect();
+    let crypttab = st
+        .luks
+        .iter()
+        .map(|(l, _)| {
+            format!(
+                "{} UUID={} none luks,discard",
+                l.name,
+                luks_uuids[l.name.as_str()]
+            )
+        })
+        .collect();
     let mdadm = plan
         .steps
         .iter()
@@ -449,26 +602,45 @@ fn finalize(doc: &Document, st: &ExplicitStorage, dev: &Devices, uuids: &HashMap
             Step::Raid(r) => {
                 let h = r.uuid.replace('-', "");
                 let md = format!("{}:{}:{}:{}", &h[..8], &h[8..16], &h[16..24], &h[24..]);
-                Some(format!("ARRAY {} metadata={} UUID={md}", r.path.display(), r.metadata))
+                Some(format!(
+                    "ARRAY {} metadata={} UUID={md}",
+                    r.path.display(),
+                    r.metadata
+                ))
             }
             _ => None,
         })
         .collect();
     let boot_parts = |alias: &str| {
         let guid = crate::config::PartitionType::alias(alias).guid();
-        st.partitions.iter().filter(move |(p, _)| p.ptype.guid() == guid).map(|(p, _)| p.clone())
+        st.partitions
+            .iter()
+            .filter(move |(p, _)| p.ptype.guid() == guid)
+            .map(|(p, _)| p.clone())
     };
     let mut boot_disks: Vec<PathBuf> = Vec::new();
     for p in boot_parts("bios-boot").chain(boot_parts("esp")) {
-        let path = plan.disks.iter().find(|d| d.name == p.disk.as_str()).map(|d| d.path.clone()).unwrap_or_default();
+        let path = plan
+            .disks
+            .iter()
+            .find(|d| d.name == p.disk.as_str())
+            .map(|d| d.path.clone())
+            .unwrap_or_default();
         if !boot_disks.contains(&path) {
             boot_disks.push(path);
         }
     }
-    let esp_mounted = st.filesystems.iter().any(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/boot/efi"));
+    let esp_mounted = st
+        .filesystems
+        .iter()
+        .any(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/boot/efi"));
     let esp_copies = if esp_mounted {
         boot_parts("esp")
-            .filter(|p| st.filesystems.iter().any(|(f, _)| f.device == p.name && f.mount.is_none()))
+            .filter(|p| {
+                st.filesystems
+                    .iter()
+                    .any(|(f, _)| f.device == p.name && f.mount.is_none())
+            })
             .map(|p| dev.path[p.name.as_str()].clone())
             .collect()
     } else {
@@ -481,15 +653,29 @@ fn finalize(doc: &Document, st: &ExplicitStorage, dev: &Devices, uuids: &HashMap
         boot_disks,
         esp_copies,
         kernel_args: plan.kernel_args.clone(),
-        commands: doc.boot.as_ref().map(|b| b.finalize.clone()).unwrap_or_default(),
+        commands: doc
+            .boot
+            .as_ref()
+            .map(|b| b.finalize.clone())
+            .unwrap_or_default(),
     }
 }
 
-fn push_configdrive<'a>(doc: &Document, plan: &mut Plan, cd_disk: &Option<String>, partition: Option<PathBuf>, disk_by_name: impl Fn(&str) -> &'a Disk) {
-    let (Some(cd), Some(disk)) = (&doc.configdrive, cd_disk) else { return };
+fn push_configdrive<'a>(
+    doc: &Document,
+    plan: &mut Plan,
+    cd_disk: &Option<String>,
+    partition: Option<PathBuf>,
+    disk_by_name: impl Fn(&str) -> &'a Disk,
+) {
+    let (Some(cd), Some(disk)) = (&doc.configdrive, cd_disk) else {
+        return;
+    };
     let mut meta = cd.meta_data.clone().unwrap_or_default();
-    meta.entry("instance-id").or_insert_with(|| plan.host.instance_id.clone().into());
-    meta.entry("local-hostname").or_insert_with(|| plan.host.hostname.clone().into());
+    meta.entry("instance-id")
+        .or_insert_with(|| plan.host.instance_id.clone().into());
+    meta.entry("local-hostname")
+        .or_insert_with(|| plan.host.hostname.clone().into());
     plan.steps.push(Step::Configdrive(ConfigdrivePlan {
         disk: disk.clone(),
         disk_path: disk_by_name(disk).path.clone(),
