@@ -5,6 +5,7 @@
 //! [`validate`] checks what spans fields (references, uniqueness, thresholds);
 //! [`expand`] turns the short form `storage.layout` into the explicit form.
 
+mod checks;
 mod expand;
 mod model;
 mod types;

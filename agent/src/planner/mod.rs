@@ -5,6 +5,8 @@
 //! be tested alone; [`build`] uses the real ones ([`crate::disks::select`],
 //! [`crate::partition::place`]).
 
+mod chosen;
+mod finalize;
 mod render;
 mod storage;
 
@@ -145,7 +147,7 @@ pub fn build_with(
         disks: chosen
             .iter()
             .map(|c| {
-                storage::disk_plan(
+                chosen::disk_plan(
                     &c.name,
                     c.disk,
                     &doc.disks

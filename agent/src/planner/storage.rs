@@ -3,7 +3,7 @@
 
 use super::{derived_uuid, Backend, Chosen, PlanError};
 use crate::config::{Document, ExplicitStorage, FsType, Origin};
-use crate::disks::{Disk, Hints, Signature};
+use crate::disks::Disk;
 use crate::partition::PartitionRequest;
 use crate::plan::*;
 use crate::units::{Bytes, SizeSpec, MIB};
@@ -16,107 +16,12 @@ const CONFIGDRIVE_PART: &str = "_configdrive";
 /// LVM extent size (lvcreate's default).
 const EXTENT: u64 = 4 * MIB;
 
-/// A chosen disk as the plan shows it: why it was chosen, what will be destroyed.
-pub(super) fn disk_plan(name: &str, disk: &Disk, hints: &Hints) -> DiskPlan {
-    DiskPlan {
-        name: name.to_string(),
-        path: disk.path.clone(),
-        size_bytes: disk.size_bytes,
-        logical_sector: disk.logical_sector,
-        serial: disk.serial.clone(),
-        model: disk.model.clone(),
-        chosen_because: why(hints, disk),
-        destroys: destroys(disk),
-    }
-}
-
-fn why(h: &Hints, d: &Disk) -> String {
-    let mut r = Vec::new();
-    if let Some(p) = &h.path {
-        r.push(format!("path is {}", p.display()));
-    }
-    if let Some(p) = &h.by_path {
-        r.push(format!("by-path name is {p}"));
-    }
-    for (what, hint) in [
-        ("serial", &h.serial),
-        ("wwn", &h.wwn),
-        ("model", &h.model),
-        ("vendor", &h.vendor),
-    ] {
-        if let Some(v) = hint {
-            r.push(format!("{what} is {v:?}"));
-        }
-    }
-    let size = Bytes(d.size_bytes).human();
-    match (h.min_size, h.max_size) {
-        (Some(lo), Some(hi)) => r.push(format!("size {size} is between {lo} and {hi}")),
-        (Some(lo), None) => r.push(format!("size {size} is at least {lo}")),
-        (None, Some(hi)) => r.push(format!("size {size} is at most {hi}")),
-        (None, None) => {}
-    }
-    if let Some(rot) = h.rotational {
-        r.push(if rot {
-            "it is rotational".into()
-        } else {
-            "it is not rotational".into()
-        });
-    }
-    if h.smallest {
-        r.push("it is the smallest such disk".into());
-    }
-    if r.is_empty() {
-        "the document gives no hints and it is the only candidate".into()
-    } else {
-        r.join("; ")
-    }
-}
-
-fn signature_words(s: &Signature) -> String {
-    let mut w = format!("{} signature", s.kind);
-    if let Some(l) = &s.label {
-        w.push_str(&format!(" labelled {l:?}"));
-    }
-    if let Some(u) = &s.uuid {
-        w.push_str(&format!(" (UUID {u})"));
-    }
-    w
-}
-
-fn destroys(d: &Disk) -> Vec<String> {
-    let mut out: Vec<String> = d.signatures.iter().map(signature_words).collect();
-    for p in &d.partitions {
-        let what = if p.signatures.is_empty() {
-            "no signature found".to_string()
-        } else {
-            p.signatures
-                .iter()
-                .map(signature_words)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        out.push(format!(
-            "partition {} ({}, {}): {what}",
-            p.number,
-            p.path.display(),
-            Bytes(p.size_bytes).human()
-        ));
-    }
-    out.extend(
-        d.holders
-            .iter()
-            .map(|h| format!("in use by {h} (stopped before wiping)")),
-    );
-    out.extend(d.mounts.iter().map(|m| format!("mounted at {m}")));
-    out
-}
-
 /// What the planner knows about every named device.
 #[derive(Default)]
-struct Devices {
-    path: HashMap<String, PathBuf>,
+pub(super) struct Devices {
+    pub path: HashMap<String, PathBuf>,
     /// Usable bytes (an estimate below md and LUKS).
-    size: HashMap<String, u64>,
+    pub size: HashMap<String, u64>,
 }
 
 fn round_up(n: u64, to: u64) -> u64 {
@@ -397,7 +302,7 @@ pub(super) fn steps(
         grow: img.grow,
     }));
     if img.format == ImageFormat::Rootfs {
-        plan.steps.push(Step::Finalize(finalize(
+        plan.steps.push(Step::Finalize(super::finalize::finalize(
             doc, &st, &dev, &uuids, plan, &mounted,
         )));
     }
@@ -539,127 +444,7 @@ fn lvm_step(
     Ok(())
 }
 
-type Mounted<'a> = [&'a (crate::config::Filesystem, Origin)];
-
-fn finalize(
-    doc: &Document,
-    st: &ExplicitStorage,
-    dev: &Devices,
-    uuids: &HashMap<String, String>,
-    plan: &Plan,
-    mounted: &Mounted,
-) -> FinalizePlan {
-    let mut fstab: Vec<String> = mounted
-        .iter()
-        .map(|(f, _)| {
-            let m = f.mount.as_ref().expect("mounted").as_str();
-            let pass = match (f.fstype, m) {
-                (FsType::Xfs, _) => 0,
-                (_, "/") => 1,
-                _ => 2,
-            };
-            let opts = if f.options.is_empty() {
-                "defaults".to_string()
-            } else {
-                f.options.join(",")
-            };
-            format!(
-                "UUID={} {m} {} {opts} 0 {pass}",
-                uuids[f.device.as_str()],
-                f.fstype.as_str()
-            )
-        })
-        .collect();
-    fstab.extend(
-        st.filesystems
-            .iter()
-            .filter(|(f, _)| f.fstype == FsType::Swap)
-            .map(|(f, _)| format!("UUID={} none swap defaults 0 0", uuids[f.device.as_str()])),
-    );
-    let luks_uuids: HashMap<&str, &str> = plan
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Luks(l) => Some((l.name.as_str(), l.uuid.as_str())),
-            _ => None,
-        })
-        .collect();
-    let crypttab = st
-        .luks
-        .iter()
-        .map(|(l, _)| {
-            format!(
-                "{} UUID={} none luks,discard",
-                l.name,
-                luks_uuids[l.name.as_str()]
-            )
-        })
-        .collect();
-    let mdadm = plan
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Raid(r) => {
-                let h = r.uuid.replace('-', "");
-                let md = format!("{}:{}:{}:{}", &h[..8], &h[8..16], &h[16..24], &h[24..]);
-                Some(format!(
-                    "ARRAY {} metadata={} UUID={md}",
-                    r.path.display(),
-                    r.metadata
-                ))
-            }
-            _ => None,
-        })
-        .collect();
-    let boot_parts = |alias: &str| {
-        let guid = crate::config::PartitionType::alias(alias).guid();
-        st.partitions
-            .iter()
-            .filter(move |(p, _)| p.ptype.guid() == guid)
-            .map(|(p, _)| p.clone())
-    };
-    let mut boot_disks: Vec<PathBuf> = Vec::new();
-    for p in boot_parts("bios-boot").chain(boot_parts("esp")) {
-        let path = plan
-            .disks
-            .iter()
-            .find(|d| d.name == p.disk.as_str())
-            .map(|d| d.path.clone())
-            .unwrap_or_default();
-        if !boot_disks.contains(&path) {
-            boot_disks.push(path);
-        }
-    }
-    let esp_mounted = st
-        .filesystems
-        .iter()
-        .any(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/boot/efi"));
-    let esp_copies = if esp_mounted {
-        boot_parts("esp")
-            .filter(|p| {
-                st.filesystems
-                    .iter()
-                    .any(|(f, _)| f.device == p.name && f.mount.is_none())
-            })
-            .map(|p| dev.path[p.name.as_str()].clone())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    FinalizePlan {
-        fstab,
-        crypttab,
-        mdadm,
-        boot_disks,
-        esp_copies,
-        kernel_args: plan.kernel_args.clone(),
-        commands: doc
-            .boot
-            .as_ref()
-            .map(|b| b.finalize.clone())
-            .unwrap_or_default(),
-    }
-}
+pub(super) type Mounted<'a> = [&'a (crate::config::Filesystem, Origin)];
 
 fn push_configdrive<'a>(
     doc: &Document,
