@@ -76,7 +76,15 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
     let mut records = Vec::new();
     let mut undo: Vec<Undo> = Vec::new();
     let mut failure = None;
-    for step in &plan.steps {
+    // Refuse a plan this agent cannot finish before touching any disk.
+    if let Some(step) = plan.steps.iter().find(|s| !steps::supported(s)) {
+        let name = step.name();
+        let msg = format!("step {name} is not supported by this agent version; nothing was changed");
+        log::info(&msg);
+        ctx.reporter.step(&name, StepState::Failed, None, Some(&msg), None);
+        failure = Some((name, msg));
+    }
+    for step in plan.steps.iter().take_while(|_| failure.is_none()) {
         let name = step.name();
         log::info(&format!("step {name}: started"));
         ctx.reporter.step(&name, StepState::Started, None, None, None);
@@ -144,6 +152,8 @@ fn touched_disks(step: &Step) -> Vec<PathBuf> {
         Step::Wipe { path, .. } | Step::Partition { path, .. } => vec![path.clone()],
         Step::WriteImage(i) => vec![i.target_path.clone()],
         Step::Configdrive(c) => vec![c.disk_path.clone()],
+        // Everything else lives on partitions of disks a wipe step already claimed.
+        _ => Vec::new(),
     }
 }
 

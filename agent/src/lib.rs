@@ -14,6 +14,7 @@ pub mod http;
 pub mod image;
 pub mod partition;
 pub mod plan;
+pub mod planner;
 pub mod report;
 pub mod runner;
 pub mod secret;

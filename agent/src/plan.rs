@@ -51,13 +51,31 @@ pub struct DiskPlan {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
     /// Remove every signature on the disk and its partitions, the MBR and both GPT headers.
-    Wipe { disk: String, path: PathBuf },
+    Wipe {
+        disk: String,
+        path: PathBuf,
+        /// Signatures only (default), or also discard/zero the whole disk.
+        #[serde(default)]
+        policy: WipePolicy,
+    },
     /// Write a new GPT.
     Partition { disk: String, path: PathBuf, logical_sector: u64, partitions: Vec<PartitionPlan> },
     /// Stream, decompress, verify and write an image.
     WriteImage(ImagePlan),
     /// Write the cloud-init configdrive.
     Configdrive(ConfigdrivePlan),
+    /// Create an md RAID1 array.
+    Raid(RaidPlan),
+    /// Format and open a LUKS2 volume, bound to its pins.
+    Luks(LuksPlan),
+    /// Create an LVM volume group and its logical volumes.
+    Lvm(LvmPlan),
+    /// Make a filesystem (or swap).
+    Mkfs(MkfsPlan),
+    /// Mount a filesystem under the target root (rootfs images).
+    Mount(MountPlan),
+    /// Write fstab, crypttab, mdadm.conf, kernel arguments; install the boot loader.
+    Finalize(FinalizePlan),
 }
 
 impl Step {
@@ -68,6 +86,12 @@ impl Step {
             Step::Partition { disk, .. } => format!("partition:{disk}"),
             Step::WriteImage(_) => "write-image".into(),
             Step::Configdrive(_) => "configdrive".into(),
+            Step::Raid(r) => format!("raid:{}", r.name),
+            Step::Luks(l) => format!("luks:{}", l.name),
+            Step::Lvm(v) => format!("lvm:{}", v.vg),
+            Step::Mkfs(m) => format!("mkfs:{}", m.mount.as_deref().unwrap_or(&m.name)),
+            Step::Mount(m) => format!("mount:{}", m.mountpoint),
+            Step::Finalize(_) => "finalize".into(),
         }
     }
 }
@@ -159,6 +183,10 @@ pub struct ConfigdrivePlan {
     pub user_data: Option<String>,
     pub network_config: Option<serde_json::Value>,
     pub vendor_data: Option<String>,
+    /// The partition the planner reserved for it when it wrote the table itself;
+    /// `None`: create one after the image's partitions.
+    #[serde(default)]
+    pub partition: Option<PathBuf>,
 }
 
 /// Where reports go.
@@ -178,4 +206,118 @@ pub enum Finish {
     Poweroff,
     Kexec,
     None,
+}
+
+/// How disks are cleared before use (the wipe module's policy).
+pub use crate::wipe::Policy as WipePolicy;
+
+/// An md RAID1 array to create.
+#[derive(Debug, Clone, Serialize)]
+pub struct RaidPlan {
+    pub name: String,
+    pub level: u8,
+    /// `1.0` (superblock at the end) or `1.2`.
+    pub metadata: String,
+    pub members: Vec<PathBuf>,
+    /// `/dev/md/<name>`.
+    pub path: PathBuf,
+    /// Array UUID (standard form; mdadm takes it as is).
+    pub uuid: String,
+}
+
+/// A tang pin.
+#[derive(Debug, Clone, Serialize)]
+pub struct TangPin {
+    pub url: String,
+    pub thumbprint: Option<String>,
+    pub trust_on_first_use: bool,
+}
+
+/// A TPM2 pin.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tpm2Pin {
+    pub pcrs: Vec<u8>,
+    /// `sha256` or `sha1`.
+    pub bank: String,
+}
+
+/// A LUKS2 volume to format, bind and open.
+#[derive(Debug, Clone, Serialize)]
+pub struct LuksPlan {
+    pub name: String,
+    /// The device it is formatted on.
+    pub device: PathBuf,
+    /// `/dev/mapper/<name>` once open.
+    pub path: PathBuf,
+    pub cipher: String,
+    pub key_size: u32,
+    pub label: Option<String>,
+    pub uuid: String,
+    pub tang: Vec<TangPin>,
+    pub tpm2: Option<Tpm2Pin>,
+    /// clevis sss threshold: how many pins must agree.
+    pub threshold: u32,
+    /// An extra keyslot; serialized as `<redacted>`.
+    pub recovery_passphrase: Option<Secret>,
+}
+
+/// A logical volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct LvPlan {
+    pub name: String,
+    /// `/dev/<vg>/<lv>`.
+    pub path: PathBuf,
+    /// Bytes, or `None` for all the space left in the group.
+    pub size_bytes: Option<u64>,
+}
+
+/// A volume group and its volumes.
+#[derive(Debug, Clone, Serialize)]
+pub struct LvmPlan {
+    pub vg: String,
+    pub pvs: Vec<PathBuf>,
+    pub volumes: Vec<LvPlan>,
+}
+
+/// A filesystem to make.
+#[derive(Debug, Clone, Serialize)]
+pub struct MkfsPlan {
+    /// The document's name of the device.
+    pub name: String,
+    pub device: PathBuf,
+    /// `ext4`, `xfs`, `vfat` or `swap`.
+    pub fstype: String,
+    pub label: Option<String>,
+    /// Filesystem UUID (vfat: an `XXXX-XXXX` volume id).
+    pub uuid: String,
+    /// Where the deployed system mounts it.
+    pub mount: Option<String>,
+}
+
+/// A mount under the target root, parents first.
+#[derive(Debug, Clone, Serialize)]
+pub struct MountPlan {
+    pub device: PathBuf,
+    /// The mount point in the deployed system (the engine prefixes its target root).
+    pub mountpoint: String,
+    pub fstype: String,
+    pub options: Vec<String>,
+}
+
+/// What makes the extracted root filesystem boot.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinalizePlan {
+    /// `/etc/fstab` lines.
+    pub fstab: Vec<String>,
+    /// `/etc/crypttab` lines.
+    pub crypttab: Vec<String>,
+    /// `/etc/mdadm/mdadm.conf` ARRAY lines.
+    pub mdadm: Vec<String>,
+    /// Disks the boot loader is installed on (every disk of a mirror).
+    pub boot_disks: Vec<PathBuf>,
+    /// ESPs besides the mounted one, kept as copies of it.
+    pub esp_copies: Vec<PathBuf>,
+    pub kernel_args: Vec<String>,
+    /// `boot.finalize`: argv lists run in the target instead of the built-in steps.
+    pub commands: Vec<Vec<String>>,
 }

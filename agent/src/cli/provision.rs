@@ -109,17 +109,18 @@ pub struct ConfigdriveArgs {
     size: Option<u64>,
 }
 
-fn plan_options() -> PlanOptions {
+/// `allow_placeholders`: `plan` may show product.md-style `<…>` placeholders; `apply`/`run` refuse them.
+fn plan_options(allow_placeholders: bool) -> PlanOptions {
     let machine_id = ["/sys/class/dmi/id/product_uuid", "/etc/machine-id"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|s| s.trim().to_string())
         .find(|s| !s.is_empty() && s.chars().any(|c| c != '0' && c != '-'));
-    PlanOptions { machine_id }
+    PlanOptions { machine_id, allow_placeholders }
 }
 
-fn make_plan(doc: &imprint::config::Document, inventory: &[Disk], source: &str) -> Result<Plan, Exit> {
-    planner::build(doc, inventory, &plan_options()).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{source}: {e}")))
+fn make_plan(doc: &imprint::config::Document, inventory: &[Disk], source: &str, dry_run: bool) -> Result<Plan, Exit> {
+    planner::build(doc, inventory, &plan_options(dry_run)).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{source}: {e}")))
 }
 
 pub fn plan(a: PlanArgs) -> Result<(), Exit> {
@@ -132,7 +133,7 @@ pub fn plan(a: PlanArgs) -> Result<(), Exit> {
         }
         None => document::inventory(&a.scope)?,
     };
-    let plan = make_plan(&doc, &inventory, &source)?;
+    let plan = make_plan(&doc, &inventory, &source, true)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?);
     } else {
@@ -248,7 +249,7 @@ pub fn run(a: RunArgs) -> Result<(), Exit> {
 fn plan_or_report(text: &str, source: &str, scope: &DiskScope, ca: Option<&Path>) -> Result<(Plan, Vec<Disk>), Exit> {
     let doc = document::parse(text, source).inspect_err(|e| report_early_failure(text, "validate", &e.message, ca))?;
     let inventory = document::inventory(scope).inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca))?;
-    let plan = make_plan(&doc, &inventory, source).inspect_err(|e| report_early_failure(text, "plan", &e.message, ca))?;
+    let plan = make_plan(&doc, &inventory, source, false).inspect_err(|e| report_early_failure(text, "plan", &e.message, ca))?;
     Ok((plan, inventory))
 }
 
@@ -306,7 +307,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
 pub fn configdrive(a: ConfigdriveArgs) -> Result<(), Exit> {
     let (text, source) = document::read(&a.document, None)?;
     let doc = document::parse(&text, &source)?;
-    let cd = planner::configdrive_plan(&doc, &plan_options())
+    let cd = planner::configdrive_plan(&doc, &plan_options(false))
         .ok_or_else(|| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: the document has no configdrive section")))?;
     if let Some(dir) = &a.dir {
         imprint::configdrive::write_dir(dir, &cd).map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))?;

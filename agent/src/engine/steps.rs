@@ -18,22 +18,30 @@ pub enum StepError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Configdrive(#[from] crate::configdrive::ConfigdriveError),
-    #[error("{0}")]
+    #[error("step {0} is not supported by this agent version")]
     Unsupported(String),
+}
+
+/// Whether this agent version can run the step.
+pub fn supported(step: &Step) -> bool {
+    matches!(step, Step::Wipe { .. } | Step::Partition { .. } | Step::WriteImage(_) | Step::Configdrive(_))
 }
 
 /// Runs one step; returns what it produced, for the step event and the final report.
 pub fn run(step: &Step, plan: &Plan, ctx: &Context) -> Result<Value, StepError> {
     match step {
-        Step::Wipe { path, .. } => wipe(path),
+        Step::Wipe { path, policy, .. } => wipe(path, *policy),
         Step::Partition { path, logical_sector, partitions, .. } => partition(path, *logical_sector, partitions),
         Step::WriteImage(img) => write_image(img, plan, ctx),
         Step::Configdrive(cd) => configdrive(cd),
+        other => Err(StepError::Unsupported(other.name())),
     }
 }
 
-fn wipe(disk: &Path) -> Result<Value, StepError> {
-    let report = crate::wipe::wipe_disk(disk, crate::wipe::Policy::Signatures, false)?;
+fn wipe(disk: &Path, policy: crate::wipe::Policy) -> Result<Value, StepError> {
+    // In-use disks were refused before the run (apply) or are the ramdisk's own
+    // (run); the engine does not force.
+    let report = crate::wipe::wipe_disk(disk, policy, false)?;
     Ok(json!({ "disk": disk, "erased": report }))
 }
 
@@ -78,13 +86,23 @@ fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {
     };
     // Microsoft basic data: what firmware and cloud-init expect a vfat config drive to be.
     let basic_data = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";
-    let part = crate::partition::append_partition(&cd.disk_path, cd.size_bytes, basic_data, label)?;
-    let size = (part.last_lba + 1 - part.first_lba) * logical_sector(&cd.disk_path)?;
-    let outcome = crate::configdrive::write(&part.path, 0, size, cd)?;
-    Ok(json!({ "partition": part, "configdrive": outcome }))
+    let (node, part) = match &cd.partition {
+        // The planner reserved a partition when it wrote the table.
+        Some(node) => (node.clone(), None),
+        // After a whole-disk image: a new partition after the image's.
+        None => {
+            let p = crate::partition::append_partition(&cd.disk_path, cd.size_bytes, basic_data, label)?;
+            (p.path.clone(), Some(p))
+        }
+    };
+    let size = {
+        let f = std::fs::File::open(&node).map_err(|e| io_err(&node, e))?;
+        crate::blockdev::size_bytes(&f).map_err(|e| io_err(&node, e))?
+    };
+    let outcome = crate::configdrive::write(&node, 0, size, cd)?;
+    Ok(json!({ "device": node, "partition": part, "configdrive": outcome }))
 }
 
-fn logical_sector(disk: &Path) -> Result<u64, StepError> {
-    crate::blockdev::logical_sector_of(disk)
-        .map_err(|e| StepError::Partition(crate::partition::PartitionError::Io(format!("{}: {e}", disk.display()))))
+fn io_err(path: &Path, e: impl std::fmt::Display) -> StepError {
+    StepError::Partition(crate::partition::PartitionError::Io(format!("{}: {e}", path.display())))
 }

@@ -1,0 +1,376 @@
+//! The typed model of document version 1. Every struct refuses unknown fields; the
+//! explicit storage form (partitions, raid, luks, lvm, filesystems) references by name.
+
+use super::types::*;
+use crate::disks::Hints;
+pub use crate::plan::WipePolicy;
+use crate::plan::{ConfigdriveFormat, Finish, ImageFormat};
+use crate::secret::Secret;
+use crate::units::{Bytes, SizeSpec, MIB};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A provisioning document.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// Always 1.
+    pub version: Version,
+    pub host: Host,
+    /// The disks this document touches, each chosen by hints.
+    pub disks: Vec<DiskSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configdrive: Option<Configdrive>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<Boot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+    /// What happens after the final report.
+    #[serde(default)]
+    pub finish: Finish,
+}
+
+/// Host identity.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub hostname: Hostname,
+    /// cloud-init instance id; derived from the hostname and machine when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+}
+
+/// A named target disk.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    pub name: Name,
+    /// Hints; every one given must match exactly one disk.
+    #[serde(rename = "match")]
+    pub hints: Hints,
+}
+
+/// Storage: a short-form `layout`, explicit items, or both on different disks.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    #[serde(default)]
+    pub wipe: WipePolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<Layout>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<Partition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raid: Vec<Raid>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub luks: Vec<Luks>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lvm: Vec<VolumeGroup>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filesystems: Vec<Filesystem>,
+}
+
+/// The short form: the common layouts in a few lines (see `config::expand`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// The one disk (single-disk form); defaults to the only disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Name>,
+    /// Two disks mirrored with md RAID1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Vec<Name>>,
+    /// Encrypt root (below LVM) with LUKS2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub luks: Option<LayoutLuks>,
+    /// Logical volumes, one per entry, in volume group `vg0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lvm: Option<Vec<LayoutVolume>>,
+    /// The root filesystem when there is no `lvm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<LayoutRoot>,
+}
+
+/// LUKS settings of the short form.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutLuks {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tang: Vec<Tang>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm2: Option<Tpm2>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_passphrase: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_size: Option<u32>,
+}
+
+/// One logical volume of the short form.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutVolume {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountPoint>,
+    pub size: SizeSpec,
+    /// Filesystem type; ext4 unless given (swap for `swap: true`).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub fstype: Option<FsType>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub swap: bool,
+    /// The volume's name; derived from the mount point when absent (`/var/log` → `var_log`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+}
+
+/// The root filesystem of a layout without `lvm`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutRoot {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub fstype: Option<FsType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizeSpec>,
+}
+
+/// A GPT partition.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    pub name: Name,
+    /// The document name of the disk it goes on.
+    pub disk: Name,
+    pub size: SizeSpec,
+    #[serde(rename = "type", default)]
+    pub ptype: PartitionType,
+    /// GPT partition name; defaults to `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// An md RAID1 array.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Raid {
+    pub name: Name,
+    pub level: RaidLevel,
+    /// Partition names.
+    pub members: Vec<Name>,
+    #[serde(default)]
+    pub metadata: MdMetadata,
+}
+
+fn default_cipher() -> String {
+    "aes-xts-plain64".into()
+}
+fn default_key_size() -> u32 {
+    512
+}
+fn one() -> u32 {
+    1
+}
+
+/// A LUKS2 volume, unlocked by tang and/or TPM2 pins (clevis sss) and optionally a passphrase.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Luks {
+    pub name: Name,
+    /// A partition or md array name.
+    pub device: Name,
+    #[serde(default = "default_cipher")]
+    pub cipher: String,
+    #[serde(default = "default_key_size")]
+    pub key_size: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tang: Vec<Tang>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm2: Option<Tpm2>,
+    /// How many pins must agree to unlock (1 = any one).
+    #[serde(default = "one")]
+    pub threshold: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_passphrase: Option<Secret>,
+}
+
+/// A tang server pin.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tang {
+    pub url: HttpUrl,
+    /// The signing key's thumbprint; required unless `trust_on_first_use`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<Thumbprint>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trust_on_first_use: bool,
+}
+
+/// PCR bank for the TPM2 pin.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PcrBank {
+    #[default]
+    Sha256,
+    Sha1,
+}
+
+/// A TPM2 pin.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tpm2 {
+    /// PCRs the key is sealed to (0–23); empty: not sealed to any.
+    #[serde(default)]
+    pub pcrs: Vec<u8>,
+    #[serde(default)]
+    pub bank: PcrBank,
+}
+
+/// An LVM volume group and its volumes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeGroup {
+    pub vg: Name,
+    /// Physical volumes: partition, md or LUKS names.
+    pub pvs: Vec<Name>,
+    pub volumes: Vec<LogicalVolume>,
+}
+
+/// A logical volume.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogicalVolume {
+    pub name: Name,
+    pub size: SizeSpec,
+}
+
+/// Filesystem types imprint creates.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum FsType {
+    Ext4,
+    Xfs,
+    Vfat,
+    Swap,
+}
+
+impl FsType {
+    /// As mkfs and fstab spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsType::Ext4 => "ext4",
+            FsType::Xfs => "xfs",
+            FsType::Vfat => "vfat",
+            FsType::Swap => "swap",
+        }
+    }
+    /// Longest label the filesystem stores.
+    pub fn max_label(self) -> usize {
+        match self {
+            FsType::Ext4 => 16,
+            FsType::Xfs => 12,
+            FsType::Vfat => 11,
+            FsType::Swap => 15,
+        }
+    }
+}
+
+/// A filesystem (or swap) on a named device.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Filesystem {
+    /// A partition, md, LUKS or logical volume name.
+    pub device: Name,
+    #[serde(rename = "type")]
+    pub fstype: FsType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountPoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+/// The OS image.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub url: SourceUrl,
+    /// Tried in turn after `url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<SourceUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256Hex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha512: Option<Sha512Hex>,
+    #[serde(default)]
+    pub format: ImageFormat,
+    /// A disk (format disk) or volume (format filesystem) name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Name>,
+    /// Grow the last partition of a disk image to the end of the disk.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grow: bool,
+}
+
+fn default_configdrive_size() -> Bytes {
+    Bytes(64 * MIB)
+}
+
+/// The cloud-init configdrive.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Configdrive {
+    #[serde(default)]
+    pub format: ConfigdriveFormat,
+    /// The disk it goes on; defaults to the image's disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Name>,
+    #[serde(default = "default_configdrive_size")]
+    pub size: Bytes,
+    /// `instance-id` and `local-hostname` are filled in unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_data: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_config: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_data: Option<String>,
+}
+
+/// Boot settings of the deployed OS.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    #[serde(default)]
+    pub kernel_args: KernelArgs,
+    /// Commands (argv lists) run in the deployed root instead of the built-in finalization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalize: Vec<Vec<String>>,
+}
+
+fn default_heartbeat() -> u64 {
+    10
+}
+
+/// Where progress and the final report go.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub url: HttpUrl,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Seconds between progress events.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: u64,
+}

@@ -1,0 +1,472 @@
+//! Planner tests with a simple test backend (selection by serial/size, 1 MiB placement).
+
+use super::*;
+use crate::config::tests_support::{DOC1, DOC2};
+use crate::disks::{PartitionInfo, Signature};
+use crate::plan::Step;
+use crate::units::{SizeSpec, GIB, MIB};
+use std::path::PathBuf;
+
+/// Selection by serial, min_size and smallest; placement at 1 MiB alignment with `rest`
+/// last, as the real ones do.
+struct TestBackend;
+
+impl Backend for TestBackend {
+    fn select<'a>(&self, h: &Hints, disks: &'a [Disk]) -> Result<&'a Disk, String> {
+        let mut m: Vec<&Disk> = disks
+            .iter()
+            .filter(|d| {
+                h.serial
+                    .as_ref()
+                    .is_none_or(|s| d.serial.as_ref() == Some(s))
+            })
+            .filter(|d| h.min_size.is_none_or(|b| d.size_bytes >= b.0))
+            .collect();
+        m.sort_by_key(|d| d.size_bytes);
+        match m.len() {
+            0 => Err("no disk matches".into()),
+            1 => Ok(m[0]),
+            _ if h.smallest => Ok(m[0]),
+            n => Err(format!("{n} disks match")),
+        }
+    }
+    fn place(
+        &self,
+        path: &Path,
+        bytes: u64,
+        sector: u64,
+        reqs: &[PartitionRequest],
+    ) -> Result<Vec<PartitionPlan>, String> {
+        let align = MIB / sector;
+        let end = bytes / sector - 34 * 4096 / sector;
+        let mut lba = align;
+        let mut out = Vec::new();
+        for (i, r) in reqs.iter().enumerate() {
+            let len = match r.size {
+                SizeSpec::Bytes(b) => b.0.div_ceil(sector),
+                SizeSpec::Rest => (end - lba) / align * align,
+            };
+            if lba + len > end {
+                return Err(format!("{} does not fit", r.name));
+            }
+            out.push(PartitionPlan {
+                name: r.name.clone(),
+                number: i as u32 + 1,
+                label: r.label.clone(),
+                type_guid: r.type_guid.clone(),
+                first_lba: lba,
+                last_lba: lba + len - 1,
+                path: PathBuf::from(format!("{}{}", path.display(), i + 1)),
+            });
+            lba = (lba + len).div_ceil(align) * align;
+        }
+        Ok(out)
+    }
+}
+
+fn disk(path: &str, size: u64, sector: u64, serial: &str) -> Disk {
+    Disk {
+        path: path.into(),
+        size_bytes: size,
+        logical_sector: sector,
+        physical_sector: sector,
+        serial: Some(serial.into()),
+        model: Some("QEMU HARDDISK".into()),
+        ..Default::default()
+    }
+}
+
+fn opts() -> PlanOptions {
+    PlanOptions {
+        machine_id: None,
+        allow_placeholders: true,
+    }
+}
+
+fn plan_of(text: &str, inv: &[Disk]) -> Result<Plan, PlanError> {
+    build_with(
+        &crate::config::parse(text).unwrap(),
+        inv,
+        &opts(),
+        &TestBackend,
+    )
+}
+
+fn names(p: &Plan) -> Vec<String> {
+    p.steps.iter().map(Step::name).collect()
+}
+
+#[test]
+fn doc1_writes_a_whole_disk_image_without_partitioning() {
+    let mut d = disk("/dev/sda", 8 * GIB, 512, "S1");
+    d.signatures = vec![Signature {
+        kind: "gpt".into(),
+        ..Default::default()
+    }];
+    d.partitions = vec![PartitionInfo {
+        path: "/dev/sda1".into(),
+        number: 1,
+        start_sector: 2048,
+        size_bytes: GIB,
+        signatures: vec![Signature {
+            kind: "ext4".into(),
+            label: Some("old-root".into()),
+            ..Default::default()
+        }],
+    }];
+    let small = disk("/dev/sdb", 2 * GIB, 512, "S2");
+    let p = plan_of(DOC1, &[small, d]).unwrap();
+    assert_eq!(names(&p), ["wipe:root", "write-image", "configdrive"]);
+    assert_eq!(
+        p.disks[0].path,
+        PathBuf::from("/dev/sda"),
+        "the smallest disk of at least 4GiB"
+    );
+    assert!(p.disks[0]
+        .destroys
+        .iter()
+        .any(|x| x.contains("gpt signature")));
+    assert!(p.disks[0]
+        .destroys
+        .iter()
+        .any(|x| x
+            .contains("partition 1 (/dev/sda1, 1.0 GiB): ext4 signature labelled \"old-root\"")));
+    assert_eq!(
+        p.host.instance_id, "web-01",
+        "meta_data's instance-id is the host's"
+    );
+    let Step::Configdrive(cd) = &p.steps[2] else {
+        panic!()
+    };
+    assert_eq!(
+        (cd.partition.as_ref(), cd.disk_path.to_str()),
+        (None, Some("/dev/sda"))
+    );
+    assert_eq!(cd.meta_data["local-hostname"], "web-01");
+    let Step::WriteImage(img) = &p.steps[1] else {
+        panic!()
+    };
+    assert_eq!(img.target_path, PathBuf::from("/dev/sda"));
+    assert_eq!(img.urls, ["http://10.0.2.2:8080/images/web.raw.zst"]);
+    let text = p.render_text();
+    for line in [
+        "WILL BE DESTROYED",
+        "/dev/sda",
+        "serial S1",
+        "verified by sha256 3a7bd3e2",
+        "Finish: reboot",
+        "token <redacted>",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("s3cr3t-token"));
+    let json = serde_json::to_string_pretty(&p).unwrap();
+    assert!(!json.contains("s3cr3t-token") && json.contains("<redacted>"));
+}
+
+fn doc2_inventory() -> Vec<Disk> {
+    vec![
+        disk("/dev/sda", 16 * GIB, 512, "SN-A-0001"),
+        disk("/dev/nvme0n1p", 16 * GIB, 4096, "SN-B-0002"),
+    ]
+}
+
+#[test]
+fn doc2_plans_the_full_stack_in_order_on_512_and_4096_byte_sectors() {
+    let p = plan_of(DOC2, &doc2_inventory()).unwrap();
+    let n = names(&p);
+    assert_eq!(
+        n[..7],
+        [
+            "wipe:a",
+            "wipe:b",
+            "partition:a",
+            "partition:b",
+            "raid:md-boot",
+            "raid:md-root",
+            "luks:luks-root"
+        ]
+    );
+    assert_eq!(n[7], "lvm:vg0");
+    assert!(
+        n.contains(&"mkfs:/var".to_string())
+            && n.contains(&"mkfs:swap".to_string())
+            && n.contains(&"mkfs:b-esp".to_string())
+    );
+    let mounts: Vec<&str> = n.iter().filter_map(|s| s.strip_prefix("mount:")).collect();
+    assert_eq!(
+        mounts,
+        [
+            "/",
+            "/boot",
+            "/home",
+            "/tmp",
+            "/var",
+            "/boot/efi",
+            "/var/log",
+            "/var/tmp",
+            "/var/log/audit"
+        ]
+    );
+    assert_eq!(n[n.len() - 3..], ["write-image", "finalize", "configdrive"]);
+
+    let Step::Partition { partitions: a, .. } = &p.steps[2] else {
+        panic!()
+    };
+    let Step::Partition {
+        partitions: b,
+        logical_sector: 4096,
+        ..
+    } = &p.steps[3]
+    else {
+        panic!()
+    };
+    // 512-byte sectors: 1 MiB = 2048 sectors.
+    assert_eq!(
+        (a[0].name.as_str(), a[0].first_lba, a[0].last_lba),
+        ("a-bios", 2048, 4095)
+    );
+    assert_eq!(
+        (a[1].name.as_str(), a[1].first_lba, a[1].last_lba),
+        ("a-esp", 4096, 4096 + 512 * 2048 - 1)
+    );
+    // 4096-byte sectors: 1 MiB = 256 sectors.
+    assert_eq!(
+        (b[0].name.as_str(), b[0].first_lba, b[0].last_lba),
+        ("b-bios", 256, 511)
+    );
+    assert_eq!((b[1].first_lba, b[1].last_lba), (512, 512 + 128 * 1024 - 1));
+    // The configdrive partition sits before the partition taking the rest, on disk a only.
+    let a_names: Vec<&str> = a.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(
+        a_names,
+        ["a-bios", "a-esp", "a-boot", "_configdrive", "a-root"]
+    );
+    assert_eq!(a[3].label, "cidata");
+    assert_eq!(b.len(), 4);
+
+    let Step::Raid(boot) = &p.steps[4] else {
+        panic!()
+    };
+    assert_eq!(
+        (boot.metadata.as_str(), boot.path.to_str().unwrap()),
+        ("1.0", "/dev/md/md-boot")
+    );
+    assert_eq!(
+        boot.members,
+        [PathBuf::from("/dev/sda3"), PathBuf::from("/dev/nvme0n1p3")]
+    );
+    let Step::Luks(l) = &p.steps[6] else { panic!() };
+    assert_eq!(
+        (
+            l.device.to_str().unwrap(),
+            l.path.to_str().unwrap(),
+            l.threshold
+        ),
+        ("/dev/md/md-root", "/dev/mapper/luks-root", 2)
+    );
+    let Step::Lvm(v) = &p.steps[7] else { panic!() };
+    assert_eq!(v.pvs, [PathBuf::from("/dev/mapper/luks-root")]);
+    let audit = v
+        .volumes
+        .iter()
+        .find(|x| x.name == "var_log_audit")
+        .unwrap();
+    assert_eq!(
+        (audit.path.to_str().unwrap(), audit.size_bytes),
+        ("/dev/vg0/var_log_audit", Some(512 * MIB))
+    );
+    let Some(Step::Finalize(f)) = p.steps.iter().find(|s| matches!(s, Step::Finalize(_))) else {
+        panic!()
+    };
+    assert!(
+        f.fstab
+            .iter()
+            .any(|l| l.ends_with(" /var/log/audit xfs nodev,nosuid,noexec 0 0")),
+        "{:?}",
+        f.fstab
+    );
+    assert!(f
+        .fstab
+        .iter()
+        .any(|l| l.ends_with(" none swap defaults 0 0")));
+    assert!(f.crypttab[0].starts_with("luks-root UUID="));
+    assert_eq!(
+        f.boot_disks,
+        [PathBuf::from("/dev/sda"), PathBuf::from("/dev/nvme0n1p")]
+    );
+    assert_eq!(f.esp_copies, [PathBuf::from("/dev/nvme0n1p2")]);
+    let Some(Step::WriteImage(img)) = p.steps.iter().find(|s| matches!(s, Step::WriteImage(_)))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (img.target_disk.as_str(), img.target_path.to_str().unwrap()),
+        ("a", "/dev/vg0/root")
+    );
+    let Some(Step::Configdrive(cd)) = p.steps.last() else {
+        panic!()
+    };
+    assert_eq!(cd.partition, Some(PathBuf::from("/dev/sda4")));
+    assert!(
+        p.host.instance_id.starts_with("iid-db-17-")
+            && p.host.instance_id.len() == "iid-db-17-".len() + 12
+    );
+
+    let text = p.render_text();
+    for line in [
+        "a-esp",
+        "esp",
+        "4096-byte sectors",
+        "RAID1 /dev/md/md-root",
+        "unlocked by 2 of: tang http://10.0.2.2:7500",
+        "var_log_audit",
+        "Finish: reboot",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("another-token"));
+}
+
+#[test]
+fn generated_ids_are_stable_per_host_and_differ_between_hosts() {
+    let doc = crate::config::parse(DOC2).unwrap();
+    let a = build_with(&doc, &doc2_inventory(), &opts(), &TestBackend).unwrap();
+    let b = build_with(&doc, &doc2_inventory(), &opts(), &TestBackend).unwrap();
+    assert_eq!(
+        serde_json::to_value(&a).unwrap(),
+        serde_json::to_value(&b).unwrap()
+    );
+    let other = PlanOptions {
+        machine_id: Some("0123456789abcdef".into()),
+        allow_placeholders: true,
+    };
+    let c = build_with(&doc, &doc2_inventory(), &other, &TestBackend).unwrap();
+    assert_ne!(a.host.instance_id, c.host.instance_id);
+    let uuid = |p: &Plan| {
+        p.steps.iter().find_map(|s| {
+            if let Step::Raid(r) = s {
+                Some(r.uuid.clone())
+            } else {
+                None
+            }
+        })
+    };
+    assert_ne!(uuid(&a), uuid(&c));
+}
+
+#[test]
+fn the_explicit_expansion_plans_the_same() {
+    let doc = crate::config::parse(DOC2).unwrap();
+    let explicit = crate::config::expand(&doc).unwrap();
+    let yaml = serde_yaml::to_string(&explicit).unwrap();
+    let again = crate::config::parse(&yaml).unwrap();
+    let p1 = build_with(&doc, &doc2_inventory(), &opts(), &TestBackend).unwrap();
+    let p2 = build_with(&again, &doc2_inventory(), &opts(), &TestBackend).unwrap();
+    assert_eq!(
+        serde_json::to_value(&p1).unwrap(),
+        serde_json::to_value(&p2).unwrap()
+    );
+}
+
+#[test]
+fn plan_errors_name_the_path() {
+    // Too small for doc 2's volumes.
+    let small = vec![
+        disk("/dev/sda", 6 * GIB, 512, "SN-A-0001"),
+        disk("/dev/sdb", 6 * GIB, 512, "SN-B-0002"),
+    ];
+    let e = plan_of(DOC2, &small).unwrap_err();
+    assert!(
+        matches!(&e, PlanError::Layout { path, .. } if path.starts_with("storage.layout.lvm[")),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("does not fit in volume group \"vg0\""),
+        "{e}"
+    );
+    // A partition larger than the disk.
+    let big = "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {partitions: [{name: p, disk: a, size: 1GiB}, {name: q, disk: a, size: 20GiB}]}";
+    let e = plan_of(big, &[disk("/dev/sda", 8 * GIB, 512, "X")]).unwrap_err();
+    assert_eq!(
+        e.to_string().split(": ").next(),
+        Some("storage.partitions[1].size"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("does not fit on disk \"a\" (/dev/sda, 8.0 GiB)"),
+        "{e}"
+    );
+    // Selection failure.
+    let e = plan_of(DOC2, &[disk("/dev/sda", 16 * GIB, 512, "SN-A-0001")]).unwrap_err();
+    assert_eq!(e.to_string(), "disks[1].match: no disk matches");
+    // Two names, one disk.
+    let twice =
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}, {name: b, match: {}}]";
+    let e = plan_of(twice, &[disk("/dev/sda", 8 * GIB, 512, "X")]).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("disks[1].match: chooses /dev/sda, which disks[0] (\"a\") already chose"),
+        "{e}"
+    );
+    // Placeholders are refused unless asked for.
+    let strict = PlanOptions::default();
+    let e = build_with(
+        &crate::config::parse(DOC2).unwrap(),
+        &doc2_inventory(),
+        &strict,
+        &TestBackend,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("image.sha512: <128 hex digits> is a placeholder"),
+        "{e}"
+    );
+}
+
+#[test]
+fn recovery_passphrase_never_shows() {
+    let doc = "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\n\
+        storage: {layout: {luks: {recovery_passphrase: hunter2-horse}, root: {type: xfs}}}\n\
+        image: {url: 'http://x/r.tar', sha256: '<x>', format: rootfs}";
+    let p = plan_of(doc, &[disk("/dev/vda", 8 * GIB, 512, "X")]).unwrap();
+    let text = p.render_text();
+    assert!(
+        text.contains("plus a recovery passphrase (not shown)"),
+        "{text}"
+    );
+    let json = serde_json::to_string(&p).unwrap();
+    assert!(!text.contains("hunter2") && !json.contains("hunter2"));
+    let Some(Step::Luks(l)) = p.steps.iter().find(|s| matches!(s, Step::Luks(_))) else {
+        panic!()
+    };
+    assert_eq!(
+        l.recovery_passphrase.as_ref().unwrap().expose(),
+        "hunter2-horse",
+        "the engine still gets it"
+    );
+    assert_eq!(l.device, PathBuf::from("/dev/vda4"));
+}
+
+#[test]
+fn inventory_json_loads_back() {
+    let mut d = disk("/dev/sda", 8 * GIB, 512, "S1");
+    d.partitions = vec![PartitionInfo {
+        path: "/dev/sda1".into(),
+        number: 1,
+        ..Default::default()
+    }];
+    let json = serde_json::to_string(&vec![d]).unwrap();
+    let back = load_inventory(&json).unwrap();
+    assert_eq!(
+        (back[0].path.to_str(), back[0].partitions[0].number),
+        (Some("/dev/sda"), 1)
+    );
+    assert!(load_inventory("[{\"size_bytes\": \"big\"}]")
+        .unwrap_err()
+        .to_string()
+        .contains("[0].size_bytes"));
+}
