@@ -149,14 +149,19 @@ pub struct TestImage {
 }
 
 impl TestImage {
-    /// Builds a `size_mib` MiB GPT image (sgdisk + mkfs.ext4 -d + mkfs.vfat, no mounts).
-    pub fn build(size_mib: u64) -> TestImage {
+    /// Builds a `size_mib` MiB GPT image for disks with `sector`-byte logical sectors
+    /// (sgdisk + mkfs.ext4 -d + mkfs.vfat, no mounts).
+    pub fn build(size_mib: u64, sector: u32) -> TestImage {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.raw");
         std::fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
         let p = img.to_str().unwrap();
-        sh("sgdisk", &["-n", "1:1MiB:+8MiB", "-t", "1:ef00", "-c", "1:esp", "-n", "2:0:0", "-t", "2:8300", "-c", "2:root", p]);
-        let parts = gpt_partitions(p);
+        // sgdisk lays a table out for the device's sector size: give it one.
+        let l = sh("losetup", &["-f", "--show", "--sector-size", &sector.to_string(), p]);
+        let l = l.trim().to_string();
+        sh("sgdisk", &["-n", "1:1MiB:+8MiB", "-t", "1:ef00", "-c", "1:esp", "-n", "2:0:0", "-t", "2:8300", "-c", "2:root", &l]);
+        let parts = gpt_partitions(&l);
+        sh("losetup", &["-d", &l]);
         let files = vec![
             ("etc/hostname".to_string(), "image-default\n".to_string()),
             ("etc/imprint-test".to_string(), "written by the test image builder\n".to_string()),

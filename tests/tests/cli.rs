@@ -90,7 +90,7 @@ fn binary_is_static_and_runs_in_an_empty_chroot() {
     std::fs::copy(&bin, root.path().join("imprint")).unwrap();
     std::fs::write(root.path().join("doc.yaml"), WEB_DOC).unwrap();
     let chroot = |args: &[&str]| {
-        Command::new("chroot").arg(root.path()).arg("/imprint").args(args).env_clear().output().unwrap()
+        Command::new("/usr/sbin/chroot").arg(root.path()).arg("/imprint").args(args).env_clear().output().unwrap()
     };
     let v = chroot(&["--version"]);
     assert!(v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("imprint "), "{v:?}");

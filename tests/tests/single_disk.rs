@@ -11,7 +11,12 @@ const TOKEN: &str = "s3cr3t-token-for-tests";
 
 fn image() -> &'static TestImage {
     static IMG: OnceLock<TestImage> = OnceLock::new();
-    IMG.get_or_init(|| TestImage::build(48))
+    IMG.get_or_init(|| TestImage::build(48, 512))
+}
+
+fn image_4k() -> &'static TestImage {
+    static IMG: OnceLock<TestImage> = OnceLock::new();
+    IMG.get_or_init(|| TestImage::build(48, 4096))
 }
 
 /// The product's single-disk document with this test's URLs, digest and disk.
@@ -77,8 +82,7 @@ fn final_report(server: &Server) -> Value {
     finals.into_iter().next().unwrap()
 }
 
-fn deploys(compressed: Vec<u8>, name: &str, sector: u32) {
-    let img = image();
+fn deploys(img: &TestImage, compressed: Vec<u8>, name: &str, sector: u32) {
     let server = Server::start();
     let sha = sha256_hex(&compressed);
     server.serve_bytes(name, compressed);
@@ -138,12 +142,26 @@ fn deploys(compressed: Vec<u8>, name: &str, sector: u32) {
 
 #[test]
 fn zstd_image_deploys_on_512_byte_sectors() {
-    deploys(image().zstd(), "/images/web.raw.zst", 512);
+    deploys(image(), image().zstd(), "/images/web.raw.zst", 512);
 }
 
 #[test]
 fn xz_image_deploys_on_4096_byte_sectors() {
-    deploys(image().xz(), "/images/web.raw.xz", 4096);
+    deploys(image_4k(), image_4k().xz(), "/images/web.raw.xz", 4096);
+}
+
+#[test]
+fn a_512_byte_sector_image_on_a_4k_disk_is_refused_clearly() {
+    let server = Server::start();
+    let data = image().zstd();
+    let sha = sha256_hex(&data);
+    server.serve_bytes("/images/web.raw.zst", data);
+    let disk = LoopDev::new(2 << 30, 4096);
+    let run = apply(&document(&server, "/images/web.raw.zst", &sha, ""), &disk);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("512-byte sectors") && run.stderr.contains("4096-byte"), "{}", run.stderr);
+    let probe = sh_any("blkid", &["-p", "-o", "export", disk.dev()]);
+    assert!(!String::from_utf8_lossy(&probe.stdout).contains("PTTYPE"), "the failed image was not wiped");
 }
 
 #[test]
@@ -166,9 +184,10 @@ fn wrong_digest_fails_and_leaves_no_partition_table() {
     let probe = sh_any("blkid", &["-p", "-o", "export", disk.dev()]);
     let text = String::from_utf8_lossy(&probe.stdout);
     assert!(!text.contains("PTTYPE"), "a partition table survived: {text}");
+    // sgdisk finds no table to load and makes an empty one in memory.
     let v = sh_any("sgdisk", &["-v", disk.dev()]);
     let vt = String::from_utf8_lossy(&v.stdout).to_lowercase() + &String::from_utf8_lossy(&v.stderr).to_lowercase();
-    assert!(!vt.contains("no problems found"), "sgdisk still sees a valid GPT: {vt}");
+    assert!(vt.contains("creating new gpt entries"), "sgdisk still sees a GPT: {vt}");
 }
 
 #[test]

@@ -18,6 +18,8 @@ pub enum StepError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Configdrive(#[from] crate::configdrive::ConfigdriveError),
+    #[error("{0}")]
+    SectorSize(String),
     #[error("step {0} is not supported by this agent version")]
     Unsupported(String),
 }
@@ -68,6 +70,9 @@ fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, Ste
     let outcome = outcome?;
     // The image's backup GPT sits where the image ended; move it to the disk's end.
     let relocated = crate::partition::relocate_backup_gpt(&img.target_path)?;
+    if !relocated {
+        check_sector_size_mismatch(&img.target_path)?;
+    }
     let grown = if img.grow && relocated { crate::partition::grow_last_partition(&img.target_path)? } else { None };
     let table = if relocated { crate::partition::read_table(&img.target_path)? } else { Vec::new() };
     Ok(json!({
@@ -77,6 +82,27 @@ fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, Ste
         "grown_partition": grown.map(|(n, bytes)| json!({"number": n, "size_bytes": bytes})),
         "partitions": table,
     }))
+}
+
+/// A GPT written for 512-byte sectors sits at byte 512; on a disk with larger logical
+/// sectors no firmware or kernel will find it. Say so instead of failing later.
+fn check_sector_size_mismatch(target: &Path) -> Result<(), StepError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let lsec = crate::blockdev::logical_sector_of(target).unwrap_or(512);
+    if lsec == 512 {
+        return Ok(());
+    }
+    let mut f = std::fs::File::open(target).map_err(|e| io_err(target, e))?;
+    let mut sig = [0u8; 8];
+    f.seek(SeekFrom::Start(512)).and_then(|_| f.read_exact(&mut sig)).map_err(|e| io_err(target, e))?;
+    if &sig == b"EFI PART" {
+        return Err(StepError::SectorSize(format!(
+            "the image's partition table is laid out for 512-byte sectors, but {} has {lsec}-byte logical sectors; \
+             no firmware will find it. Use an image built for {lsec}-byte-sector (4Kn) disks",
+            target.display()
+        )));
+    }
+    Ok(())
 }
 
 fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {
