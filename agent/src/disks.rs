@@ -85,21 +85,14 @@ pub enum SelectError {
     #[error("no disk matches {hints}:\n{candidates}")]
     NoMatch { hints: String, candidates: String },
     #[error("{count} disks match {hints}; add a hint that tells them apart (serial, wwn, by_path):\n{candidates}")]
-    Ambiguous {
-        hints: String,
-        count: usize,
-        candidates: String,
-    },
+    Ambiguous { hints: String, count: usize, candidates: String },
 }
 
 /// Errors reading the inventory.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     #[error("reading {path}: {source}")]
-    Sysfs {
-        path: String,
-        source: std::io::Error,
-    },
+    Sysfs { path: String, source: std::io::Error },
     #[error("probing {path} with libblkid: {msg}")]
     Probe { path: String, msg: String },
 }
