@@ -1,1 +1,3 @@
 //! Test harness shared by the integration and QEMU suites.
+
+pub mod qemu;

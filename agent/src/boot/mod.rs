@@ -141,7 +141,7 @@ pub fn run_ramdisk(
         }
     };
     log::info(&format!(
-        "found the provisioning document ({} bytes) at {source}",
+        "found the provisioning document ({} bytes): {source}",
         text.len()
     ));
     // ENGINE CALL SITE: `apply` parses and plans the document, runs the engine, sends the
