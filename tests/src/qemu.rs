@@ -25,7 +25,11 @@ pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 #[derive(Debug, Clone)]
 pub enum Boot {
     /// `-kernel`/`-initrd`/`-append`.
-    Direct { kernel: PathBuf, initrd: PathBuf, append: String },
+    Direct {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
     /// Network boot: QEMU's DHCP/TFTP serve `bootfile` from `tftp_dir`; iPXE runs it.
     Pxe { tftp_dir: PathBuf, bootfile: String },
     /// The ISO as a CD (`-cdrom`), as virtual media on a BMC would present it.
@@ -65,7 +69,12 @@ pub struct Disk {
 impl Disk {
     /// A virtio disk with 512-byte sectors.
     pub fn virtio(size: u64, serial: &str) -> Disk {
-        Disk { size, serial: serial.to_string(), sector: 512, bus: Bus::Virtio }
+        Disk {
+            size,
+            serial: serial.to_string(),
+            sector: 512,
+            bus: Bus::Virtio,
+        }
     }
     /// The same disk with another sector size.
     pub fn sector(mut self, bytes: u32) -> Disk {
@@ -90,7 +99,13 @@ impl fmt::Display for VmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let tail: Vec<&str> = self.log.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        write!(f, "{}\n----- serial console (last {} lines) -----\n{}\n-----", self.what, tail.len(), tail.join("\n"))
+        write!(
+            f,
+            "{}\n----- serial console (last {} lines) -----\n{}\n-----",
+            self.what,
+            tail.len(),
+            tail.join("\n")
+        )
     }
 }
 
@@ -143,19 +158,42 @@ impl VmBuilder {
     pub fn command_line(&self, dir: &Path) -> Result<Vec<String>, String> {
         let boot = self.boot.as_ref().ok_or("no boot path given")?;
         let s = |p: &Path| p.display().to_string();
-        let mut a: Vec<String> = ["-accel", "tcg", "-nographic", "-no-reboot", "-monitor", "none", "-display", "none"]
-            .iter()
-            .map(|x| x.to_string())
-            .collect();
-        a.extend(["-m".into(), self.memory_mib.to_string(), "-serial".into(), format!("file:{}", s(&dir.join("serial.log")))]);
+        let mut a: Vec<String> = [
+            "-accel",
+            "tcg",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-display",
+            "none",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        a.extend([
+            "-m".into(),
+            self.memory_mib.to_string(),
+            "-serial".into(),
+            format!("file:{}", s(&dir.join("serial.log"))),
+        ]);
         if self.firmware == Firmware::Uefi {
             a.extend(["-bios".into(), OVMF.into()]);
         }
         let mut netdev = "user,id=n".to_string();
         match boot {
-            Boot::Direct { kernel, initrd, append } => {
-                a.extend(["-kernel".into(), s(kernel), "-initrd".into(), s(initrd), "-append".into(), append.clone()])
-            }
+            Boot::Direct {
+                kernel,
+                initrd,
+                append,
+            } => a.extend([
+                "-kernel".into(),
+                s(kernel),
+                "-initrd".into(),
+                s(initrd),
+                "-append".into(),
+                append.clone(),
+            ]),
             Boot::Pxe { tftp_dir, bootfile } => {
                 netdev = format!("user,id=n,tftp={},bootfile={bootfile}", s(tftp_dir));
                 a.extend(["-boot".into(), "n".into()]);
@@ -172,14 +210,25 @@ impl VmBuilder {
         }
         let pxe = matches!(boot, Boot::Pxe { .. });
         if self.nic || pxe {
-            a.extend(["-netdev".into(), netdev, "-device".into(), format!("virtio-net-pci,netdev=n{}", if pxe { ",bootindex=0" } else { "" })]);
+            a.extend([
+                "-netdev".into(),
+                netdev,
+                "-device".into(),
+                format!(
+                    "virtio-net-pci,netdev=n{}",
+                    if pxe { ",bootindex=0" } else { "" }
+                ),
+            ]);
         }
         if self.disks.iter().any(|d| d.bus == Bus::Sata) {
             a.extend(["-device".into(), "ich9-ahci,id=ahci".into()]);
         }
         for (i, d) in self.disks.iter().enumerate() {
             let file = dir.join(format!("disk{i}.raw"));
-            a.extend(["-drive".into(), format!("if=none,id=d{i},format=raw,cache=unsafe,file={}", s(&file))]);
+            a.extend([
+                "-drive".into(),
+                format!("if=none,id=d{i},format=raw,cache=unsafe,file={}", s(&file)),
+            ]);
             let sz = format!("logical_block_size={0},physical_block_size={0}", d.sector);
             a.extend([
                 "-device".into(),
@@ -196,22 +245,43 @@ impl VmBuilder {
 
     /// Creates the disks and starts QEMU.
     pub fn start(self) -> Result<Vm, VmError> {
-        let err = |what: String| VmError { what, log: String::new() };
-        let dir = tempfile::Builder::new().prefix("imprint-vm-").tempdir().map_err(|e| err(format!("creating a temp dir: {e}")))?;
+        let err = |what: String| VmError {
+            what,
+            log: String::new(),
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("imprint-vm-")
+            .tempdir()
+            .map_err(|e| err(format!("creating a temp dir: {e}")))?;
         for (i, d) in self.disks.iter().enumerate() {
-            let f = std::fs::File::create(dir.path().join(format!("disk{i}.raw"))).map_err(|e| err(format!("creating disk {i}: {e}")))?;
-            f.set_len(d.size).map_err(|e| err(format!("sizing disk {i}: {e}")))?;
+            let f = std::fs::File::create(dir.path().join(format!("disk{i}.raw")))
+                .map_err(|e| err(format!("creating disk {i}: {e}")))?;
+            f.set_len(d.size)
+                .map_err(|e| err(format!("sizing disk {i}: {e}")))?;
         }
         let args = self.command_line(dir.path()).map_err(err)?;
-        std::fs::write(dir.path().join("qemu.cmdline"), args.join(" ")).map_err(|e| err(format!("writing the command line: {e}")))?;
+        std::fs::write(dir.path().join("qemu.cmdline"), args.join(" "))
+            .map_err(|e| err(format!("writing the command line: {e}")))?;
         let child = Command::new("qemu-system-x86_64")
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("qemu.stderr")).map_err(|e| err(e.to_string()))?)
+            .stderr(
+                std::fs::File::create(dir.path().join("qemu.stderr"))
+                    .map_err(|e| err(e.to_string()))?,
+            )
             .spawn()
-            .map_err(|e| err(format!("starting qemu-system-x86_64: {e} (install qemu-system-x86: make deps)")))?;
-        Ok(Vm { child, dir, started: Instant::now(), disks: self.disks })
+            .map_err(|e| {
+                err(format!(
+                    "starting qemu-system-x86_64: {e} (install qemu-system-x86: make deps)"
+                ))
+            })?;
+        Ok(Vm {
+            child,
+            dir,
+            started: Instant::now(),
+            disks: self.disks,
+        })
     }
 }
 
@@ -226,12 +296,22 @@ pub struct Vm {
 impl Vm {
     /// A builder with BIOS, 512 MiB, one virtio NIC on user networking, no disks.
     pub fn builder() -> VmBuilder {
-        VmBuilder { boot: None, firmware: Firmware::Bios, disks: Vec::new(), memory_mib: 512, nic: true, extra: Vec::new() }
+        VmBuilder {
+            boot: None,
+            firmware: Firmware::Bios,
+            disks: Vec::new(),
+            memory_mib: 512,
+            nic: true,
+            extra: Vec::new(),
+        }
     }
 
     /// The serial console so far (lossy UTF-8).
     pub fn serial_log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.dir.path().join("serial.log")).unwrap_or_default()).into_owned()
+        String::from_utf8_lossy(
+            &std::fs::read(self.dir.path().join("serial.log")).unwrap_or_default(),
+        )
+        .into_owned()
     }
 
     /// The raw file behind disk `i`, for inspection from the host after the VM ends.
@@ -250,9 +330,17 @@ impl Vm {
     }
 
     fn error(&self, what: String) -> VmError {
-        let stderr = std::fs::read_to_string(self.dir.path().join("qemu.stderr")).unwrap_or_default();
-        let what = if stderr.trim().is_empty() { what } else { format!("{what}\nqemu stderr: {}", stderr.trim()) };
-        VmError { what, log: self.serial_log() }
+        let stderr =
+            std::fs::read_to_string(self.dir.path().join("qemu.stderr")).unwrap_or_default();
+        let what = if stderr.trim().is_empty() {
+            what
+        } else {
+            format!("{what}\nqemu stderr: {}", stderr.trim())
+        };
+        VmError {
+            what,
+            log: self.serial_log(),
+        }
     }
 
     /// Waits until the serial log contains `pattern`; returns the log. Fails if QEMU exits
@@ -270,10 +358,15 @@ impl Vm {
                 if log.contains(pattern) {
                     return Ok(log);
                 }
-                return Err(self.error(format!("QEMU exited ({status}) before the console showed {pattern:?}")));
+                return Err(self.error(format!(
+                    "QEMU exited ({status}) before the console showed {pattern:?}"
+                )));
             }
             if start.elapsed() > timeout {
-                return Err(self.error(format!("the console did not show {pattern:?} within {} s", timeout.as_secs())));
+                return Err(self.error(format!(
+                    "the console did not show {pattern:?} within {} s",
+                    timeout.as_secs()
+                )));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -304,7 +397,10 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("----- serial console of the failed VM -----\n{}\n-----", self.serial_log());
+            eprintln!(
+                "----- serial console of the failed VM -----\n{}\n-----",
+                self.serial_log()
+            );
         }
     }
 }
@@ -322,19 +418,37 @@ mod tests {
             .disk(Disk::virtio(1 << 30, "SN-B-0002").bus(Bus::Sata))
             .disk(Disk::virtio(1 << 30, "SN-C-0003").bus(Bus::Nvme));
         let a = b.command_line(Path::new("/t")).unwrap().join(" ");
-        assert!(a.contains("-accel tcg") && a.contains("-no-reboot") && a.contains("-m 512"), "{a}");
+        assert!(
+            a.contains("-accel tcg") && a.contains("-no-reboot") && a.contains("-m 512"),
+            "{a}"
+        );
         assert!(a.contains("-bios /usr/share/ovmf/OVMF.fd"), "{a}");
         assert!(a.contains("virtio-blk-pci,drive=d0,serial=SN-A-0001,logical_block_size=4096,physical_block_size=4096"), "{a}");
-        assert!(a.contains("ich9-ahci,id=ahci") && a.contains("ide-hd,bus=ahci.1,drive=d1,serial=SN-B-0002"), "{a}");
+        assert!(
+            a.contains("ich9-ahci,id=ahci")
+                && a.contains("ide-hd,bus=ahci.1,drive=d1,serial=SN-B-0002"),
+            "{a}"
+        );
         assert!(a.contains("nvme,drive=d2,serial=SN-C-0003"), "{a}");
-        assert!(a.contains("usb-storage,bus=xhci.0,drive=usb0") && a.contains("file=/x/imprint.iso"), "{a}");
+        assert!(
+            a.contains("usb-storage,bus=xhci.0,drive=usb0") && a.contains("file=/x/imprint.iso"),
+            "{a}"
+        );
     }
 
     #[test]
     fn pxe_uses_qemus_tftp_and_boots_from_the_nic() {
-        let b = Vm::builder().boot(Boot::Pxe { tftp_dir: "/srv/tftp".into(), bootfile: "start.ipxe".into() }).no_network();
+        let b = Vm::builder()
+            .boot(Boot::Pxe {
+                tftp_dir: "/srv/tftp".into(),
+                bootfile: "start.ipxe".into(),
+            })
+            .no_network();
         let a = b.command_line(Path::new("/t")).unwrap().join(" ");
-        assert!(a.contains("user,id=n,tftp=/srv/tftp,bootfile=start.ipxe") && a.contains("-boot n"), "{a}");
+        assert!(
+            a.contains("user,id=n,tftp=/srv/tftp,bootfile=start.ipxe") && a.contains("-boot n"),
+            "{a}"
+        );
         assert!(a.contains("virtio-net-pci,netdev=n,bootindex=0"), "{a}");
     }
 }

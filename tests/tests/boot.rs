@@ -14,8 +14,18 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn out_dir() -> PathBuf {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../out");
-    for f in ["vmlinuz", "initramfs.img", "boot.ipxe", "imprint.iso", "imprint"] {
-        assert!(out.join(f).exists(), "{} is missing: run `make iso` first", out.join(f).display());
+    for f in [
+        "vmlinuz",
+        "initramfs.img",
+        "boot.ipxe",
+        "imprint.iso",
+        "imprint",
+    ] {
+        assert!(
+            out.join(f).exists(),
+            "{} is missing: run `make iso` first",
+            out.join(f).display()
+        );
     }
     out
 }
@@ -29,9 +39,20 @@ struct FileServer {
 
 impl FileServer {
     fn start(root: &Path) -> FileServer {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("python3")
-            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(root)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -39,7 +60,10 @@ impl FileServer {
             .expect("python3 for the test file server");
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "the test file server did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the test file server did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         FileServer { child, port }
@@ -77,12 +101,23 @@ fn customized_iso(dir: &Path) -> PathBuf {
 
 fn boot_iso(boot: Boot, firmware: Firmware, what: &str) {
     let mut vm = Vm::builder().boot(boot).firmware(firmware).start().unwrap();
-    let log = vm.wait_for_serial(BANNER, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let log = vm
+        .wait_for_serial(BANNER, BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     let banner_at = vm.elapsed();
-    let log2 = vm.wait_for_serial(FOUND, Duration::from_secs(90)).unwrap_or_else(|e| panic!("{what}: {e}"));
-    eprintln!("{what}: agent banner after {:.1} s, document found after {:.1} s", banner_at.as_secs_f64(), vm.elapsed().as_secs_f64());
+    let log2 = vm
+        .wait_for_serial(FOUND, Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    eprintln!(
+        "{what}: agent banner after {:.1} s, document found after {:.1} s",
+        banner_at.as_secs_f64(),
+        vm.elapsed().as_secs_f64()
+    );
     assert_no_panic(&log);
-    assert!(log2.contains("embedded in the boot medium"), "{what}: the document did not come from the ISO:\n{log2}");
+    assert!(
+        log2.contains("embedded in the boot medium"),
+        "{what}: the document did not come from the ISO:\n{log2}"
+    );
 }
 
 #[test]
@@ -93,41 +128,71 @@ fn direct_boot_with_a_missing_document_shows_the_404_and_does_not_panic() {
     let url = format!("http://10.0.2.2:{}/missing.yaml", server.port);
     let append = format!("console=ttyS0 imprint.config={url} imprint.failure_delay=0");
     let mut vm = Vm::builder()
-        .boot(Boot::Direct { kernel: out.join("vmlinuz"), initrd: out.join("initramfs.img"), append })
+        .boot(Boot::Direct {
+            kernel: out.join("vmlinuz"),
+            initrd: out.join("initramfs.img"),
+            append,
+        })
         .start()
         .unwrap();
     let log = vm.wait_for_serial("imprint: FAILED", BOOT_TIMEOUT).unwrap();
-    eprintln!("direct boot: failure shown after {:.1} s", vm.elapsed().as_secs_f64());
+    eprintln!(
+        "direct boot: failure shown after {:.1} s",
+        vm.elapsed().as_secs_f64()
+    );
     assert!(log.contains(BANNER), "{log}");
-    assert!(log.contains("HTTP 404") && log.contains(&url), "the 404 is not explained:\n{log}");
+    assert!(
+        log.contains("HTTP 404") && log.contains(&url),
+        "the 404 is not explained:\n{log}"
+    );
     // With failure_delay=0 the agent powers off; PID 1 never exits, so no panic.
     vm.wait_exit(Duration::from_secs(60)).unwrap();
     assert_no_panic(&vm.serial_log());
-    assert!(vm.serial_log().contains("reboot: Power down"), "{}", vm.serial_log());
+    assert!(
+        vm.serial_log().contains("reboot: Power down"),
+        "{}",
+        vm.serial_log()
+    );
 }
 
 #[test]
 fn iso_as_cd_under_bios_finds_the_embedded_document() {
     let dir = tempfile::tempdir().unwrap();
-    boot_iso(Boot::Cdrom(customized_iso(dir.path())), Firmware::Bios, "CD/BIOS");
+    boot_iso(
+        Boot::Cdrom(customized_iso(dir.path())),
+        Firmware::Bios,
+        "CD/BIOS",
+    );
 }
 
 #[test]
 fn iso_as_cd_under_uefi_finds_the_embedded_document() {
     let dir = tempfile::tempdir().unwrap();
-    boot_iso(Boot::Cdrom(customized_iso(dir.path())), Firmware::Uefi, "CD/UEFI");
+    boot_iso(
+        Boot::Cdrom(customized_iso(dir.path())),
+        Firmware::Uefi,
+        "CD/UEFI",
+    );
 }
 
 #[test]
 fn iso_as_usb_stick_under_uefi_finds_the_embedded_document() {
     let dir = tempfile::tempdir().unwrap();
-    boot_iso(Boot::Usb(customized_iso(dir.path())), Firmware::Uefi, "USB/UEFI");
+    boot_iso(
+        Boot::Usb(customized_iso(dir.path())),
+        Firmware::Uefi,
+        "USB/UEFI",
+    );
 }
 
 #[test]
 fn iso_as_usb_stick_under_bios_finds_the_embedded_document() {
     let dir = tempfile::tempdir().unwrap();
-    boot_iso(Boot::Usb(customized_iso(dir.path())), Firmware::Bios, "USB/BIOS");
+    boot_iso(
+        Boot::Usb(customized_iso(dir.path())),
+        Firmware::Bios,
+        "USB/BIOS",
+    );
 }
 
 #[test]
@@ -135,9 +200,14 @@ fn pxe_through_ipxe_loads_the_ramdisk_over_http_and_fetches_the_document() {
     let out = out_dir();
     let www = tempfile::tempdir().unwrap();
     for f in ["vmlinuz", "initramfs.img", "boot.ipxe"] {
-        std::os::unix::fs::symlink(out.join(f).canonicalize().unwrap(), www.path().join(f)).unwrap();
+        std::os::unix::fs::symlink(out.join(f).canonicalize().unwrap(), www.path().join(f))
+            .unwrap();
     }
-    std::fs::write(www.path().join("host.yaml"), "version: 1\nhost: { hostname: pxe-test }\n").unwrap();
+    std::fs::write(
+        www.path().join("host.yaml"),
+        "version: 1\nhost: { hostname: pxe-test }\n",
+    )
+    .unwrap();
     let server = FileServer::start(www.path());
     let base = format!("http://10.0.2.2:{}/", server.port);
     // What a provisioning system's TFTP/DHCP hands out: a tiny script chaining boot.ipxe.
@@ -150,9 +220,18 @@ fn pxe_through_ipxe_loads_the_ramdisk_over_http_and_fetches_the_document() {
         ),
     )
     .unwrap();
-    let mut vm = Vm::builder().boot(Boot::Pxe { tftp_dir: tftp.path().into(), bootfile: "start.ipxe".into() }).start().unwrap();
+    let mut vm = Vm::builder()
+        .boot(Boot::Pxe {
+            tftp_dir: tftp.path().into(),
+            bootfile: "start.ipxe".into(),
+        })
+        .start()
+        .unwrap();
     let log = vm.wait_for_serial(FOUND, BOOT_TIMEOUT).unwrap();
-    eprintln!("PXE: document found after {:.1} s", vm.elapsed().as_secs_f64());
+    eprintln!(
+        "PXE: document found after {:.1} s",
+        vm.elapsed().as_secs_f64()
+    );
     assert_no_panic(&log);
     assert!(log.contains(&format!("{base}host.yaml")), "{log}");
 }
