@@ -4,8 +4,8 @@ SHELL := /bin/bash
 ENV := . agent/native/env.sh &&
 MUSL := target/x86_64-unknown-linux-musl
 
-.PHONY: all deps agent test test-unit test-integration demo bench clean
-all: agent
+.PHONY: all deps agent initramfs iso test test-unit test-integration demo bench clean
+all: agent initramfs iso
 
 deps:
 	@bash agent/native/deps.sh
@@ -15,6 +15,14 @@ agent: deps
 	@mkdir -p out && cp $(MUSL)/release/imprint out/imprint
 	@file out/imprint | grep -q 'statically linked' || { echo "out/imprint is not statically linked"; exit 1; }
 	@ls -l out/imprint
+
+# Boot artifacts: out/vmlinuz, out/initramfs.img, out/boot.ipxe (initramfs/build.sh caches them).
+initramfs: agent
+	bash initramfs/build.sh initramfs
+
+# The hybrid BIOS/UEFI, CD/USB image out/imprint.iso (includes the initramfs step).
+iso: agent
+	bash initramfs/build.sh iso
 
 test: agent
 	bash tests/run-suites.sh

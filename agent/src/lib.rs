@@ -5,6 +5,7 @@
 //! [`configdrive`], and reports every step through [`report`].
 
 pub mod blockdev;
+pub mod boot;
 pub mod config;
 pub mod configdrive;
 pub mod disks;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod finish;
 pub mod http;
 pub mod image;
+pub mod iso;
 pub mod partition;
 pub mod plan;
 pub mod planner;

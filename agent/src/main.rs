@@ -1,8 +1,12 @@
 //! `imprint` command line. Exit codes are listed in `cli::exit` and `docs/cli.md`.
+//! As PID 1 (the ramdisk's `/init`) it sets up the system and runs `run`.
 
 mod cli;
 
 fn main() {
-    let code = cli::main();
-    std::process::exit(code);
+    if imprint::boot::is_pid1() {
+        // Never returns: failures end on the console and in a report, never in a panic.
+        imprint::boot::pid1_main(|c| imprint::boot::run_ramdisk(c, &|text, source| cli::ramdisk_apply(text, source, c)));
+    }
+    std::process::exit(cli::main());
 }

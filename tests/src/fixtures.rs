@@ -71,7 +71,7 @@ impl LoopDev {
         buf
     }
 
-    /// Creates the kernel partition node `n` (the host kernel parses no tables) from sgdisk's view.
+    /// `(number, start_byte, size_bytes)` of each partition, as sgdisk reads the table.
     pub fn partition_offsets(&self) -> Vec<(u32, u64, u64)> {
         gpt_partitions(self.dev())
     }
@@ -226,4 +226,40 @@ print(json.dumps({"meta_data": md, "user_data": ud.decode() if isinstance(ud, by
 "#;
     let out = sh("/usr/bin/python3", &["-c", script, dir.to_str().unwrap()]);
     serde_json::from_str(out.trim()).expect("cloud-init reader prints JSON")
+}
+
+/// Reads `len` bytes at `offset` of a device or disk file.
+pub fn read_at(dev: &str, offset: u64, len: usize) -> Vec<u8> {
+    let mut f = std::fs::File::open(dev).unwrap_or_else(|e| panic!("open {dev}: {e}"));
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0; len];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Checks a disk (device or disk file) that received `img` through the single-disk
+/// document: a clean GPT spanning the disk, every image partition byte-identical, the
+/// filesystems and a `cidata` drive found by blkid, and cloud-init reading the drive as
+/// written for `hostname`.
+pub fn assert_single_disk_deployed(dev: &str, img: &TestImage, hostname: &str) {
+    assert_sgdisk_clean(dev);
+    let parts = gpt_partitions(dev);
+    assert_eq!(parts.len(), img.partitions.len() + 1, "image partitions plus the configdrive: {parts:?}");
+    for (i, &(n, start, len)) in img.partitions.iter().enumerate() {
+        assert_eq!((parts[i].0, parts[i].1), (n, start), "partition {n} moved");
+        let on_disk = read_at(dev, start, len as usize);
+        assert_eq!(sha256_hex(&on_disk), sha256_hex(&img.raw[start as usize..(start + len) as usize]), "partition {n} differs");
+    }
+    let (_, rs, rl) = img.partitions[img.partitions.len() - 1];
+    let root = blkid_at(dev, rs, rl);
+    assert!(root.contains("TYPE=ext4") && root.contains(&format!("LABEL={}", img.root_label)), "{root}");
+    let (_, cs, cl) = parts[parts.len() - 1];
+    assert!(cs + (1 << 20) >= img.raw.len() as u64, "configdrive placed after the image's partitions");
+    let cd = blkid_at(dev, cs, cl);
+    assert!(cd.contains("TYPE=vfat") && cd.to_lowercase().contains("label=cidata"), "{cd}");
+    let seed = extract_vfat(dev, cs);
+    let ci = cloud_init_read_nocloud(seed.path());
+    assert_eq!(ci["meta_data"]["local-hostname"], hostname);
+    assert!(ci["meta_data"]["instance-id"].is_string());
+    assert!(ci["user_data"].as_str().unwrap_or("").contains("imprint-ok"), "{ci}");
 }

@@ -1,6 +1,7 @@
 //! Test harness shared by the integration and QEMU suites: loop devices, test
-//! images built from scratch, the agent binary, and (in `server`) the loopback HTTP
-//! server that serves images, injects faults and records reports.
+//! images built from scratch, the agent binary, the loopback HTTP server that
+//! serves images, injects faults and records reports, and the QEMU bench.
 
 pub mod fixtures;
+pub mod qemu;
 pub mod server;

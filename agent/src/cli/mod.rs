@@ -53,7 +53,14 @@ enum Cmd {
     WriteImage(provision::WriteImageArgs),
     /// Write a document's configdrive onto a device, a file or a directory (the configdrive step alone).
     Configdrive(provision::ConfigdriveArgs),
+    /// Read or write the reserved customization area of imprint.iso.
+    Iso {
+        #[command(subcommand)]
+        cmd: imprint::iso::IsoCommand,
+    },
 }
+
+pub use provision::ramdisk_apply;
 
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
@@ -74,6 +81,7 @@ pub fn main() -> i32 {
         Cmd::Schema => schema(),
         Cmd::WriteImage(a) => provision::write_image(a),
         Cmd::Configdrive(a) => provision::configdrive(a),
+        Cmd::Iso { cmd } => imprint::iso::run_command(&cmd).map_err(|e| Exit::new(exit::INTERNAL, format!("{e:#}"))),
     };
     match res {
         Ok(()) => exit::OK,

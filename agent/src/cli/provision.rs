@@ -216,33 +216,41 @@ fn provision(plan: &Plan, inventory: &[Disk], ca: Option<&Path>, keep_on_failure
     Ok(outcome.result)
 }
 
-/// The document source for `run`: `--config`, else `imprint.config=` on the kernel command line.
-fn run_source(a: &RunArgs) -> Result<String, Exit> {
-    if let Some(c) = &a.config {
-        return Ok(c.clone());
+pub fn run(a: RunArgs) -> Result<(), Exit> {
+    let mut c = imprint::boot::Cmdline::read().unwrap_or_default();
+    if a.config.is_some() {
+        c.config = a.config.clone();
     }
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("imprint.config=").map(str::to_string))
-        .ok_or_else(|| Exit::new(exit::NO_DOCUMENT, "no document: give --config or imprint.config= on the kernel command line"))
+    if let Some(ca) = &a.ca {
+        c.ca = Some(ca.display().to_string());
+    }
+    if !a.scope.only.is_empty() {
+        c.disks = Some(a.scope.only.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
+    }
+    let no_finish = a.no_finish;
+    imprint::boot::run_ramdisk(&c, &|text, source| apply_document(text, source, &c, !no_finish))
+        .map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))
 }
 
-pub fn run(a: RunArgs) -> Result<(), Exit> {
-    let src = run_source(&a)?;
-    let (text, source) = document::read(&src, a.ca.as_deref())?;
-    let (plan, inventory) = plan_or_report(&text, &source, &a.scope, a.ca.as_deref())?;
+/// `run`'s engine, as PID 1 calls it: parse, plan, provision, report, finish.
+pub fn ramdisk_apply(text: &str, source: &str, c: &imprint::boot::Cmdline) -> Result<(), String> {
+    apply_document(text, source, c, true)
+}
+
+fn apply_document(text: &str, source: &str, c: &imprint::boot::Cmdline, do_finish: bool) -> Result<(), String> {
+    let ca = c.ca.as_deref().map(Path::new);
+    let scope = DiskScope { only: c.disks.as_deref().map(|d| d.split(',').map(PathBuf::from).collect()).unwrap_or_default() };
+    let (plan, inventory) = plan_or_report(text, source, &scope, ca).map_err(|e| e.message)?;
     log::info(&format!("document {source}: host {}, {} steps", plan.host.hostname, plan.steps.len()));
-    let result = provision(&plan, &inventory, a.ca.as_deref(), false)?;
-    if !a.no_finish {
-        if let Err(e) = imprint::finish::finish(plan.finish, Some(&plan)) {
-            log::warn(&format!("finish action {:?} failed: {e}", plan.finish));
-        }
+    let result = provision(&plan, &inventory, ca, false).map_err(|e| e.message)?;
+    if result == RunResult::Failure {
+        return Err("provisioning failed; the disks were cleaned up (see the lines above and the final report)".into());
     }
-    match result {
-        RunResult::Success => Ok(()),
-        RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
+    if do_finish {
+        // reboot, poweroff and a successful kexec do not return.
+        imprint::finish::finish(plan.finish, Some(&plan)).map_err(|e| format!("finish action {:?} failed: {e}", plan.finish))?;
     }
+    Ok(())
 }
 
 /// Parses and plans; a failure is also reported when the document names a report URL.

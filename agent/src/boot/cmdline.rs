@@ -1,0 +1,404 @@
+//! The kernel command line as the ramdisk reads it: Linux quoting, the `imprint.*`
+//! keys, `ip=` in the nfsroot format and dracut-style `vlan=`.
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `imprint.config=URL` | the provisioning document (`http://`, `https://`, `file:`) |
+//! | `imprint.ca=PATH` | PEM bundle trusted for HTTPS instead of the built-in roots |
+//! | `imprint.debug=1` | verbose log; a shell stays on the console at the end |
+//! | `imprint.disks=…` | passed to the engine (optional disk restriction) |
+//! | `imprint.report=URL` | where to report failures before a document is found |
+//! | `imprint.on_failure=poweroff\|reboot\|halt` | what PID 1 does after a failure (default `poweroff`) |
+//! | `imprint.failure_delay=SECONDS` | how long the error stays on screen first (default 60) |
+//! | `imprint.iso=1` | set by the ISO's boot loader: wait for the boot medium |
+//! | `ip=dhcp`, `ip=DEV:dhcp`, `ip=off`, `ip=CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEV:AUTOCONF:DNS0:DNS1` | network |
+//! | `vlan=NAME:PARENT` | a VLAN interface, e.g. `vlan=eth0.100:eth0` (id from the name's digits) |
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// A command line that cannot be used as given.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdlineError {
+    #[error("reading /proc/cmdline: {0}")]
+    Read(std::io::Error),
+    #[error("kernel argument {arg}: {why}")]
+    Invalid { arg: String, why: String },
+}
+
+/// What PID 1 does after a failure, once the error has been shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailureAction {
+    /// Power the machine off (default): a provisioning system sees it through the BMC.
+    #[default]
+    PowerOff,
+    /// Reboot (the host will PXE boot again and retry).
+    Reboot,
+    /// Stay on, showing the error.
+    Halt,
+}
+
+/// One `ip=` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpConfig {
+    /// DHCP on `device`, or on every link with carrier.
+    Dhcp { device: Option<String> },
+    /// A static address.
+    Static(StaticIp),
+    /// No network configuration at all.
+    Off,
+}
+
+/// A static address from `ip=CLIENT::GW:NETMASK:HOSTNAME:DEV:off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticIp {
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub hostname: Option<String>,
+    /// Interface; `None` means the first link with carrier.
+    pub device: Option<String>,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+/// A VLAN interface to create before configuring addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vlan {
+    pub name: String,
+    pub parent: String,
+    pub id: u16,
+}
+
+/// The parsed command line (plus arguments embedded in the boot ISO, see [`Cmdline::merge`]).
+#[derive(Debug, Clone, Default)]
+pub struct Cmdline {
+    /// Every argument in order, as `key` and optional `value`.
+    pub args: Vec<(String, Option<String>)>,
+    pub config: Option<String>,
+    pub ca: Option<String>,
+    pub debug: bool,
+    pub disks: Option<String>,
+    pub report: Option<String>,
+    pub iso: bool,
+    pub on_failure: FailureAction,
+    pub failure_delay: Duration,
+    pub ip: Vec<IpConfig>,
+    pub vlans: Vec<Vlan>,
+    /// A document found on the boot medium during early boot: (source, text).
+    pub embedded: Option<(String, String)>,
+}
+
+impl Cmdline {
+    /// Reads and parses `/proc/cmdline`.
+    pub fn read() -> Result<Cmdline, CmdlineError> {
+        let text = std::fs::read_to_string("/proc/cmdline").map_err(CmdlineError::Read)?;
+        Cmdline::parse(&text)
+    }
+
+    /// Parses a command line.
+    pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
+        Cmdline::from_args(split(text).into_iter().map(|t| key_value(&t)).collect())
+    }
+
+    /// Appends `extra` arguments (one argument each, unquoted) as if they ended the
+    /// command line: later values win.
+    pub fn merge(&self, extra: &[String]) -> Result<Cmdline, CmdlineError> {
+        let mut args = self.args.clone();
+        args.extend(extra.iter().map(|a| key_value(a)));
+        let mut merged = Cmdline::from_args(args)?;
+        merged.embedded = self.embedded.clone();
+        Ok(merged)
+    }
+
+    /// The last value given for `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    fn from_args(args: Vec<(String, Option<String>)>) -> Result<Cmdline, CmdlineError> {
+        let mut c = Cmdline {
+            failure_delay: Duration::from_secs(60),
+            ..Default::default()
+        };
+        for (key, value) in &args {
+            let v = value.as_deref().unwrap_or("");
+            let invalid = |why: &str| CmdlineError::Invalid {
+                arg: format!("{key}={v}"),
+                why: why.to_string(),
+            };
+            match key.as_str() {
+                "imprint.config" => c.config = non_empty(v),
+                "imprint.ca" => c.ca = non_empty(v),
+                "imprint.debug" => {
+                    c.debug = value.is_none() || matches!(v, "1" | "true" | "yes" | "on")
+                }
+                "imprint.disks" => c.disks = non_empty(v),
+                "imprint.report" => c.report = non_empty(v),
+                "imprint.iso" => c.iso = value.is_none() || v == "1",
+                "imprint.on_failure" => {
+                    c.on_failure = match v {
+                        "poweroff" => FailureAction::PowerOff,
+                        "reboot" => FailureAction::Reboot,
+                        "halt" => FailureAction::Halt,
+                        _ => return Err(invalid("expected poweroff, reboot or halt")),
+                    }
+                }
+                "imprint.failure_delay" => {
+                    let s: u64 = v
+                        .parse()
+                        .map_err(|_| invalid("expected a number of seconds"))?;
+                    c.failure_delay = Duration::from_secs(s);
+                }
+                "ip" => {
+                    let ip = parse_ip(v).map_err(|why| invalid(&why))?;
+                    // `ip=off` after other settings turns everything off, as with the kernel.
+                    if ip == IpConfig::Off {
+                        c.ip.clear();
+                    }
+                    c.ip.push(ip);
+                }
+                "vlan" => c.vlans.push(parse_vlan(v).map_err(|why| invalid(&why))?),
+                _ => {}
+            }
+        }
+        c.args = args;
+        Ok(c)
+    }
+}
+
+fn non_empty(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+fn key_value(token: &str) -> (String, Option<String>) {
+    match token.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (token.to_string(), None),
+    }
+}
+
+/// Splits like the kernel: whitespace separates, double quotes group and are removed.
+/// Arguments after `--` belong to init and are dropped.
+pub fn split(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut in_token) = (false, false);
+    for ch in text.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                in_token = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_token {
+                    out.push(std::mem::take(&mut cur));
+                    in_token = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_token = true;
+            }
+        }
+    }
+    if in_token {
+        out.push(cur);
+    }
+    if let Some(end) = out.iter().position(|t| t == "--") {
+        out.truncate(end);
+    }
+    out
+}
+
+/// Parses an `ip=` value.
+pub fn parse_ip(v: &str) -> Result<IpConfig, String> {
+    match v {
+        "dhcp" | "on" | "any" | "auto" => return Ok(IpConfig::Dhcp { device: None }),
+        "off" | "none" => return Ok(IpConfig::Off),
+        _ => {}
+    }
+    let f: Vec<&str> = v.split(':').collect();
+    // dracut's `ip=eth0:dhcp`.
+    if f.len() == 2 && matches!(f[1], "dhcp" | "on" | "any") {
+        return Ok(IpConfig::Dhcp {
+            device: non_empty(f[0]),
+        });
+    }
+    let field = |i: usize| f.get(i).copied().unwrap_or("");
+    let addr = |i: usize, what: &str| -> Result<Option<Ipv4Addr>, String> {
+        match field(i) {
+            "" => Ok(None),
+            s => s
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{what} {s:?} is not an IPv4 address")),
+        }
+    };
+    let autoconf = field(6);
+    let client = addr(0, "client address")?;
+    let device = non_empty(field(5));
+    match (client, autoconf) {
+        (None, "dhcp" | "on" | "any" | "") => Ok(IpConfig::Dhcp { device }),
+        (None, _) => Err(format!("autoconf {autoconf:?} needs a client address")),
+        (Some(address), "off" | "none" | "") => {
+            let prefix = match field(3) {
+                "" => 24,
+                m if !m.contains('.') => m
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= 32)
+                    .ok_or(format!("netmask {m:?} is invalid"))?,
+                m => netmask_prefix(m.parse().map_err(|_| format!("netmask {m:?} is invalid"))?)
+                    .ok_or(format!("netmask {m} is not contiguous"))?,
+            };
+            let dns = [addr(7, "DNS server")?, addr(8, "DNS server")?]
+                .into_iter()
+                .flatten()
+                .collect();
+            Ok(IpConfig::Static(StaticIp {
+                address,
+                prefix,
+                gateway: addr(2, "gateway")?,
+                hostname: non_empty(field(4)),
+                device,
+                dns,
+            }))
+        }
+        (Some(_), other) => Err(format!(
+            "autoconf {other:?} with a client address: use off (static) or leave the address empty"
+        )),
+    }
+}
+
+fn netmask_prefix(mask: Ipv4Addr) -> Option<u8> {
+    let bits = u32::from(mask);
+    let prefix = bits.leading_ones();
+    (bits.checked_shl(prefix).unwrap_or(0) == 0).then_some(prefix as u8)
+}
+
+/// Parses a `vlan=NAME:PARENT` value; the id is the trailing number of the name.
+pub fn parse_vlan(v: &str) -> Result<Vlan, String> {
+    let (name, parent) = v
+        .split_once(':')
+        .ok_or("expected NAME:PARENT, e.g. eth0.100:eth0")?;
+    let digits: String = name
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let id: u16 = digits
+        .parse()
+        .map_err(|_| format!("{name:?} does not end in a VLAN id"))?;
+    if !(1..=4094).contains(&id) || parent.is_empty() {
+        return Err(format!("VLAN id {id} must be 1..4094 and the parent named"));
+    }
+    Ok(Vlan {
+        name: name.to_string(),
+        parent: parent.to_string(),
+        id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_group_words_and_are_removed() {
+        assert_eq!(
+            split(r#"BOOT_IMAGE=/boot/vmlinuz a="b c" "d=e f"  g -- h"#),
+            ["BOOT_IMAGE=/boot/vmlinuz", "a=b c", "d=e f", "g"]
+        );
+    }
+
+    #[test]
+    fn imprint_keys_are_read_and_the_last_value_wins() {
+        let c = Cmdline::parse(
+            "console=ttyS0 imprint.config=http://a/1.yaml imprint.debug=1 imprint.config=http://b/2.yaml imprint.on_failure=reboot imprint.failure_delay=5",
+        )
+        .unwrap();
+        assert_eq!(c.config.as_deref(), Some("http://b/2.yaml"));
+        assert!(c.debug);
+        assert_eq!(c.on_failure, FailureAction::Reboot);
+        assert_eq!(c.failure_delay, Duration::from_secs(5));
+        assert_eq!(c.get("console"), Some("ttyS0"));
+    }
+
+    #[test]
+    fn merge_appends_embedded_arguments_after_the_command_line() {
+        let c = Cmdline::parse("imprint.debug=0 ip=dhcp").unwrap();
+        let m = c
+            .merge(&[
+                "imprint.debug=1".into(),
+                "ip=10.0.0.5::10.0.0.1:255.255.255.0:h1:eth1:off".into(),
+            ])
+            .unwrap();
+        assert!(m.debug);
+        assert_eq!(m.ip.len(), 2);
+    }
+
+    #[test]
+    fn ip_forms_of_the_kernel_and_dracut_parse() {
+        assert_eq!(parse_ip("dhcp").unwrap(), IpConfig::Dhcp { device: None });
+        assert_eq!(
+            parse_ip("eth1:dhcp").unwrap(),
+            IpConfig::Dhcp {
+                device: Some("eth1".into())
+            }
+        );
+        assert_eq!(
+            parse_ip(":::::eth2:dhcp").unwrap(),
+            IpConfig::Dhcp {
+                device: Some("eth2".into())
+            }
+        );
+        assert_eq!(parse_ip("off").unwrap(), IpConfig::Off);
+        let s =
+            parse_ip("192.0.2.10::192.0.2.1:255.255.255.128:web-01:eth0:off:192.0.2.53").unwrap();
+        assert_eq!(
+            s,
+            IpConfig::Static(StaticIp {
+                address: "192.0.2.10".parse().unwrap(),
+                prefix: 25,
+                gateway: Some("192.0.2.1".parse().unwrap()),
+                hostname: Some("web-01".into()),
+                device: Some("eth0".into()),
+                dns: vec!["192.0.2.53".parse().unwrap()],
+            })
+        );
+    }
+
+    #[test]
+    fn bad_ip_values_name_the_argument() {
+        let e = Cmdline::parse("ip=10.0.0.300::10.0.0.1:255.255.255.0::eth0:off").unwrap_err();
+        assert!(
+            e.to_string().contains("ip=10.0.0.300") && e.to_string().contains("client address"),
+            "{e}"
+        );
+        assert!(parse_ip("10.0.0.2::10.0.0.1:255.0.255.0::eth0:off")
+            .unwrap_err()
+            .contains("contiguous"));
+    }
+
+    #[test]
+    fn vlan_takes_its_id_from_the_name() {
+        assert_eq!(
+            parse_vlan("eth0.100:eth0").unwrap(),
+            Vlan {
+                name: "eth0.100".into(),
+                parent: "eth0".into(),
+                id: 100
+            }
+        );
+        assert_eq!(parse_vlan("vlan7:ens3").unwrap().id, 7);
+        assert!(parse_vlan("eth0").is_err());
+        assert!(parse_vlan("eth0.5000:eth0").is_err());
+    }
+}

@@ -1,0 +1,454 @@
+//! The QEMU bench: boots a VM (TCG) by a chosen path — direct kernel, PXE through
+//! QEMU's iPXE ROM, the ISO as a CD or a USB stick — under BIOS or UEFI, with virtual
+//! disks, and watches its serial console. Every wait is bounded; the VM is killed on
+//! drop; the serial log lives in the VM's temp dir and is included in every error.
+//!
+//! ```no_run
+//! use imprint_tests::qemu::{Boot, Vm};
+//! let vm = Vm::builder()
+//!     .boot(Boot::Direct { kernel: "out/vmlinuz".into(), initrd: "out/initramfs.img".into(), append: "console=ttyS0".into() })
+//!     .disk(imprint_tests::qemu::Disk::virtio(4 << 30, "SN-A-0001"))
+//!     .start()
+//!     .unwrap();
+//! vm.wait_for_serial("imprint:", std::time::Duration::from_secs(60)).unwrap();
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// OVMF firmware as Debian's `ovmf` package installs it.
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+/// How the VM boots.
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// `-kernel`/`-initrd`/`-append`.
+    Direct {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
+    /// Network boot: QEMU's DHCP/TFTP serve `bootfile` from `tftp_dir`; iPXE runs it.
+    Pxe { tftp_dir: PathBuf, bootfile: String },
+    /// The ISO as a CD (`-cdrom`), as virtual media on a BMC would present it.
+    Cdrom(PathBuf),
+    /// The ISO as a USB stick behind an xHCI controller.
+    Usb(PathBuf),
+}
+
+/// Firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS (QEMU's default).
+    Bios,
+    /// OVMF.
+    Uefi,
+}
+
+/// How a disk is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    Virtio,
+    /// AHCI (`ide-hd` on an `ich9-ahci` controller).
+    Sata,
+    Nvme,
+}
+
+/// A virtual disk: a sparse raw file in the VM's temp dir.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub size: u64,
+    pub serial: String,
+    /// Logical (and physical) sector size: 512 or 4096.
+    pub sector: u32,
+    pub bus: Bus,
+}
+
+impl Disk {
+    /// A virtio disk with 512-byte sectors.
+    pub fn virtio(size: u64, serial: &str) -> Disk {
+        Disk {
+            size,
+            serial: serial.to_string(),
+            sector: 512,
+            bus: Bus::Virtio,
+        }
+    }
+    /// The same disk with another sector size.
+    pub fn sector(mut self, bytes: u32) -> Disk {
+        self.sector = bytes;
+        self
+    }
+    /// The same disk on another bus.
+    pub fn bus(mut self, bus: Bus) -> Disk {
+        self.bus = bus;
+        self
+    }
+}
+
+/// What went wrong with a VM; `Display` includes the serial log's tail.
+#[derive(Debug)]
+pub struct VmError {
+    pub what: String,
+    pub log: String,
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tail: Vec<&str> = self.log.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        write!(
+            f,
+            "{}\n----- serial console (last {} lines) -----\n{}\n-----",
+            self.what,
+            tail.len(),
+            tail.join("\n")
+        )
+    }
+}
+
+impl std::error::Error for VmError {}
+
+/// Builds a [`Vm`].
+#[derive(Debug, Clone)]
+pub struct VmBuilder {
+    boot: Option<Boot>,
+    firmware: Firmware,
+    disks: Vec<Disk>,
+    memory_mib: u32,
+    nic: bool,
+    extra: Vec<String>,
+}
+
+impl VmBuilder {
+    /// The boot path (required).
+    pub fn boot(mut self, b: Boot) -> Self {
+        self.boot = Some(b);
+        self
+    }
+    /// BIOS (default) or UEFI.
+    pub fn firmware(mut self, f: Firmware) -> Self {
+        self.firmware = f;
+        self
+    }
+    /// Adds a disk.
+    pub fn disk(mut self, d: Disk) -> Self {
+        self.disks.push(d);
+        self
+    }
+    /// RAM in MiB (default 512).
+    pub fn memory_mib(mut self, m: u32) -> Self {
+        self.memory_mib = m;
+        self
+    }
+    /// Without a network card (the "no network link" case).
+    pub fn no_network(mut self) -> Self {
+        self.nic = false;
+        self
+    }
+    /// Raw extra QEMU arguments (e.g. a TPM).
+    pub fn arg(mut self, a: &str) -> Self {
+        self.extra.push(a.to_string());
+        self
+    }
+
+    /// The QEMU command line for a VM living in `dir` (for reading, logging and tests).
+    pub fn command_line(&self, dir: &Path) -> Result<Vec<String>, String> {
+        let boot = self.boot.as_ref().ok_or("no boot path given")?;
+        let s = |p: &Path| p.display().to_string();
+        let mut a: Vec<String> = [
+            "-accel",
+            "tcg",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-display",
+            "none",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        a.extend([
+            "-m".into(),
+            self.memory_mib.to_string(),
+            "-serial".into(),
+            format!("file:{}", s(&dir.join("serial.log"))),
+        ]);
+        if self.firmware == Firmware::Uefi {
+            a.extend(["-bios".into(), OVMF.into()]);
+        }
+        let mut netdev = "user,id=n".to_string();
+        match boot {
+            Boot::Direct {
+                kernel,
+                initrd,
+                append,
+            } => a.extend([
+                "-kernel".into(),
+                s(kernel),
+                "-initrd".into(),
+                s(initrd),
+                "-append".into(),
+                append.clone(),
+            ]),
+            Boot::Pxe { tftp_dir, bootfile } => {
+                netdev = format!("user,id=n,tftp={},bootfile={bootfile}", s(tftp_dir));
+                a.extend(["-boot".into(), "n".into()]);
+            }
+            Boot::Cdrom(iso) => a.extend(["-cdrom".into(), s(iso), "-boot".into(), "d".into()]),
+            Boot::Usb(iso) => a.extend([
+                "-device".into(),
+                "qemu-xhci,id=xhci".into(),
+                "-drive".into(),
+                format!("if=none,id=usb0,format=raw,readonly=on,file={}", s(iso)),
+                "-device".into(),
+                "usb-storage,bus=xhci.0,drive=usb0,bootindex=0".into(),
+            ]),
+        }
+        let pxe = matches!(boot, Boot::Pxe { .. });
+        if self.nic || pxe {
+            a.extend([
+                "-netdev".into(),
+                netdev,
+                "-device".into(),
+                format!(
+                    "virtio-net-pci,netdev=n{}",
+                    if pxe { ",bootindex=0" } else { "" }
+                ),
+            ]);
+        }
+        if self.disks.iter().any(|d| d.bus == Bus::Sata) {
+            a.extend(["-device".into(), "ich9-ahci,id=ahci".into()]);
+        }
+        for (i, d) in self.disks.iter().enumerate() {
+            let file = dir.join(format!("disk{i}.raw"));
+            a.extend([
+                "-drive".into(),
+                format!("if=none,id=d{i},format=raw,cache=unsafe,file={}", s(&file)),
+            ]);
+            let sz = format!("logical_block_size={0},physical_block_size={0}", d.sector);
+            a.extend([
+                "-device".into(),
+                match d.bus {
+                    Bus::Virtio => format!("virtio-blk-pci,drive=d{i},serial={},{sz}", d.serial),
+                    Bus::Sata => format!("ide-hd,bus=ahci.{i},drive=d{i},serial={},{sz}", d.serial),
+                    Bus::Nvme => format!("nvme,drive=d{i},serial={},{sz}", d.serial),
+                },
+            ]);
+        }
+        a.extend(self.extra.iter().cloned());
+        Ok(a)
+    }
+
+    /// Creates the disks and starts QEMU.
+    pub fn start(self) -> Result<Vm, VmError> {
+        let err = |what: String| VmError {
+            what,
+            log: String::new(),
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("imprint-vm-")
+            .tempdir()
+            .map_err(|e| err(format!("creating a temp dir: {e}")))?;
+        for (i, d) in self.disks.iter().enumerate() {
+            let f = std::fs::File::create(dir.path().join(format!("disk{i}.raw")))
+                .map_err(|e| err(format!("creating disk {i}: {e}")))?;
+            f.set_len(d.size)
+                .map_err(|e| err(format!("sizing disk {i}: {e}")))?;
+        }
+        let args = self.command_line(dir.path()).map_err(err)?;
+        std::fs::write(dir.path().join("qemu.cmdline"), args.join(" "))
+            .map_err(|e| err(format!("writing the command line: {e}")))?;
+        let child = Command::new("qemu-system-x86_64")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.path().join("qemu.stderr"))
+                    .map_err(|e| err(e.to_string()))?,
+            )
+            .spawn()
+            .map_err(|e| {
+                err(format!(
+                    "starting qemu-system-x86_64: {e} (install qemu-system-x86: make deps)"
+                ))
+            })?;
+        Ok(Vm {
+            child,
+            dir,
+            started: Instant::now(),
+            disks: self.disks,
+        })
+    }
+}
+
+/// A running VM.
+pub struct Vm {
+    child: Child,
+    dir: tempfile::TempDir,
+    started: Instant,
+    disks: Vec<Disk>,
+}
+
+impl Vm {
+    /// A builder with BIOS, 512 MiB, one virtio NIC on user networking, no disks.
+    pub fn builder() -> VmBuilder {
+        VmBuilder {
+            boot: None,
+            firmware: Firmware::Bios,
+            disks: Vec::new(),
+            memory_mib: 512,
+            nic: true,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The serial console so far (lossy UTF-8).
+    pub fn serial_log(&self) -> String {
+        String::from_utf8_lossy(
+            &std::fs::read(self.dir.path().join("serial.log")).unwrap_or_default(),
+        )
+        .into_owned()
+    }
+
+    /// The raw file behind disk `i`, for inspection from the host after the VM ends.
+    pub fn disk_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("disk{i}.raw"))
+    }
+
+    /// The disks as configured.
+    pub fn disks(&self) -> &[Disk] {
+        &self.disks
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn error(&self, what: String) -> VmError {
+        let stderr =
+            std::fs::read_to_string(self.dir.path().join("qemu.stderr")).unwrap_or_default();
+        let what = if stderr.trim().is_empty() {
+            what
+        } else {
+            format!("{what}\nqemu stderr: {}", stderr.trim())
+        };
+        VmError {
+            what,
+            log: self.serial_log(),
+        }
+    }
+
+    /// Waits until the serial log contains `pattern`; returns the log. Fails if QEMU exits
+    /// first or `timeout` passes.
+    pub fn wait_for_serial(&mut self, pattern: &str, timeout: Duration) -> Result<String, VmError> {
+        let start = Instant::now();
+        loop {
+            let log = self.serial_log();
+            if log.contains(pattern) {
+                return Ok(log);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // One last look: QEMU may have written the line just before exiting.
+                let log = self.serial_log();
+                if log.contains(pattern) {
+                    return Ok(log);
+                }
+                return Err(self.error(format!(
+                    "QEMU exited ({status}) before the console showed {pattern:?}"
+                )));
+            }
+            if start.elapsed() > timeout {
+                return Err(self.error(format!(
+                    "the console did not show {pattern:?} within {} s",
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits until QEMU exits (the guest powered off or rebooted under `-no-reboot`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus, VmError> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                return Err(self.error(format!("QEMU did not exit within {} s", timeout.as_secs())));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Stops QEMU now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- serial console of the failed VM -----\n{}\n-----",
+                self.serial_log()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_has_disks_with_serials_sectors_and_buses() {
+        let b = Vm::builder()
+            .boot(Boot::Usb("/x/imprint.iso".into()))
+            .firmware(Firmware::Uefi)
+            .disk(Disk::virtio(1 << 30, "SN-A-0001").sector(4096))
+            .disk(Disk::virtio(1 << 30, "SN-B-0002").bus(Bus::Sata))
+            .disk(Disk::virtio(1 << 30, "SN-C-0003").bus(Bus::Nvme));
+        let a = b.command_line(Path::new("/t")).unwrap().join(" ");
+        assert!(
+            a.contains("-accel tcg") && a.contains("-no-reboot") && a.contains("-m 512"),
+            "{a}"
+        );
+        assert!(a.contains("-bios /usr/share/ovmf/OVMF.fd"), "{a}");
+        assert!(a.contains("virtio-blk-pci,drive=d0,serial=SN-A-0001,logical_block_size=4096,physical_block_size=4096"), "{a}");
+        assert!(
+            a.contains("ich9-ahci,id=ahci")
+                && a.contains("ide-hd,bus=ahci.1,drive=d1,serial=SN-B-0002"),
+            "{a}"
+        );
+        assert!(a.contains("nvme,drive=d2,serial=SN-C-0003"), "{a}");
+        assert!(
+            a.contains("usb-storage,bus=xhci.0,drive=usb0") && a.contains("file=/x/imprint.iso"),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn pxe_uses_qemus_tftp_and_boots_from_the_nic() {
+        let b = Vm::builder()
+            .boot(Boot::Pxe {
+                tftp_dir: "/srv/tftp".into(),
+                bootfile: "start.ipxe".into(),
+            })
+            .no_network();
+        let a = b.command_line(Path::new("/t")).unwrap().join(" ");
+        assert!(
+            a.contains("user,id=n,tftp=/srv/tftp,bootfile=start.ipxe") && a.contains("-boot n"),
+            "{a}"
+        );
+        assert!(a.contains("virtio-net-pci,netdev=n,bootindex=0"), "{a}");
+    }
+}

@@ -1,0 +1,176 @@
+//! Issue 3 acceptance: the single-disk document provisions a VM through every boot
+//! path a provisioning system uses — direct kernel boot, PXE through iPXE, the ISO as
+//! a CD under BIOS and UEFI, the ISO as a USB stick, each ISO customized with the
+//! document embedded and no `imprint.config=` — with 512 MiB of RAM. Each run is then
+//! checked from the host on the VM's disk files and through the reports it sent.
+
+use imprint_tests::fixtures::*;
+use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
+use imprint_tests::server::Server;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(420);
+
+fn out_dir() -> PathBuf {
+    let out = repo_root().join("out");
+    for f in ["vmlinuz", "initramfs.img", "boot.ipxe", "imprint.iso", "imprint"] {
+        assert!(out.join(f).exists(), "{} is missing: run `make` first", out.join(f).display());
+    }
+    out
+}
+
+fn image() -> &'static TestImage {
+    static IMG: OnceLock<TestImage> = OnceLock::new();
+    IMG.get_or_init(|| TestImage::build(48, 512))
+}
+
+/// A server with the image and the single-disk document for `host`; returns the document URL.
+fn serve(server: &Server, host: &str) -> (String, String) {
+    let data = image().zstd();
+    let sha = sha256_hex(&data);
+    server.serve_bytes("/images/web.raw.zst", data);
+    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    let base = format!("http://10.0.2.2:{port}");
+    let doc = format!(
+        r#"version: 1
+host: {{ hostname: {host} }}
+disks:
+  - name: root
+    match: {{ smallest: true, min_size: 4GiB }}
+image:
+  url: {base}/images/web.raw.zst
+  sha256: {sha}
+  format: disk
+  target: root
+configdrive:
+  format: nocloud
+  user_data: |
+    #cloud-config
+    runcmd: [[sh, -c, "echo imprint-ok > /dev/console"]]
+  network_config: {{ version: 2, ethernets: {{ all: {{ match: {{ name: "e*" }}, dhcp4: true }} }} }}
+report: {{ url: "{base}/report/{host}", token: "vm-token" }}
+finish: reboot
+"#
+    );
+    server.serve_bytes("/host.yaml", doc.clone().into_bytes());
+    (format!("{base}/host.yaml"), doc)
+}
+
+/// Two disks: the smaller (4 GiB) is the one `smallest: true, min_size: 4GiB` must pick.
+fn disks() -> [Disk; 2] {
+    [Disk::virtio(6 << 30, "SN-BIG-0001"), Disk::virtio(4 << 30, "SN-SMALL-0002")]
+}
+
+fn customized_iso(dir: &Path, doc: &str) -> PathBuf {
+    let out = out_dir();
+    let doc_path = dir.join("host.yaml");
+    std::fs::write(&doc_path, doc).unwrap();
+    let iso = dir.join("host.iso");
+    let t0 = std::time::Instant::now();
+    let st = Command::new(out.join("imprint"))
+        .args(["iso", "customize", "--config"])
+        .arg(&doc_path)
+        .args(["--karg", "imprint.failure_delay=0", "-o"])
+        .arg(&iso)
+        .arg(out.join("imprint.iso"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "imprint iso customize failed");
+    eprintln!("iso customize took {:?}", t0.elapsed());
+    iso
+}
+
+/// Waits for the run to end (finish: reboot ends QEMU under -no-reboot), then checks
+/// the reports and the disks.
+fn provisioned(mut vm: Vm, server: &Server, host: &str, what: &str) {
+    vm.wait_for_serial("provisioning succeeded", RUN_TIMEOUT).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let took = vm.elapsed();
+    vm.wait_exit(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{what}: the finish action (reboot) did not happen: {e}"));
+    let log = vm.serial_log();
+    assert!(!log.contains("Kernel panic"), "{what}: {log}");
+    assert!(!log.contains("vm-token"), "{what}: the report token reached the console");
+    eprintln!("{what}: provisioned in {:.1} s from QEMU start", took.as_secs_f64());
+    let reports: Vec<Value> = server
+        .posts()
+        .into_iter()
+        .filter(|p| p.path == format!("/report/{host}"))
+        .map(|p| serde_json::from_slice(&p.body).unwrap())
+        .collect();
+    let fin = reports.iter().find(|r| r["kind"] == "final").unwrap_or_else(|| panic!("{what}: no final report"));
+    assert_eq!(fin["result"], "success", "{what}: {fin:#}");
+    assert!(reports.iter().any(|r| r["kind"] == "step" && r["step"] == "write-image" && r["state"] == "succeeded"));
+    // The small disk was chosen and deployed; the big one was left alone.
+    assert_eq!(fin["disks"][0]["serial"], "SN-SMALL-0002", "{fin:#}");
+    assert_single_disk_deployed(vm.disk_path(1).to_str().unwrap(), image(), host);
+    let big = sh_any("blkid", &["-p", vm.disk_path(0).to_str().unwrap()]);
+    assert!(big.stdout.is_empty(), "the other disk was touched");
+}
+
+fn vm_with(boot: Boot, firmware: Firmware) -> Vm {
+    let [a, b] = disks();
+    Vm::builder().boot(boot).firmware(firmware).disk(a).disk(b).memory_mib(512).start().unwrap()
+}
+
+#[test]
+fn direct_kernel_boot_provisions_with_512_mib() {
+    let out = out_dir();
+    let server = Server::start();
+    let (url, _) = serve(&server, "direct-01");
+    let append = format!("console=ttyS0 imprint.config={url} imprint.failure_delay=0");
+    let vm = vm_with(Boot::Direct { kernel: out.join("vmlinuz"), initrd: out.join("initramfs.img"), append }, Firmware::Bios);
+    provisioned(vm, &server, "direct-01", "direct boot");
+}
+
+#[test]
+fn pxe_through_ipxe_provisions() {
+    let out = out_dir();
+    let server = Server::start();
+    let (url, _) = serve(&server, "pxe-01");
+    for f in ["vmlinuz", "initramfs.img", "boot.ipxe"] {
+        server.serve_file(&format!("/boot/{f}"), &out.join(f));
+    }
+    let base = url.trim_end_matches("host.yaml");
+    // What a provisioning system's DHCP/TFTP hands out: a tiny script chaining boot.ipxe.
+    let tftp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tftp.path().join("start.ipxe"),
+        format!(
+            "#!ipxe\ndhcp\nset imprint_config {url}\nset imprint_console console=ttyS0\n\
+             set imprint_kargs imprint.failure_delay=0\nchain {base}boot/boot.ipxe\n"
+        ),
+    )
+    .unwrap();
+    let vm = vm_with(Boot::Pxe { tftp_dir: tftp.path().into(), bootfile: "start.ipxe".into() }, Firmware::Bios);
+    provisioned(vm, &server, "pxe-01", "PXE");
+}
+
+#[test]
+fn customized_iso_as_cd_under_bios_provisions() {
+    let server = Server::start();
+    let (_, doc) = serve(&server, "cd-bios-01");
+    let dir = tempfile::tempdir().unwrap();
+    let vm = vm_with(Boot::Cdrom(customized_iso(dir.path(), &doc)), Firmware::Bios);
+    provisioned(vm, &server, "cd-bios-01", "CD/BIOS");
+}
+
+#[test]
+fn customized_iso_as_cd_under_uefi_provisions() {
+    let server = Server::start();
+    let (_, doc) = serve(&server, "cd-uefi-01");
+    let dir = tempfile::tempdir().unwrap();
+    let vm = vm_with(Boot::Cdrom(customized_iso(dir.path(), &doc)), Firmware::Uefi);
+    provisioned(vm, &server, "cd-uefi-01", "CD/UEFI");
+}
+
+#[test]
+fn customized_iso_as_usb_stick_provisions() {
+    let server = Server::start();
+    let (_, doc) = serve(&server, "usb-01");
+    let dir = tempfile::tempdir().unwrap();
+    let vm = vm_with(Boot::Usb(customized_iso(dir.path(), &doc)), Firmware::Uefi);
+    provisioned(vm, &server, "usb-01", "USB/UEFI");
+}
