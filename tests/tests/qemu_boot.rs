@@ -1,237 +1,104 @@
-//! End-to-end boot paths of the ramdisk in QEMU (TCG): direct kernel boot, the hybrid
-//! ISO as a CD (BIOS, UEFI) and as a USB stick, and PXE through QEMU's iPXE ROM.
-//! Needs `make iso` (out/vmlinuz, out/initramfs.img, out/boot.ipxe, out/imprint.iso).
+//! Bad paths of the ramdisk in QEMU (TCG): each ends with the cause on the console,
+//! a failure report where the network allows, the failure action (power off), and
+//! never a kernel panic.
 
-use imprint_tests::qemu::{Boot, Firmware, Vm};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use imprint_tests::fixtures::repo_root;
+use imprint_tests::qemu::{Boot, Disk, Vm};
+use imprint_tests::server::Server;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
 
-const BANNER: &str = "provisioning agent starting";
-const FOUND: &str = "found the provisioning document";
-const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+const TIMEOUT: Duration = Duration::from_secs(240);
 
 fn out_dir() -> PathBuf {
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../out");
-    for f in [
-        "vmlinuz",
-        "initramfs.img",
-        "boot.ipxe",
-        "imprint.iso",
-        "imprint",
-    ] {
-        assert!(
-            out.join(f).exists(),
-            "{} is missing: run `make iso` first",
-            out.join(f).display()
-        );
+    let out = repo_root().join("out");
+    for f in ["vmlinuz", "initramfs.img"] {
+        assert!(out.join(f).exists(), "{} is missing: run `make` first", out.join(f).display());
     }
     out
 }
 
-/// A throwaway static file server on 127.0.0.1 (python3's http.server) until the
-/// shared report server is merged; reachable from guests as 10.0.2.2:port.
-struct FileServer {
-    child: Child,
-    port: u16,
+fn guest_base(server: &Server) -> String {
+    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    format!("http://10.0.2.2:{port}")
 }
 
-impl FileServer {
-    fn start(root: &Path) -> FileServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 for the test file server");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the test file server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        FileServer { child, port }
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn assert_no_panic(log: &str) {
-    assert!(!log.contains("Kernel panic"), "the kernel panicked:\n{log}");
-}
-
-/// Customizes out/imprint.iso with a document (and no imprint.config=) into `dir`.
-fn customized_iso(dir: &Path) -> PathBuf {
+fn boot(append: String, disk: Option<Disk>, network: bool) -> Vm {
     let out = out_dir();
-    let doc = dir.join("host.yaml");
-    std::fs::write(&doc, "version: 1\nhost: { hostname: iso-test }\n").unwrap();
-    let iso = dir.join("host.iso");
-    let st = Command::new(out.join("imprint"))
-        .args(["iso", "customize", "--config"])
-        .arg(&doc)
-        .args(["--karg", "imprint.failure_delay=0", "-o"])
-        .arg(&iso)
-        .arg(out.join("imprint.iso"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "imprint iso customize failed");
-    iso
-}
-
-fn boot_iso(boot: Boot, firmware: Firmware, what: &str) {
-    let mut vm = Vm::builder().boot(boot).firmware(firmware).start().unwrap();
-    let log = vm
-        .wait_for_serial(BANNER, BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let banner_at = vm.elapsed();
-    let log2 = vm
-        .wait_for_serial(FOUND, Duration::from_secs(90))
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    eprintln!(
-        "{what}: agent banner after {:.1} s, document found after {:.1} s",
-        banner_at.as_secs_f64(),
-        vm.elapsed().as_secs_f64()
-    );
-    assert_no_panic(&log);
-    assert!(
-        log2.contains("embedded in the boot medium"),
-        "{what}: the document did not come from the ISO:\n{log2}"
-    );
-}
-
-#[test]
-fn direct_boot_with_a_missing_document_shows_the_404_and_does_not_panic() {
-    let out = out_dir();
-    let www = tempfile::tempdir().unwrap();
-    let server = FileServer::start(www.path());
-    let url = format!("http://10.0.2.2:{}/missing.yaml", server.port);
-    let append = format!("console=ttyS0 imprint.config={url} imprint.failure_delay=0");
-    let mut vm = Vm::builder()
-        .boot(Boot::Direct {
-            kernel: out.join("vmlinuz"),
-            initrd: out.join("initramfs.img"),
-            append,
-        })
-        .start()
-        .unwrap();
-    let log = vm.wait_for_serial("imprint: FAILED", BOOT_TIMEOUT).unwrap();
-    eprintln!(
-        "direct boot: failure shown after {:.1} s",
-        vm.elapsed().as_secs_f64()
-    );
-    assert!(log.contains(BANNER), "{log}");
-    assert!(
-        log.contains("HTTP 404") && log.contains(&url),
-        "the 404 is not explained:\n{log}"
-    );
-    // With failure_delay=0 the agent powers off; PID 1 never exits, so no panic.
-    vm.wait_exit(Duration::from_secs(60)).unwrap();
-    assert_no_panic(&vm.serial_log());
-    assert!(
-        vm.serial_log().contains("reboot: Power down"),
-        "{}",
-        vm.serial_log()
-    );
-}
-
-#[test]
-fn iso_as_cd_under_bios_finds_the_embedded_document() {
-    let dir = tempfile::tempdir().unwrap();
-    boot_iso(
-        Boot::Cdrom(customized_iso(dir.path())),
-        Firmware::Bios,
-        "CD/BIOS",
-    );
-}
-
-#[test]
-fn iso_as_cd_under_uefi_finds_the_embedded_document() {
-    let dir = tempfile::tempdir().unwrap();
-    boot_iso(
-        Boot::Cdrom(customized_iso(dir.path())),
-        Firmware::Uefi,
-        "CD/UEFI",
-    );
-}
-
-#[test]
-fn iso_as_usb_stick_under_uefi_finds_the_embedded_document() {
-    let dir = tempfile::tempdir().unwrap();
-    boot_iso(
-        Boot::Usb(customized_iso(dir.path())),
-        Firmware::Uefi,
-        "USB/UEFI",
-    );
-}
-
-#[test]
-fn iso_as_usb_stick_under_bios_finds_the_embedded_document() {
-    let dir = tempfile::tempdir().unwrap();
-    boot_iso(
-        Boot::Usb(customized_iso(dir.path())),
-        Firmware::Bios,
-        "USB/BIOS",
-    );
-}
-
-#[test]
-fn pxe_through_ipxe_loads_the_ramdisk_over_http_and_fetches_the_document() {
-    let out = out_dir();
-    let www = tempfile::tempdir().unwrap();
-    for f in ["vmlinuz", "initramfs.img", "boot.ipxe"] {
-        std::os::unix::fs::symlink(out.join(f).canonicalize().unwrap(), www.path().join(f))
-            .unwrap();
+    let mut b = Vm::builder().boot(Boot::Direct {
+        kernel: out.join("vmlinuz"),
+        initrd: out.join("initramfs.img"),
+        append: format!("console=ttyS0 imprint.failure_delay=0 {append}"),
+    });
+    if let Some(d) = disk {
+        b = b.disk(d);
     }
-    std::fs::write(
-        www.path().join("host.yaml"),
-        "version: 1\nhost: { hostname: pxe-test }\n",
-    )
-    .unwrap();
-    let server = FileServer::start(www.path());
-    let base = format!("http://10.0.2.2:{}/", server.port);
-    // What a provisioning system's TFTP/DHCP hands out: a tiny script chaining boot.ipxe.
-    let tftp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tftp.path().join("start.ipxe"),
-        format!(
-            "#!ipxe\ndhcp\nset imprint_config {base}host.yaml\nset imprint_console console=ttyS0\n\
-             set imprint_kargs imprint.failure_delay=0\nchain {base}boot.ipxe\n"
-        ),
-    )
-    .unwrap();
-    let mut vm = Vm::builder()
-        .boot(Boot::Pxe {
-            tftp_dir: tftp.path().into(),
-            bootfile: "start.ipxe".into(),
-        })
-        .start()
-        .unwrap();
-    let log = vm.wait_for_serial(FOUND, BOOT_TIMEOUT).unwrap();
-    eprintln!(
-        "PXE: document found after {:.1} s",
-        vm.elapsed().as_secs_f64()
+    if !network {
+        b = b.no_network();
+    }
+    b.start().unwrap()
+}
+
+/// Waits for the failure, the power-off that follows, and checks there was no panic.
+fn fails(mut vm: Vm, what: &str) -> String {
+    vm.wait_for_serial("imprint: FAILED", TIMEOUT).unwrap_or_else(|e| panic!("{what}: {e}"));
+    eprintln!("{what}: failure shown after {:.1} s", vm.elapsed().as_secs_f64());
+    vm.wait_exit(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{what}: no power-off after the failure: {e}"));
+    let log = vm.serial_log();
+    assert!(!log.contains("Kernel panic"), "{what}: the kernel panicked:\n{log}");
+    assert!(log.contains("reboot: Power down"), "{what}: {log}");
+    log
+}
+
+fn final_reports(server: &Server, path: &str) -> Vec<Value> {
+    server
+        .posts()
+        .into_iter()
+        .filter(|p| p.path == path)
+        .map(|p| serde_json::from_slice::<Value>(&p.body).unwrap())
+        .filter(|v| v["kind"] == "final")
+        .collect()
+}
+
+#[test]
+fn a_document_url_that_404s_is_explained_and_reported() {
+    let server = Server::start();
+    let base = guest_base(&server);
+    let url = format!("{base}/missing.yaml");
+    let vm = boot(format!("imprint.config={url} imprint.report={base}/report/unknown"), Some(Disk::virtio(1 << 30, "SN-1")), true);
+    let log = fails(vm, "404");
+    assert!(log.contains("404") && log.contains(&url), "the 404 is not explained:\n{log}");
+    let fin = final_reports(&server, "/report/unknown");
+    assert_eq!(fin.len(), 1, "one failure report");
+    assert_eq!(fin[0]["result"], "failure");
+    assert!(fin[0]["error"].as_str().unwrap().contains("404"));
+}
+
+#[test]
+fn no_network_link_is_explained() {
+    let vm = boot("imprint.config=http://10.0.2.2:9/host.yaml".into(), Some(Disk::virtio(1 << 30, "SN-1")), false);
+    let log = fails(vm, "no network");
+    let lower = log.to_lowercase();
+    assert!(lower.contains("network") || lower.contains("link"), "the cause is not named:\n{log}");
+}
+
+#[test]
+fn no_matching_disk_is_explained_and_reported() {
+    let server = Server::start();
+    let base = guest_base(&server);
+    let doc = format!(
+        "version: 1\nhost: {{ hostname: nodisk-01 }}\ndisks:\n  - {{ name: a, match: {{ serial: SN-NOT-HERE }} }}\n\
+         image: {{ url: {base}/images/x.raw, sha256: {}, target: a }}\n\
+         report: {{ url: \"{base}/report/nodisk-01\", token: t0k }}\n",
+        "ab".repeat(32)
     );
-    assert_no_panic(&log);
-    assert!(log.contains(&format!("{base}host.yaml")), "{log}");
+    server.serve_bytes("/host.yaml", doc.into_bytes());
+    let vm = boot(format!("imprint.config={base}/host.yaml"), Some(Disk::virtio(1 << 30, "SN-OTHER-1")), true);
+    let log = fails(vm, "no matching disk");
+    assert!(log.contains("SN-NOT-HERE") && log.contains("SN-OTHER-1"), "candidates are not listed:\n{log}");
+    let fin = final_reports(&server, "/report/nodisk-01");
+    assert_eq!(fin.len(), 1, "one failure report");
+    assert_eq!(fin[0]["result"], "failure");
+    assert_eq!(fin[0]["failed_step"], "plan");
 }
