@@ -3,3 +3,4 @@
 //! server that serves images and records reports.
 
 pub mod fixtures;
+pub mod images;
