@@ -4,6 +4,10 @@
 # a rerun with unchanged recipes is a no-op, and concurrent runs wait on a lock
 # and then find the outputs. Prints the output paths; the last line is the directory.
 set -euo pipefail
+
+# The body is one function, read whole before it runs: editing this file during a
+# build cannot derail the build.
+main() {
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 base=${CARGO_TARGET_DIR:-$repo/target}/images
@@ -19,3 +23,6 @@ for f in debian-12-rootfs.tar.zst debian-12-rootfs.tar.zst.sha512 manifest.json 
   echo "$out/$f"
 done
 echo "$out"
+}
+
+main "$@"

@@ -17,6 +17,10 @@
 # (mkfs.ext4 -d, mkfs.vfat + mtools) and copied in at their offsets.
 set -euo pipefail
 
+# The body is one function, read whole before it runs: editing this file during a
+# build cannot derail the build.
+main() {
+
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
 out=$1
@@ -35,6 +39,7 @@ fi
 rm -f "$out/disk.key"
 work=$(mktemp -d "${TMPDIR:-/tmp}/imprint-disk.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
 root=$work/root
 start=$(date +%s)
 mkdir "$root"
@@ -42,8 +47,8 @@ tar --numeric-owner --xattrs --xattrs-include='*' --acls -xpf "$out/debian-12-ro
   -I zstd -C "$root"
 
 # This image only ever boots in VMs with virtio or Intel/Realtek NICs: drop the modules
-# of hardware it cannot meet (about 230 MiB of the 390 MiB kernel package) and
-# rebuild modules.dep. The initramfs was built before, with the full set.
+# of hardware it cannot meet (about 230 MiB of the 390 MiB kernel package), compress
+# the rest, and rebuild modules.dep. The initramfs was built before, with the full set.
 for kdir in "$root"/usr/lib/modules/*/; do
   kver=$(basename "$kdir")
   k=$kdir/kernel
@@ -52,6 +57,8 @@ for kdir in "$root"/usr/lib/modules/*/; do
     "$k"/fs/{ocfs2,gfs2,ceph,nfs,nfsd,smb,btrfs,f2fs,ubifs,reiserfs}
   find "$k/drivers/net/ethernet" -mindepth 1 -maxdepth 1 ! -name intel ! -name realtek -exec rm -rf {} +
   find "$k/drivers/scsi" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+  # libkmod (Debian's is built with zstd) loads compressed modules itself.
+  find "$k" -name '*.ko' -print0 | xargs -0 -r -P "$(nproc)" -n 64 zstd -q --rm -9
   depmod -b "$root" "$kver"
 done
 
@@ -149,8 +156,8 @@ sgdisk -v "$raw" | grep -q 'No problems found' || { sgdisk -v "$raw" >&2; exit 1
 
 raw_size=$(stat -c %s "$raw")
 zstd -q -T0 -12 -o "$work/$name" "$raw"
-sha256=$(openssl dgst -sha256 -r "$work/$name" | cut -d' ' -f1)
-sha512=$(openssl dgst -sha512 -r "$work/$name" | cut -d' ' -f1)
+sha256=$(sha256sum "$work/$name" | cut -d' ' -f1)
+sha512=$(sha512sum "$work/$name" | cut -d' ' -f1)
 printf '%s\n' "$sha256" > "$work/$name.sha256"
 printf '%s\n' "$sha512" > "$work/$name.sha512"
 printf '%s\n' "$raw_size" > "$work/debian-12-disk.raw.size"
@@ -173,3 +180,6 @@ EOF
 mv "$work/$name" "$work/$name.sha256" "$work/$name.sha512" "$work/debian-12-disk.raw.size" "$work/disk.json" "$out/"
 echo "$key" > "$out/disk.key"
 echo "disk: $out/$name (raw $raw_size bytes, zst $(stat -c %s "$out/$name") bytes, ${elapsed}s)"
+}
+
+main "$@"

@@ -11,6 +11,10 @@
 # password is `imprint` so a tester can log in on ttyS0.
 set -euo pipefail
 
+# The body is one function, read whole before it runs: editing this file during a
+# build cannot derail the build.
+main() {
+
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
 out=$1
@@ -30,6 +34,7 @@ mkdir -p "$out"
 rm -f "$out/rootfs.key"
 work=$(mktemp -d "${TMPDIR:-/tmp}/imprint-rootfs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
 root=$work/root
 start=$(date +%s)
 
@@ -59,6 +64,9 @@ mkdir -p "$root/etc/cloud/cloud.cfg.d"
 cat > "$root/etc/cloud/cloud.cfg.d/90-imprint-datasource.cfg" <<'EOF'
 # Written by imprint's images/rootfs.sh: the configdrive is the only source.
 datasource_list: [ NoCloud, ConfigDrive, None ]
+# No sshd in the image: no host keys to make. C.UTF-8 needs no locale-gen.
+ssh_genkeytypes: []
+locale: C.UTF-8
 EOF
 
 # GRUB defaults for whoever runs grub-mkconfig on the deployed system (the agent's
@@ -104,8 +112,8 @@ tar --numeric-owner --xattrs --xattrs-include='*' --acls --sort=name \
   -C "$root" -cf "$work/rootfs.tar" .
 tar_size=$(stat -c %s "$work/rootfs.tar")
 zstd -q -T0 -12 --rm -o "$work/$name" "$work/rootfs.tar"
-sha512=$(openssl dgst -sha512 -r "$work/$name" | cut -d' ' -f1)
-sha256=$(openssl dgst -sha256 -r "$work/$name" | cut -d' ' -f1)
+sha512=$(sha512sum "$work/$name" | cut -d' ' -f1)
+sha256=$(sha256sum "$work/$name" | cut -d' ' -f1)
 printf '%s\n' "$sha512" > "$work/$name.sha512"
 printf '%s\n' "$sha256" > "$work/$name.sha256"
 printf '%s\n' "$tar_size" > "$work/debian-12-rootfs.tar.size"
@@ -138,3 +146,6 @@ mv "$work/$name" "$work/$name.sha512" "$work/$name.sha256" "$work/debian-12-root
   "$work/manifest.json" "$out/"
 echo "$key" > "$out/rootfs.key"
 echo "rootfs: $out/$name ($(stat -c %s "$out/$name") bytes, ${elapsed}s)"
+}
+
+main "$@"

@@ -43,7 +43,7 @@ impl Drop for Qemu {
 
 /// Writes the decompressed image to a sparse `DISK_BYTES` file after checking its digest.
 fn write_disk(img: &Built, disk: &Path) {
-    let dgst = sh("openssl", &["dgst", "-sha256", "-r", img.path.to_str().unwrap()]);
+    let dgst = sh("sha256sum", &[img.path.to_str().unwrap()]);
     assert_eq!(dgst.split_whitespace().next(), Some(img.sha256.as_str()), "published sha256 matches the file");
     let out = std::fs::File::create(disk).unwrap();
     let status = Command::new("zstd")
