@@ -35,17 +35,27 @@ fn build_dir() -> &'static Path {
             .stderr(std::process::Stdio::inherit())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(out.status.success(), "{} failed ({}); its log is above", script.display(), out.status);
+        assert!(
+            out.status.success(),
+            "{} failed ({}); its log is above",
+            script.display(),
+            out.status
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let dir = stdout.lines().last().map(str::trim).unwrap_or_default();
-        assert!(!dir.is_empty(), "{} printed no output directory", script.display());
+        assert!(
+            !dir.is_empty(),
+            "{} printed no output directory",
+            script.display()
+        );
         PathBuf::from(dir)
     })
 }
 
 /// Reads a one-line file the build wrote next to an image.
 fn read_line(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     text.trim().to_string()
 }
 
@@ -53,12 +63,23 @@ fn read_line(path: &Path) -> String {
 fn built(name: &str, size_file: &str) -> Built {
     let dir = build_dir();
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing after images/build.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing after images/build.sh",
+        path.display()
+    );
     let sha256 = read_line(&dir.join(format!("{name}.sha256")));
     let sha512 = read_line(&dir.join(format!("{name}.sha512")));
     let size = read_line(&dir.join(size_file));
-    let raw_size = size.parse().unwrap_or_else(|e| panic!("{size_file} holds {size:?}: {e}"));
-    Built { path, sha256, sha512, raw_size }
+    let raw_size = size
+        .parse()
+        .unwrap_or_else(|e| panic!("{size_file} holds {size:?}: {e}"));
+    Built {
+        path,
+        sha256,
+        sha512,
+        raw_size,
+    }
 }
 
 /// The bootable whole-disk image (GPT: ESP with GRUB EFI, bios_grub, ext4 root `debroot`).

@@ -19,7 +19,15 @@ impl Loop {
     fn at(file: &Path, offset: u64, len: u64) -> Loop {
         let dev = sh(
             "losetup",
-            &["-f", "--show", "-o", &offset.to_string(), "--sizelimit", &len.to_string(), file.to_str().unwrap()],
+            &[
+                "-f",
+                "--show",
+                "-o",
+                &offset.to_string(),
+                "--sizelimit",
+                &len.to_string(),
+                file.to_str().unwrap(),
+            ],
         );
         Loop(dev.trim().to_string())
     }
@@ -44,7 +52,11 @@ impl Drop for Qemu {
 /// Writes the decompressed image to a sparse `DISK_BYTES` file after checking its digest.
 fn write_disk(img: &Built, disk: &Path) {
     let dgst = sh("sha256sum", &[img.path.to_str().unwrap()]);
-    assert_eq!(dgst.split_whitespace().next(), Some(img.sha256.as_str()), "published sha256 matches the file");
+    assert_eq!(
+        dgst.split_whitespace().next(),
+        Some(img.sha256.as_str()),
+        "published sha256 matches the file"
+    );
     let out = std::fs::File::create(disk).unwrap();
     let status = Command::new("zstd")
         .args(["-dc", "--sparse", img.path.to_str().unwrap()])
@@ -52,8 +64,17 @@ fn write_disk(img: &Built, disk: &Path) {
         .status()
         .expect("run zstd");
     assert!(status.success(), "zstd -dc {}", img.path.display());
-    assert_eq!(std::fs::metadata(disk).unwrap().len(), img.raw_size, "raw size as published");
-    std::fs::OpenOptions::new().write(true).open(disk).unwrap().set_len(DISK_BYTES).unwrap();
+    assert_eq!(
+        std::fs::metadata(disk).unwrap().len(),
+        img.raw_size,
+        "raw size as published"
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .unwrap()
+        .set_len(DISK_BYTES)
+        .unwrap();
 }
 
 /// Appends a 16 MiB `cidata` vfat partition holding a NoCloud seed whose runcmd prints
@@ -62,25 +83,68 @@ fn append_cidata(disk: &Path, dir: &Path, marker: &str) {
     let d = disk.to_str().unwrap();
     let before = gpt_partitions(d).len();
     // -e: the image was grown, move the backup GPT to the new end first.
-    sh("sgdisk", &["-e", "-n", "0:0:+16MiB", "-t", "0:0700", "-c", "0:cidata", d]);
+    sh(
+        "sgdisk",
+        &[
+            "-e",
+            "-n",
+            "0:0:+16MiB",
+            "-t",
+            "0:0700",
+            "-c",
+            "0:cidata",
+            d,
+        ],
+    );
     let parts = gpt_partitions(d);
     assert_eq!(parts.len(), before + 1, "one partition appended");
     let &(_, start, len) = parts.iter().max_by_key(|p| p.1).unwrap();
     let meta = dir.join("meta-data");
     let user = dir.join("user-data");
-    std::fs::write(&meta, "instance-id: images-test-01\nlocal-hostname: images-test\n").unwrap();
-    std::fs::write(&user, format!("#cloud-config\nruncmd:\n  - [sh, -c, \"echo {marker}-$((40 + 2)) > /dev/console\"]\n")).unwrap();
+    std::fs::write(
+        &meta,
+        "instance-id: images-test-01\nlocal-hostname: images-test\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &user,
+        format!(
+            "#cloud-config\nruncmd:\n  - [sh, -c, \"echo {marker}-$((40 + 2)) > /dev/console\"]\n"
+        ),
+    )
+    .unwrap();
     let part = Loop::at(disk, start, len);
-    sh("mkfs.vfat", &["-n", "cidata", &part.0]);
-    sh("mcopy", &["-i", &part.0, meta.to_str().unwrap(), user.to_str().unwrap(), "::"]);
+    // -I: the window is ours even if the kernel lists stale partitions on this loop number.
+    sh("mkfs.vfat", &["-I", "-n", "cidata", &part.0]);
+    sh(
+        "mcopy",
+        &[
+            "-i",
+            &part.0,
+            meta.to_str().unwrap(),
+            user.to_str().unwrap(),
+            "::",
+        ],
+    );
 }
 
 /// Boots `disk` with `firmware` args; returns the seconds until `marker` is on the serial log.
 fn boot_until(disk: &Path, firmware: &[String], log: &Path, marker: &str) -> Result<f64, String> {
-    let mut args: Vec<String> = ["-accel", "tcg", "-m", "1536", "-nographic", "-monitor", "none", "-no-reboot", "-nic", "none"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "-accel",
+        "tcg",
+        "-m",
+        "1536",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-nic",
+        "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.push("-serial".into());
     args.push(format!("file:{}", log.display()));
     args.extend(firmware.iter().cloned());
@@ -131,6 +195,14 @@ fn boots(firmware: &[String], dir: &Path, disk: &Path, marker: &str, what: &str)
         Ok(secs) => eprintln!("{what}: cloud-init runcmd marker after {secs:.1} s"),
         Err(e) => panic!("{what}: {e}; serial log tail:\n{}", tail(&log)),
     }
+    // systemd marks a unit that failed (a mount, a cloud-init stage) with "FAILED".
+    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    let failed: Vec<&str> = text.lines().filter(|l| l.contains("FAILED")).collect();
+    assert!(
+        failed.is_empty(),
+        "{what}: units failed during boot:\n{}",
+        failed.join("\n")
+    );
 }
 
 #[test]
