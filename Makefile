@@ -29,3 +29,8 @@ test: agent
 
 clean:
 	rm -rf out target
+
+# Debian 12 test images (rootfs tar + bootable disk) into target/images/<key>/; cached.
+.PHONY: images
+images:
+	bash images/build.sh

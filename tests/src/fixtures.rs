@@ -79,7 +79,8 @@ impl LoopDev {
 
 impl Drop for LoopDev {
     fn drop(&mut self) {
-        // Partitions added with BLKPG go away with the device.
+        // Partitions added with BLKPG outlive a detach unless they are deleted first.
+        let _ = Command::new("partx").args(["-d", self.dev()]).output();
         let _ = Command::new("losetup").args(["-d", self.dev()]).status();
     }
 }

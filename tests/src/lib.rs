@@ -1,7 +1,9 @@
 //! Test harness shared by the integration and QEMU suites: loop devices, test
-//! images built from scratch, the agent binary, the loopback HTTP server that
-//! serves images, injects faults and records reports, and the QEMU bench.
+//! images built from scratch, the Debian images built by `images/`, the agent
+//! binary, the loopback HTTP server that serves images, injects faults and records
+//! reports, and the QEMU bench.
 
 pub mod fixtures;
+pub mod images;
 pub mod qemu;
 pub mod server;

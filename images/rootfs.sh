@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Builds the Debian 12 root filesystem the end-to-end tests deploy (`format: rootfs`).
+#
+#   images/rootfs.sh OUTDIR
+#
+# Writes OUTDIR/debian-12-rootfs.tar.zst (numeric owners, xattrs, ACLs),
+# OUTDIR/debian-12-rootfs.tar.zst.sha512 and .sha256 (hex only, of the .zst file),
+# OUTDIR/debian-12-rootfs.tar.size (bytes of the tar), OUTDIR/manifest.json and
+# OUTDIR/rootfs.key. A rerun is a no-op while rootfs.key matches this script and
+# packages.txt. Root only (mmdebstrap in root mode, chroot). Test image: root's
+# password is `imprint` so a tester can log in on ttyS0.
+set -euo pipefail
+
+# The body is one function, read whole before it runs: editing this file during a
+# build cannot derail the build.
+main() {
+
+here=$(cd "$(dirname "$0")" && pwd)
+[ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
+out=$1
+name=debian-12-rootfs.tar.zst
+packages_file=$here/packages.txt
+
+key=$(cat "$0" "$packages_file" | sha256sum | cut -d' ' -f1)
+if [ -f "$out/rootfs.key" ] && [ "$(cat "$out/rootfs.key")" = "$key" ] \
+  && [ -f "$out/$name" ] && [ -f "$out/$name.sha512" ] && [ -f "$out/$name.sha256" ] \
+  && [ -f "$out/debian-12-rootfs.tar.size" ] && [ -f "$out/manifest.json" ]; then
+  echo "rootfs: up to date in $out"
+  exit 0
+fi
+[ "$(id -u)" -eq 0 ] || { echo "rootfs.sh: run as root (mmdebstrap root mode and chroot)" >&2; exit 1; }
+
+mkdir -p "$out"
+rm -f "$out/rootfs.key"
+work=$(mktemp -d "${TMPDIR:-/tmp}/imprint-rootfs.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
+root=$work/root
+start=$(date +%s)
+
+packages=$(grep -v '^\s*#' "$packages_file" | grep -v '^\s*$' | paste -sd, -)
+
+# Debian's kernel postinst makes /vmlinuz and /initrd.img symlinks; we want them in
+# /boot so a separate /boot (md RAID1 in the mirrored layout) carries them too.
+# Documentation, man pages and translations are left out to keep the image small.
+mmdebstrap --variant=minbase --include="$packages" \
+  --setup-hook='mkdir -p "$1/etc" && printf "do_symlinks = yes\nlink_in_boot = yes\n" > "$1/etc/kernel-img.conf"' \
+  --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' \
+  --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+  --dpkgopt='path-exclude=/usr/share/doc/*' \
+  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --dpkgopt='path-exclude=/usr/share/lintian/*' \
+  --aptopt='Acquire::Retries "3"' \
+  bookworm "$root" \
+  "deb http://deb.debian.org/debian bookworm main" \
+  "deb http://deb.debian.org/debian bookworm-updates main" \
+  "deb http://deb.debian.org/debian-security bookworm-security main"
+
+# cloud-init: look only at local seeds (the agent's configdrive), never wait for a
+# metadata service on the network.
+mkdir -p "$root/etc/cloud/cloud.cfg.d"
+cat > "$root/etc/cloud/cloud.cfg.d/90-imprint-datasource.cfg" <<'EOF'
+# Written by imprint's images/rootfs.sh: the configdrive is the only source.
+datasource_list: [ NoCloud, ConfigDrive, None ]
+# No sshd in the image: no host keys to make. C.UTF-8 needs no locale-gen.
+ssh_genkeytypes: []
+locale: C.UTF-8
+EOF
+
+# GRUB defaults for whoever runs grub-mkconfig on the deployed system (the agent's
+# finalize step): serial console, short timeout.
+cp "$root/usr/share/grub/default/grub" "$root/etc/default/grub"
+sed -i \
+  -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=1/' \
+  -e 's/^GRUB_CMDLINE_LINUX_DEFAULT=.*/GRUB_CMDLINE_LINUX_DEFAULT=""/' \
+  -e 's/^GRUB_CMDLINE_LINUX=.*/GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200"/' \
+  "$root/etc/default/grub"
+cat >> "$root/etc/default/grub" <<'EOF'
+GRUB_TERMINAL="console serial"
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+EOF
+
+# ifupdown reads what cloud-init renders into interfaces.d.
+cat > "$root/etc/network/interfaces" <<'EOF'
+source /etc/network/interfaces.d/*
+
+auto lo
+iface lo inet loopback
+EOF
+mkdir -p "$root/etc/network/interfaces.d"
+
+echo debian > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+# The deployment writes the real fstab (it knows the layout).
+printf '# Written at deployment.\n' > "$root/etc/fstab"
+# Test image only: a known root password for a login on the serial console.
+echo 'root:imprint' | chroot "$root" chpasswd
+# Each deployed machine gets its own identity at first boot.
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id" "$root"/etc/ssh/ssh_host_*
+rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/*.log \
+  "$root"/var/log/apt/* "$root"/tmp/* "$root"/var/tmp/*
+rm -f "$root/etc/resolv.conf"
+
+# Manifest: every installed package with its version and installed size.
+dpkg-query --admindir="$root/var/lib/dpkg" -W -f '${Package}\t${Version}\t${Installed-Size}\n' \
+  > "$work/packages.tsv"
+
+tar --numeric-owner --xattrs --xattrs-include='*' --acls --sort=name \
+  -C "$root" -cf "$work/rootfs.tar" .
+tar_size=$(stat -c %s "$work/rootfs.tar")
+zstd -q -T0 -12 --rm -o "$work/$name" "$work/rootfs.tar"
+sha512=$(sha512sum "$work/$name" | cut -d' ' -f1)
+sha256=$(sha256sum "$work/$name" | cut -d' ' -f1)
+printf '%s\n' "$sha512" > "$work/$name.sha512"
+printf '%s\n' "$sha256" > "$work/$name.sha256"
+printf '%s\n' "$tar_size" > "$work/debian-12-rootfs.tar.size"
+elapsed=$(($(date +%s) - start))
+
+python3 - "$work/packages.tsv" "$work/$name" "$sha512" "$sha256" "$tar_size" "$key" "$elapsed" \
+  > "$work/manifest.json" <<'EOF'
+import json, os, sys
+tsv, image, sha512, sha256, tar_size, key, elapsed = sys.argv[1:]
+packages = []
+for line in open(tsv):
+    name, version, size = line.rstrip("\n").split("\t")
+    packages.append({"name": name, "version": version, "installed_size_kib": int(size or 0)})
+json.dump({
+    "image": os.path.basename(image),
+    "format": "rootfs",
+    "compression": "zstd",
+    "size": os.path.getsize(image),
+    "tar_size": int(tar_size),
+    "sha512": sha512,
+    "sha256": sha256,
+    "key": key,
+    "build_seconds": int(elapsed),
+    "packages": packages,
+}, sys.stdout, indent=1)
+print()
+EOF
+
+mv "$work/$name" "$work/$name.sha512" "$work/$name.sha256" "$work/debian-12-rootfs.tar.size" \
+  "$work/manifest.json" "$out/"
+echo "$key" > "$out/rootfs.key"
+echo "rootfs: $out/$name ($(stat -c %s "$out/$name") bytes, ${elapsed}s)"
+}
+
+main "$@"
