@@ -36,6 +36,8 @@ pub enum Boot {
     Cdrom(PathBuf),
     /// The ISO as a USB stick behind an xHCI controller.
     Usb(PathBuf),
+    /// From the first disk, as a deployed machine boots.
+    Disk,
 }
 
 /// Firmware.
@@ -64,9 +66,16 @@ pub struct Disk {
     /// Logical (and physical) sector size: 512 or 4096.
     pub sector: u32,
     pub bus: Bus,
+    /// An existing raw file to attach instead of a new sparse one (a disk another VM wrote).
+    pub file: Option<PathBuf>,
 }
 
 impl Disk {
+    /// An existing raw disk file (e.g. `Vm::disk_path` of a finished VM), virtio, 512-byte sectors.
+    pub fn existing(path: &Path, serial: &str) -> Disk {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Disk { file: Some(path.to_path_buf()), ..Disk::virtio(size, serial) }
+    }
     /// A virtio disk with 512-byte sectors.
     pub fn virtio(size: u64, serial: &str) -> Disk {
         Disk {
@@ -74,6 +83,7 @@ impl Disk {
             serial: serial.to_string(),
             sector: 512,
             bus: Bus::Virtio,
+            file: None,
         }
     }
     /// The same disk with another sector size.
@@ -207,6 +217,7 @@ impl VmBuilder {
                 "-device".into(),
                 "usb-storage,bus=xhci.0,drive=usb0,bootindex=0".into(),
             ]),
+            Boot::Disk => a.extend(["-boot".into(), "c".into()]),
         }
         let pxe = matches!(boot, Boot::Pxe { .. });
         if self.nic || pxe {
@@ -224,7 +235,7 @@ impl VmBuilder {
             a.extend(["-device".into(), "ich9-ahci,id=ahci".into()]);
         }
         for (i, d) in self.disks.iter().enumerate() {
-            let file = dir.join(format!("disk{i}.raw"));
+            let file = d.file.clone().unwrap_or_else(|| dir.join(format!("disk{i}.raw")));
             a.extend([
                 "-drive".into(),
                 format!("if=none,id=d{i},format=raw,cache=unsafe,file={}", s(&file)),
@@ -253,7 +264,7 @@ impl VmBuilder {
             .prefix("imprint-vm-")
             .tempdir()
             .map_err(|e| err(format!("creating a temp dir: {e}")))?;
-        for (i, d) in self.disks.iter().enumerate() {
+        for (i, d) in self.disks.iter().enumerate().filter(|(_, d)| d.file.is_none()) {
             let f = std::fs::File::create(dir.path().join(format!("disk{i}.raw")))
                 .map_err(|e| err(format!("creating disk {i}: {e}")))?;
             f.set_len(d.size)
@@ -316,7 +327,7 @@ impl Vm {
 
     /// The raw file behind disk `i`, for inspection from the host after the VM ends.
     pub fn disk_path(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("disk{i}.raw"))
+        self.disks[i].file.clone().unwrap_or_else(|| self.dir.path().join(format!("disk{i}.raw")))
     }
 
     /// The disks as configured.
