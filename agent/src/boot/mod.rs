@@ -149,65 +149,17 @@ pub fn run_ramdisk(
     apply(&text, &source).map_err(BootError::Apply)
 }
 
-/// Posts a minimal final failure report (no document, so no token) with a few retries.
+/// Posts a final failure report (no document, so no token and no host name yet),
+/// through the same reporter and retry policy as every other report.
 fn early_report(url: &str, error: &str) {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let body = serde_json::json!({
-        "kind": "final", "host": host, "time": rfc3339_now(), "result": "failure",
-        "error": error, "steps": [],
-    });
-    let opts = crate::http::ClientOptions {
-        read_timeout: Some(Duration::from_secs(10)),
-        ..Default::default()
-    };
-    let Ok(client) = crate::http::client(&opts) else {
-        return;
-    };
-    for attempt in 1..=3 {
-        let req = client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        match req.send() {
-            Ok(r) if r.status().is_success() => {
-                return log::info(&format!("failure reported to {url}"))
-            }
-            Ok(r) => log::warn(&format!(
-                "reporting the failure to {url}: HTTP {}",
-                r.status()
-            )),
-            Err(e) => log::warn(&format!("reporting the failure to {url}: {e}")),
-        }
-        std::thread::sleep(Duration::from_secs(attempt * 2));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let plan = crate::plan::ReportPlan { url: url.to_string(), token: None, heartbeat_secs: 10 };
+    let Ok(r) = crate::report::Reporter::new(host.trim(), Some(&plan), None) else { return };
+    let body = serde_json::json!({ "result": "failure", "failed_step": "discover", "error": error, "steps": [] });
+    match r.finish(body) {
+        Ok(()) => log::info(&format!("failure reported to {url}")),
+        Err(e) => log::warn(&e.to_string()),
     }
-}
-
-/// Now as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Inverse of init::days_from_civil (Howard Hinnant's civil_from_days).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// The end of a failed run: the error stays on the console; with `imprint.debug=1` a
@@ -279,17 +231,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_now_agrees_with_date() {
+    fn report_timestamps_agree_with_date() {
         let out = std::process::Command::new("date")
             .args(["-u", "+%Y-%m-%dT%H:%M"])
             .output()
             .unwrap();
         let want = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            rfc3339_now().starts_with(want.trim()),
-            "{} vs {want}",
-            rfc3339_now()
-        );
+        let now = crate::report::timestamp(std::time::SystemTime::now());
+        assert!(now.starts_with(want.trim()), "{now} vs {want}");
     }
 
     #[test]
