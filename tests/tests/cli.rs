@@ -178,3 +178,35 @@ fn disks_lists_a_loop_device_with_its_attributes() {
     assert_eq!(d["size_bytes"], 256u64 << 20);
     assert_eq!(d["logical_sector"], 4096);
 }
+
+#[test]
+fn the_document_reference_describes_every_schema_field() {
+    let (code, out, _) = imprint(&["schema"], None);
+    assert_eq!(code, 0);
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let doc = std::fs::read_to_string(repo_root().join("docs/document.md")).unwrap();
+    let mut missing = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::Object(props)) = m.get("properties") {
+                    out.extend(props.keys().cloned());
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut fields = Vec::new();
+    walk(&schema, &mut fields);
+    assert!(fields.len() > 40, "the schema lists its fields");
+    for f in fields {
+        if !doc.contains(&format!("`{f}`")) {
+            missing.push(f);
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "docs/document.md does not describe: {missing:?}");
+}
