@@ -24,8 +24,12 @@ initramfs: agent
 iso: agent
 	bash initramfs/build.sh iso
 
-test: agent
+test: all
 	bash tests/run-suites.sh
+
+# Boot the agent from the ISO in QEMU with two disks, provision, show the reports.
+demo: all
+	$(ENV) cargo run -q -p imprint-tests --bin demo
 
 clean:
 	rm -rf out target

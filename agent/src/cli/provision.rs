@@ -184,7 +184,7 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
     if !a.yes {
         confirm("All data on the disks listed above will be destroyed.")?;
     }
-    let outcome = provision(&plan, &inventory, a.ca.as_deref(), a.keep_on_failure)?;
+    let outcome = provision(&plan, &inventory, a.ca.as_deref(), a.keep_on_failure, ProgressMode::detect())?;
     match outcome {
         RunResult::Success => Ok(()),
         RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
@@ -192,9 +192,9 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
 }
 
 /// Runs the engine, sends the final report, prints the summary.
-fn provision(plan: &Plan, inventory: &[Disk], ca: Option<&Path>, keep_on_failure: bool) -> Result<RunResult, Exit> {
+fn provision(plan: &Plan, inventory: &[Disk], ca: Option<&Path>, keep_on_failure: bool, progress: ProgressMode) -> Result<RunResult, Exit> {
     let reporter = Reporter::new(&plan.host.hostname, plan.report.as_ref(), ca).map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
-    let ctx = Context { reporter: &reporter, ca_bundle: ca, progress: ProgressMode::detect(), keep_on_failure };
+    let ctx = Context { reporter: &reporter, ca_bundle: ca, progress, keep_on_failure };
     let outcome = engine::execute(plan, &ctx);
     let body = engine::final_report(plan, &outcome, inventory);
     if let Err(e) = reporter.finish(body) {
@@ -242,7 +242,8 @@ fn apply_document(text: &str, source: &str, c: &imprint::boot::Cmdline, do_finis
     let scope = DiskScope { only: c.disks.as_deref().map(|d| d.split(',').map(PathBuf::from).collect()).unwrap_or_default() };
     let (plan, inventory) = plan_or_report(text, source, &scope, ca).map_err(|e| e.message)?;
     log::info(&format!("document {source}: host {}, {} steps", plan.host.hostname, plan.steps.len()));
-    let result = provision(&plan, &inventory, ca, false).map_err(|e| e.message)?;
+    // A serial console is a terminal too, but bars would garble its log: plain lines.
+    let result = provision(&plan, &inventory, ca, false, ProgressMode::Lines).map_err(|e| e.message)?;
     if result == RunResult::Failure {
         return Err("provisioning failed; the disks were cleaned up (see the lines above and the final report)".into());
     }
@@ -306,7 +307,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         finish: Finish::None,
         kernel_args: Vec::new(),
     };
-    match provision(&plan, &[], a.ca.as_deref(), true)? {
+    match provision(&plan, &[], a.ca.as_deref(), true, ProgressMode::detect())? {
         RunResult::Success => Ok(()),
         RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
     }
