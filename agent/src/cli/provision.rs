@@ -307,7 +307,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         finish: Finish::None,
         kernel_args: Vec::new(),
     };
-    match provision(&plan, &[], a.ca.as_deref(), true, ProgressMode::detect())? {
+    match provision(&plan, &[], a.ca.as_deref(), false, ProgressMode::detect())? {
         RunResult::Success => Ok(()),
         RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
     }
