@@ -41,7 +41,7 @@ wait $qp; qrc=$?
 passed=0 failed=0
 for f in "$logs"/*.log; do
   echo "=== $(basename "$f" .log)"
-  grep -E '^test .* \.\.\. |^test result:|panicked|^failures:' "$f" | grep -v '\.\.\. ok$' || true
+  grep -E '^test .* \.\.\. |panicked|^failures:' "$f" | grep -v '\.\.\. ok$' || true
   grep -E '^test result:' "$f" | tail -1
   p=$(grep -E '^test result:' "$f" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
   n=$(grep -E '^test result:' "$f" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
