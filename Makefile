@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . agent/native/env.sh &&
 MUSL := target/x86_64-unknown-linux-musl
 
-.PHONY: all deps agent initramfs iso test test-unit test-integration demo bench clean
+.PHONY: all deps agent initramfs iso test demo bench bench-boot images clean
 all: agent initramfs iso
 
 deps:
@@ -26,6 +26,10 @@ iso: agent
 
 test: all
 	bash tests/run-suites.sh
+
+# Initramfs size, QEMU start to final report with each phase's share, least RAM that works.
+bench-boot: all
+	$(ENV) cargo run -q -p imprint-tests --bin bench_boot
 
 # Boot the agent from the ISO in QEMU with two disks, provision, show the reports.
 demo: all
