@@ -21,6 +21,11 @@ fn image_4k() -> &'static TestImage {
 
 /// The product's single-disk document with this test's URLs, digest and disk.
 fn document(server: &Server, image_path: &str, sha256: &str, extra_match: &str) -> String {
+    document_with(server, image_path, sha256, extra_match, "")
+}
+
+/// As [`document`], with extra lines in the `image` section.
+fn document_with(server: &Server, image_path: &str, sha256: &str, extra_match: &str, image_extra: &str) -> String {
     format!(
         r#"version: 1
 host: {{ hostname: web-01 }}
@@ -31,7 +36,7 @@ image:
   url: {url}
   sha256: {sha256}
   format: disk
-  target: root
+  target: root{image_extra}
 configdrive:
   format: nocloud
   meta_data: {{ instance-id: web-01 }}
@@ -222,4 +227,27 @@ fn ambiguous_hint_is_a_clear_failure() {
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains(a.dev()) && err.contains(b.dev()), "both candidates are listed: {err}");
     assert_eq!(final_report(&server)["result"], "failure");
+}
+
+#[test]
+fn grow_extends_the_root_partition_and_leaves_room_for_the_configdrive() {
+    let img = image();
+    let server = Server::start();
+    let data = img.zstd();
+    let sha = sha256_hex(&data);
+    server.serve_bytes("/images/web.raw.zst", data);
+    let disk = LoopDev::new(2 << 30, 512);
+    let run = apply(&document_with(&server, "/images/web.raw.zst", &sha, "", "\n  grow: true"), &disk);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_sgdisk_clean(disk.dev());
+    let parts = disk.partition_offsets();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    let (_, root_start, root_len) = parts[1];
+    assert_eq!(root_start, img.partitions[1].1, "the root partition did not move");
+    assert!(root_len > (1 << 30), "the root partition was grown: {root_len}");
+    let (_, cd_start, cd_len) = parts[2];
+    assert!(cd_start >= root_start + root_len && cd_len >= 64 << 20, "configdrive after it, full size: {parts:?}");
+    assert!(cd_start + cd_len <= 2 << 30, "configdrive inside the disk");
+    let cd = blkid_at(disk.dev(), cd_start, cd_len);
+    assert!(cd.to_lowercase().contains("label=cidata"), "{cd}");
 }

@@ -73,7 +73,17 @@ fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, Ste
     if !relocated {
         check_sector_size_mismatch(&img.target_path)?;
     }
-    let grown = if img.grow && relocated { crate::partition::grow_last_partition(&img.target_path)? } else { None };
+    // A configdrive appended to this disk next needs room after the grown partition.
+    let reserve = plan
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Configdrive(cd) if cd.partition.is_none() && cd.disk_path == img.target_path => Some(cd.size_bytes),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let grown =
+        if img.grow && relocated { crate::partition::grow_last_partition(&img.target_path, reserve)? } else { None };
     let table = if relocated { crate::partition::read_table(&img.target_path)? } else { Vec::new() };
     Ok(json!({
         "image": outcome,

@@ -1,6 +1,7 @@
 //! The on-disk GPT: writing a planned table, reading one back, and the fix-ups a
 //! whole-disk image needs (backup header at the real end, grow, append).
 
+use crate::units::MIB;
 use super::{Geometry, PartitionError, ALIGN_BYTES};
 use crate::blockdev;
 use crate::plan::PartitionPlan;
@@ -273,9 +274,10 @@ pub fn relocate_backup_gpt(disk: &Path) -> Result<bool, PartitionError> {
     Ok(true)
 }
 
-/// Extends the partition that ends last to the end of the usable space.
+/// Extends the partition that ends last to the end of the usable space, less
+/// `reserve_bytes` kept free after it (for a configdrive appended next).
 /// Returns its number and new size in bytes, or None if it already reaches the end.
-pub fn grow_last_partition(disk: &Path) -> Result<Option<(u32, u64)>, PartitionError> {
+pub fn grow_last_partition(disk: &Path, reserve_bytes: u64) -> Result<Option<(u32, u64)>, PartitionError> {
     let Some((g, f, _, sector)) = open_gpt(disk)? else {
         return Err(PartitionError::Io(format!(
             "{} has no GPT; there is no partition to grow",
@@ -288,10 +290,17 @@ pub fn grow_last_partition(disk: &Path) -> Result<Option<(u32, u64)>, PartitionE
         return Ok(None);
     };
     let p = parts.get_mut(&n).expect("key from the map");
-    if p.last_lba >= last_usable {
+    // Leave `reserve_bytes` (plus alignment slack) free after it, on a 1 MiB boundary.
+    let new_last = if reserve_bytes == 0 {
+        last_usable
+    } else {
+        let end = ((last_usable + 1) * sector).saturating_sub(reserve_bytes + MIB) / MIB * MIB;
+        (end / sector).saturating_sub(1).min(last_usable)
+    };
+    if p.last_lba >= new_last {
         return Ok(None);
     }
-    p.last_lba = last_usable;
+    p.last_lba = new_last;
     let new_size = (p.last_lba - p.first_lba + 1) * sector;
     rewrite(disk, g, &f, parts)?;
     drop(f);

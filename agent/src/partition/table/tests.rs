@@ -173,7 +173,7 @@ fn disk_image_relocate_append_and_grow() {
     let (_, out) = tool("sgdisk", &["-i", "2", lo.dev.to_str().unwrap()]);
     assert!(out.contains("config-2"), "{out}");
 
-    let (n, size) = grow_last_partition(&lo.dev).unwrap().unwrap();
+    let (n, size) = grow_last_partition(&lo.dev, 0).unwrap().unwrap();
     assert_eq!(n, 2);
     assert_eq!(size, (total - 34 - cd.first_lba + 1) * 512);
     sgdisk_verify_clean(&lo.dev);
@@ -183,7 +183,7 @@ fn disk_image_relocate_append_and_grow() {
         "the kernel sees the grown partition"
     );
     assert_eq!(
-        grow_last_partition(&lo.dev).unwrap(),
+        grow_last_partition(&lo.dev, 0).unwrap(),
         None,
         "already at the end"
     );
