@@ -251,3 +251,43 @@ fn grow_extends_the_root_partition_and_leaves_room_for_the_configdrive() {
     let cd = blkid_at(disk.dev(), cd_start, cd_len);
     assert!(cd.to_lowercase().contains("label=cidata"), "{cd}");
 }
+
+#[test]
+fn single_steps_write_image_and_configdrive_work_alone() {
+    let img = image();
+    let server = Server::start();
+    let data = img.zstd();
+    let sha = sha256_hex(&data);
+    server.serve_bytes("/images/web.raw.zst", data);
+    let disk = LoopDev::new(256 << 20, 512);
+    let out = Command::new(imprint_bin())
+        .args(["write-image", "--yes", "--url", &server.url("/images/web.raw.zst"), "--sha256", &sha, "--target", disk.dev()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_sgdisk_clean(disk.dev());
+    let (_, rs, rl) = img.partitions[1];
+    assert_eq!(sha256_hex(&disk.read_at(rs, rl as usize)), sha256_hex(&img.raw[rs as usize..(rs + rl) as usize]));
+    // Without --yes and without a terminal it refuses, and changes nothing.
+    let other = LoopDev::new(256 << 20, 512);
+    let out = Command::new(imprint_bin())
+        .args(["write-image", "--url", &server.url("/images/web.raw.zst"), "--sha256", &sha, "--target", other.dev()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(other.read_at(0, 1 << 20).iter().all(|&b| b == 0), "an unconfirmed write-image touched the disk");
+
+    // configdrive into a seed directory, read back by cloud-init.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("host.yaml");
+    std::fs::write(&doc, document(&server, "/x", &sha, "")).unwrap();
+    let seed = dir.path().join("seed");
+    let out = Command::new(imprint_bin())
+        .args(["configdrive", doc.to_str().unwrap(), "--dir", seed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ci = cloud_init_read_nocloud(&seed);
+    assert_eq!(ci["meta_data"]["instance-id"], "web-01");
+}
