@@ -174,3 +174,17 @@ fn customized_iso_as_usb_stick_provisions() {
     let vm = vm_with(Boot::Usb(customized_iso(dir.path(), &doc)), Firmware::Uefi);
     provisioned(vm, &server, "usb-01", "USB/UEFI");
 }
+
+#[test]
+fn a_static_address_from_ip_provisions() {
+    let out = out_dir();
+    let server = Server::start();
+    let (url, _) = serve(&server, "static-01");
+    // Linux's nfsroot form: client::gateway:netmask:hostname:device:autoconf:dns
+    let ip = "ip=10.0.2.50::10.0.2.2:255.255.255.0:static-01:eth0:off:10.0.2.3";
+    let append = format!("console=ttyS0 {ip} imprint.config={url} imprint.failure_delay=0");
+    let mut vm = vm_with(Boot::Direct { kernel: out.join("vmlinuz"), initrd: out.join("initramfs.img"), append }, Firmware::Bios);
+    vm.wait_for_serial("10.0.2.50", Duration::from_secs(120)).unwrap();
+    assert!(!vm.serial_log().contains("(dhcp)"), "DHCP ran although ip= gave a static address");
+    provisioned(vm, &server, "static-01", "static ip=");
+}
