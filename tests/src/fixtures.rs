@@ -264,3 +264,37 @@ pub fn assert_single_disk_deployed(dev: &str, img: &TestImage, hostname: &str) {
     assert!(ci["meta_data"]["instance-id"].is_string());
     assert!(ci["user_data"].as_str().unwrap_or("").contains("imprint-ok"), "{ci}");
 }
+
+/// The server's base URL as a QEMU guest reaches it (user networking maps the host's
+/// loopback to 10.0.2.2).
+pub fn guest_base(server: &crate::server::Server) -> String {
+    let port = server.url("/").rsplit(':').next().unwrap_or("").trim_end_matches('/').to_string();
+    format!("http://10.0.2.2:{port}")
+}
+
+/// The product's single-disk document for `host`: the image at `image_url` with its
+/// sha256, the smallest disk of at least 4 GiB, a NoCloud drive whose user-data prints
+/// `marker` on the console, reports to `<base>/report/<host>` with `token`.
+pub fn single_disk_document(host: &str, base: &str, image_url: &str, sha256: &str, marker: &str, token: &str) -> String {
+    format!(
+        r#"version: 1
+host: {{ hostname: {host} }}
+disks:
+  - name: root
+    match: {{ smallest: true, min_size: 4GiB }}
+image:
+  url: {image_url}
+  sha256: {sha256}
+  format: disk
+  target: root
+configdrive:
+  format: nocloud
+  user_data: |
+    #cloud-config
+    runcmd: [[sh, -c, "echo {marker} > /dev/console"]]
+  network_config: {{ version: 2, ethernets: {{ all: {{ match: {{ name: "e*" }}, dhcp4: true }} }} }}
+report: {{ url: "{base}/report/{host}", token: "{token}" }}
+finish: reboot
+"#
+    )
+}

@@ -2,7 +2,7 @@
 //! a failure report where the network allows, the failure action (power off), and
 //! never a kernel panic.
 
-use imprint_tests::fixtures::repo_root;
+use imprint_tests::fixtures::{guest_base, repo_root};
 use imprint_tests::qemu::{Boot, Disk, Vm};
 use imprint_tests::server::Server;
 use serde_json::Value;
@@ -17,11 +17,6 @@ fn out_dir() -> PathBuf {
         assert!(out.join(f).exists(), "{} is missing: run `make` first", out.join(f).display());
     }
     out
-}
-
-fn guest_base(server: &Server) -> String {
-    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_string();
-    format!("http://10.0.2.2:{port}")
 }
 
 fn boot(append: String, disk: Option<Disk>, network: bool) -> Vm {

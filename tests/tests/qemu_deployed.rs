@@ -16,29 +16,9 @@ fn the_deployed_debian_image_boots_and_cloud_init_runs_the_user_data() {
     let out = repo_root().join("out");
     let server = Server::start();
     server.serve_file("/images/debian-12.raw.zst", &img.path);
-    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_string();
-    let base = format!("http://10.0.2.2:{port}");
-    let doc = format!(
-        r#"version: 1
-host: {{ hostname: deb-01 }}
-disks:
-  - name: root
-    match: {{ smallest: true, min_size: 4GiB }}
-image:
-  url: {base}/images/debian-12.raw.zst
-  sha256: {sha}
-  format: disk
-  target: root
-configdrive:
-  format: nocloud
-  user_data: |
-    #cloud-config
-    runcmd: [[sh, -c, "echo imprint-$((6*7))-ok > /dev/console"]]
-report: {{ url: "{base}/report/deb-01", token: "deb-token" }}
-finish: reboot
-"#,
-        sha = img.sha256
-    );
+    let base = guest_base(&server);
+    // Only a run command can print 42: the document's own text says $((6*7)).
+    let doc = single_disk_document("deb-01", &base, &format!("{base}/images/debian-12.raw.zst"), &img.sha256, "imprint-$((6*7))-ok", "deb-token");
     server.serve_bytes("/host.yaml", doc.into_bytes());
 
     let mut agent = Vm::builder()

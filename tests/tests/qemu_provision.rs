@@ -33,29 +33,8 @@ fn serve(server: &Server, host: &str) -> (String, String) {
     let data = image().zstd();
     let sha = sha256_hex(&data);
     server.serve_bytes("/images/web.raw.zst", data);
-    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_string();
-    let base = format!("http://10.0.2.2:{port}");
-    let doc = format!(
-        r#"version: 1
-host: {{ hostname: {host} }}
-disks:
-  - name: root
-    match: {{ smallest: true, min_size: 4GiB }}
-image:
-  url: {base}/images/web.raw.zst
-  sha256: {sha}
-  format: disk
-  target: root
-configdrive:
-  format: nocloud
-  user_data: |
-    #cloud-config
-    runcmd: [[sh, -c, "echo imprint-ok > /dev/console"]]
-  network_config: {{ version: 2, ethernets: {{ all: {{ match: {{ name: "e*" }}, dhcp4: true }} }} }}
-report: {{ url: "{base}/report/{host}", token: "vm-token" }}
-finish: reboot
-"#
-    );
+    let base = guest_base(server);
+    let doc = single_disk_document(host, &base, &format!("{base}/images/web.raw.zst"), &sha, "imprint-ok", "vm-token");
     server.serve_bytes("/host.yaml", doc.clone().into_bytes());
     (format!("{base}/host.yaml"), doc)
 }

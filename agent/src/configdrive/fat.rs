@@ -156,12 +156,7 @@ fn zero(mut region: Region<'_>) -> io::Result<()> {
 /// The logical sector size of a block device: FAT's sector must not be smaller,
 /// or Linux refuses to mount it on 4Kn disks.
 fn logical_sector_size(file: &File) -> io::Result<u16> {
-    use std::os::fd::AsRawFd;
-    nix::ioctl_read_bad!(blksszget, 0x1268, libc::c_int);
-    let mut size: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one c_int through the pointer, which points at a
-    // live local; the fd is open for the duration of the call.
-    unsafe { blksszget(file.as_raw_fd(), &mut size) }.map_err(io::Error::from)?;
+    let size = crate::blockdev::logical_sector(file).map_err(io::Error::other)?;
     u16::try_from(size)
         .ok()
         .filter(|s| s.is_power_of_two() && *s >= 512)

@@ -73,8 +73,7 @@ fn main() {
     let img = debian_disk();
     let server = Server::start();
     server.serve_file("/images/debian.raw.zst", &img.path);
-    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_string();
-    let base = format!("http://10.0.2.2:{port}");
+    let base = imprint_tests::fixtures::guest_base(&server);
     let doc = |host: &str| {
         format!(
             "version: 1\nhost: {{ hostname: {host} }}\ndisks:\n  - {{ name: root, match: {{ smallest: true, min_size: 4GiB }} }}\n\

@@ -3,7 +3,7 @@
 //! server that serves a small test image and receives the reports; shows the console
 //! and every report as it arrives, then the final report and where the artifacts are.
 
-use imprint_tests::fixtures::{repo_root, sha256_hex, TestImage};
+use imprint_tests::fixtures::{guest_base, repo_root, sha256_hex, single_disk_document, TestImage};
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
 use imprint_tests::server::Server;
 use serde_json::Value;
@@ -18,28 +18,8 @@ fn main() {
     let sha = sha256_hex(&zst);
     let server = Server::start();
     server.serve_bytes("/images/web.raw.zst", zst);
-    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_string();
-    let base = format!("http://10.0.2.2:{port}");
-    let doc = format!(
-        r#"version: 1
-host: {{ hostname: demo-01 }}
-disks:
-  - name: root
-    match: {{ smallest: true, min_size: 4GiB }}
-image:
-  url: {base}/images/web.raw.zst
-  sha256: {sha}
-  format: disk
-  target: root
-configdrive:
-  format: nocloud
-  user_data: |
-    #cloud-config
-    runcmd: [[sh, -c, "echo imprint-ok > /dev/console"]]
-report: {{ url: "{base}/report/demo-01", token: "demo-token" }}
-finish: reboot
-"#
-    );
+    let base = guest_base(&server);
+    let doc = single_disk_document("demo-01", &base, &format!("{base}/images/web.raw.zst"), &sha, "imprint-ok", "demo-token");
     let dir = tempfile::tempdir().unwrap();
     let doc_path = dir.path().join("demo-01.yaml");
     std::fs::write(&doc_path, &doc).unwrap();
