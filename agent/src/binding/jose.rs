@@ -2,13 +2,13 @@
 //! RFC 7638 thumbprints, ES512 JWS verification, and JWE with `enc` A256GCM (compact and
 //! flattened serializations, `dir` and ECDH-ES key management with the Concat KDF).
 
-use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
-use base64::Engine;
+use aes_gcm::Aes256Gcm;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use p521::ecdsa::signature::Verifier;
 use p521::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use sha2::Digest;
 use zeroize::Zeroizing;
 
@@ -18,12 +18,17 @@ pub enum JoseError {
     #[error("{what} is not base64url without padding")]
     Base64 { what: String },
     #[error("{what} is not valid JSON: {source}")]
-    Json { what: String, source: serde_json::Error },
+    Json {
+        what: String,
+        source: serde_json::Error,
+    },
     #[error("{0}")]
     Malformed(String),
     #[error("the key is not an EC P-521 key: {0}")]
     BadKey(String),
-    #[error("the JWE does not decrypt: wrong key or tampered ciphertext (AES-256-GCM tag mismatch)")]
+    #[error(
+        "the JWE does not decrypt: wrong key or tampered ciphertext (AES-256-GCM tag mismatch)"
+    )]
     Decrypt,
     #[error("reading random bytes from the kernel: {0}")]
     Random(String),
@@ -36,7 +41,9 @@ pub fn b64(bytes: &[u8]) -> String {
 
 /// Decodes base64url without padding; `what` names the field for the error.
 pub fn unb64(s: &str, what: &str) -> Result<Vec<u8>, JoseError> {
-    URL_SAFE_NO_PAD.decode(s).map_err(|_| JoseError::Base64 { what: what.to_string() })
+    URL_SAFE_NO_PAD.decode(s).map_err(|_| JoseError::Base64 {
+        what: what.to_string(),
+    })
 }
 
 /// Fills a buffer from the kernel's CSPRNG.
@@ -47,7 +54,10 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), JoseError> {
 /// A JSON value parsed from a base64url member.
 pub fn unb64_json(s: &str, what: &str) -> Result<Value, JoseError> {
     let raw = unb64(s, what)?;
-    serde_json::from_slice(&raw).map_err(|source| JoseError::Json { what: what.to_string(), source })
+    serde_json::from_slice(&raw).map_err(|source| JoseError::Json {
+        what: what.to_string(),
+        source,
+    })
 }
 
 /// The hash of a JWK thumbprint (RFC 7638); jose names them S1, S256 ….
@@ -69,7 +79,12 @@ pub fn thumbprint(jwk: &Value, alg: ThpAlg) -> Result<String, JoseError> {
     }
     // RFC 7638: the required members in lexicographic order, no whitespace; JSON-escaped.
     let q = |s: &str| Value::from(s).to_string();
-    let canon = format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, q(member("crv")?), q(member("x")?), q(member("y")?));
+    let canon = format!(
+        r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
+        q(member("crv")?),
+        q(member("x")?),
+        q(member("y")?)
+    );
     Ok(match alg {
         ThpAlg::S1 => b64(&sha1::Sha1::digest(canon.as_bytes())),
         ThpAlg::S256 => b64(&sha2::Sha256::digest(canon.as_bytes())),
@@ -78,7 +93,9 @@ pub fn thumbprint(jwk: &Value, alg: ThpAlg) -> Result<String, JoseError> {
 
 /// Whether `jwk` has thumbprint `thp` in S256 or (clevis' fallback) S1.
 pub fn thumbprint_matches(jwk: &Value, thp: &str) -> bool {
-    [ThpAlg::S256, ThpAlg::S1].iter().any(|a| thumbprint(jwk, *a).is_ok_and(|t| t == thp))
+    [ThpAlg::S256, ThpAlg::S1]
+        .iter()
+        .any(|a| thumbprint(jwk, *a).is_ok_and(|t| t == thp))
 }
 
 /// Whether the JWK explicitly permits `op` (`key_ops`, or `use` as jose maps it).
@@ -88,28 +105,41 @@ pub fn permits(jwk: &Value, op: &str) -> bool {
     }
     match jwk.get("use").and_then(Value::as_str) {
         Some("sig") => matches!(op, "sign" | "verify"),
-        Some("enc") => matches!(op, "encrypt" | "decrypt" | "wrapKey" | "unwrapKey" | "deriveKey" | "deriveBits"),
+        Some("enc") => matches!(
+            op,
+            "encrypt" | "decrypt" | "wrapKey" | "unwrapKey" | "deriveKey" | "deriveBits"
+        ),
         _ => false,
     }
 }
 
 /// The P-521 public key of an EC JWK (`crv` P-521, 66-byte `x` and `y`).
 pub fn ec_public(jwk: &Value) -> Result<p521::PublicKey, JoseError> {
-    if jwk.get("kty").and_then(Value::as_str) != Some("EC") || jwk.get("crv").and_then(Value::as_str) != Some("P-521") {
-        return Err(JoseError::BadKey(format!("kty/crv are {}/{}", jwk["kty"], jwk["crv"])));
+    if jwk.get("kty").and_then(Value::as_str) != Some("EC")
+        || jwk.get("crv").and_then(Value::as_str) != Some("P-521")
+    {
+        return Err(JoseError::BadKey(format!(
+            "kty/crv are {}/{}",
+            jwk["kty"], jwk["crv"]
+        )));
     }
     let coord = |k: &str| -> Result<Vec<u8>, JoseError> {
         let v = unb64(jwk.get(k).and_then(Value::as_str).unwrap_or(""), k)?;
         if v.len() != 66 {
-            return Err(JoseError::BadKey(format!("{k} is {} bytes, P-521 needs 66", v.len())));
+            return Err(JoseError::BadKey(format!(
+                "{k} is {} bytes, P-521 needs 66",
+                v.len()
+            )));
         }
         Ok(v)
     };
     let mut sec1 = vec![4u8];
     sec1.extend(coord("x")?);
     sec1.extend(coord("y")?);
-    let point = p521::Sec1Point::from_bytes(&sec1).map_err(|_| JoseError::BadKey("not a SEC1 point".into()))?;
-    Option::from(p521::PublicKey::from_sec1_point(&point)).ok_or_else(|| JoseError::BadKey("the point is not on P-521".into()))
+    let point = p521::Sec1Point::from_bytes(&sec1)
+        .map_err(|_| JoseError::BadKey("not a SEC1 point".into()))?;
+    Option::from(p521::PublicKey::from_sec1_point(&point))
+        .ok_or_else(|| JoseError::BadKey("the point is not on P-521".into()))
 }
 
 /// The public EC JWK `{"crv","kty","x","y"}` of a P-521 point.
@@ -130,13 +160,24 @@ pub fn random_p521_secret() -> Result<p521::SecretKey, JoseError> {
             return Ok(k);
         }
     }
-    Err(JoseError::Random("no valid P-521 scalar in 64 draws".into()))
+    Err(JoseError::Random(
+        "no valid P-521 scalar in 64 draws".into(),
+    ))
 }
 
 /// Verifies one ES512 JWS signature (r‖s, 132 bytes) over `protected "." payload`.
-pub fn es512_verify(key: &p521::PublicKey, protected_b64: &str, payload_b64: &str, sig_b64: &str) -> bool {
-    let Ok(sig) = unb64(sig_b64, "signature") else { return false };
-    let Ok(sig) = p521::ecdsa::Signature::from_slice(&sig) else { return false };
+pub fn es512_verify(
+    key: &p521::PublicKey,
+    protected_b64: &str,
+    payload_b64: &str,
+    sig_b64: &str,
+) -> bool {
+    let Ok(sig) = unb64(sig_b64, "signature") else {
+        return false;
+    };
+    let Ok(sig) = p521::ecdsa::Signature::from_slice(&sig) else {
+        return false;
+    };
     let vk = p521::ecdsa::VerifyingKey::from(key);
     let input = format!("{protected_b64}.{payload_b64}");
     vk.verify(input.as_bytes(), &sig).is_ok()
@@ -176,9 +217,18 @@ impl Jwe {
         let cipher = Aes256Gcm::new(cek.into());
         let mut buf = plaintext.to_vec();
         let tag = cipher
-            .encrypt_inout_detached(&Nonce::<Aes256Gcm>::from(iv), protected.as_bytes(), buf.as_mut_slice().into())
+            .encrypt_inout_detached(
+                &Nonce::<Aes256Gcm>::from(iv),
+                protected.as_bytes(),
+                buf.as_mut_slice().into(),
+            )
             .map_err(|_| JoseError::Malformed("AES-GCM refused the plaintext length".into()))?;
-        Ok(Jwe { protected, iv: b64(&iv), ciphertext: b64(&buf), tag: b64(&tag) })
+        Ok(Jwe {
+            protected,
+            iv: b64(&iv),
+            ciphertext: b64(&buf),
+            tag: b64(&tag),
+        })
     }
 
     /// Decrypts with `cek`; the AAD is the protected header exactly as stored.
@@ -191,7 +241,12 @@ impl Jwe {
             .map_err(|_| JoseError::Malformed("JWE tag is not 16 bytes".into()))?;
         let mut buf = Zeroizing::new(unb64(&self.ciphertext, "JWE ciphertext")?);
         Aes256Gcm::new(cek.into())
-            .decrypt_inout_detached(&Nonce::<Aes256Gcm>::from(iv), self.protected.as_bytes(), buf.as_mut_slice().into(), &Tag::<Aes256Gcm>::from(tag))
+            .decrypt_inout_detached(
+                &Nonce::<Aes256Gcm>::from(iv),
+                self.protected.as_bytes(),
+                buf.as_mut_slice().into(),
+                &Tag::<Aes256Gcm>::from(tag),
+            )
             .map_err(|_| JoseError::Decrypt)?;
         Ok(buf)
     }
@@ -203,19 +258,32 @@ impl Jwe {
 
     /// Compact serialization `protected..iv.ciphertext.tag` (what `clevis decrypt` reads).
     pub fn to_compact(&self) -> String {
-        format!("{}..{}.{}.{}", self.protected, self.iv, self.ciphertext, self.tag)
+        format!(
+            "{}..{}.{}.{}",
+            self.protected, self.iv, self.ciphertext, self.tag
+        )
     }
 
     /// Parses the compact serialization; the encrypted key must be empty.
     pub fn from_compact(s: &str) -> Result<Jwe, JoseError> {
         let parts: Vec<&str> = s.trim().split('.').collect();
         if parts.len() != 5 {
-            return Err(JoseError::Malformed(format!("a compact JWE has 5 parts, this one has {}", parts.len())));
+            return Err(JoseError::Malformed(format!(
+                "a compact JWE has 5 parts, this one has {}",
+                parts.len()
+            )));
         }
         if !parts[1].is_empty() {
-            return Err(JoseError::Malformed("the JWE has an encrypted key; clevis pins use none".into()));
+            return Err(JoseError::Malformed(
+                "the JWE has an encrypted key; clevis pins use none".into(),
+            ));
         }
-        Ok(Jwe { protected: parts[0].into(), iv: parts[2].into(), ciphertext: parts[3].into(), tag: parts[4].into() })
+        Ok(Jwe {
+            protected: parts[0].into(),
+            iv: parts[2].into(),
+            ciphertext: parts[3].into(),
+            tag: parts[4].into(),
+        })
     }
 
     /// Flattened JSON serialization, as the LUKS2 clevis token holds it.
@@ -229,12 +297,21 @@ impl Jwe {
             v.get(k)
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .ok_or_else(|| JoseError::Malformed(format!("the flattened JWE has no string member {k:?}")))
+                .ok_or_else(|| {
+                    JoseError::Malformed(format!("the flattened JWE has no string member {k:?}"))
+                })
         };
         if !m("encrypted_key")?.is_empty() {
-            return Err(JoseError::Malformed("the JWE has an encrypted key; clevis pins use none".into()));
+            return Err(JoseError::Malformed(
+                "the JWE has an encrypted key; clevis pins use none".into(),
+            ));
         }
-        Ok(Jwe { protected: m("protected")?, iv: m("iv")?, ciphertext: m("ciphertext")?, tag: m("tag")? })
+        Ok(Jwe {
+            protected: m("protected")?,
+            iv: m("iv")?,
+            ciphertext: m("ciphertext")?,
+            tag: m("tag")?,
+        })
     }
 }
 
@@ -249,12 +326,20 @@ pub fn oct_jwk(cek: &[u8; 32]) -> Zeroizing<String> {
 /// The 32-byte key of an `oct` JWK (what the tpm2 pin unseals).
 pub fn oct_key(jwk_json: &[u8]) -> Result<Zeroizing<[u8; 32]>, JoseError> {
     let v: Zeroizing<Vec<u8>> = Zeroizing::new(jwk_json.to_vec());
-    let jwk: Value = serde_json::from_slice(v.trim_ascii())
-        .map_err(|source| JoseError::Json { what: "the unsealed JWK".into(), source })?;
-    let k = Zeroizing::new(unb64(jwk.get("k").and_then(Value::as_str).unwrap_or(""), "JWK k")?);
+    let jwk: Value = serde_json::from_slice(v.trim_ascii()).map_err(|source| JoseError::Json {
+        what: "the unsealed JWK".into(),
+        source,
+    })?;
+    let k = Zeroizing::new(unb64(
+        jwk.get("k").and_then(Value::as_str).unwrap_or(""),
+        "JWK k",
+    )?);
     let mut out = Zeroizing::new([0u8; 32]);
     if k.len() != 32 {
-        return Err(JoseError::Malformed(format!("the unsealed key is {} bytes, A256GCM needs 32", k.len())));
+        return Err(JoseError::Malformed(format!(
+            "the unsealed key is {} bytes, A256GCM needs 32",
+            k.len()
+        )));
     }
     out.copy_from_slice(&k);
     Ok(out)
@@ -267,8 +352,11 @@ mod tests {
     #[test]
     fn thumbprint_matches_rfc7638_example_shape() {
         // The thumbprint hashes only crv/kty/x/y, sorted and compact, whatever else the key holds.
-        let k = json!({"alg":"ES512","kty":"EC","crv":"P-521","x":"AA","y":"AQ","key_ops":["verify"]});
-        let want = b64(&sha2::Sha256::digest(br#"{"crv":"P-521","kty":"EC","x":"AA","y":"AQ"}"#));
+        let k =
+            json!({"alg":"ES512","kty":"EC","crv":"P-521","x":"AA","y":"AQ","key_ops":["verify"]});
+        let want = b64(&sha2::Sha256::digest(
+            br#"{"crv":"P-521","kty":"EC","x":"AA","y":"AQ"}"#,
+        ));
         assert_eq!(thumbprint(&k, ThpAlg::S256).unwrap(), want);
         assert_eq!(want.len(), 43);
         assert_eq!(thumbprint(&k, ThpAlg::S1).unwrap().len(), 27);

@@ -12,9 +12,12 @@ pub mod sss;
 pub mod tang;
 pub mod tpm2;
 
+#[cfg(test)]
+mod tests;
+
 pub use jose::Jwe;
 pub use tang::{Retry, TangConfig};
-pub use tpm2::{PcrBank, TpmLocation, Tpm2Config};
+pub use tpm2::{PcrBank, Tpm2Config, TpmLocation};
 use zeroize::Zeroizing;
 
 /// Why binding or unbinding failed.
@@ -50,11 +53,19 @@ impl Pin {
             tang: l
                 .tang
                 .iter()
-                .map(|t| TangConfig { url: t.url.clone(), thumbprint: t.thumbprint.clone(), trust_on_first_use: t.trust_on_first_use })
+                .map(|t| TangConfig {
+                    url: t.url.clone(),
+                    thumbprint: t.thumbprint.clone(),
+                    trust_on_first_use: t.trust_on_first_use,
+                })
                 .collect(),
             tpm2: l.tpm2.as_ref().map(|t| Tpm2Config {
                 pcrs: t.pcrs.clone(),
-                bank: if t.bank == "sha1" { PcrBank::Sha1 } else { PcrBank::Sha256 },
+                bank: if t.bank == "sha1" {
+                    PcrBank::Sha1
+                } else {
+                    PcrBank::Sha256
+                },
             }),
             threshold: l.threshold,
         }
@@ -103,7 +114,11 @@ pub fn bind_with(ctx: &Context, pin: &Pin, secret: &[u8]) -> Result<Binding, Bin
                 thumbprints_used.push(thp);
                 Ok(jwe)
             }
-            None => Ok(tpm2::encrypt(&ctx.tpm, pin.tpm2.as_ref().ok_or(BindError::NoPins)?, plaintext)?),
+            None => Ok(tpm2::encrypt(
+                &ctx.tpm,
+                pin.tpm2.as_ref().ok_or(BindError::NoPins)?,
+                plaintext,
+            )?),
         }
     };
     let jwe = if n == 1 {
@@ -111,10 +126,18 @@ pub fn bind_with(ctx: &Context, pin: &Pin, secret: &[u8]) -> Result<Binding, Bin
     } else {
         let t = pin.threshold.max(1) as usize;
         let split = sss::split(t, n)?;
-        let children = split.shares.iter().enumerate().map(|(i, share)| one(i, share)).collect::<Result<Vec<_>, _>>()?;
+        let children = split
+            .shares
+            .iter()
+            .enumerate()
+            .map(|(i, share)| one(i, share))
+            .collect::<Result<Vec<_>, _>>()?;
         sss::jwe(&split, t, &children, secret)?
     };
-    Ok(Binding { jwe, thumbprints_used })
+    Ok(Binding {
+        jwe,
+        thumbprints_used,
+    })
 }
 
 /// Recovers the secret of a clevis JWE, dispatching on `clevis.pin` as `clevis decrypt` does.
@@ -137,7 +160,12 @@ pub fn unbind_with(ctx: &Context, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, BindE
                 }
             }
             if shares.len() < t {
-                return Err(sss::SssError::NotEnough { got: shares.len(), t, failures: failures.join("; ") }.into());
+                return Err(sss::SssError::NotEnough {
+                    got: shares.len(),
+                    t,
+                    failures: failures.join("; "),
+                }
+                .into());
             }
             let key = sss::combine(&p, &shares)?;
             Ok(jwe.open(&key)?)

@@ -4,7 +4,7 @@
 
 use super::jose::{self, JoseError, Jwe};
 use num_bigint::BigUint;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 /// Why sharing or recovering failed.
@@ -15,7 +15,11 @@ pub enum SssError {
     #[error("the JWE is not a clevis sss JWE: {0}")]
     NotSssJwe(String),
     #[error("only {got} of the {t} required pins could be decrypted: {failures}")]
-    NotEnough { got: usize, t: usize, failures: String },
+    NotEnough {
+        got: usize,
+        t: usize,
+        failures: String,
+    },
     #[error("a child pin returned {0} bytes, not an x‖y point of 64 bytes")]
     BadShare(usize),
     #[error("no 256-bit safe prime found in the bounded search (the RNG is broken?)")]
@@ -51,9 +55,9 @@ fn random_below(p: &BigUint) -> Result<BigUint, SssError> {
 }
 
 const SMALL_PRIMES: [u32; 53] = [
-    3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113,
-    127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191, 193, 197, 199, 211, 223, 227, 229, 233, 239, 241,
-    251,
+    3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97,
+    101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191, 193,
+    197, 199, 211, 223, 227, 229, 233, 239, 241, 251,
 ];
 
 /// Miller-Rabin with `rounds` random bases.
@@ -120,7 +124,9 @@ pub fn split(t: usize, n: usize) -> Result<Split, SssError> {
         return Err(SssError::Threshold { t, n });
     }
     let p = safe_prime()?;
-    let coeffs = (0..t).map(|_| random_below(&p)).collect::<Result<Vec<_>, _>>()?;
+    let coeffs = (0..t)
+        .map(|_| random_below(&p))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut xs: Vec<BigUint> = Vec::new();
     let mut shares = Vec::new();
     while xs.len() < n {
@@ -130,24 +136,37 @@ pub fn split(t: usize, n: usize) -> Result<Split, SssError> {
             continue;
         }
         // Horner: y = e0 + x(e1 + x(e2 + …)).
-        let y = coeffs.iter().rev().fold(BigUint::ZERO, |acc, c| (acc * &x + c) % &p);
+        let y = coeffs
+            .iter()
+            .rev()
+            .fold(BigUint::ZERO, |acc, c| (acc * &x + c) % &p);
         let mut share = Zeroizing::new(Vec::with_capacity(2 * BYTES));
         share.extend_from_slice(&be32(&x)[..]);
         share.extend_from_slice(&be32(&y)[..]);
         shares.push(share);
         xs.push(x);
     }
-    Ok(Split { key: be32(&coeffs[0]), p, shares })
+    Ok(Split {
+        key: be32(&coeffs[0]),
+        p,
+        shares,
+    })
 }
 
 /// Recovers the key from `t` (or more; the first are used) distinct `x‖y` shares.
-pub fn combine(p: &BigUint, shares: &[Zeroizing<Vec<u8>>]) -> Result<Zeroizing<[u8; BYTES]>, SssError> {
+pub fn combine(
+    p: &BigUint,
+    shares: &[Zeroizing<Vec<u8>>],
+) -> Result<Zeroizing<[u8; BYTES]>, SssError> {
     let mut points = Vec::new();
     for s in shares {
         if s.len() != 2 * BYTES {
             return Err(SssError::BadShare(s.len()));
         }
-        points.push((BigUint::from_bytes_be(&s[..BYTES]) % p, BigUint::from_bytes_be(&s[BYTES..]) % p));
+        points.push((
+            BigUint::from_bytes_be(&s[..BYTES]) % p,
+            BigUint::from_bytes_be(&s[BYTES..]) % p,
+        ));
     }
     // f(0) = Σ y_i · Π_{j≠i} x_j / (x_j − x_i)   (mod p; inverses by Fermat, p is prime)
     let mut acc = BigUint::ZERO;
@@ -182,10 +201,16 @@ pub fn jwe(split: &Split, t: usize, children: &[Jwe], plaintext: &[u8]) -> Resul
 /// The threshold, prime and child JWEs of an sss JWE header.
 pub fn parse(hdr: &Value) -> Result<(usize, BigUint, Vec<Jwe>), SssError> {
     let sss = &hdr["clevis"]["sss"];
-    let t = sss["t"].as_u64().filter(|t| *t >= 1).ok_or_else(|| SssError::NotSssJwe("clevis.sss.t missing".into()))? as usize;
+    let t = sss["t"]
+        .as_u64()
+        .filter(|t| *t >= 1)
+        .ok_or_else(|| SssError::NotSssJwe("clevis.sss.t missing".into()))? as usize;
     let p = jose::unb64(sss["p"].as_str().unwrap_or(""), "clevis.sss.p")?;
     if p.len() != BYTES {
-        return Err(SssError::NotSssJwe(format!("clevis.sss.p is {} bytes, expected 32", p.len())));
+        return Err(SssError::NotSssJwe(format!(
+            "clevis.sss.p is {} bytes, expected 32",
+            p.len()
+        )));
     }
     let children = sss["jwe"]
         .as_array()
@@ -197,7 +222,10 @@ pub fn parse(hdr: &Value) -> Result<(usize, BigUint, Vec<Jwe>), SssError> {
         })
         .collect::<Result<Vec<_>, SssError>>()?;
     if t > children.len() {
-        return Err(SssError::Threshold { t, n: children.len() });
+        return Err(SssError::Threshold {
+            t,
+            n: children.len(),
+        });
     }
     Ok((t, BigUint::from_bytes_be(&p), children))
 }
@@ -212,7 +240,10 @@ mod tests {
         assert_eq!(p.bits(), 256);
         assert!(probably_prime(&p, 40).unwrap());
         assert!(probably_prime(&(&p >> 1), 40).unwrap());
-        assert!(!probably_prime(&BigUint::from(561u32), 20).unwrap(), "a Carmichael number is composite");
+        assert!(
+            !probably_prime(&BigUint::from(561u32), 20).unwrap(),
+            "a Carmichael number is composite"
+        );
     }
 
     #[test]
@@ -225,6 +256,9 @@ mod tests {
         assert_ne!(*combine(&s.p, &s.shares[..1]).unwrap(), *s.key);
         let one = split(1, 2).unwrap();
         assert_eq!(*combine(&one.p, &one.shares[1..]).unwrap(), *one.key);
-        assert!(matches!(split(3, 2), Err(SssError::Threshold { t: 3, n: 2 })));
+        assert!(matches!(
+            split(3, 2),
+            Err(SssError::Threshold { t: 3, n: 2 })
+        ));
     }
 }

@@ -2,7 +2,7 @@
 //! object templates clevis (tpm2-tools defaults) uses, byte for byte.
 
 use super::transport::Transport;
-use super::wire::{Command, Reader, RS_PW, ST_NO_SESSIONS, ST_SESSIONS, build};
+use super::wire::{build, Command, Reader, RS_PW, ST_NO_SESSIONS, ST_SESSIONS};
 use zeroize::Zeroizing;
 
 const CC_CREATE_PRIMARY: u32 = 0x131;
@@ -41,11 +41,23 @@ const USER_WITH_AUTH: u32 = 0x0000_0040;
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("talking to the TPM ({device}) during {command}: {source}")]
-    Io { device: String, command: &'static str, source: std::io::Error },
+    Io {
+        device: String,
+        command: &'static str,
+        source: std::io::Error,
+    },
     #[error("the TPM ({device}) refused {command}: {meaning} (TPM_RC 0x{rc:03X})")]
-    Refused { device: String, command: &'static str, rc: u32, meaning: &'static str },
+    Refused {
+        device: String,
+        command: &'static str,
+        rc: u32,
+        meaning: &'static str,
+    },
     #[error("the TPM's response to {command} is malformed: {source}")]
-    Malformed { command: &'static str, source: super::wire::Short },
+    Malformed {
+        command: &'static str,
+        source: super::wire::Short,
+    },
 }
 
 impl CommandError {
@@ -59,16 +71,28 @@ impl CommandError {
     }
 }
 
+const RC_RETRY: u32 = 0x922;
+const RC_YIELDED: u32 = 0x908;
+const RC_TESTING: u32 = 0x90A;
+/// Attempts of one command while the TPM answers "retry".
+const RETRIES: u32 = 20;
+
 /// TPM_RC_POLICY_FAIL: the policy session does not satisfy the object's policy.
 pub const RC_POLICY_FAIL: u32 = 0x80 | 0x1D;
 /// TPM_RC_INTEGRITY: the blob was not made under this parent (another TPM, or a cleared one).
 pub const RC_INTEGRITY: u32 = 0x80 | 0x1F;
 
 fn meaning(rc: u32) -> &'static str {
-    let base = if rc & 0x80 != 0 { 0x80 | (rc & 0x3F) } else { rc & 0xFFF };
+    let base = if rc & 0x80 != 0 {
+        0x80 | (rc & 0x3F)
+    } else {
+        rc & 0xFFF
+    };
     match base {
         RC_POLICY_FAIL => "policy check failed (PCR values differ from those sealed to)",
-        RC_INTEGRITY => "integrity check failed (the object was sealed by a different TPM or owner seed)",
+        RC_INTEGRITY => {
+            "integrity check failed (the object was sealed by a different TPM or owner seed)"
+        }
         0x0A2 | 0x08E => "authorization failure (does the owner hierarchy have a password?)",
         0x0A5 | 0x0A8 => "value or size out of range",
         0x100 => "TPM not initialized (TPM2_Startup missing)",
@@ -98,7 +122,7 @@ pub fn primary_template(key: PrimaryKey, name_alg: u16) -> Vec<u8> {
         c.u16(ALG_AES).u16(128).u16(ALG_CFB).u16(ALG_NULL); // symmetric, scheme
         match key {
             PrimaryKey::Ecc => c.u16(ECC_NIST_P256).u16(ALG_NULL).u16(0).u16(0), // curve, kdf, unique x/y
-            PrimaryKey::Rsa => c.u16(2048).u32(0).u16(0),                        // keyBits, exponent, unique
+            PrimaryKey::Rsa => c.u16(2048).u32(0).u16(0), // keyBits, exponent, unique
         };
     })
 }
@@ -106,8 +130,15 @@ pub fn primary_template(key: PrimaryKey, name_alg: u16) -> Vec<u8> {
 /// The sealed data object template: TPMT_PUBLIC of a keyedhash holding data.
 pub fn sealed_template(name_alg: u16, policy: Option<&[u8]>) -> Vec<u8> {
     build(|c| {
-        let attrs = if policy.is_some() { SEALED_ATTRS } else { SEALED_ATTRS | USER_WITH_AUTH };
-        c.u16(ALG_KEYEDHASH).u16(name_alg).u32(attrs).tpm2b(policy.unwrap_or(&[]));
+        let attrs = if policy.is_some() {
+            SEALED_ATTRS
+        } else {
+            SEALED_ATTRS | USER_WITH_AUTH
+        };
+        c.u16(ALG_KEYEDHASH)
+            .u16(name_alg)
+            .u32(attrs)
+            .tpm2b(policy.unwrap_or(&[]));
         c.u16(ALG_NULL).u16(0); // scheme NULL, unique empty
     })
 }
@@ -137,14 +168,36 @@ impl Tpm {
     /// Sends `cmd`, returns the response after the 10-byte header if TPM_RC_SUCCESS.
     fn execute(&mut self, command: &'static str, cmd: Vec<u8>) -> Result<Vec<u8>, CommandError> {
         let device = self.transport.describe();
-        let resp = self.transport.transact(&cmd).map_err(|source| CommandError::Io { device: device.clone(), command, source })?;
-        let mut r = Reader::new(&resp);
-        let hdr = (|| Ok::<_, super::wire::Short>((r.u16()?, r.u32()?, r.u32()?)))();
-        let (_, _, rc) = hdr.map_err(|source| CommandError::Malformed { command, source })?;
-        if rc != 0 {
-            return Err(CommandError::Refused { device, command, rc, meaning: meaning(rc) });
+        // TPM_RC_RETRY, _YIELDED, _TESTING: the TPM could not start the command yet; send
+        // it again (a few times, briefly apart), as tpm2-tss does.
+        for attempt in 1..=RETRIES {
+            let resp = self
+                .transport
+                .transact(&cmd)
+                .map_err(|source| CommandError::Io {
+                    device: device.clone(),
+                    command,
+                    source,
+                })?;
+            let mut r = Reader::new(&resp);
+            let hdr = (|| Ok::<_, super::wire::Short>((r.u16()?, r.u32()?, r.u32()?)))();
+            let (_, _, rc) = hdr.map_err(|source| CommandError::Malformed { command, source })?;
+            match rc {
+                0 => return Ok(resp[10..].to_vec()),
+                RC_RETRY | RC_YIELDED | RC_TESTING if attempt < RETRIES => {
+                    std::thread::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)));
+                }
+                _ => {
+                    return Err(CommandError::Refused {
+                        device,
+                        command,
+                        rc,
+                        meaning: meaning(rc),
+                    })
+                }
+            }
         }
-        Ok(resp[10..].to_vec())
+        unreachable!("the last attempt returns")
     }
 
     /// TPM2_CreatePrimary in the owner hierarchy; returns the transient handle.
@@ -156,11 +209,21 @@ impl Tpm {
         }));
         c.tpm2b(template).u16(0).u32(0); // outsideInfo, creationPCR
         let resp = self.execute("TPM2_CreatePrimary", c.finish())?;
-        Reader::new(&resp).u32().map_err(|source| CommandError::Malformed { command: "TPM2_CreatePrimary", source })
+        Reader::new(&resp)
+            .u32()
+            .map_err(|source| CommandError::Malformed {
+                command: "TPM2_CreatePrimary",
+                source,
+            })
     }
 
     /// TPM2_Create of a sealed data object; returns (TPM2B_PRIVATE, TPM2B_PUBLIC) with sizes.
-    pub fn create_sealed(&mut self, parent: u32, template: &[u8], data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CommandError> {
+    pub fn create_sealed(
+        &mut self,
+        parent: u32,
+        template: &[u8],
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), CommandError> {
         let mut c = Command::new(ST_SESSIONS, CC_CREATE);
         c.u32(parent).auth_session(RS_PW);
         let sensitive = Zeroizing::new(build(|s| {
@@ -174,23 +237,47 @@ impl Tpm {
             r.u32()?; // parameterSize
             Ok((r.tpm2b_with_size()?.to_vec(), r.tpm2b_with_size()?.to_vec()))
         };
-        parse().map_err(|source| CommandError::Malformed { command: "TPM2_Create", source })
+        parse().map_err(|source| CommandError::Malformed {
+            command: "TPM2_Create",
+            source,
+        })
     }
 
     /// TPM2_Load of a (private, public) pair under `parent`; returns the object handle.
-    pub fn load(&mut self, parent: u32, private: &[u8], public: &[u8]) -> Result<u32, CommandError> {
+    pub fn load(
+        &mut self,
+        parent: u32,
+        private: &[u8],
+        public: &[u8],
+    ) -> Result<u32, CommandError> {
         let mut c = Command::new(ST_SESSIONS, CC_LOAD);
         c.u32(parent).auth_session(RS_PW).raw(private).raw(public);
         let resp = self.execute("TPM2_Load", c.finish())?;
-        Reader::new(&resp).u32().map_err(|source| CommandError::Malformed { command: "TPM2_Load", source })
+        Reader::new(&resp)
+            .u32()
+            .map_err(|source| CommandError::Malformed {
+                command: "TPM2_Load",
+                source,
+            })
     }
 
     /// TPM2_StartAuthSession: an unbound, unsalted policy session hashing with `hash`.
     pub fn start_policy_session(&mut self, hash: u16, nonce: &[u8]) -> Result<u32, CommandError> {
         let mut c = Command::new(ST_NO_SESSIONS, CC_START_AUTH_SESSION);
-        c.u32(RH_NULL).u32(RH_NULL).tpm2b(nonce).u16(0).u8(0x01).u16(ALG_NULL).u16(hash);
+        c.u32(RH_NULL)
+            .u32(RH_NULL)
+            .tpm2b(nonce)
+            .u16(0)
+            .u8(0x01)
+            .u16(ALG_NULL)
+            .u16(hash);
         let resp = self.execute("TPM2_StartAuthSession", c.finish())?;
-        Reader::new(&resp).u32().map_err(|source| CommandError::Malformed { command: "TPM2_StartAuthSession", source })
+        Reader::new(&resp)
+            .u32()
+            .map_err(|source| CommandError::Malformed {
+                command: "TPM2_StartAuthSession",
+                source,
+            })
     }
 
     /// TPM2_PolicyPCR with the PCRs' current values (empty pcrDigest).
@@ -210,7 +297,10 @@ impl Tpm {
             r.u32()?;
             Ok(Zeroizing::new(r.tpm2b()?.to_vec()))
         };
-        parse(&mut r).map_err(|source| CommandError::Malformed { command: "TPM2_Unseal", source })
+        parse(&mut r).map_err(|source| CommandError::Malformed {
+            command: "TPM2_Unseal",
+            source,
+        })
     }
 
     /// TPM2_PCR_Read of `pcrs` in `bank`, ascending; several reads if the TPM returns a part.
@@ -220,7 +310,11 @@ impl Tpm {
         let mut values: Vec<(u8, Vec<u8>)> = Vec::new();
         // A TPM returns at most 8 digests per read: 24 PCRs need at most 3 rounds.
         for _ in 0..24 {
-            let left: Vec<u8> = wanted.iter().copied().filter(|p| !values.iter().any(|(q, _)| q == p)).collect();
+            let left: Vec<u8> = wanted
+                .iter()
+                .copied()
+                .filter(|p| !values.iter().any(|(q, _)| q == p))
+                .collect();
             if left.is_empty() {
                 break;
             }
@@ -236,7 +330,9 @@ impl Tpm {
                     let n = r.u8()? as usize;
                     let map = r.bytes(n)?;
                     for (i, byte) in map.iter().enumerate() {
-                        (0..8).filter(|b| byte & (1 << b) != 0).for_each(|b| got.push((i * 8 + b) as u8));
+                        (0..8)
+                            .filter(|b| byte & (1 << b) != 0)
+                            .for_each(|b| got.push((i * 8 + b) as u8));
                     }
                 }
                 let count = r.u32()? as usize;
@@ -246,7 +342,10 @@ impl Tpm {
                 }
                 Ok(out)
             };
-            let got = parse().map_err(|source| CommandError::Malformed { command: "TPM2_PCR_Read", source })?;
+            let got = parse().map_err(|source| CommandError::Malformed {
+                command: "TPM2_PCR_Read",
+                source,
+            })?;
             if got.is_empty() {
                 return Err(CommandError::Refused {
                     device: self.transport.describe(),
@@ -275,14 +374,23 @@ mod tests {
 
     #[test]
     fn ecc_primary_template_is_the_documented_26_bytes() {
-        let want = "0023000b000300720000000600800043001000030010" .to_string() + "00000000";
-        assert_eq!(hex::encode(primary_template(PrimaryKey::Ecc, ALG_SHA256)), want);
+        let want = "0023000b000300720000000600800043001000030010".to_string() + "00000000";
+        assert_eq!(
+            hex::encode(primary_template(PrimaryKey::Ecc, ALG_SHA256)),
+            want
+        );
     }
 
     #[test]
     fn pcr7_selection_uses_three_bitmap_bytes() {
-        assert_eq!(hex::encode(pcr_selection(ALG_SHA256, &[7])), "00000001000b03800000");
-        assert_eq!(hex::encode(pcr_selection(ALG_SHA1, &[0, 23])), "00000001000403010080");
+        assert_eq!(
+            hex::encode(pcr_selection(ALG_SHA256, &[7])),
+            "00000001000b03800000"
+        );
+        assert_eq!(
+            hex::encode(pcr_selection(ALG_SHA1, &[0, 23])),
+            "00000001000403010080"
+        );
     }
 
     #[test]

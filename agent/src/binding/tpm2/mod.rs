@@ -7,8 +7,8 @@ pub mod transport;
 pub mod wire;
 
 use super::jose::{self, JoseError, Jwe};
-use commands::{ALG_SHA1, ALG_SHA256, CommandError, PrimaryKey, Tpm};
-use serde_json::{Value, json};
+use commands::{CommandError, PrimaryKey, Tpm, ALG_SHA1, ALG_SHA256};
+use serde_json::{json, Value};
 use sha2::Digest;
 pub use transport::{NoTpm, TpmLocation, Transport};
 use zeroize::Zeroizing;
@@ -29,14 +29,22 @@ pub enum Tpm2Error {
     #[error("the JWE is not a clevis tpm2 JWE: {0}")]
     NotTpm2Jwe(String),
     #[error("unsupported {what} {value:?} (supported: {supported})")]
-    Unsupported { what: &'static str, value: String, supported: &'static str },
+    Unsupported {
+        what: &'static str,
+        value: String,
+        supported: &'static str,
+    },
     #[error(transparent)]
     Jose(#[from] JoseError),
 }
 
 impl From<CommandError> for Tpm2Error {
     fn from(e: CommandError) -> Self {
-        if e.base_rc() == Some(commands::RC_INTEGRITY) { Tpm2Error::WrongTpm(e) } else { Tpm2Error::Command(e) }
+        if e.base_rc() == Some(commands::RC_INTEGRITY) {
+            Tpm2Error::WrongTpm(e)
+        } else {
+            Tpm2Error::Command(e)
+        }
     }
 }
 
@@ -66,7 +74,11 @@ impl PcrBank {
         match s {
             "sha256" => Ok(PcrBank::Sha256),
             "sha1" => Ok(PcrBank::Sha1),
-            _ => Err(Tpm2Error::Unsupported { what: "PCR bank", value: s.into(), supported: "sha256, sha1" }),
+            _ => Err(Tpm2Error::Unsupported {
+                what: "PCR bank",
+                value: s.into(),
+                supported: "sha256, sha1",
+            }),
         }
     }
 }
@@ -99,7 +111,11 @@ pub fn pcr_policy_digest(selection: &[u8], values: &[Vec<u8>]) -> [u8; 32] {
 }
 
 /// Runs `f` with a clevis primary key, flushing it afterwards whatever happens.
-fn with_primary<T>(tpm: &mut Tpm, key: PrimaryKey, f: impl FnOnce(&mut Tpm, u32) -> Result<T, Tpm2Error>) -> Result<T, Tpm2Error> {
+fn with_primary<T>(
+    tpm: &mut Tpm,
+    key: PrimaryKey,
+    f: impl FnOnce(&mut Tpm, u32) -> Result<T, Tpm2Error>,
+) -> Result<T, Tpm2Error> {
     let primary = tpm.create_primary(&commands::primary_template(key, ALG_SHA256))?;
     let out = f(tpm, primary);
     tpm.flush(primary);
@@ -136,14 +152,27 @@ pub fn encrypt(loc: &TpmLocation, cfg: &Tpm2Config, plaintext: &[u8]) -> Result<
 pub fn decrypt(loc: &TpmLocation, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, Tpm2Error> {
     let hdr = jwe.header()?;
     let t = &hdr["clevis"]["tpm2"];
-    let field = |k: &str| t[k].as_str().ok_or_else(|| Tpm2Error::NotTpm2Jwe(format!("clevis.tpm2.{k} missing")));
+    let field = |k: &str| {
+        t[k].as_str()
+            .ok_or_else(|| Tpm2Error::NotTpm2Jwe(format!("clevis.tpm2.{k} missing")))
+    };
     if field("hash")? != "sha256" {
-        return Err(Tpm2Error::Unsupported { what: "clevis.tpm2.hash", value: field("hash")?.into(), supported: "sha256" });
+        return Err(Tpm2Error::Unsupported {
+            what: "clevis.tpm2.hash",
+            value: field("hash")?.into(),
+            supported: "sha256",
+        });
     }
     let key = match field("key")? {
         "ecc" => PrimaryKey::Ecc,
         "rsa" => PrimaryKey::Rsa,
-        other => return Err(Tpm2Error::Unsupported { what: "clevis.tpm2.key", value: other.into(), supported: "ecc, rsa" }),
+        other => {
+            return Err(Tpm2Error::Unsupported {
+                what: "clevis.tpm2.key",
+                value: other.into(),
+                supported: "ecc, rsa",
+            })
+        }
     };
     let public = jose::unb64(field("jwk_pub")?, "clevis.tpm2.jwk_pub")?;
     let private = jose::unb64(field("jwk_priv")?, "clevis.tpm2.jwk_priv")?;
@@ -154,10 +183,20 @@ pub fn decrypt(loc: &TpmLocation, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, Tpm2E
             .split(',')
             .map(|p| p.trim().parse::<u8>().ok().filter(|n| *n < 24))
             .collect::<Option<Vec<u8>>>()
-            .ok_or_else(|| Tpm2Error::NotTpm2Jwe(format!("clevis.tpm2.pcr_ids {s:?} is not a PCR list")))?,
-        other => return Err(Tpm2Error::NotTpm2Jwe(format!("clevis.tpm2.pcr_ids is {other}, expected a string"))),
+            .ok_or_else(|| {
+                Tpm2Error::NotTpm2Jwe(format!("clevis.tpm2.pcr_ids {s:?} is not a PCR list"))
+            })?,
+        other => {
+            return Err(Tpm2Error::NotTpm2Jwe(format!(
+                "clevis.tpm2.pcr_ids is {other}, expected a string"
+            )))
+        }
     };
-    let bank = if pcrs.is_empty() { PcrBank::Sha256 } else { PcrBank::parse(field("pcr_bank")?)? };
+    let bank = if pcrs.is_empty() {
+        PcrBank::Sha256
+    } else {
+        PcrBank::parse(field("pcr_bank")?)?
+    };
 
     let mut tpm = Tpm::new(transport::open(loc)?);
     let jwk = with_primary(&mut tpm, key, |tpm, primary| {
@@ -170,17 +209,27 @@ pub fn decrypt(loc: &TpmLocation, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, Tpm2E
     Ok(jwe.open(&cek)?)
 }
 
-fn unseal_item(tpm: &mut Tpm, item: u32, bank: PcrBank, pcrs: &[u8]) -> Result<Zeroizing<Vec<u8>>, Tpm2Error> {
+fn unseal_item(
+    tpm: &mut Tpm,
+    item: u32,
+    bank: PcrBank,
+    pcrs: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, Tpm2Error> {
     if pcrs.is_empty() {
         return Ok(tpm.unseal(item, wire::RS_PW)?);
     }
     let mut nonce = [0u8; 32];
     jose::random_bytes(&mut nonce)?;
     let session = tpm.start_policy_session(ALG_SHA256, &nonce)?;
-    let out = tpm.policy_pcr(session, &commands::pcr_selection(bank.alg(), pcrs)).and_then(|()| tpm.unseal(item, session));
+    let out = tpm
+        .policy_pcr(session, &commands::pcr_selection(bank.alg(), pcrs))
+        .and_then(|()| tpm.unseal(item, session));
     tpm.flush(session);
     out.map_err(|e| match e.base_rc() {
-        Some(commands::RC_POLICY_FAIL) => Tpm2Error::PolicyMismatch { bank: bank.name().into(), pcrs: pcr_ids(pcrs) },
+        Some(commands::RC_POLICY_FAIL) => Tpm2Error::PolicyMismatch {
+            bank: bank.name().into(),
+            pcrs: pcr_ids(pcrs),
+        },
         _ => e.into(),
     })
 }
@@ -205,7 +254,10 @@ mod tests {
         buf.extend_from_slice(&[0, 0, 1, 0x7F]);
         buf.extend_from_slice(&hex::decode("00000001000b03800000").unwrap());
         buf.extend_from_slice(&inner);
-        assert_eq!(pcr_policy_digest(&sel, &values), <[u8; 32]>::from(sha2::Sha256::digest(&buf)));
+        assert_eq!(
+            pcr_policy_digest(&sel, &values),
+            <[u8; 32]>::from(sha2::Sha256::digest(&buf))
+        );
     }
 
     #[test]

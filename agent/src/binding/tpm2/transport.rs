@@ -29,7 +29,9 @@ pub enum TpmLocation {
 
 /// Why no TPM could be reached.
 #[derive(Debug, thiserror::Error)]
-#[error("no TPM at {tried}: {reason}; check that the machine has a TPM 2.0 enabled in the firmware")]
+#[error(
+    "no TPM at {tried}: {reason}; check that the machine has a TPM 2.0 enabled in the firmware"
+)]
 pub struct NoTpm {
     pub tried: String,
     pub reason: String,
@@ -47,14 +49,23 @@ pub fn open(loc: &TpmLocation) -> Result<Box<dyn Transport>, NoTpm> {
                     Err(e) => reasons.push(format!("{}: {e}", path.display())),
                 }
             }
-            Err(NoTpm { tried: "/dev/tpmrm0, /dev/tpm0".into(), reason: reasons.join("; ") })
+            Err(NoTpm {
+                tried: "/dev/tpmrm0, /dev/tpm0".into(),
+                reason: reasons.join("; "),
+            })
         }
         TpmLocation::Device(path) => Device::open(path.clone())
             .map(|d| Box::new(d) as Box<dyn Transport>)
-            .map_err(|e| NoTpm { tried: path.display().to_string(), reason: e.to_string() }),
+            .map_err(|e| NoTpm {
+                tried: path.display().to_string(),
+                reason: e.to_string(),
+            }),
         TpmLocation::Tcp(addr) => Tcp::connect(*addr)
             .map(|t| Box::new(t) as Box<dyn Transport>)
-            .map_err(|e| NoTpm { tried: format!("tcp {addr}"), reason: e.to_string() }),
+            .map_err(|e| NoTpm {
+                tried: format!("tcp {addr}"),
+                reason: e.to_string(),
+            }),
     }
 }
 
@@ -110,7 +121,10 @@ impl Transport for Tcp {
         self.stream.read_exact(&mut resp)?;
         let size = u32::from_be_bytes([resp[2], resp[3], resp[4], resp[5]]) as usize;
         if !(10..=65536).contains(&size) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("TPM response size {size}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("TPM response size {size}"),
+            ));
         }
         resp.resize(size, 0);
         self.stream.read_exact(&mut resp[10..])?;

@@ -16,7 +16,9 @@ pub struct Command {
 impl Command {
     /// Starts a command: tag, size (patched in [`Command::finish`]), command code.
     pub fn new(tag: u16, cc: u32) -> Command {
-        let mut c = Command { buf: Vec::with_capacity(256) };
+        let mut c = Command {
+            buf: Vec::with_capacity(256),
+        };
         c.u16(tag).u32(0).u32(cc);
         c
     }
@@ -85,7 +87,11 @@ impl<'a> Reader<'a> {
     }
     /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], Short> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len()).ok_or(Short { at: self.pos })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or(Short { at: self.pos })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -128,7 +134,10 @@ mod tests {
         let bytes = c.finish();
         assert_eq!(bytes, [0x80, 0x01, 0, 0, 0, 12, 0, 0, 1, 0x7B, 0, 8]);
         let mut r = Reader::new(&[0, 3, 1, 2]);
-        assert!(r.tpm2b().is_err(), "a TPM2B claiming more bytes than present is an error");
+        assert!(
+            r.tpm2b().is_err(),
+            "a TPM2B claiming more bytes than present is an error"
+        );
         let mut r = Reader::new(&[0, 2, 1, 2, 9]);
         assert_eq!(r.tpm2b_with_size().unwrap(), &[0, 2, 1, 2]);
         assert_eq!(r.u8().unwrap(), 9);
