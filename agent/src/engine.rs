@@ -79,18 +79,15 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
     // Refuse a plan this agent cannot finish before touching any disk.
     if let Some(step) = plan.steps.iter().find(|s| !steps::supported(s)) {
         let name = step.name();
-        let msg =
-            format!("step {name} is not supported by this agent version; nothing was changed");
+        let msg = format!("step {name} is not supported by this agent version; nothing was changed");
         log::info(&msg);
-        ctx.reporter
-            .step(&name, StepState::Failed, None, Some(&msg), None);
+        ctx.reporter.step(&name, StepState::Failed, None, Some(&msg), None);
         failure = Some((name, msg));
     }
     for step in plan.steps.iter().take_while(|_| failure.is_none()) {
         let name = step.name();
         log::info(&format!("step {name}: started"));
-        ctx.reporter
-            .step(&name, StepState::Started, None, None, None);
+        ctx.reporter.step(&name, StepState::Started, None, None, None);
         let started = timestamp(SystemTime::now());
         let s0 = Instant::now();
         // Record the undo before running: a step that fails half-way has touched the disk.
@@ -104,13 +101,7 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
         match res {
             Ok(output) => {
                 log::info(&format!("step {name}: succeeded in {}", secs(dur)));
-                ctx.reporter.step(
-                    &name,
-                    StepState::Succeeded,
-                    Some(dur),
-                    None,
-                    Some(output.clone()),
-                );
+                ctx.reporter.step(&name, StepState::Succeeded, Some(dur), None, Some(output.clone()));
                 records.push(StepRecord {
                     step: name,
                     state: StepState::Succeeded,
@@ -123,8 +114,7 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
             Err(e) => {
                 let msg = e.to_string();
                 log::info(&format!("step {name}: FAILED after {}: {msg}", secs(dur)));
-                ctx.reporter
-                    .step(&name, StepState::Failed, Some(dur), Some(&msg), None);
+                ctx.reporter.step(&name, StepState::Failed, Some(dur), Some(&msg), None);
                 records.push(StepRecord {
                     step: name.clone(),
                     state: StepState::Failed,
@@ -148,11 +138,7 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
     }
     let (failed_step, error) = failure.map_or((None, None), |(s, e)| (Some(s), Some(e)));
     Outcome {
-        result: if failed_step.is_some() {
-            RunResult::Failure
-        } else {
-            RunResult::Success
-        },
+        result: if failed_step.is_some() { RunResult::Failure } else { RunResult::Success },
         steps: records,
         failed_step,
         error,

@@ -8,15 +8,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("reading CA bundle {path}: {source}")]
-    ReadCa {
-        path: String,
-        source: std::io::Error,
-    },
+    ReadCa { path: String, source: std::io::Error },
     #[error("CA bundle {path} holds no usable PEM certificate: {source}")]
-    BadCa {
-        path: String,
-        source: reqwest::Error,
-    },
+    BadCa { path: String, source: reqwest::Error },
     #[error("building the HTTP client: {0}")]
     Build(#[from] reqwest::Error),
 }
@@ -38,14 +32,10 @@ pub struct ClientOptions<'a> {
 pub fn client(opts: &ClientOptions) -> Result<reqwest::blocking::Client, ClientError> {
     let certs = match opts.ca_bundle {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
-                path: path.display().to_string(),
-                source,
-            })?;
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::BadCa {
-                path: path.display().to_string(),
-                source,
-            })?
+            let pem = std::fs::read(path)
+                .map_err(|source| ClientError::ReadCa { path: path.display().to_string(), source })?;
+            reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|source| ClientError::BadCa { path: path.display().to_string(), source })?
         }
         None => webpki_root_certs::TLS_SERVER_ROOT_CERTS
             .iter()

@@ -6,9 +6,7 @@ mod cli;
 fn main() {
     if imprint::boot::is_pid1() {
         // Never returns: failures end on the console and in a report, never in a panic.
-        imprint::boot::pid1_main(|c| {
-            imprint::boot::run_ramdisk(c, &|text, source| cli::ramdisk_apply(text, source, c))
-        });
+        imprint::boot::pid1_main(|c| imprint::boot::run_ramdisk(c, &|text, source| cli::ramdisk_apply(text, source, c)));
     }
     std::process::exit(cli::main());
 }

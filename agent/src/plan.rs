@@ -59,12 +59,7 @@ pub enum Step {
         policy: WipePolicy,
     },
     /// Write a new GPT.
-    Partition {
-        disk: String,
-        path: PathBuf,
-        logical_sector: u64,
-        partitions: Vec<PartitionPlan>,
-    },
+    Partition { disk: String, path: PathBuf, logical_sector: u64, partitions: Vec<PartitionPlan> },
     /// Stream, decompress, verify and write an image.
     WriteImage(ImagePlan),
     /// Write the cloud-init configdrive.
@@ -136,9 +131,7 @@ pub enum DigestAlgorithm {
 }
 
 /// How the image's bytes are laid down.
-#[derive(
-    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageFormat {
     /// A whole-disk image (partition table included).
@@ -165,9 +158,7 @@ pub struct ImagePlan {
 }
 
 /// Configdrive flavours.
-#[derive(
-    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConfigdriveFormat {
     /// cloud-init NoCloud: label `cidata`.
@@ -207,9 +198,7 @@ pub struct ReportPlan {
 }
 
 /// What happens after the final report (`run` only; `apply` never reboots).
-#[derive(
-    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Finish {
     #[default]

@@ -38,29 +38,18 @@ pub struct Retry {
 
 impl Retry {
     /// Step events: a few quick tries.
-    pub const EVENT: Retry = Retry {
-        first_delay: Duration::from_millis(250),
-        max_delay: Duration::from_secs(4),
-        budget: Duration::from_secs(15),
-    };
+    pub const EVENT: Retry =
+        Retry { first_delay: Duration::from_millis(250), max_delay: Duration::from_secs(4), budget: Duration::from_secs(15) };
     /// The final report: longer, still bounded so the finish action happens.
-    pub const FINAL: Retry = Retry {
-        first_delay: Duration::from_millis(500),
-        max_delay: Duration::from_secs(10),
-        budget: Duration::from_secs(90),
-    };
+    pub const FINAL: Retry =
+        Retry { first_delay: Duration::from_millis(500), max_delay: Duration::from_secs(10), budget: Duration::from_secs(90) };
 }
 
 /// Why a report could not be delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("report to {url} not delivered after {attempts} attempts in {secs} s: {last}")]
-    Undelivered {
-        url: String,
-        attempts: u32,
-        secs: u64,
-        last: String,
-    },
+    Undelivered { url: String, attempts: u32, secs: u64, last: String },
     #[error("building the report client: {0}")]
     Client(#[from] crate::http::ClientError),
 }
@@ -113,11 +102,7 @@ pub fn timestamp(t: SystemTime) -> String {
 
 impl Reporter {
     /// A reporter for `host`; `plan` is the document's `report` section.
-    pub fn new(
-        host: &str,
-        plan: Option<&ReportPlan>,
-        ca_bundle: Option<&std::path::Path>,
-    ) -> Result<Self, ReportError> {
+    pub fn new(host: &str, plan: Option<&ReportPlan>, ca_bundle: Option<&std::path::Path>) -> Result<Self, ReportError> {
         Self::with_retry(host, plan, ca_bundle, Retry::EVENT, Retry::FINAL)
     }
 
@@ -144,11 +129,7 @@ impl Reporter {
                 connect_timeout: Some(Duration::from_secs(5)),
                 read_timeout: Some(Duration::from_secs(10)),
             })?;
-            let target = Arc::new(Target {
-                url: p.url.clone(),
-                token: p.token.clone(),
-                client,
-            });
+            let target = Arc::new(Target { url: p.url.clone(), token: p.token.clone(), client });
             let (tx, rx) = sync_channel::<Msg>(64);
             let t = Arc::clone(&target);
             let worker = std::thread::Builder::new()
@@ -174,14 +155,7 @@ impl Reporter {
     }
 
     /// A step started, succeeded or failed.
-    pub fn step(
-        &self,
-        step: &str,
-        state: StepState,
-        duration: Option<Duration>,
-        error: Option<&str>,
-        details: Option<Value>,
-    ) {
+    pub fn step(&self, step: &str, state: StepState, duration: Option<Duration>, error: Option<&str>, details: Option<Value>) {
         let mut body = json!({ "step": step, "state": state });
         if let Some(d) = duration {
             body["duration_ms"] = json!(d.as_millis() as u64);
@@ -222,9 +196,7 @@ impl Reporter {
     /// `body` carries `result`, `steps` and the rest; the envelope is added here.
     pub fn finish(&self, body: Value) -> Result<(), ReportError> {
         let ev = self.envelope("final", body);
-        let Some(target) = &self.target else {
-            return Ok(());
-        };
+        let Some(target) = &self.target else { return Ok(()) };
         if let Some(tx) = &self.tx {
             let (done_tx, done_rx) = sync_channel(1);
             if tx.send(Msg::Flush(done_tx)).is_ok() {
@@ -251,14 +223,7 @@ fn drain(target: Arc<Target>, rx: Receiver<Msg>, retry: Retry) {
     for msg in rx {
         match msg {
             Msg::Event(ev) => {
-                let policy = if healthy {
-                    retry
-                } else {
-                    Retry {
-                        budget: Duration::ZERO,
-                        ..retry
-                    }
-                };
+                let policy = if healthy { retry } else { Retry { budget: Duration::ZERO, ..retry } };
                 match post(&target, &ev, policy) {
                     Ok(()) => healthy = true,
                     Err(e) => {
@@ -328,30 +293,14 @@ mod tests {
     #[test]
     fn undeliverable_final_report_gives_up_within_budget() {
         // A port nothing listens on: connection refused on every attempt.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let plan = ReportPlan {
-            url: format!("http://127.0.0.1:{port}/r"),
-            token: Some(Secret::new("tok-xyz")),
-            heartbeat_secs: 10,
-        };
-        let fast = Retry {
-            first_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(40),
-            budget: Duration::from_millis(300),
-        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let plan = ReportPlan { url: format!("http://127.0.0.1:{port}/r"), token: Some(Secret::new("tok-xyz")), heartbeat_secs: 10 };
+        let fast = Retry { first_delay: Duration::from_millis(10), max_delay: Duration::from_millis(40), budget: Duration::from_millis(300) };
         let r = Reporter::with_retry("h", Some(&plan), None, fast, fast).unwrap();
         let t0 = Instant::now();
         r.step("wipe:a", StepState::Started, None, None, None);
         let err = r.finish(json!({"result": "failure"})).unwrap_err();
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "took {:?}",
-            t0.elapsed()
-        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
         let msg = err.to_string();
         assert!(msg.contains("/r") && !msg.contains("tok-xyz"), "{msg}");
     }

@@ -90,25 +90,12 @@ fn binary_is_static_and_runs_in_an_empty_chroot() {
     std::fs::copy(&bin, root.path().join("imprint")).unwrap();
     std::fs::write(root.path().join("doc.yaml"), WEB_DOC).unwrap();
     let chroot = |args: &[&str]| {
-        Command::new("/usr/sbin/chroot")
-            .arg(root.path())
-            .arg("/imprint")
-            .args(args)
-            .env_clear()
-            .output()
-            .unwrap()
+        Command::new("/usr/sbin/chroot").arg(root.path()).arg("/imprint").args(args).env_clear().output().unwrap()
     };
     let v = chroot(&["--version"]);
-    assert!(
-        v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("imprint "),
-        "{v:?}"
-    );
+    assert!(v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("imprint "), "{v:?}");
     let val = chroot(&["validate", "/doc.yaml"]);
-    assert!(
-        val.status.success(),
-        "validate in an empty chroot: {}",
-        String::from_utf8_lossy(&val.stderr)
-    );
+    assert!(val.status.success(), "validate in an empty chroot: {}", String::from_utf8_lossy(&val.stderr));
 }
 
 #[test]
@@ -131,32 +118,16 @@ fn plan_expands_the_seed_document_against_a_reported_inventory() {
     ]);
     let inv_path = dir.path().join("inv.json");
     std::fs::write(&inv_path, inv.to_string()).unwrap();
-    let (code, out, err) = imprint(
-        &["plan", "--json", "--inventory", inv_path.to_str().unwrap()],
-        Some(&seed_doc()),
-    );
+    let (code, out, err) = imprint(&["plan", "--json", "--inventory", inv_path.to_str().unwrap()], Some(&seed_doc()));
     assert_eq!(code, 0, "{err}");
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(
-        !out.contains("another-token"),
-        "the token is redacted in the plan"
-    );
+    assert!(!out.contains("another-token"), "the token is redacted in the plan");
     let text = out.to_string();
-    for want in [
-        "/dev/vda",
-        "/dev/vdb",
-        "/var/log/audit",
-        "nodev",
-        "1.0",
-        "1.2",
-    ] {
+    for want in ["/dev/vda", "/dev/vdb", "/var/log/audit", "nodev", "1.0", "1.2"] {
         assert!(text.contains(want), "plan lacks {want}");
     }
     assert!(plan["steps"].as_array().unwrap().len() > 5);
-    let (code, human, err) = imprint(
-        &["plan", "--inventory", inv_path.to_str().unwrap()],
-        Some(&seed_doc()),
-    );
+    let (code, human, err) = imprint(&["plan", "--inventory", inv_path.to_str().unwrap()], Some(&seed_doc()));
     assert_eq!(code, 0, "{err}");
     assert!(human.contains("/dev/vda") && !human.contains("another-token"));
 }
@@ -167,10 +138,7 @@ fn typo_in_a_document_names_its_path() {
     let (code, _, err) = imprint(&["validate"], Some(&typo));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("image") && err.contains("formt"), "{err}");
-    let bad_url = WEB_DOC.replace(
-        "url: http://10.0.2.2:8080/images/web.raw.zst",
-        "url: htp:/nowhere",
-    );
+    let bad_url = WEB_DOC.replace("url: http://10.0.2.2:8080/images/web.raw.zst", "url: htp:/nowhere");
     let (code, _, err) = imprint(&["plan"], Some(&bad_url));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("image.url"), "{err}");
@@ -186,16 +154,7 @@ fn schema_is_json_and_strict() {
     assert_eq!(code, 0);
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     let text = s.to_string();
-    for key in [
-        "host",
-        "disks",
-        "storage",
-        "image",
-        "configdrive",
-        "boot",
-        "report",
-        "finish",
-    ] {
+    for key in ["host", "disks", "storage", "image", "configdrive", "boot", "report", "finish"] {
         assert!(text.contains(&format!("\"{key}\"")), "schema lacks {key}");
     }
     assert!(text.contains("\"additionalProperties\":false"));

@@ -16,13 +16,7 @@ fn the_deployed_debian_image_boots_and_cloud_init_runs_the_user_data() {
     let out = repo_root().join("out");
     let server = Server::start();
     server.serve_file("/images/debian-12.raw.zst", &img.path);
-    let port = server
-        .url("/")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_string();
     let base = format!("http://10.0.2.2:{port}");
     let doc = format!(
         r#"version: 1
@@ -51,17 +45,13 @@ finish: reboot
         .boot(Boot::Direct {
             kernel: out.join("vmlinuz"),
             initrd: out.join("initramfs.img"),
-            append: format!(
-                "console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"
-            ),
+            append: format!("console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"),
         })
         .disk(Disk::virtio(4 << 30, "SN-DEB-0001"))
         .memory_mib(512)
         .start()
         .unwrap();
-    agent
-        .wait_for_serial("provisioning succeeded", Duration::from_secs(600))
-        .unwrap();
+    agent.wait_for_serial("provisioning succeeded", Duration::from_secs(600)).unwrap();
     let provision_secs = agent.elapsed().as_secs_f64();
     agent.wait_exit(Duration::from_secs(60)).unwrap();
     let fin: Value = server
@@ -83,9 +73,7 @@ finish: reboot
         .no_network()
         .start()
         .unwrap();
-    booted
-        .wait_for_serial("imprint-42-ok", Duration::from_secs(420))
-        .unwrap();
+    booted.wait_for_serial("imprint-42-ok", Duration::from_secs(420)).unwrap();
     eprintln!(
         "provisioned in {provision_secs:.1} s; the deployed OS ran the user-data after {:.1} s",
         booted.elapsed().as_secs_f64()

@@ -17,18 +17,8 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(420);
 
 fn out_dir() -> PathBuf {
     let out = repo_root().join("out");
-    for f in [
-        "vmlinuz",
-        "initramfs.img",
-        "boot.ipxe",
-        "imprint.iso",
-        "imprint",
-    ] {
-        assert!(
-            out.join(f).exists(),
-            "{} is missing: run `make` first",
-            out.join(f).display()
-        );
+    for f in ["vmlinuz", "initramfs.img", "boot.ipxe", "imprint.iso", "imprint"] {
+        assert!(out.join(f).exists(), "{} is missing: run `make` first", out.join(f).display());
     }
     out
 }
@@ -43,13 +33,7 @@ fn serve(server: &Server, host: &str) -> (String, String) {
     let data = image().zstd();
     let sha = sha256_hex(&data);
     server.serve_bytes("/images/web.raw.zst", data);
-    let port = server
-        .url("/")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_string();
     let base = format!("http://10.0.2.2:{port}");
     let doc = format!(
         r#"version: 1
@@ -78,10 +62,7 @@ finish: reboot
 
 /// Two disks: the smaller (4 GiB) is the one `smallest: true, min_size: 4GiB` must pick.
 fn disks() -> [Disk; 2] {
-    [
-        Disk::virtio(6 << 30, "SN-BIG-0001"),
-        Disk::virtio(4 << 30, "SN-SMALL-0002"),
-    ]
+    [Disk::virtio(6 << 30, "SN-BIG-0001"), Disk::virtio(4 << 30, "SN-SMALL-0002")]
 }
 
 fn customized_iso(dir: &Path, doc: &str) -> PathBuf {
@@ -106,35 +87,22 @@ fn customized_iso(dir: &Path, doc: &str) -> PathBuf {
 /// Waits for the run to end (finish: reboot ends QEMU under -no-reboot), then checks
 /// the reports and the disks.
 fn provisioned(mut vm: Vm, server: &Server, host: &str, what: &str) {
-    vm.wait_for_serial("provisioning succeeded", RUN_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    vm.wait_for_serial("provisioning succeeded", RUN_TIMEOUT).unwrap_or_else(|e| panic!("{what}: {e}"));
     let took = vm.elapsed();
-    vm.wait_exit(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{what}: the finish action (reboot) did not happen: {e}"));
+    vm.wait_exit(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{what}: the finish action (reboot) did not happen: {e}"));
     let log = vm.serial_log();
     assert!(!log.contains("Kernel panic"), "{what}: {log}");
-    assert!(
-        !log.contains("vm-token"),
-        "{what}: the report token reached the console"
-    );
-    eprintln!(
-        "{what}: provisioned in {:.1} s from QEMU start",
-        took.as_secs_f64()
-    );
+    assert!(!log.contains("vm-token"), "{what}: the report token reached the console");
+    eprintln!("{what}: provisioned in {:.1} s from QEMU start", took.as_secs_f64());
     let reports: Vec<Value> = server
         .posts()
         .into_iter()
         .filter(|p| p.path == format!("/report/{host}"))
         .map(|p| serde_json::from_slice(&p.body).unwrap())
         .collect();
-    let fin = reports
-        .iter()
-        .find(|r| r["kind"] == "final")
-        .unwrap_or_else(|| panic!("{what}: no final report"));
+    let fin = reports.iter().find(|r| r["kind"] == "final").unwrap_or_else(|| panic!("{what}: no final report"));
     assert_eq!(fin["result"], "success", "{what}: {fin:#}");
-    assert!(reports
-        .iter()
-        .any(|r| r["kind"] == "step" && r["step"] == "write-image" && r["state"] == "succeeded"));
+    assert!(reports.iter().any(|r| r["kind"] == "step" && r["step"] == "write-image" && r["state"] == "succeeded"));
     // The small disk was chosen and deployed; the big one was left alone.
     assert_eq!(fin["disks"][0]["serial"], "SN-SMALL-0002", "{fin:#}");
     assert_single_disk_deployed(vm.disk_path(1).to_str().unwrap(), image(), host);
@@ -144,14 +112,7 @@ fn provisioned(mut vm: Vm, server: &Server, host: &str, what: &str) {
 
 fn vm_with(boot: Boot, firmware: Firmware) -> Vm {
     let [a, b] = disks();
-    Vm::builder()
-        .boot(boot)
-        .firmware(firmware)
-        .disk(a)
-        .disk(b)
-        .memory_mib(512)
-        .start()
-        .unwrap()
+    Vm::builder().boot(boot).firmware(firmware).disk(a).disk(b).memory_mib(512).start().unwrap()
 }
 
 #[test]
@@ -160,14 +121,7 @@ fn direct_kernel_boot_provisions_with_512_mib() {
     let server = Server::start();
     let (url, _) = serve(&server, "direct-01");
     let append = format!("console=ttyS0 imprint.config={url} imprint.failure_delay=0");
-    let vm = vm_with(
-        Boot::Direct {
-            kernel: out.join("vmlinuz"),
-            initrd: out.join("initramfs.img"),
-            append,
-        },
-        Firmware::Bios,
-    );
+    let vm = vm_with(Boot::Direct { kernel: out.join("vmlinuz"), initrd: out.join("initramfs.img"), append }, Firmware::Bios);
     provisioned(vm, &server, "direct-01", "direct boot");
 }
 
@@ -190,13 +144,7 @@ fn pxe_through_ipxe_provisions() {
         ),
     )
     .unwrap();
-    let vm = vm_with(
-        Boot::Pxe {
-            tftp_dir: tftp.path().into(),
-            bootfile: "start.ipxe".into(),
-        },
-        Firmware::Bios,
-    );
+    let vm = vm_with(Boot::Pxe { tftp_dir: tftp.path().into(), bootfile: "start.ipxe".into() }, Firmware::Bios);
     provisioned(vm, &server, "pxe-01", "PXE");
 }
 
@@ -205,10 +153,7 @@ fn customized_iso_as_cd_under_bios_provisions() {
     let server = Server::start();
     let (_, doc) = serve(&server, "cd-bios-01");
     let dir = tempfile::tempdir().unwrap();
-    let vm = vm_with(
-        Boot::Cdrom(customized_iso(dir.path(), &doc)),
-        Firmware::Bios,
-    );
+    let vm = vm_with(Boot::Cdrom(customized_iso(dir.path(), &doc)), Firmware::Bios);
     provisioned(vm, &server, "cd-bios-01", "CD/BIOS");
 }
 
@@ -217,10 +162,7 @@ fn customized_iso_as_cd_under_uefi_provisions() {
     let server = Server::start();
     let (_, doc) = serve(&server, "cd-uefi-01");
     let dir = tempfile::tempdir().unwrap();
-    let vm = vm_with(
-        Boot::Cdrom(customized_iso(dir.path(), &doc)),
-        Firmware::Uefi,
-    );
+    let vm = vm_with(Boot::Cdrom(customized_iso(dir.path(), &doc)), Firmware::Uefi);
     provisioned(vm, &server, "cd-uefi-01", "CD/UEFI");
 }
 

@@ -57,19 +57,10 @@ fn apply(doc: &str, disk: &LoopDev) -> Run {
     let path = dir.path().join("host.yaml");
     std::fs::write(&path, doc).unwrap();
     let out = Command::new(imprint_bin())
-        .args([
-            "apply",
-            "--yes",
-            "--disks",
-            disk.dev(),
-            path.to_str().unwrap(),
-        ])
+        .args(["apply", "--yes", "--disks", disk.dev(), path.to_str().unwrap()])
         .output()
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run { code: out.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
 
 fn reports(server: &Server) -> Vec<Value> {
@@ -78,26 +69,15 @@ fn reports(server: &Server) -> Vec<Value> {
         .into_iter()
         .filter(|p| p.path == "/report/web-01")
         .map(|p| {
-            let auth = p
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                .map(|(_, v)| v.clone());
-            assert_eq!(
-                auth.as_deref(),
-                Some(format!("Bearer {TOKEN}").as_str()),
-                "every report carries the bearer token"
-            );
+            let auth = p.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone());
+            assert_eq!(auth.as_deref(), Some(format!("Bearer {TOKEN}").as_str()), "every report carries the bearer token");
             serde_json::from_slice(&p.body).expect("report bodies are JSON")
         })
         .collect()
 }
 
 fn final_report(server: &Server) -> Value {
-    let finals: Vec<Value> = reports(server)
-        .into_iter()
-        .filter(|r| r["kind"] == "final")
-        .collect();
+    let finals: Vec<Value> = reports(server).into_iter().filter(|r| r["kind"] == "final").collect();
     assert_eq!(finals.len(), 1, "exactly one final report");
     finals.into_iter().next().unwrap()
 }
@@ -122,25 +102,19 @@ fn deploys(img: &TestImage, compressed: Vec<u8>, name: &str, sector: u32) {
     for step in ["wipe:root", "write-image", "configdrive"] {
         for state in ["started", "succeeded"] {
             assert!(
-                evs.iter()
-                    .any(|e| e["kind"] == "step" && e["step"] == step && e["state"] == state),
+                evs.iter().any(|e| e["kind"] == "step" && e["step"] == step && e["state"] == state),
                 "no {state} event for {step}"
             );
         }
     }
-    assert!(evs
-        .iter()
-        .all(|e| e["host"] == "web-01" && e["time"].is_string()));
+    assert!(evs.iter().all(|e| e["host"] == "web-01" && e["time"].is_string()));
     let fin = final_report(&server);
     assert_eq!(fin["result"], "success", "{fin:#}");
     let steps = fin["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["duration_ms"].is_u64()));
     let wi = steps.iter().find(|s| s["step"] == "write-image").unwrap();
     assert_eq!(wi["output"]["image"]["digest"]["hex"], sha);
-    assert_eq!(
-        wi["output"]["image"]["written_sha256"],
-        sha256_hex(&img.raw)
-    );
+    assert_eq!(wi["output"]["image"]["written_sha256"], sha256_hex(&img.raw));
     let body = serde_json::to_string(&evs).unwrap();
     assert!(!body.contains(TOKEN), "the token appeared in a report body");
 }
@@ -164,16 +138,9 @@ fn a_512_byte_sector_image_on_a_4k_disk_is_refused_clearly() {
     let disk = LoopDev::new(2 << 30, 4096);
     let run = apply(&document(&server, "/images/web.raw.zst", &sha, ""), &disk);
     assert_eq!(run.code, 5, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("512-byte sectors") && run.stderr.contains("4096-byte"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("512-byte sectors") && run.stderr.contains("4096-byte"), "{}", run.stderr);
     let probe = sh_any("blkid", &["-p", "-o", "export", disk.dev()]);
-    assert!(
-        !String::from_utf8_lossy(&probe.stdout).contains("PTTYPE"),
-        "the failed image was not wiped"
-    );
+    assert!(!String::from_utf8_lossy(&probe.stdout).contains("PTTYPE"), "the failed image was not wiped");
 }
 
 #[test]
@@ -187,49 +154,28 @@ fn wrong_digest_fails_and_leaves_no_partition_table() {
     let wrong = "0".repeat(64);
     let run = apply(&document(&server, "/images/web.raw.zst", &wrong, ""), &disk);
     assert_eq!(run.code, 5, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("write-image") && run.stderr.to_lowercase().contains("digest"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("write-image") && run.stderr.to_lowercase().contains("digest"), "{}", run.stderr);
     let fin = final_report(&server);
     assert_eq!(fin["result"], "failure");
     assert_eq!(fin["failed_step"], "write-image");
     assert!(fin["error"].as_str().unwrap().contains(&wrong));
-    assert!(
-        !fin["undone"].as_array().unwrap().is_empty(),
-        "the failure report lists what was undone"
-    );
+    assert!(!fin["undone"].as_array().unwrap().is_empty(), "the failure report lists what was undone");
     let probe = sh_any("blkid", &["-p", "-o", "export", disk.dev()]);
     let text = String::from_utf8_lossy(&probe.stdout);
-    assert!(
-        !text.contains("PTTYPE"),
-        "a partition table survived: {text}"
-    );
+    assert!(!text.contains("PTTYPE"), "a partition table survived: {text}");
     // sgdisk finds no table to load and makes an empty one in memory.
     let v = sh_any("sgdisk", &["-v", disk.dev()]);
-    let vt = String::from_utf8_lossy(&v.stdout).to_lowercase()
-        + &String::from_utf8_lossy(&v.stderr).to_lowercase();
-    assert!(
-        vt.contains("creating new gpt entries"),
-        "sgdisk still sees a GPT: {vt}"
-    );
+    let vt = String::from_utf8_lossy(&v.stdout).to_lowercase() + &String::from_utf8_lossy(&v.stderr).to_lowercase();
+    assert!(vt.contains("creating new gpt entries"), "sgdisk still sees a GPT: {vt}");
 }
 
 #[test]
 fn missing_image_404_is_a_clear_failure() {
     let server = Server::start();
     let disk = LoopDev::new(2 << 30, 512);
-    let run = apply(
-        &document(&server, "/images/nope.raw.zst", &"a".repeat(64), ""),
-        &disk,
-    );
+    let run = apply(&document(&server, "/images/nope.raw.zst", &"a".repeat(64), ""), &disk);
     assert_eq!(run.code, 5, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("404") && run.stderr.contains("/images/nope.raw.zst"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("404") && run.stderr.contains("/images/nope.raw.zst"), "{}", run.stderr);
     let fin = final_report(&server);
     assert_eq!(fin["result"], "failure");
     assert_eq!(fin["failed_step"], "write-image");
@@ -239,22 +185,12 @@ fn missing_image_404_is_a_clear_failure() {
 fn unreachable_url_is_a_clear_failure() {
     let server = Server::start();
     let disk = LoopDev::new(2 << 30, 512);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let doc = document(&server, "/x", &"a".repeat(64), "").replace(
-        &server.url("/x"),
-        &format!("http://127.0.0.1:{dead}/images/web.raw.zst"),
-    );
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let doc = document(&server, "/x", &"a".repeat(64), "")
+        .replace(&server.url("/x"), &format!("http://127.0.0.1:{dead}/images/web.raw.zst"));
     let run = apply(&doc, &disk);
     assert_eq!(run.code, 5, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(&format!("127.0.0.1:{dead}")),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains(&format!("127.0.0.1:{dead}")), "{}", run.stderr);
     assert_eq!(final_report(&server)["result"], "failure");
 }
 
@@ -262,16 +198,9 @@ fn unreachable_url_is_a_clear_failure() {
 fn missing_disk_is_a_clear_failure_with_a_report() {
     let server = Server::start();
     let disk = LoopDev::new(2 << 30, 512);
-    let run = apply(
-        &document(&server, "/x", &"a".repeat(64), ", serial: NO-SUCH-SERIAL"),
-        &disk,
-    );
+    let run = apply(&document(&server, "/x", &"a".repeat(64), ", serial: NO-SUCH-SERIAL"), &disk);
     assert_eq!(run.code, 4, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("disks[0].match") && run.stderr.contains(disk.dev()),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("disks[0].match") && run.stderr.contains(disk.dev()), "{}", run.stderr);
     let fin = final_report(&server);
     assert_eq!(fin["result"], "failure");
     assert_eq!(fin["failed_step"], "plan");
@@ -286,20 +215,11 @@ fn ambiguous_hint_is_a_clear_failure() {
     let path = dir.path().join("host.yaml");
     std::fs::write(&path, document(&server, "/x", &"a".repeat(64), "")).unwrap();
     let out = Command::new(imprint_bin())
-        .args([
-            "apply",
-            "--yes",
-            "--disks",
-            &format!("{},{}", a.dev(), b.dev()),
-            path.to_str().unwrap(),
-        ])
+        .args(["apply", "--yes", "--disks", &format!("{},{}", a.dev(), b.dev()), path.to_str().unwrap()])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
-    assert!(
-        err.contains(a.dev()) && err.contains(b.dev()),
-        "both candidates are listed: {err}"
-    );
+    assert!(err.contains(a.dev()) && err.contains(b.dev()), "both candidates are listed: {err}");
     assert_eq!(final_report(&server)["result"], "failure");
 }

@@ -12,9 +12,7 @@ pub fn read(src: &str, ca: Option<&Path>) -> Result<(String, String), Exit> {
     let fail = |msg: String| Exit::new(exit::NO_DOCUMENT, msg);
     if src == "-" {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| fail(format!("reading the document from stdin: {e}")))?;
+        std::io::stdin().read_to_string(&mut s).map_err(|e| fail(format!("reading the document from stdin: {e}")))?;
         return Ok((s, "stdin".into()));
     }
     if let Some(path) = src.strip_prefix("file://") {
@@ -27,35 +25,23 @@ pub fn read(src: &str, ca: Option<&Path>) -> Result<(String, String), Exit> {
             ..Default::default()
         })
         .map_err(|e| fail(e.to_string()))?;
-        let resp = client.get(src).send().map_err(|e| {
-            fail(format!(
-                "fetching the document {src}: {}",
-                imprint::http::describe(&e)
-            ))
-        })?;
+        let resp = client
+            .get(src)
+            .send()
+            .map_err(|e| fail(format!("fetching the document {src}: {}", imprint::http::describe(&e))))?;
         if !resp.status().is_success() {
-            return Err(fail(format!(
-                "fetching the document {src}: HTTP {}",
-                resp.status()
-            )));
+            return Err(fail(format!("fetching the document {src}: HTTP {}", resp.status())));
         }
-        let text = resp.text().map_err(|e| {
-            fail(format!(
-                "reading the document {src}: {}",
-                imprint::http::describe(&e)
-            ))
-        })?;
+        let text = resp.text().map_err(|e| fail(format!("reading the document {src}: {}", imprint::http::describe(&e))))?;
         return Ok((text, src.to_string()));
     }
-    let text = std::fs::read_to_string(src)
-        .map_err(|e| fail(format!("reading the document {src}: {e}")))?;
+    let text = std::fs::read_to_string(src).map_err(|e| fail(format!("reading the document {src}: {e}")))?;
     Ok((text, src.to_string()))
 }
 
 /// Parses and validates; errors name the JSON path.
 pub fn parse(text: &str, source: &str) -> Result<Document, Exit> {
-    imprint::config::parse(text)
-        .map_err(|e| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: {e}")))
+    imprint::config::parse(text).map_err(|e| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: {e}")))
 }
 
 /// The disks this run may consider: all, or only those named by `--disks`.
@@ -65,10 +51,5 @@ pub fn inventory(scope: &DiskScope) -> Result<Vec<Disk>, Exit> {
     } else {
         imprint::disks::inventory_paths(&scope.only)
     };
-    res.map_err(|e| {
-        Exit::new(
-            exit::PLAN_FAILED,
-            format!("reading the disk inventory: {e}"),
-        )
-    })
+    res.map_err(|e| Exit::new(exit::PLAN_FAILED, format!("reading the disk inventory: {e}")))
 }

@@ -29,18 +29,12 @@ pub struct Exit {
 impl Exit {
     /// An exit with `code` and a message for stderr.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Exit {
-            code,
-            message: message.into(),
-        }
+        Exit { code, message: message.into() }
     }
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Exit {
     fn from(e: E) -> Self {
-        Exit {
-            code: INTERNAL,
-            message: format!("{:#}", e.into()),
-        }
+        Exit { code: INTERNAL, message: format!("{:#}", e.into()) }
     }
 }

@@ -10,11 +10,7 @@ use imprint::runner::log;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    name = "imprint",
-    version,
-    about = "Image-based bare-metal provisioning agent"
-)]
+#[command(name = "imprint", version, about = "Image-based bare-metal provisioning agent")]
 struct Cli {
     /// Print debug lines (commands run, HTTP retries).
     #[arg(long, short, global = true)]
@@ -72,11 +68,7 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
         }
     };
     log::set_verbose(cli.verbose);
@@ -89,9 +81,7 @@ pub fn main() -> i32 {
         Cmd::Schema => schema(),
         Cmd::WriteImage(a) => provision::write_image(a),
         Cmd::Configdrive(a) => provision::configdrive(a),
-        Cmd::Iso { cmd } => {
-            imprint::iso::run_command(&cmd).map_err(|e| Exit::new(exit::INTERNAL, format!("{e:#}")))
-        }
+        Cmd::Iso { cmd } => imprint::iso::run_command(&cmd).map_err(|e| Exit::new(exit::INTERNAL, format!("{e:#}"))),
     };
     match res {
         Ok(()) => exit::OK,
@@ -114,10 +104,7 @@ fn validate(src: &str) -> Result<(), Exit> {
 fn disks(json: bool, scope: &DiskScope) -> Result<(), Exit> {
     let inv = document::inventory(scope)?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&inv).map_err(anyhow::Error::from)?
-        );
+        println!("{}", serde_json::to_string_pretty(&inv).map_err(anyhow::Error::from)?);
     } else {
         print!("{}", imprint::disks::render_table(&inv));
     }
@@ -126,9 +113,6 @@ fn disks(json: bool, scope: &DiskScope) -> Result<(), Exit> {
 
 fn schema() -> Result<(), Exit> {
     let s = imprint::config::json_schema();
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)?
-    );
+    println!("{}", serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)?);
     Ok(())
 }

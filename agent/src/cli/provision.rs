@@ -116,20 +116,11 @@ fn plan_options(allow_placeholders: bool) -> PlanOptions {
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|s| s.trim().to_string())
         .find(|s| !s.is_empty() && s.chars().any(|c| c != '0' && c != '-'));
-    PlanOptions {
-        machine_id,
-        allow_placeholders,
-    }
+    PlanOptions { machine_id, allow_placeholders }
 }
 
-fn make_plan(
-    doc: &imprint::config::Document,
-    inventory: &[Disk],
-    source: &str,
-    dry_run: bool,
-) -> Result<Plan, Exit> {
-    planner::build(doc, inventory, &plan_options(dry_run))
-        .map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{source}: {e}")))
+fn make_plan(doc: &imprint::config::Document, inventory: &[Disk], source: &str, dry_run: bool) -> Result<Plan, Exit> {
+    planner::build(doc, inventory, &plan_options(dry_run)).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{source}: {e}")))
 }
 
 pub fn plan(a: PlanArgs) -> Result<(), Exit> {
@@ -137,20 +128,14 @@ pub fn plan(a: PlanArgs) -> Result<(), Exit> {
     let doc = document::parse(&text, &source)?;
     let inventory = match &a.inventory {
         Some(p) => {
-            let s = std::fs::read_to_string(p).map_err(|e| {
-                Exit::new(exit::PLAN_FAILED, format!("reading {}: {e}", p.display()))
-            })?;
-            planner::load_inventory(&s)
-                .map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{}: {e}", p.display())))?
+            let s = std::fs::read_to_string(p).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("reading {}: {e}", p.display())))?;
+            planner::load_inventory(&s).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{}: {e}", p.display())))?
         }
         None => document::inventory(&a.scope)?,
     };
     let plan = make_plan(&doc, &inventory, &source, true)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?
-        );
+        println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?);
     } else {
         print!("{}", plan.render_text());
     }
@@ -163,18 +148,10 @@ fn in_use(plan: &Plan, inventory: &[Disk]) -> Vec<String> {
     for d in &plan.disks {
         if let Some(inv) = inventory.iter().find(|i| i.path == d.path) {
             if !inv.mounts.is_empty() {
-                out.push(format!(
-                    "{} has mounted filesystems: {}",
-                    d.path.display(),
-                    inv.mounts.join(", ")
-                ));
+                out.push(format!("{} has mounted filesystems: {}", d.path.display(), inv.mounts.join(", ")));
             }
             if !inv.holders.is_empty() {
-                out.push(format!(
-                    "{} is held by {}",
-                    d.path.display(),
-                    inv.holders.join(", ")
-                ));
+                out.push(format!("{} is held by {}", d.path.display(), inv.holders.join(", ")));
             }
         }
     }
@@ -183,18 +160,12 @@ fn in_use(plan: &Plan, inventory: &[Disk]) -> Vec<String> {
 
 fn confirm(prompt: &str) -> Result<(), Exit> {
     if !std::io::stdin().is_terminal() {
-        return Err(Exit::new(
-            exit::ABORTED,
-            "not a terminal, cannot ask for confirmation; pass --yes to proceed",
-        ));
+        return Err(Exit::new(exit::ABORTED, "not a terminal, cannot ask for confirmation; pass --yes to proceed"));
     }
     eprint!("{prompt} Type 'yes' to continue: ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(anyhow::Error::from)?;
+    std::io::stdin().lock().read_line(&mut line).map_err(anyhow::Error::from)?;
     if line.trim() == "yes" {
         Ok(())
     } else {
@@ -208,13 +179,7 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
     eprint!("{}", plan.render_text());
     let busy = in_use(&plan, &inventory);
     if !busy.is_empty() && !a.force {
-        return Err(Exit::new(
-            exit::REFUSED,
-            format!(
-                "refusing to touch disks in use:\n  {}\npass --force if you are sure",
-                busy.join("\n  ")
-            ),
-        ));
+        return Err(Exit::new(exit::REFUSED, format!("refusing to touch disks in use:\n  {}\npass --force if you are sure", busy.join("\n  "))));
     }
     if !a.yes {
         confirm("All data on the disks listed above will be destroyed.")?;
@@ -227,30 +192,16 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
 }
 
 /// Runs the engine, sends the final report, prints the summary.
-fn provision(
-    plan: &Plan,
-    inventory: &[Disk],
-    ca: Option<&Path>,
-    keep_on_failure: bool,
-) -> Result<RunResult, Exit> {
-    let reporter = Reporter::new(&plan.host.hostname, plan.report.as_ref(), ca)
-        .map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
-    let ctx = Context {
-        reporter: &reporter,
-        ca_bundle: ca,
-        progress: ProgressMode::detect(),
-        keep_on_failure,
-    };
+fn provision(plan: &Plan, inventory: &[Disk], ca: Option<&Path>, keep_on_failure: bool) -> Result<RunResult, Exit> {
+    let reporter = Reporter::new(&plan.host.hostname, plan.report.as_ref(), ca).map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
+    let ctx = Context { reporter: &reporter, ca_bundle: ca, progress: ProgressMode::detect(), keep_on_failure };
     let outcome = engine::execute(plan, &ctx);
     let body = engine::final_report(plan, &outcome, inventory);
     if let Err(e) = reporter.finish(body) {
         log::warn(&e.to_string());
     }
     match outcome.result {
-        RunResult::Success => log::info(&format!(
-            "provisioning succeeded in {:.1} s",
-            outcome.duration_ms as f64 / 1000.0
-        )),
+        RunResult::Success => log::info(&format!("provisioning succeeded in {:.1} s", outcome.duration_ms as f64 / 1000.0)),
         RunResult::Failure => {
             log::info(&format!(
                 "provisioning FAILED at step {}: {}",
@@ -274,20 +225,11 @@ pub fn run(a: RunArgs) -> Result<(), Exit> {
         c.ca = Some(ca.display().to_string());
     }
     if !a.scope.only.is_empty() {
-        c.disks = Some(
-            a.scope
-                .only
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        c.disks = Some(a.scope.only.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
     }
     let no_finish = a.no_finish;
-    imprint::boot::run_ramdisk(&c, &|text, source| {
-        apply_document(text, source, &c, !no_finish)
-    })
-    .map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))
+    imprint::boot::run_ramdisk(&c, &|text, source| apply_document(text, source, &c, !no_finish))
+        .map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))
 }
 
 /// `run`'s engine, as PID 1 calls it: parse, plan, provision, report, finish.
@@ -295,85 +237,39 @@ pub fn ramdisk_apply(text: &str, source: &str, c: &imprint::boot::Cmdline) -> Re
     apply_document(text, source, c, true)
 }
 
-fn apply_document(
-    text: &str,
-    source: &str,
-    c: &imprint::boot::Cmdline,
-    do_finish: bool,
-) -> Result<(), String> {
+fn apply_document(text: &str, source: &str, c: &imprint::boot::Cmdline, do_finish: bool) -> Result<(), String> {
     let ca = c.ca.as_deref().map(Path::new);
-    let scope = DiskScope {
-        only: c
-            .disks
-            .as_deref()
-            .map(|d| d.split(',').map(PathBuf::from).collect())
-            .unwrap_or_default(),
-    };
+    let scope = DiskScope { only: c.disks.as_deref().map(|d| d.split(',').map(PathBuf::from).collect()).unwrap_or_default() };
     let (plan, inventory) = plan_or_report(text, source, &scope, ca).map_err(|e| e.message)?;
-    log::info(&format!(
-        "document {source}: host {}, {} steps",
-        plan.host.hostname,
-        plan.steps.len()
-    ));
+    log::info(&format!("document {source}: host {}, {} steps", plan.host.hostname, plan.steps.len()));
     let result = provision(&plan, &inventory, ca, false).map_err(|e| e.message)?;
     if result == RunResult::Failure {
         return Err("provisioning failed; the disks were cleaned up (see the lines above and the final report)".into());
     }
     if do_finish {
         // reboot, poweroff and a successful kexec do not return.
-        imprint::finish::finish(plan.finish, Some(&plan))
-            .map_err(|e| format!("finish action {:?} failed: {e}", plan.finish))?;
+        imprint::finish::finish(plan.finish, Some(&plan)).map_err(|e| format!("finish action {:?} failed: {e}", plan.finish))?;
     }
     Ok(())
 }
 
 /// Parses and plans; a failure is also reported when the document names a report URL.
-fn plan_or_report(
-    text: &str,
-    source: &str,
-    scope: &DiskScope,
-    ca: Option<&Path>,
-) -> Result<(Plan, Vec<Disk>), Exit> {
-    let doc = document::parse(text, source)
-        .inspect_err(|e| report_early_failure(text, "validate", &e.message, ca))?;
-    let inventory = document::inventory(scope)
-        .inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca))?;
-    let plan = make_plan(&doc, &inventory, source, false)
-        .inspect_err(|e| report_early_failure(text, "plan", &e.message, ca))?;
+fn plan_or_report(text: &str, source: &str, scope: &DiskScope, ca: Option<&Path>) -> Result<(Plan, Vec<Disk>), Exit> {
+    let doc = document::parse(text, source).inspect_err(|e| report_early_failure(text, "validate", &e.message, ca))?;
+    let inventory = document::inventory(scope).inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca))?;
+    let plan = make_plan(&doc, &inventory, source, false).inspect_err(|e| report_early_failure(text, "plan", &e.message, ca))?;
     Ok((plan, inventory))
 }
 
 /// A failure before a plan exists still gets a failure report when the document
 /// names a report URL, read leniently from the raw text.
 fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>) {
-    let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
-        return;
-    };
-    let Some(url) = v
-        .get("report")
-        .and_then(|r| r.get("url"))
-        .and_then(|u| u.as_str())
-    else {
-        return;
-    };
-    let token = v
-        .get("report")
-        .and_then(|r| r.get("token"))
-        .and_then(|t| t.as_str())
-        .map(imprint::secret::Secret::new);
-    let host = v
-        .get("host")
-        .and_then(|h| h.get("hostname"))
-        .and_then(|h| h.as_str())
-        .unwrap_or("unknown");
-    let rp = imprint::plan::ReportPlan {
-        url: url.to_string(),
-        token,
-        heartbeat_secs: 10,
-    };
-    let Ok(r) = Reporter::new(host, Some(&rp), ca) else {
-        return;
-    };
+    let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(text) else { return };
+    let Some(url) = v.get("report").and_then(|r| r.get("url")).and_then(|u| u.as_str()) else { return };
+    let token = v.get("report").and_then(|r| r.get("token")).and_then(|t| t.as_str()).map(imprint::secret::Secret::new);
+    let host = v.get("host").and_then(|h| h.get("hostname")).and_then(|h| h.as_str()).unwrap_or("unknown");
+    let rp = imprint::plan::ReportPlan { url: url.to_string(), token, heartbeat_secs: 10 };
+    let Ok(r) = Reporter::new(host, Some(&rp), ca) else { return };
     r.step(step, StepState::Failed, None, Some(error), None);
     let body = json!({ "result": "failure", "failed_step": step, "error": error, "steps": [
         { "step": step, "state": "failed", "duration_ms": 0, "error": error } ], "undone": [] });
@@ -385,14 +281,8 @@ fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>) 
 pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
     use imprint::plan::{Digest, DigestAlgorithm, ImageFormat, ImagePlan};
     let digest = match (&a.sha256, &a.sha512) {
-        (Some(h), _) => Digest {
-            algorithm: DigestAlgorithm::Sha256,
-            hex: h.to_lowercase(),
-        },
-        (None, Some(h)) => Digest {
-            algorithm: DigestAlgorithm::Sha512,
-            hex: h.to_lowercase(),
-        },
+        (Some(h), _) => Digest { algorithm: DigestAlgorithm::Sha256, hex: h.to_lowercase() },
+        (None, Some(h)) => Digest { algorithm: DigestAlgorithm::Sha512, hex: h.to_lowercase() },
         (None, None) => return Err(Exit::new(exit::USAGE, "give --sha256 or --sha512")),
     };
     let mut urls = vec![a.url.clone()];
@@ -406,17 +296,10 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         grow: a.grow,
     };
     if !a.yes {
-        confirm(&format!(
-            "{} will be overwritten with {}.",
-            a.target.display(),
-            a.url
-        ))?;
+        confirm(&format!("{} will be overwritten with {}.", a.target.display(), a.url))?;
     }
     let plan = Plan {
-        host: imprint::plan::HostPlan {
-            hostname: "localhost".into(),
-            instance_id: String::new(),
-        },
+        host: imprint::plan::HostPlan { hostname: "localhost".into(), instance_id: String::new() },
         disks: Vec::new(),
         steps: vec![imprint::plan::Step::WriteImage(img)],
         report: None,
@@ -432,15 +315,10 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
 pub fn configdrive(a: ConfigdriveArgs) -> Result<(), Exit> {
     let (text, source) = document::read(&a.document, None)?;
     let doc = document::parse(&text, &source)?;
-    let cd = planner::configdrive_plan(&doc, &plan_options(false)).ok_or_else(|| {
-        Exit::new(
-            exit::INVALID_DOCUMENT,
-            format!("{source}: the document has no configdrive section"),
-        )
-    })?;
+    let cd = planner::configdrive_plan(&doc, &plan_options(false))
+        .ok_or_else(|| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: the document has no configdrive section")))?;
     if let Some(dir) = &a.dir {
-        imprint::configdrive::write_dir(dir, &cd)
-            .map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))?;
+        imprint::configdrive::write_dir(dir, &cd).map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))?;
         log::info(&format!("configdrive files written to {}", dir.display()));
         return Ok(());
     }
@@ -448,24 +326,12 @@ pub fn configdrive(a: ConfigdriveArgs) -> Result<(), Exit> {
     let size = match a.size {
         Some(s) => s,
         None => {
-            let f = std::fs::File::open(target).map_err(|e| {
-                Exit::new(
-                    exit::PROVISION_FAILED,
-                    format!("opening {}: {e}", target.display()),
-                )
-            })?;
-            imprint::blockdev::size_bytes(&f)
-                .map_err(|e| {
-                    Exit::new(exit::PROVISION_FAILED, format!("{}: {e}", target.display()))
-                })?
+            let f = std::fs::File::open(target).map_err(|e| Exit::new(exit::PROVISION_FAILED, format!("opening {}: {e}", target.display())))?;
+            imprint::blockdev::size_bytes(&f).map_err(|e| Exit::new(exit::PROVISION_FAILED, format!("{}: {e}", target.display())))?
                 .saturating_sub(a.offset)
         }
     };
-    let out = imprint::configdrive::write(target, a.offset, size, &cd)
-        .map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?
-    );
+    let out = imprint::configdrive::write(target, a.offset, size, &cd).map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))?;
+    println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
     Ok(())
 }

@@ -42,13 +42,7 @@ pub struct Tracker<'a> {
 
 impl<'a> Tracker<'a> {
     /// A tracker for `step`; `heartbeat` is how often report events go out.
-    pub fn new(
-        step: &str,
-        reporter: &'a Reporter,
-        mode: ProgressMode,
-        heartbeat: Duration,
-        total: Option<u64>,
-    ) -> Self {
+    pub fn new(step: &str, reporter: &'a Reporter, mode: ProgressMode, heartbeat: Duration, total: Option<u64>) -> Self {
         let bar = (mode == ProgressMode::Bars).then(|| {
             let b = indicatif::ProgressBar::new(total.unwrap_or(0));
             let style = indicatif::ProgressStyle::with_template(
@@ -61,14 +55,7 @@ impl<'a> Tracker<'a> {
             b
         });
         let now = Instant::now();
-        Tracker {
-            step: step.into(),
-            reporter,
-            mode,
-            bar,
-            every: heartbeat,
-            state: Mutex::new((now, now)),
-        }
+        Tracker { step: step.into(), reporter, mode, bar, every: heartbeat, state: Mutex::new((now, now)) }
     }
 
     /// Records that `done` of `total` bytes are through; `written` is what reached the disk.
@@ -83,9 +70,7 @@ impl<'a> Tracker<'a> {
         let now = Instant::now();
         if self.mode == ProgressMode::Lines && now.duration_since(st.0) >= Duration::from_secs(5) {
             st.0 = now;
-            let of = total
-                .map(|t| format!(" of {}", Bytes(t).human()))
-                .unwrap_or_default();
+            let of = total.map(|t| format!(" of {}", Bytes(t).human())).unwrap_or_default();
             log::info(&format!(
                 "{}: {}{of} downloaded, {} written, {}/s",
                 self.step,

@@ -26,22 +26,14 @@ pub enum StepError {
 
 /// Whether this agent version can run the step.
 pub fn supported(step: &Step) -> bool {
-    matches!(
-        step,
-        Step::Wipe { .. } | Step::Partition { .. } | Step::WriteImage(_) | Step::Configdrive(_)
-    )
+    matches!(step, Step::Wipe { .. } | Step::Partition { .. } | Step::WriteImage(_) | Step::Configdrive(_))
 }
 
 /// Runs one step; returns what it produced, for the step event and the final report.
 pub fn run(step: &Step, plan: &Plan, ctx: &Context) -> Result<Value, StepError> {
     match step {
         Step::Wipe { path, policy, .. } => wipe(path, *policy),
-        Step::Partition {
-            path,
-            logical_sector,
-            partitions,
-            ..
-        } => partition(path, *logical_sector, partitions),
+        Step::Partition { path, logical_sector, partitions, .. } => partition(path, *logical_sector, partitions),
         Step::WriteImage(img) => write_image(img, plan, ctx),
         Step::Configdrive(cd) => configdrive(cd),
         other => Err(StepError::Unsupported(other.name())),
@@ -55,11 +47,7 @@ fn wipe(disk: &Path, policy: crate::wipe::Policy) -> Result<Value, StepError> {
     Ok(json!({ "disk": disk, "erased": report }))
 }
 
-fn partition(
-    disk: &Path,
-    logical_sector: u64,
-    parts: &[PartitionPlan],
-) -> Result<Value, StepError> {
+fn partition(disk: &Path, logical_sector: u64, parts: &[PartitionPlan]) -> Result<Value, StepError> {
     let guid = crate::partition::write_table(disk, logical_sector, parts)?;
     Ok(json!({ "disk": disk, "disk_guid": guid, "partitions": parts }))
 }
@@ -71,22 +59,12 @@ fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, Ste
             img.format
         )));
     }
-    let heartbeat =
-        Duration::from_secs(plan.report.as_ref().map_or(10, |r| r.heartbeat_secs.max(1)));
+    let heartbeat = Duration::from_secs(plan.report.as_ref().map_or(10, |r| r.heartbeat_secs.max(1)));
     let tracker = Tracker::new("write-image", ctx.reporter, ctx.progress, heartbeat, None);
     let progress = |p: &crate::image::Progress| {
-        tracker.update(
-            p.bytes_downloaded,
-            p.total,
-            p.bytes_written,
-            p.download_rate as f64,
-        );
+        tracker.update(p.bytes_downloaded, p.total, p.bytes_written, p.download_rate as f64);
     };
-    let opts = crate::image::WriteOptions {
-        ca_bundle: ctx.ca_bundle.map(Path::to_path_buf),
-        progress: Some(&progress),
-        ..Default::default()
-    };
+    let opts = crate::image::WriteOptions { ca_bundle: ctx.ca_bundle.map(Path::to_path_buf), progress: Some(&progress), ..Default::default() };
     let outcome = crate::image::write_image(img, &opts);
     tracker.finish();
     let outcome = outcome?;
@@ -95,16 +73,8 @@ fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, Ste
     if !relocated {
         check_sector_size_mismatch(&img.target_path)?;
     }
-    let grown = if img.grow && relocated {
-        crate::partition::grow_last_partition(&img.target_path)?
-    } else {
-        None
-    };
-    let table = if relocated {
-        crate::partition::read_table(&img.target_path)?
-    } else {
-        Vec::new()
-    };
+    let grown = if img.grow && relocated { crate::partition::grow_last_partition(&img.target_path)? } else { None };
+    let table = if relocated { crate::partition::read_table(&img.target_path)? } else { Vec::new() };
     Ok(json!({
         "image": outcome,
         "target": img.target_path,
@@ -124,9 +94,7 @@ fn check_sector_size_mismatch(target: &Path) -> Result<(), StepError> {
     }
     let mut f = std::fs::File::open(target).map_err(|e| io_err(target, e))?;
     let mut sig = [0u8; 8];
-    f.seek(SeekFrom::Start(512))
-        .and_then(|_| f.read_exact(&mut sig))
-        .map_err(|e| io_err(target, e))?;
+    f.seek(SeekFrom::Start(512)).and_then(|_| f.read_exact(&mut sig)).map_err(|e| io_err(target, e))?;
     if &sig == b"EFI PART" {
         return Err(StepError::SectorSize(format!(
             "the image's partition table is laid out for 512-byte sectors, but {} has {lsec}-byte logical sectors; \
@@ -149,12 +117,7 @@ fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {
         Some(node) => (node.clone(), None),
         // After a whole-disk image: a new partition after the image's.
         None => {
-            let p = crate::partition::append_partition(
-                &cd.disk_path,
-                cd.size_bytes,
-                basic_data,
-                label,
-            )?;
+            let p = crate::partition::append_partition(&cd.disk_path, cd.size_bytes, basic_data, label)?;
             (p.path.clone(), Some(p))
         }
     };
@@ -167,8 +130,5 @@ fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> StepError {
-    StepError::Partition(crate::partition::PartitionError::Io(format!(
-        "{}: {e}",
-        path.display()
-    )))
+    StepError::Partition(crate::partition::PartitionError::Io(format!("{}: {e}", path.display())))
 }
