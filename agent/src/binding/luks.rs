@@ -31,7 +31,9 @@ pub enum LuksBindError {
         source: LibcryptErr,
         cleanup: &'static str,
     },
-    #[error("the new binding of {device} did not verify ({reason}); the keyslot and token added were removed")]
+    #[error(
+        "the new binding of {device} did not verify ({reason}); the keyslot and token added were removed"
+    )]
     Verify { device: PathBuf, reason: String },
     #[error(
         "the new binding of {device} did not verify ({reason}) and removing keyslot {keyslot} / token {token} failed too: {cleanup}; remove them by hand (cryptsetup luksKillSlot, token remove)"

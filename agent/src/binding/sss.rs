@@ -43,7 +43,7 @@ fn random_below(p: &BigUint) -> Result<BigUint, SssError> {
     let mut buf = Zeroizing::new(vec![0u8; bits.div_ceil(8)]);
     for _ in 0..256 {
         jose::random_bytes(&mut buf[..])?;
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             buf[0] &= (1u8 << (bits % 8)) - 1;
         }
         let n = BigUint::from_bytes_be(&buf[..]);
@@ -99,7 +99,7 @@ pub fn safe_prime() -> Result<BigUint, SssError> {
         let q: BigUint = &p >> 1;
         let sieved = SMALL_PRIMES.iter().all(|r| {
             let qr = (&q % *r).iter_u32_digits().next().unwrap_or(0);
-            qr != 0 && (2 * qr + 1) % r != 0
+            qr != 0 && !(2 * qr + 1).is_multiple_of(*r)
         });
         if !sieved || BigUint::from(2u8).modpow(&(&p - 1u8), &p) != BigUint::from(1u8) {
             continue;

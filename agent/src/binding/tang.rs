@@ -10,7 +10,9 @@ use zeroize::Zeroizing;
 /// Why a tang binding or recovery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TangError {
-    #[error("tang server {url} unreachable after {attempts} attempt(s): {reason}; check the URL and that the network is up")]
+    #[error(
+        "tang server {url} unreachable after {attempts} attempt(s): {reason}; check the URL and that the network is up"
+    )]
     Unreachable {
         url: String,
         attempts: u32,
@@ -32,7 +34,9 @@ pub enum TangError {
         "the advertisement from {url} has no valid signature by its signing key {thumbprint}; it was altered or the server is misconfigured"
     )]
     BadSignature { url: String, thumbprint: String },
-    #[error("no signing key of tang server {url} has thumbprint {wanted}; it advertises {found:?} (check with tang-show-keys)")]
+    #[error(
+        "no signing key of tang server {url} has thumbprint {wanted}; it advertises {found:?} (check with tang-show-keys)"
+    )]
     ThumbprintMismatch {
         url: String,
         wanted: String,
@@ -171,7 +175,7 @@ pub fn verify_advertisement(
                     url: url.to_string(),
                     wanted: want.to_string(),
                     found,
-                })
+                });
             }
         },
     };

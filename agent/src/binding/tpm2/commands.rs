@@ -170,7 +170,9 @@ impl Tpm {
         let device = self.transport.describe();
         // TPM_RC_RETRY, _YIELDED, _TESTING: the TPM could not start the command yet; send
         // it again (a few times, briefly apart), as tpm2-tss does.
-        for attempt in 1..=RETRIES {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let resp = self
                 .transport
                 .transact(&cmd)
@@ -193,11 +195,10 @@ impl Tpm {
                         command,
                         rc,
                         meaning: meaning(rc),
-                    })
+                    });
                 }
             }
         }
-        unreachable!("the last attempt returns")
     }
 
     /// TPM2_CreatePrimary in the owner hierarchy; returns the transient handle.

@@ -171,7 +171,7 @@ pub fn decrypt(loc: &TpmLocation, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, Tpm2E
                 what: "clevis.tpm2.key",
                 value: other.into(),
                 supported: "ecc, rsa",
-            })
+            });
         }
     };
     let public = jose::unb64(field("jwk_pub")?, "clevis.tpm2.jwk_pub")?;
@@ -189,7 +189,7 @@ pub fn decrypt(loc: &TpmLocation, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, Tpm2E
         other => {
             return Err(Tpm2Error::NotTpm2Jwe(format!(
                 "clevis.tpm2.pcr_ids is {other}, expected a string"
-            )))
+            )));
         }
     };
     let bank = if pcrs.is_empty() {
