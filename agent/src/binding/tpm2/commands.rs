@@ -166,26 +166,31 @@ impl Tpm {
     }
 
     /// Sends `cmd`, returns the response after the 10-byte header if TPM_RC_SUCCESS.
-    fn execute(&mut self, command: &'static str, cmd: Vec<u8>) -> Result<Vec<u8>, CommandError> {
+    /// Command and response may carry secrets (Create, Unseal): both are zeroized.
+    fn execute(
+        &mut self,
+        command: &'static str,
+        cmd: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, CommandError> {
+        let cmd = Zeroizing::new(cmd);
         let device = self.transport.describe();
         // TPM_RC_RETRY, _YIELDED, _TESTING: the TPM could not start the command yet; send
         // it again (a few times, briefly apart), as tpm2-tss does.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let resp = self
-                .transport
-                .transact(&cmd)
-                .map_err(|source| CommandError::Io {
+            let resp = Zeroizing::new(self.transport.transact(&cmd).map_err(|source| {
+                CommandError::Io {
                     device: device.clone(),
                     command,
                     source,
-                })?;
+                }
+            })?);
             let mut r = Reader::new(&resp);
             let hdr = (|| Ok::<_, super::wire::Short>((r.u16()?, r.u32()?, r.u32()?)))();
             let (_, _, rc) = hdr.map_err(|source| CommandError::Malformed { command, source })?;
             match rc {
-                0 => return Ok(resp[10..].to_vec()),
+                0 => return Ok(Zeroizing::new(resp[10..].to_vec())),
                 RC_RETRY | RC_YIELDED | RC_TESTING if attempt < RETRIES => {
                     std::thread::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)));
                 }
@@ -231,8 +236,7 @@ impl Tpm {
             s.u16(0).tpm2b(data);
         }));
         c.tpm2b(&sensitive).tpm2b(template).u16(0).u32(0);
-        let cmd = Zeroizing::new(c.finish());
-        let resp = self.execute("TPM2_Create", cmd.to_vec())?;
+        let resp = self.execute("TPM2_Create", c.finish())?;
         let parse = || {
             let mut r = Reader::new(&resp);
             r.u32()?; // parameterSize
@@ -292,7 +296,7 @@ impl Tpm {
     pub fn unseal(&mut self, item: u32, session: u32) -> Result<Zeroizing<Vec<u8>>, CommandError> {
         let mut c = Command::new(ST_SESSIONS, CC_UNSEAL);
         c.u32(item).auth_session(session);
-        let resp = Zeroizing::new(self.execute("TPM2_Unseal", c.finish())?);
+        let resp = self.execute("TPM2_Unseal", c.finish())?;
         let mut r = Reader::new(&resp);
         let parse = |r: &mut Reader| -> Result<Zeroizing<Vec<u8>>, super::wire::Short> {
             r.u32()?;

@@ -16,8 +16,9 @@ pub struct Command {
 impl Command {
     /// Starts a command: tag, size (patched in [`Command::finish`]), command code.
     pub fn new(tag: u16, cc: u32) -> Command {
+        // Room for any command we send, so no reallocation leaves a copy of sealed data.
         let mut c = Command {
-            buf: Vec::with_capacity(256),
+            buf: Vec::with_capacity(1024),
         };
         c.u16(tag).u32(0).u32(cc);
         c
