@@ -134,6 +134,11 @@ pub fn encrypt(loc: &TpmLocation, cfg: &Tpm2Config, plaintext: &[u8]) -> Result<
         } else {
             let sel = commands::pcr_selection(cfg.bank.alg(), &cfg.pcrs);
             let values = tpm.pcr_read(cfg.bank.alg(), &cfg.pcrs)?;
+            crate::runner::log::warn(&format!(
+                "tpm2: sealing to the current values of {} PCRs {}; they must match at the deployed OS's boot (docs/bindings.md)",
+                cfg.bank.name(),
+                pcr_ids(&cfg.pcrs)
+            ));
             Some(pcr_policy_digest(&sel, &values))
         };
         let template = commands::sealed_template(ALG_SHA256, policy.as_ref().map(|p| &p[..]));
