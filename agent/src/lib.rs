@@ -4,6 +4,7 @@
 //! [`plan::Step`]: [`wipe`], [`partition`], [`image`] (source → decode → verify → sink),
 //! [`configdrive`], and reports every step through [`report`].
 
+pub mod binding;
 pub mod blockdev;
 pub mod boot;
 pub mod config;

@@ -7,3 +7,5 @@ pub mod fixtures;
 pub mod images;
 pub mod qemu;
 pub mod server;
+pub mod swtpm;
+pub mod tang;
