@@ -130,6 +130,8 @@ pub struct VmBuilder {
     memory_mib: u32,
     nic: bool,
     extra: Vec<String>,
+    /// A software TPM 2.0 whose state lives in this directory (kept across VMs).
+    tpm_state: Option<PathBuf>,
 }
 
 impl VmBuilder {
@@ -154,6 +156,14 @@ impl VmBuilder {
         self
     }
     /// Without a network card (the "no network link" case).
+    /// Attaches a software TPM 2.0 (swtpm) whose state persists in `state_dir`, so a
+    /// later VM given the same directory sees the same TPM; a fresh directory is
+    /// another machine's TPM.
+    pub fn tpm(mut self, state_dir: &Path) -> Self {
+        self.tpm_state = Some(state_dir.to_path_buf());
+        self
+    }
+
     pub fn no_network(mut self) -> Self {
         self.nic = false;
         self
@@ -250,6 +260,16 @@ impl VmBuilder {
                 },
             ]);
         }
+        if self.tpm_state.is_some() {
+            a.extend([
+                "-chardev".into(),
+                format!("socket,id=chrtpm,path={}", s(&dir.join("swtpm.sock"))),
+                "-tpmdev".into(),
+                "emulator,id=tpm0,chardev=chrtpm".into(),
+                "-device".into(),
+                "tpm-tis,tpmdev=tpm0".into(),
+            ]);
+        }
         a.extend(self.extra.iter().cloned());
         Ok(a)
     }
@@ -270,6 +290,10 @@ impl VmBuilder {
             f.set_len(d.size)
                 .map_err(|e| err(format!("sizing disk {i}: {e}")))?;
         }
+        let swtpm = match &self.tpm_state {
+            Some(state) => Some(start_swtpm(state, &dir.path().join("swtpm.sock")).map_err(err)?),
+            None => None,
+        };
         let args = self.command_line(dir.path()).map_err(err)?;
         std::fs::write(dir.path().join("qemu.cmdline"), args.join(" "))
             .map_err(|e| err(format!("writing the command line: {e}")))?;
@@ -292,6 +316,7 @@ impl VmBuilder {
             dir,
             started: Instant::now(),
             disks: self.disks,
+            swtpm,
         })
     }
 }
@@ -302,6 +327,30 @@ pub struct Vm {
     dir: tempfile::TempDir,
     started: Instant,
     disks: Vec<Disk>,
+    swtpm: Option<Child>,
+}
+
+/// Starts `swtpm socket` for QEMU's TPM emulator backend and waits (bounded) for its socket.
+fn start_swtpm(state: &Path, sock: &Path) -> Result<Child, String> {
+    std::fs::create_dir_all(state).map_err(|e| format!("creating {}: {e}", state.display()))?;
+    let child = Command::new("swtpm")
+        .args(["socket", "--tpm2", "--tpmstate"])
+        .arg(format!("dir={}", state.display()))
+        .arg("--ctrl")
+        .arg(format!("type=unixio,path={}", sock.display()))
+        .args(["--flags", "startup-clear"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting swtpm: {e} (install swtpm: make deps)"))?;
+    let t0 = Instant::now();
+    while !sock.exists() {
+        if t0.elapsed() > Duration::from_secs(10) {
+            return Err(format!("swtpm did not create {} within 10 s", sock.display()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child)
 }
 
 impl Vm {
@@ -314,6 +363,7 @@ impl Vm {
             memory_mib: 512,
             nic: true,
             extra: Vec::new(),
+            tpm_state: None,
         }
     }
 
@@ -407,6 +457,10 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
+        if let Some(t) = &mut self.swtpm {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
         if std::thread::panicking() {
             eprintln!(
                 "----- serial console of the failed VM -----\n{}\n-----",
