@@ -91,7 +91,7 @@ fn provision(b: &Bench, disks: Vec<Disk>, doc: &str) -> (Vm, f64, Value) {
     }
     let mut vm = builder.start().unwrap();
     let log = vm
-        .wait_for_serial("provisioning ", Duration::from_secs(2400))
+        .wait_for_serial("imprint: provisioning ", Duration::from_secs(2400))
         .unwrap();
     let secs = vm.elapsed().as_secs_f64();
     vm.wait_exit(Duration::from_secs(120)).unwrap();
