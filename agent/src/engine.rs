@@ -11,8 +11,11 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+mod layout;
 mod progress;
 mod steps;
+
+pub use layout::{Session, Undo};
 
 pub use progress::ProgressMode;
 
@@ -63,23 +66,15 @@ pub enum RunResult {
     Failure,
 }
 
-/// Something started that must be undone if a later step fails.
-#[derive(Debug, Clone)]
-enum Undo {
-    /// The disk's contents were changed: wipe its signatures and tables again.
-    Disk(PathBuf),
-}
-
 /// Runs every step of `plan`; never panics on a step failure, always returns the outcome.
 pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
     let t0 = Instant::now();
     let mut records = Vec::new();
-    let mut undo: Vec<Undo> = Vec::new();
+    let mut session = Session::new();
     let mut failure = None;
     // Refuse a plan this agent cannot finish before touching any disk.
-    if let Some(step) = plan.steps.iter().find(|s| !steps::supported(s)) {
+    if let Some((step, msg)) = plan.steps.iter().find_map(|s| steps::unsupported_reason(s).map(|m| (s, m))) {
         let name = step.name();
-        let msg = format!("step {name} is not supported by this agent version; nothing was changed");
         log::info(&msg);
         ctx.reporter.step(&name, StepState::Failed, None, Some(&msg), None);
         failure = Some((name, msg));
@@ -92,11 +87,9 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
         let s0 = Instant::now();
         // Record the undo before running: a step that fails half-way has touched the disk.
         for d in touched_disks(step) {
-            if !undo.iter().any(|Undo::Disk(p)| p == &d) {
-                undo.push(Undo::Disk(d));
-            }
+            session.touched(d);
         }
-        let res = steps::run(step, plan, ctx);
+        let res = steps::run(step, plan, ctx, &mut session);
         let dur = s0.elapsed();
         match res {
             Ok(output) => {
@@ -133,8 +126,12 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
         if ctx.keep_on_failure {
             undone.push("nothing: keep_on_failure was requested; disks left as they are".into());
         } else {
-            undone = compensate(&undo);
+            undone = session.unwind(true);
         }
+    } else {
+        // Success: unmount, deactivate, close and stop cleanly before the reboot, so md
+        // records where its resync stopped and every filesystem is flushed.
+        session.unwind(false);
     }
     let (failed_step, error) = failure.map_or((None, None), |(s, e)| (Some(s), Some(e)));
     Outcome {
@@ -155,30 +152,6 @@ fn touched_disks(step: &Step) -> Vec<PathBuf> {
         // Everything else lives on partitions of disks a wipe step already claimed.
         _ => Vec::new(),
     }
-}
-
-/// Undoes in reverse order; each action is logged and listed, failures included.
-fn compensate(undo: &[Undo]) -> Vec<String> {
-    let mut done = Vec::new();
-    for u in undo.iter().rev() {
-        match u {
-            Undo::Disk(path) => {
-                let what = format!("wiped {} (signatures, partition tables)", path.display());
-                match crate::wipe::wipe_disk(path, crate::wipe::Policy::Signatures, true) {
-                    Ok(_) => {
-                        log::info(&format!("undo: {what}"));
-                        done.push(what);
-                    }
-                    Err(e) => {
-                        let msg = format!("could not wipe {}: {e}", path.display());
-                        log::warn(&format!("undo: {msg}"));
-                        done.push(msg);
-                    }
-                }
-            }
-        }
-    }
-    done
 }
 
 /// The body of the final report (the reporter adds kind, host, time).

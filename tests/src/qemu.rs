@@ -132,9 +132,16 @@ pub struct VmBuilder {
     extra: Vec<String>,
     /// A software TPM 2.0 whose state lives in this directory (kept across VMs).
     tpm_state: Option<PathBuf>,
+    serial_input: bool,
 }
 
 impl VmBuilder {
+    /// The serial console through a pipe pair, so [`Vm::send`] can type on it (the log
+    /// is still `serial.log`, copied by a thread).
+    pub fn serial_input(mut self) -> Self {
+        self.serial_input = true;
+        self
+    }
     /// The boot path (required).
     pub fn boot(mut self, b: Boot) -> Self {
         self.boot = Some(b);
@@ -191,12 +198,17 @@ impl VmBuilder {
         .iter()
         .map(|x| x.to_string())
         .collect();
-        a.extend([
-            "-m".into(),
-            self.memory_mib.to_string(),
-            "-serial".into(),
-            format!("file:{}", s(&dir.join("serial.log"))),
-        ]);
+        a.extend(["-m".into(), self.memory_mib.to_string()]);
+        if self.serial_input {
+            a.extend([
+                "-chardev".into(),
+                format!("pipe,id=ser0,path={}", s(&dir.join("serial"))),
+                "-serial".into(),
+                "chardev:ser0".into(),
+            ]);
+        } else {
+            a.extend(["-serial".into(), format!("file:{}", s(&dir.join("serial.log")))]);
+        }
         if self.firmware == Firmware::Uefi {
             a.extend(["-bios".into(), OVMF.into()]);
         }
@@ -294,6 +306,29 @@ impl VmBuilder {
             Some(state) => Some(start_swtpm(state, &dir.path().join("swtpm.sock")).map_err(err)?),
             None => None,
         };
+        if self.serial_input {
+            for f in ["serial.in", "serial.out"] {
+                let st = Command::new("mkfifo").arg(dir.path().join(f)).status();
+                if !st.map(|s| s.success()).unwrap_or(false) {
+                    return Err(err(format!("mkfifo {f} failed")));
+                }
+            }
+            // QEMU opens both FIFOs read-write, so neither open below blocks for long.
+            let out = dir.path().join("serial.out");
+            let log = dir.path().join("serial.log");
+            std::fs::File::create(&log).map_err(|e| err(e.to_string()))?;
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let Ok(mut r) = std::fs::File::open(&out) else { return };
+                let Ok(mut w) = std::fs::OpenOptions::new().append(true).open(&log) else { return };
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 || w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let args = self.command_line(dir.path()).map_err(err)?;
         std::fs::write(dir.path().join("qemu.cmdline"), args.join(" "))
             .map_err(|e| err(format!("writing the command line: {e}")))?;
@@ -364,7 +399,24 @@ impl Vm {
             nic: true,
             extra: Vec::new(),
             tpm_state: None,
+            serial_input: false,
         }
+    }
+
+    /// Types `text` on the serial console (needs [`VmBuilder::serial_input`]).
+    pub fn send(&self, text: &str) -> Result<(), VmError> {
+        use std::io::Write;
+        let p = self.dir.path().join("serial.in");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .map_err(|e| self.error(format!("opening {} (serial_input not set?): {e}", p.display())))?;
+        // Slowly, as a person types: the guest's UART has a 16-byte FIFO.
+        for b in text.as_bytes() {
+            f.write_all(&[*b]).map_err(|e| self.error(format!("typing on the console: {e}")))?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// The serial console so far (lossy UTF-8).

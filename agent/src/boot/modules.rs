@@ -20,6 +20,8 @@ pub const ALWAYS: &[&str] = &[
     "ext4",
     "xfs",
     "vfat",
+    // vfat loads its default iocharset (Debian: ascii) at every mount.
+    "nls_ascii",
     "nls_cp437",
     "nls_iso8859_1",
     "nls_utf8",

@@ -1,5 +1,6 @@
 //! One function per step kind: what it consumes, what it produces.
 
+use super::layout::{self, Session};
 use super::progress::Tracker;
 use super::Context;
 use crate::plan::{ConfigdrivePlan, ImageFormat, ImagePlan, PartitionPlan, Plan, Step};
@@ -20,31 +21,69 @@ pub enum StepError {
     Configdrive(#[from] crate::configdrive::ConfigdriveError),
     #[error("{0}")]
     SectorSize(String),
-    #[error("step {0} is not supported by this agent version")]
-    Unsupported(String),
+    #[error(transparent)]
+    Raid(#[from] crate::raid::RaidError),
+    #[error(transparent)]
+    Luks(#[from] crate::luks::LuksError),
+    #[error(transparent)]
+    Lvm(#[from] crate::lvm::LvmError),
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
+    #[error(transparent)]
+    Finalize(#[from] crate::finalize::FinalizeError),
+    #[error(transparent)]
+    Teardown(#[from] crate::teardown::TeardownError),
+    #[error("{0}")]
+    Io(String),
 }
 
-/// Whether this agent version can run the step.
-pub fn supported(step: &Step) -> bool {
-    matches!(step, Step::Wipe { .. } | Step::Partition { .. } | Step::WriteImage(_) | Step::Configdrive(_))
+/// Why this agent cannot run the step, if it cannot; checked for every step before any
+/// disk is touched.
+///
+/// LUKS pins (tang, TPM2) without the binding module are refused outright, even with a
+/// recovery passphrase: the document asks for unattended unlocking, and a host that
+/// stops at a passphrase prompt on every boot is not what it asked for.
+pub fn unsupported_reason(step: &Step) -> Option<String> {
+    match step {
+        Step::Luks(l) if !crate::luks::BINDING_AVAILABLE && !crate::luks::pins(l).is_empty() => Some(format!(
+            "step {}: binding LUKS to {} is not available in this agent build; remove the pins \
+             (a recovery_passphrase alone works) or use an agent with tang/TPM2 support; nothing was changed",
+            step.name(),
+            crate::luks::pins(l).join(", ")
+        )),
+        _ => None,
+    }
 }
 
 /// Runs one step; returns what it produced, for the step event and the final report.
-pub fn run(step: &Step, plan: &Plan, ctx: &Context) -> Result<Value, StepError> {
+pub fn run(step: &Step, plan: &Plan, ctx: &Context, session: &mut Session) -> Result<Value, StepError> {
     match step {
         Step::Wipe { path, policy, .. } => wipe(path, *policy),
         Step::Partition { path, logical_sector, partitions, .. } => partition(path, *logical_sector, partitions),
-        Step::WriteImage(img) => write_image(img, plan, ctx),
+        Step::WriteImage(img) => match img.format {
+            ImageFormat::Disk => write_image(img, plan, ctx),
+            ImageFormat::Rootfs => layout::rootfs(img, plan, ctx, session),
+            ImageFormat::Filesystem => layout::filesystem(img, plan, ctx),
+        },
         Step::Configdrive(cd) => configdrive(cd),
-        other => Err(StepError::Unsupported(other.name())),
+        Step::Raid(r) => layout::raid(r, plan, session),
+        Step::Luks(l) => layout::luks(l, session),
+        Step::Lvm(v) => layout::lvm(v, session),
+        Step::Mkfs(m) => layout::mkfs(m),
+        Step::Mount(m) => layout::mount(m, session),
+        Step::Finalize(f) => layout::finalize(f, plan, session),
     }
 }
 
 fn wipe(disk: &Path, policy: crate::wipe::Policy) -> Result<Value, StepError> {
-    // In-use disks were refused before the run (apply) or are the ramdisk's own
+    // A previous deployment's arrays, mappings and volumes on this disk go first.
+    let released = if crate::blockdev::is_block_device(disk) { crate::teardown::release(disk)? } else { Vec::new() };
+    // Mounted disks were refused before the run (apply) or are the ramdisk's own
     // (run); the engine does not force.
     let report = crate::wipe::wipe_disk(disk, policy, false)?;
-    Ok(json!({ "disk": disk, "erased": report }))
+    Ok(json!({ "disk": disk, "released": released, "erased": report }))
 }
 
 fn partition(disk: &Path, logical_sector: u64, parts: &[PartitionPlan]) -> Result<Value, StepError> {
@@ -53,12 +92,6 @@ fn partition(disk: &Path, logical_sector: u64, parts: &[PartitionPlan]) -> Resul
 }
 
 fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, StepError> {
-    if img.format != ImageFormat::Disk {
-        return Err(StepError::Unsupported(format!(
-            "image format {:?} is not supported by this agent version yet; use format: disk",
-            img.format
-        )));
-    }
     let heartbeat = Duration::from_secs(plan.report.as_ref().map_or(10, |r| r.heartbeat_secs.max(1)));
     let tracker = Tracker::new("write-image", ctx.reporter, ctx.progress, heartbeat, None);
     let progress = |p: &crate::image::Progress| {

@@ -1,0 +1,390 @@
+//! Finalize: make the extracted system boot from the layout. Writes /etc/fstab,
+//! /etc/crypttab, mdadm.conf and the kernel command line into the target, then runs the
+//! image's own tools in a chroot: regenerate the initramfs, install GRUB on every boot
+//! disk (BIOS: each disk with a BIOS boot partition; UEFI: each ESP, as the removable
+//! `\EFI\BOOT\BOOTX64.EFI` so firmware finds it without NVRAM entries, plus an entry when
+//! the firmware's variables are reachable), write the GRUB configuration.
+//!
+//! Commands come from `boot.finalize` when the document has them, else from the
+//! built-in set for the family `/etc/os-release` names (Debian/Ubuntu, RHEL/Fedora).
+
+mod chroot;
+
+use crate::plan::{FinalizePlan, Plan, Step};
+use chroot::Chroot;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// An initramfs rebuild or GRUB install under emulation can take minutes.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1200);
+const BIOS_BOOT_GUID: &str = "21686148-6449-6E6F-744E-656564454649";
+const ESP_GUID: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// Output kept per command in the report.
+const OUTPUT_TAIL: usize = 4000;
+
+/// Why finalize failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FinalizeError {
+    #[error("writing {} in the target: {cause}", path.display())]
+    Write { path: PathBuf, cause: String },
+    #[error("the target's /etc/os-release names {0:?}, which has no built-in boot setup: give boot.finalize commands")]
+    UnknownFamily(String),
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
+    #[error("finalize command in the target failed: {0}")]
+    Command(#[from] crate::runner::RunError),
+}
+
+/// Distribution families with built-in commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Debian,
+    Rhel,
+}
+
+/// The family from the text of an os-release file.
+pub fn family(os_release: &str) -> Result<Family, FinalizeError> {
+    let field = |k: &str| {
+        os_release
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(|v| v.trim_matches('"').to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    let ids = format!("{} {}", field("ID"), field("ID_LIKE"));
+    let has = |w: &str| ids.split_whitespace().any(|x| x == w);
+    if has("debian") || has("ubuntu") {
+        Ok(Family::Debian)
+    } else if has("rhel") || has("fedora") || has("centos") {
+        Ok(Family::Rhel)
+    } else {
+        Err(FinalizeError::UnknownFamily(ids.trim().to_string()))
+    }
+}
+
+/// `/dev/mapper/` name of an LVM volume: dashes inside names doubled.
+fn dm_name(vg: &str, lv: &str) -> String {
+    format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
+}
+
+/// md UUID as mdadm and dracut print it (`xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx`).
+fn md_uuid(u: &str) -> String {
+    let h = u.replace('-', "");
+    if h.len() != 32 {
+        return u.to_string();
+    }
+    format!("{}:{}:{}:{}", &h[..8], &h[8..16], &h[16..24], &h[24..])
+}
+
+/// The kernel arguments the deployed system needs to find its root, then `boot.kernel_args`.
+pub fn kernel_cmdline(plan: &Plan, fin: &FinalizePlan, fam: Family) -> Vec<String> {
+    let mut args = Vec::new();
+    let root = plan.steps.iter().find_map(|s| match s {
+        Step::Mkfs(m) if m.mount.as_deref() == Some("/") => Some(m),
+        _ => None,
+    });
+    let lv = root.and_then(|r| {
+        plan.steps.iter().find_map(|s| match s {
+            Step::Lvm(g) => g
+                .volumes
+                .iter()
+                .find(|v| v.path == r.device)
+                .map(|v| (g.vg.clone(), v.name.clone())),
+            _ => None,
+        })
+    });
+    match (&lv, root) {
+        (Some((vg, name)), _) => args.push(format!("root=/dev/mapper/{}", dm_name(vg, name))),
+        (None, Some(r)) => args.push(format!("root=UUID={}", r.uuid)),
+        (None, None) => {}
+    }
+    if fam == Family::Rhel {
+        for s in &plan.steps {
+            match s {
+                Step::Raid(r) => args.push(format!("rd.md.uuid={}", md_uuid(&r.uuid))),
+                Step::Luks(l) => args.push(format!("rd.luks.uuid={}", l.uuid)),
+                _ => {}
+            }
+        }
+        if let Some((vg, name)) = &lv {
+            args.push(format!("rd.lvm.lv={vg}/{name}"));
+        }
+    }
+    for a in &fin.kernel_args {
+        if !args.contains(a) {
+            args.push(a.clone());
+        }
+    }
+    args
+}
+
+/// /etc/default/grub with GRUB_CMDLINE_LINUX set: the image's own arguments kept, ours
+/// (root and rd.* hints) replacing theirs, then the derived ones.
+pub fn grub_defaults(existing: &str, derived: &[String]) -> String {
+    let ours = ["root=", "rd.md.uuid=", "rd.luks.uuid=", "rd.lvm.lv="];
+    let mut kept: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for l in existing.lines() {
+        if let Some(v) = l.strip_prefix("GRUB_CMDLINE_LINUX=") {
+            kept = v
+                .trim_matches('"')
+                .split_whitespace()
+                .filter(|t| !ours.iter().any(|o| t.starts_with(o)))
+                .map(String::from)
+                .collect();
+        } else {
+            out.push(l.to_string());
+        }
+    }
+    for d in derived {
+        if !kept.contains(d) {
+            kept.push(d.clone());
+        }
+    }
+    out.push(format!("GRUB_CMDLINE_LINUX=\"{}\"", kept.join(" ")));
+    out.join("\n") + "\n"
+}
+
+fn write(root: &Path, rel: &str, text: &str) -> Result<(), FinalizeError> {
+    let p = root.join(rel);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(|e| FinalizeError::Write {
+            path: p.clone(),
+            cause: e.to_string(),
+        })?;
+    }
+    std::fs::write(&p, text).map_err(|e| FinalizeError::Write {
+        path: p,
+        cause: e.to_string(),
+    })
+}
+
+/// The configuration files, with their paths in the target.
+pub fn files(
+    fin: &FinalizePlan,
+    fam: Family,
+    grub_existing: &str,
+    cmdline: &[String],
+) -> Vec<(String, String)> {
+    let head = "# Written by imprint at deployment.\n";
+    let mut v = vec![(
+        "etc/fstab".to_string(),
+        format!("{head}{}\n", fin.fstab.join("\n")),
+    )];
+    if !fin.crypttab.is_empty() {
+        // Debian's initramfs hook includes entries marked `initramfs` even when it cannot
+        // trace the root device through a chroot's view of the stack.
+        let lines: Vec<String> = fin
+            .crypttab
+            .iter()
+            .map(|l| {
+                if fam == Family::Debian && !l.contains("initramfs") {
+                    format!("{l},initramfs")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        v.push((
+            "etc/crypttab".into(),
+            format!("{head}{}\n", lines.join("\n")),
+        ));
+    }
+    if !fin.mdadm.is_empty() {
+        let path = if fam == Family::Debian {
+            "etc/mdadm/mdadm.conf"
+        } else {
+            "etc/mdadm.conf"
+        };
+        v.push((
+            path.into(),
+            format!(
+                "{head}HOMEHOST <system>\nMAILADDR root\n{}\n",
+                fin.mdadm.join("\n")
+            ),
+        ));
+    }
+    v.push((
+        "etc/default/grub".into(),
+        grub_defaults(grub_existing, cmdline),
+    ));
+    v
+}
+
+/// Where the boot loader goes: BIOS disks and the ESPs (device, mount point in the target).
+struct Targets {
+    bios_disks: Vec<PathBuf>,
+    esps: Vec<(PathBuf, String)>,
+}
+
+fn targets(plan: &Plan, fin: &FinalizePlan) -> Targets {
+    let mut bios_disks = Vec::new();
+    let mut esp_devices = Vec::new();
+    for s in &plan.steps {
+        if let Step::Partition {
+            path, partitions, ..
+        } = s
+        {
+            if !fin.boot_disks.contains(path) {
+                continue;
+            }
+            if partitions
+                .iter()
+                .any(|p| p.type_guid.eq_ignore_ascii_case(BIOS_BOOT_GUID))
+            {
+                bios_disks.push(path.clone());
+            }
+            esp_devices.extend(
+                partitions
+                    .iter()
+                    .filter(|p| p.type_guid.eq_ignore_ascii_case(ESP_GUID))
+                    .map(|p| p.path.clone()),
+            );
+        }
+    }
+    let mounted = plan.steps.iter().find_map(|s| match s {
+        Step::Mount(m) if m.mountpoint == "/boot/efi" => Some(m.device.clone()),
+        _ => None,
+    });
+    let mut esps = Vec::new();
+    if let Some(m) = &mounted {
+        esps.push((m.clone(), "/boot/efi".to_string()));
+    }
+    for (i, d) in esp_devices
+        .iter()
+        .filter(|d| Some(*d) != mounted.as_ref())
+        .enumerate()
+    {
+        if mounted.is_some() && fin.esp_copies.contains(d) {
+            esps.push((d.clone(), format!("/run/imprint-esp{}", i + 1)));
+        }
+    }
+    Targets { bios_disks, esps }
+}
+
+/// The built-in commands: (argv, required).
+fn builtin(fam: Family, t: &Targets, efivars: bool) -> Vec<(Vec<String>, bool)> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let (mkinitrd, install, mkconfig): (Vec<String>, &str, Vec<String>) = match fam {
+        Family::Debian => (
+            s(&["update-initramfs", "-u", "-k", "all"]),
+            "grub-install",
+            s(&["update-grub"]),
+        ),
+        Family::Rhel => (
+            s(&["dracut", "-f", "--regenerate-all"]),
+            "grub2-install",
+            s(&["grub2-mkconfig", "-o", "/boot/grub2/grub.cfg"]),
+        ),
+    };
+    let mut v = vec![(mkinitrd, true)];
+    for d in &t.bios_disks {
+        v.push((
+            s(&[install, "--target=i386-pc", &d.display().to_string()]),
+            true,
+        ));
+    }
+    for (_, dir) in &t.esps {
+        v.push((
+            s(&[
+                install,
+                "--target=x86_64-efi",
+                &format!("--efi-directory={dir}"),
+                "--removable",
+                "--no-nvram",
+            ]),
+            true,
+        ));
+    }
+    if efivars {
+        if let Some((_, dir)) = t.esps.first() {
+            let id = if fam == Family::Debian {
+                "debian"
+            } else {
+                "redhat"
+            };
+            v.push((
+                s(&[
+                    install,
+                    "--target=x86_64-efi",
+                    &format!("--efi-directory={dir}"),
+                    &format!("--bootloader-id={id}"),
+                ]),
+                false,
+            ));
+        }
+    }
+    v.push((mkconfig, true));
+    v
+}
+
+fn tail(s: &str) -> &str {
+    let cut = s.len().saturating_sub(OUTPUT_TAIL);
+    let mut i = cut;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+/// Writes the configuration and runs the boot setup in a chroot of `root`.
+pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Value, FinalizeError> {
+    let os_release = std::fs::read_to_string(root.join("etc/os-release"))
+        .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
+        .unwrap_or_default();
+    let fam = family(&os_release);
+    let fam = match (fam, fin.commands.is_empty()) {
+        (Ok(f), _) => f,
+        // Custom commands do not need a known family; files follow Debian's paths.
+        (Err(_), false) => Family::Debian,
+        (Err(e), true) => return Err(e),
+    };
+    let cmdline = kernel_cmdline(plan, fin, fam);
+    let grub_existing = std::fs::read_to_string(root.join("etc/default/grub")).unwrap_or_default();
+    let files = files(fin, fam, &grub_existing, &cmdline);
+    for (rel, text) in &files {
+        write(root, rel, text)?;
+    }
+    let t = targets(plan, fin);
+    let mut ch = Chroot::enter(root)?;
+    for (dev, dir) in t.esps.iter().skip(1) {
+        ch.mount_extra(dev, dir.trim_start_matches('/'))?;
+    }
+    let efivars = root
+        .join("sys/firmware/efi/efivars")
+        .read_dir()
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    let commands: Vec<(Vec<String>, bool)> = if fin.commands.is_empty() {
+        builtin(fam, &t, efivars)
+    } else {
+        fin.commands.iter().map(|c| (c.clone(), true)).collect()
+    };
+    let mut ran = Vec::new();
+    for (argv, required) in &commands {
+        crate::runner::log::info(&format!("finalize: {}", argv.join(" ")));
+        match ch.run(argv, COMMAND_TIMEOUT) {
+            Ok(o) => ran.push(json!({"command": argv, "ok": true, "stdout": tail(&o.stdout), "stderr": tail(&o.stderr)})),
+            Err(e) if !required => {
+                crate::runner::log::warn(&format!("finalize: optional step failed: {e}"));
+                ran.push(json!({"command": argv, "ok": false, "error": tail(&e.to_string())}));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    drop(ch);
+    Ok(json!({
+        "family": fam,
+        "kernel_cmdline": cmdline,
+        "files": files.iter().map(|(p, _)| format!("/{p}")).collect::<Vec<_>>(),
+        "bios_disks": t.bios_disks,
+        "esps": t.esps.iter().map(|(d, m)| json!({"device": d, "mounted_at": m})).collect::<Vec<_>>(),
+        "commands": ran,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

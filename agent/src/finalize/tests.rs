@@ -1,0 +1,150 @@
+use super::*;
+use crate::plan::*;
+
+fn seed_like() -> (Plan, FinalizePlan) {
+    let steps = vec![
+        Step::Raid(RaidPlan {
+            name: "md-root".into(),
+            level: 1,
+            metadata: "1.2".into(),
+            members: vec!["/dev/vda5".into(), "/dev/vdb4".into()],
+            path: "/dev/md/md-root".into(),
+            uuid: "7b7d0d51-cef4-4ff6-ac6d-328639fd5772".into(),
+        }),
+        Step::Luks(LuksPlan {
+            name: "luks-root".into(),
+            device: "/dev/md/md-root".into(),
+            path: "/dev/mapper/luks-root".into(),
+            cipher: "aes-xts-plain64".into(),
+            key_size: 512,
+            label: None,
+            uuid: "c7817eb5-7e5c-4f0c-9d6e-837def918b32".into(),
+            tang: vec![],
+            tpm2: None,
+            threshold: 1,
+            recovery_passphrase: None,
+        }),
+        Step::Lvm(LvmPlan {
+            vg: "vg0".into(),
+            pvs: vec!["/dev/mapper/luks-root".into()],
+            volumes: vec![LvPlan {
+                name: "root".into(),
+                path: "/dev/vg0/root".into(),
+                size_bytes: Some(4 << 30),
+            }],
+        }),
+        Step::Mkfs(MkfsPlan {
+            name: "root".into(),
+            device: "/dev/vg0/root".into(),
+            fstype: "xfs".into(),
+            label: None,
+            uuid: "bc62f174-0fda-4a69-9c16-b98117cfa1ca".into(),
+            mount: Some("/".into()),
+        }),
+    ];
+    let plan = Plan {
+        host: HostPlan {
+            hostname: "db-17".into(),
+            instance_id: "i".into(),
+        },
+        disks: vec![],
+        steps,
+        report: None,
+        finish: Finish::None,
+        kernel_args: vec!["console=ttyS0".into()],
+    };
+    let fin = FinalizePlan {
+        fstab: vec!["UUID=bc62f174-0fda-4a69-9c16-b98117cfa1ca / xfs defaults 0 0".into()],
+        crypttab: vec![
+            "luks-root UUID=c7817eb5-7e5c-4f0c-9d6e-837def918b32 none luks,discard".into(),
+        ],
+        mdadm: vec![
+            "ARRAY /dev/md/md-root metadata=1.2 UUID=7b7d0d51:cef44ff6:ac6d3286:39fd5772".into(),
+        ],
+        boot_disks: vec![],
+        esp_copies: vec![],
+        kernel_args: vec!["console=ttyS0".into()],
+        commands: vec![],
+    };
+    (plan, fin)
+}
+
+#[test]
+fn families_come_from_id_and_id_like() {
+    assert_eq!(
+        family("ID=debian\nVERSION_ID=\"12\"\n").unwrap(),
+        Family::Debian
+    );
+    assert_eq!(
+        family("ID=ubuntu\nID_LIKE=debian\n").unwrap(),
+        Family::Debian
+    );
+    assert_eq!(
+        family("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n").unwrap(),
+        Family::Rhel
+    );
+    assert!(family("ID=alpine\n")
+        .unwrap_err()
+        .to_string()
+        .contains("boot.finalize"));
+}
+
+#[test]
+fn kernel_command_line_is_derived_per_family() {
+    let (plan, fin) = seed_like();
+    assert_eq!(
+        kernel_cmdline(&plan, &fin, Family::Debian),
+        vec!["root=/dev/mapper/vg0-root", "console=ttyS0"]
+    );
+    assert_eq!(
+        kernel_cmdline(&plan, &fin, Family::Rhel),
+        vec![
+            "root=/dev/mapper/vg0-root",
+            "rd.md.uuid=7b7d0d51:cef44ff6:ac6d3286:39fd5772",
+            "rd.luks.uuid=c7817eb5-7e5c-4f0c-9d6e-837def918b32",
+            "rd.lvm.lv=vg0/root",
+            "console=ttyS0"
+        ]
+    );
+    assert_eq!(dm_name("my-vg", "var-log"), "my--vg-var--log");
+}
+
+#[test]
+fn grub_defaults_keep_the_image_arguments_and_replace_root() {
+    let g =
+        "GRUB_TIMEOUT=1\nGRUB_CMDLINE_LINUX=\"console=tty0 root=/dev/sda1 console=ttyS0,115200\"\n";
+    let out = grub_defaults(g, &["root=/dev/mapper/vg0-root".into(), "quiet".into()]);
+    assert_eq!(out, "GRUB_TIMEOUT=1\nGRUB_CMDLINE_LINUX=\"console=tty0 console=ttyS0,115200 root=/dev/mapper/vg0-root quiet\"\n");
+    assert!(grub_defaults("", &["a".into()]).contains("GRUB_CMDLINE_LINUX=\"a\""));
+}
+
+#[test]
+fn files_carry_fstab_crypttab_and_mdadm_conf() {
+    let (_, fin) = seed_like();
+    let f = files(
+        &fin,
+        Family::Debian,
+        "",
+        &["root=/dev/mapper/vg0-root".into()],
+    );
+    let get = |p: &str| {
+        f.iter()
+            .find(|(k, _)| k == p)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert!(get("etc/fstab").contains("UUID=bc62f174-0fda-4a69-9c16-b98117cfa1ca / xfs"));
+    assert!(
+        get("etc/crypttab").contains("luks,discard,initramfs"),
+        "Debian's hook includes it"
+    );
+    assert!(get("etc/mdadm/mdadm.conf")
+        .contains("ARRAY /dev/md/md-root metadata=1.2 UUID=7b7d0d51:cef44ff6"));
+    let r = files(&fin, Family::Rhel, "", &[]);
+    assert!(r
+        .iter()
+        .any(|(k, v)| k == "etc/mdadm.conf" && v.contains("ARRAY")));
+    assert!(r
+        .iter()
+        .any(|(k, v)| k == "etc/crypttab" && !v.contains("initramfs")));
+}

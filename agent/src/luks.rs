@@ -1,0 +1,325 @@
+//! LUKS2 volumes through libcryptsetup: format with a volume key the agent generates,
+//! a keyslot for the recovery passphrase, open for the agent's own use, close.
+//!
+//! Key derivation: argon2id with the memory cost capped at [`MAX_MEMORY_KIB`] (256 MiB)
+//! and 4 lanes, iteration time calibrated to 2 s on this machine. The cap is what a
+//! 512 MiB ramdisk and the deployed initramfs on a small host can afford while unlocking;
+//! libcryptsetup lowers it further when less memory is free.
+//!
+//! The volume key stays in a zeroizing buffer inside [`OpenVolume`] for the life of the
+//! run: tang and TPM2 bindings add their keyslots from it (see [`bind_pins`]).
+
+use crate::plan::LuksPlan;
+use libcryptsetup_rs::consts::flags::{CryptActivate, CryptDeactivate, CryptPbkdf, CryptVolumeKey};
+use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat};
+use libcryptsetup_rs::{CryptInit, CryptPbkdfType, Either, LibcryptErr};
+use serde_json::{json, Value};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// Upper bound of argon2id's memory cost, in KiB.
+pub const MAX_MEMORY_KIB: u32 = 256 * 1024;
+/// Target unlock time on the formatting machine.
+pub const ITER_TIME_MS: u32 = 2000;
+
+/// Why a LUKS operation failed. Never carries a passphrase or key.
+#[derive(Debug, thiserror::Error)]
+pub enum LuksError {
+    #[error("{what} {}: {cause}", device.display())]
+    Crypt {
+        what: &'static str,
+        device: PathBuf,
+        cause: String,
+    },
+    #[error("cipher {0:?} is not of the form cipher-mode (e.g. aes-xts-plain64)")]
+    Cipher(String),
+    #[error("LUKS volume {0} would have no keyslot: give a recovery_passphrase or tang/tpm2 pins")]
+    NoKeyslot(String),
+    #[error("reading random bytes for the volume key: {0}")]
+    Random(std::io::Error),
+    #[error("LUKS volume {name}: binding to {pins} is not available in this agent build; nothing was bound")]
+    BindingUnavailable { name: String, pins: String },
+}
+
+/// An open LUKS volume: its mapping and the volume key (zeroized on drop).
+pub struct OpenVolume {
+    pub name: String,
+    pub device: PathBuf,
+    /// `/dev/mapper/<name>`.
+    pub path: PathBuf,
+    volume_key: Zeroizing<Vec<u8>>,
+}
+
+impl OpenVolume {
+    /// The volume key, for adding keyslots (tang/TPM2 bindings).
+    pub fn volume_key(&self) -> &[u8] {
+        &self.volume_key
+    }
+}
+
+impl std::fmt::Debug for OpenVolume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenVolume")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn crypt<'a>(what: &'static str, device: &'a Path) -> impl Fn(LibcryptErr) -> LuksError + 'a {
+    move |e| LuksError::Crypt {
+        what,
+        device: device.to_path_buf(),
+        cause: e.to_string(),
+    }
+}
+
+/// Splits `aes-xts-plain64` into (`aes`, `xts-plain64`).
+pub fn split_cipher(c: &str) -> Result<(&str, &str), LuksError> {
+    match c.split_once('-') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a, b)),
+        _ => Err(LuksError::Cipher(c.into())),
+    }
+}
+
+/// The pins `plan` asks for, in words (for messages).
+pub fn pins(plan: &LuksPlan) -> Vec<String> {
+    let mut p: Vec<String> = plan
+        .tang
+        .iter()
+        .map(|t| format!("tang {}", t.url))
+        .collect();
+    if plan.tpm2.is_some() {
+        p.push("tpm2".into());
+    }
+    p
+}
+
+/// Whether this build can bind tang/TPM2 pins (the `binding` module).
+pub const BINDING_AVAILABLE: bool = false;
+
+/// Formats `plan.device` as LUKS2, adds the recovery passphrase's keyslot (slot 0), and
+/// opens it as `/dev/mapper/<name>` when `open` (false: format only, e.g. on a file).
+pub fn format(plan: &LuksPlan, open: bool) -> Result<(OpenVolume, Value), LuksError> {
+    let dev = &plan.device;
+    let (cipher, mode) = split_cipher(&plan.cipher)?;
+    if plan.recovery_passphrase.is_none() && (plan.tang.is_empty() && plan.tpm2.is_none()) {
+        return Err(LuksError::NoKeyslot(plan.name.clone()));
+    }
+    let mut key = Zeroizing::new(vec![0u8; (plan.key_size / 8) as usize]);
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(LuksError::Random)?;
+    let uuid = uuid::Uuid::parse_str(&plan.uuid).map_err(|e| LuksError::Crypt {
+        what: "parsing the planned UUID of",
+        device: dev.clone(),
+        cause: e.to_string(),
+    })?;
+    let mut cd = CryptInit::init(dev).map_err(crypt("opening", dev))?;
+    let pbkdf = CryptPbkdfType {
+        type_: CryptKdf::Argon2Id,
+        hash: Some("sha256".into()),
+        time_ms: ITER_TIME_MS,
+        iterations: 0,
+        max_memory_kb: MAX_MEMORY_KIB,
+        parallel_threads: 4,
+        flags: CryptPbkdf::empty(),
+    };
+    cd.settings_handle()
+        .set_pbkdf_type(&pbkdf)
+        .map_err(crypt("setting argon2id for", dev))?;
+    cd.context_handle()
+        .format::<()>(
+            EncryptionFormat::Luks2,
+            (cipher, mode),
+            Some(uuid),
+            Either::Left(&key),
+            None,
+        )
+        .map_err(crypt("formatting LUKS2 on", dev))?;
+    if let Some(label) = &plan.label {
+        cd.context_handle()
+            .set_label(Some(label), None)
+            .map_err(crypt("labelling", dev))?;
+    }
+    let mut keyslots = Vec::new();
+    if let Some(pass) = &plan.recovery_passphrase {
+        let slot = cd
+            .keyslot_handle()
+            .add_by_key(
+                None,
+                Some(Either::Left(&key)),
+                pass.expose().as_bytes(),
+                CryptVolumeKey::empty(),
+            )
+            .map_err(crypt("adding the recovery passphrase keyslot to", dev))?;
+        keyslots.push(json!({"slot": slot, "kind": "recovery-passphrase"}));
+    }
+    if open {
+        cd.activate_handle()
+            .activate_by_volume_key(Some(&plan.name), Some(&key), CryptActivate::empty())
+            .map_err(crypt("opening", dev))?;
+        crate::blockdev::wait_for_node(&plan.path, std::time::Duration::from_secs(10)).map_err(
+            |e| LuksError::Crypt {
+                what: "waiting for the mapping of",
+                device: dev.clone(),
+                cause: e.to_string(),
+            },
+        )?;
+    }
+    let vol = OpenVolume {
+        name: plan.name.clone(),
+        device: dev.clone(),
+        path: plan.path.clone(),
+        volume_key: key,
+    };
+    let out = json!({
+        "name": plan.name, "device": dev, "mapping": plan.path, "uuid": plan.uuid, "cipher": plan.cipher,
+        "key_size": plan.key_size, "pbkdf": {"type": "argon2id", "max_memory_kib": MAX_MEMORY_KIB, "time_ms": ITER_TIME_MS},
+        "keyslots": keyslots,
+    });
+    Ok((vol, out))
+}
+
+/// Adds a keyslot per tang/TPM2 pin from the open volume's key.
+///
+/// This is the call point of the binding module (`binding::luks::bind_luks(device,
+/// existing_key, pin)`); until it is part of this build, a plan with pins is refused
+/// before any disk is touched (see `engine::steps::unsupported_reason`), so this only
+/// ever sees plans without pins.
+pub fn bind_pins(vol: &OpenVolume, plan: &LuksPlan) -> Result<Vec<Value>, LuksError> {
+    let _ = vol.volume_key();
+    let p = pins(plan);
+    if p.is_empty() {
+        return Ok(Vec::new());
+    }
+    Err(LuksError::BindingUnavailable {
+        name: plan.name.clone(),
+        pins: p.join(", "),
+    })
+}
+
+/// Closes the mapping `name`.
+pub fn close(name: &str) -> Result<(), LuksError> {
+    let dev = PathBuf::from(format!("/dev/mapper/{name}"));
+    let mut cd = CryptInit::init_by_name_and_header(name, None)
+        .map_err(crypt("looking up the mapping", &dev))?;
+    cd.activate_handle()
+        .deactivate(name, CryptDeactivate::empty())
+        .map_err(crypt("closing", &dev))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn plan(device: PathBuf) -> LuksPlan {
+        LuksPlan {
+            name: "luks-test".into(),
+            device,
+            path: "/dev/mapper/luks-test".into(),
+            cipher: "aes-xts-plain64".into(),
+            key_size: 512,
+            label: Some("cryptroot".into()),
+            uuid: "c7817eb5-7e5c-4f0c-9d6e-837def918b32".into(),
+            tang: Vec::new(),
+            tpm2: None,
+            threshold: 1,
+            recovery_passphrase: Some(Secret::new("correct horse battery")),
+        }
+    }
+
+    #[test]
+    fn cipher_is_split_at_the_first_dash() {
+        assert_eq!(
+            split_cipher("aes-xts-plain64").unwrap(),
+            ("aes", "xts-plain64")
+        );
+        assert!(split_cipher("aes").is_err());
+    }
+
+    /// Debian's cryptsetup checks the result: LUKS2, the planned UUID and label, argon2id
+    /// within the memory cap, and the passphrase opens keyslot 0.
+    #[test]
+    fn formatted_volume_is_luks2_with_a_bounded_argon2id_passphrase_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("luks.img");
+        std::fs::File::create(&f)
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        let (vol, out) = format(&plan(f.clone()), false).unwrap();
+        assert_eq!(vol.volume_key().len(), 64);
+        assert_eq!(out["keyslots"][0]["slot"], 0);
+        assert!(!out.to_string().contains("correct horse"));
+        let dump = std::process::Command::new("cryptsetup")
+            .arg("luksDump")
+            .arg(&f)
+            .output()
+            .unwrap();
+        let dump = String::from_utf8_lossy(&dump.stdout);
+        assert!(dump.contains("Version:       \t2"), "{dump}");
+        assert!(
+            dump.contains("c7817eb5-7e5c-4f0c-9d6e-837def918b32"),
+            "{dump}"
+        );
+        assert!(dump.contains("cryptroot"), "{dump}");
+        assert!(
+            dump.contains("argon2id") && dump.contains("aes-xts-plain64"),
+            "{dump}"
+        );
+        let mem: u64 = dump
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Memory:")
+                    .map(|m| m.trim().parse().unwrap())
+            })
+            .expect("a memory cost");
+        assert!(mem <= MAX_MEMORY_KIB as u64, "{mem}");
+        let mut child = std::process::Command::new("cryptsetup")
+            .args([
+                "open",
+                "--test-passphrase",
+                "--key-slot",
+                "0",
+                "--key-file",
+                "-",
+            ])
+            .arg(&f)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"correct horse battery")
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "the recovery passphrase opens keyslot 0"
+        );
+    }
+
+    #[test]
+    fn pins_without_binding_are_refused_by_name() {
+        let mut p = plan("/nonexistent".into());
+        p.tang.push(crate::plan::TangPin {
+            url: "http://10.0.2.2:7500".into(),
+            thumbprint: None,
+            trust_on_first_use: false,
+        });
+        let vol = OpenVolume {
+            name: p.name.clone(),
+            device: p.device.clone(),
+            path: p.path.clone(),
+            volume_key: Zeroizing::new(vec![0; 64]),
+        };
+        let e = bind_pins(&vol, &p).unwrap_err().to_string();
+        assert!(e.contains("tang http://10.0.2.2:7500"), "{e}");
+    }
+}
