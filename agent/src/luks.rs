@@ -38,8 +38,8 @@ pub enum LuksError {
     NoKeyslot(String),
     #[error("reading random bytes for the volume key: {0}")]
     Random(std::io::Error),
-    #[error("LUKS volume {name}: binding to {pins} is not available in this agent build; nothing was bound")]
-    BindingUnavailable { name: String, pins: String },
+    #[error("LUKS volume {name}: binding to {pins}: {source}")]
+    Binding { name: String, pins: String, source: crate::binding::luks::LuksBindError },
 }
 
 /// An open LUKS volume: its mapping and the volume key (zeroized on drop).
@@ -95,9 +95,6 @@ pub fn pins(plan: &LuksPlan) -> Vec<String> {
     }
     p
 }
-
-/// Whether this build can bind tang/TPM2 pins (the `binding` module).
-pub const BINDING_AVAILABLE: bool = false;
 
 /// Formats `plan.device` as LUKS2, adds the recovery passphrase's keyslot (slot 0), and
 /// opens it as `/dev/mapper/<name>` when `open` (false: format only, e.g. on a file).
@@ -182,22 +179,28 @@ pub fn format(plan: &LuksPlan, open: bool) -> Result<(OpenVolume, Value), LuksEr
     Ok((vol, out))
 }
 
-/// Adds a keyslot per tang/TPM2 pin from the open volume's key.
-///
-/// This is the call point of the binding module (`binding::luks::bind_luks(device,
-/// existing_key, pin)`); until it is part of this build, a plan with pins is refused
-/// before any disk is touched (see `engine::steps::unsupported_reason`), so this only
-/// ever sees plans without pins.
+/// Binds the volume to its tang/TPM2 pins (with the document's threshold, as one clevis
+/// token and keyslot), authorised by the open volume's key, and verified by decrypting
+/// the token before this returns; nothing is half-bound on failure.
 pub fn bind_pins(vol: &OpenVolume, plan: &LuksPlan) -> Result<Vec<Value>, LuksError> {
-    let _ = vol.volume_key();
     let p = pins(plan);
     if p.is_empty() {
         return Ok(Vec::new());
     }
-    Err(LuksError::BindingUnavailable {
-        name: plan.name.clone(),
-        pins: p.join(", "),
-    })
+    let pin = crate::binding::Pin::from_plan(plan);
+    let ctx = crate::binding::Context::default();
+    let existing = crate::binding::luks::Existing::VolumeKey(vol.volume_key());
+    let out = crate::binding::luks::bind_luks_with(&ctx, &plan.device, existing, &pin).map_err(|source| {
+        LuksError::Binding { name: plan.name.clone(), pins: p.join(", "), source }
+    })?;
+    Ok(vec![json!({
+        "pins": p,
+        "threshold": pin.threshold,
+        "keyslot": out.keyslot,
+        "token": out.token_id,
+        "tang_thumbprints_used": out.thumbprints_used,
+        "verified": true,
+    })])
 }
 
 /// Closes the mapping `name`.
@@ -306,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn pins_without_binding_are_refused_by_name() {
+    fn binding_errors_name_the_volume_and_its_pins() {
         let mut p = plan("/nonexistent".into());
         p.tang.push(crate::plan::TangPin {
             url: "http://10.0.2.2:7500".into(),

@@ -74,7 +74,17 @@ pub fn bind_luks(
     existing_key: &[u8],
     pin: &Pin,
 ) -> Result<BindOutcome, LuksBindError> {
-    bind_luks_with(&Context::default(), device, existing_key, pin)
+    bind_luks_with(&Context::default(), device, Existing::Passphrase(existing_key), pin)
+}
+
+/// What unlocks the volume today, to authorise the new keyslot.
+#[derive(Clone, Copy)]
+pub enum Existing<'a> {
+    /// A passphrase of an existing keyslot.
+    Passphrase(&'a [u8]),
+    /// The volume key itself (the agent right after formatting, before any keyslot exists
+    /// for a document without a recovery passphrase).
+    VolumeKey(&'a [u8]),
 }
 
 fn load(device: &Path) -> Result<CryptDevice, LuksBindError> {
@@ -95,14 +105,21 @@ fn load(device: &Path) -> Result<CryptDevice, LuksBindError> {
 pub fn bind_luks_with(
     ctx: &Context,
     device: &Path,
-    existing_key: &[u8],
+    existing: Existing<'_>,
     pin: &Pin,
 ) -> Result<BindOutcome, LuksBindError> {
     let dev = || device.to_path_buf();
     let mut cd = load(device)?;
-    cd.activate_handle()
-        .activate_by_passphrase(None, None, existing_key, CryptActivate::empty())
-        .map_err(|_| LuksBindError::ExistingKey { device: dev() })?;
+    let checked = match existing {
+        Existing::Passphrase(p) => cd
+            .activate_handle()
+            .activate_by_passphrase(None, None, p, CryptActivate::empty())
+            .map(drop),
+        Existing::VolumeKey(k) => cd
+            .activate_handle()
+            .activate_by_volume_key(None, Some(k), CryptActivate::empty()),
+    };
+    checked.map_err(|_| LuksBindError::ExistingKey { device: dev() })?;
 
     // Network and TPM first: if they fail, the header has not been touched.
     let passphrase = new_passphrase().map_err(|e| LuksBindError::Bind {
@@ -134,10 +151,18 @@ pub fn bind_luks_with(
     cd.settings_handle()
         .set_pbkdf_type(&pbkdf)
         .map_err(|e| header("setting PBKDF2 for the new keyslot", e))?;
-    let keyslot = cd
-        .keyslot_handle()
-        .add_by_passphrase(None, existing_key, passphrase.as_bytes())
-        .map_err(|e| header("adding a keyslot", e))?;
+    let added = match existing {
+        Existing::Passphrase(p) => cd
+            .keyslot_handle()
+            .add_by_passphrase(None, p, passphrase.as_bytes()),
+        Existing::VolumeKey(k) => cd.keyslot_handle().add_by_key(
+            None,
+            Some(libcryptsetup_rs::Either::Left(k)),
+            passphrase.as_bytes(),
+            libcryptsetup_rs::consts::flags::CryptVolumeKey::empty(),
+        ),
+    };
+    let keyslot = added.map_err(|e| header("adding a keyslot", e))?;
     let token = cd
         .token_handle()
         .json_set(TokenInput::AddToken(&clevis_token(keyslot, &binding.jwe)));

@@ -39,24 +39,6 @@ pub enum StepError {
     Io(String),
 }
 
-/// Why this agent cannot run the step, if it cannot; checked for every step before any
-/// disk is touched.
-///
-/// LUKS pins (tang, TPM2) without the binding module are refused outright, even with a
-/// recovery passphrase: the document asks for unattended unlocking, and a host that
-/// stops at a passphrase prompt on every boot is not what it asked for.
-pub fn unsupported_reason(step: &Step) -> Option<String> {
-    match step {
-        Step::Luks(l) if !crate::luks::BINDING_AVAILABLE && !crate::luks::pins(l).is_empty() => Some(format!(
-            "step {}: binding LUKS to {} is not available in this agent build; remove the pins \
-             (a recovery_passphrase alone works) or use an agent with tang/TPM2 support; nothing was changed",
-            step.name(),
-            crate::luks::pins(l).join(", ")
-        )),
-        _ => None,
-    }
-}
-
 /// Runs one step; returns what it produced, for the step event and the final report.
 pub fn run(step: &Step, plan: &Plan, ctx: &Context, session: &mut Session) -> Result<Value, StepError> {
     match step {
