@@ -5,5 +5,7 @@
 
 pub mod fixtures;
 pub mod images;
+pub mod provision;
 pub mod qemu;
 pub mod server;
+pub mod tls;
