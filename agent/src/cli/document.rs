@@ -74,6 +74,15 @@ pub fn inventory(scope: &DiskScope) -> Result<Vec<Disk>, Exit> {
 }
 
 /// Whether the disk carries an imprint ISO (the medium this system may have booted from).
+/// Only ISO 9660 media are searched for the area: the search reads up to gigabytes.
 pub fn is_boot_medium(d: &Disk) -> bool {
-    matches!(imprint::iso::find_embedded(&d.path), Ok(Some(_)))
+    let iso = d.signatures.iter().any(|s| s.kind == "iso9660") || has_iso9660_magic(&d.path);
+    iso && matches!(imprint::iso::find_embedded(&d.path), Ok(Some(_)))
+}
+
+/// `CD001` at the primary volume descriptor (sector 16 of 2048 bytes).
+fn has_iso9660_magic(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut sig = [0u8; 5];
+    std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut sig, 16 * 2048 + 1)).is_ok() && &sig == b"CD001"
 }
