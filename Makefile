@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . agent/native/env.sh &&
 MUSL := target/x86_64-unknown-linux-musl
 
-.PHONY: all deps agent initramfs iso test demo bench bench-boot images clean
+.PHONY: all deps agent initramfs iso test demo bench bench-boot images clean fuzz
 all: agent initramfs iso
 
 deps:
@@ -42,3 +42,16 @@ clean:
 .PHONY: images
 images:
 	bash images/build.sh
+
+# Fuzz every cargo-fuzz target of agent/fuzz for FUZZ_SECONDS each (gnu target, libFuzzer;
+# stable toolchain with RUSTC_BOOTSTRAP). Crashes land in agent/fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := document gpt iso_area cmdline inventory
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd agent/fuzz && for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  mkdir -p corpus/$$t; \
+	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=../../target/fuzz cargo fuzz run --target x86_64-unknown-linux-gnu $$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done

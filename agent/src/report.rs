@@ -58,6 +58,9 @@ struct Target {
     url: String,
     token: Option<Secret>,
     client: reqwest::blocking::Client,
+    /// Set once the final report was sent (or given up on): queued events are dropped,
+    /// so a report server that never answers cannot hold the exit or the finish action.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 enum Msg {
@@ -129,7 +132,7 @@ impl Reporter {
                 connect_timeout: Some(Duration::from_secs(5)),
                 read_timeout: Some(Duration::from_secs(10)),
             })?;
-            let target = Arc::new(Target { url: p.url.clone(), token: p.token.clone(), client });
+            let target = Arc::new(Target { url: p.url.clone(), token: p.token.clone(), client, closed: Default::default() });
             let (tx, rx) = sync_channel::<Msg>(64);
             let t = Arc::clone(&target);
             let worker = std::thread::Builder::new()
@@ -203,12 +206,17 @@ impl Reporter {
                 let _ = done_rx.recv_timeout(self.retry_event.budget + Duration::from_secs(5));
             }
         }
-        post(target, &ev, self.retry_final)
+        let res = post(target, &ev, self.retry_final);
+        target.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        res
     }
 }
 
 impl Drop for Reporter {
     fn drop(&mut self) {
+        if let Some(t) = &self.target {
+            t.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         self.tx.take();
         if let Some(w) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = w.join();
@@ -222,6 +230,9 @@ fn drain(target: Arc<Target>, rx: Receiver<Msg>, retry: Retry) {
     let mut healthy = true;
     for msg in rx {
         match msg {
+            Msg::Event(_) if target.closed.load(std::sync::atomic::Ordering::SeqCst) => {
+                log::debug("report event dropped: the reporter is closed");
+            }
             Msg::Event(ev) => {
                 let policy = if healthy { retry } else { Retry { budget: Duration::ZERO, ..retry } };
                 match post(&target, &ev, policy) {

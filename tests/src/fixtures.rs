@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 
 /// Runs a command, panicking with its stderr when it fails.
 pub fn sh(prog: &str, args: &[&str]) -> String {
-    let out = Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
     assert!(
         out.status.success(),
         "{prog} {args:?} failed: {}\n{}",
@@ -20,7 +23,10 @@ pub fn sh(prog: &str, args: &[&str]) -> String {
 
 /// Runs a command and returns its whole output, whatever the status.
 pub fn sh_any(prog: &str, args: &[&str]) -> Output {
-    Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
+    Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
 }
 
 /// The static agent binary under test: `$IMPRINT_BIN`, else `out/imprint` at the repo root.
@@ -35,7 +41,10 @@ pub fn imprint_bin() -> PathBuf {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// A loop device over a sparse backing file, detached and removed on drop.
@@ -53,8 +62,21 @@ impl LoopDev {
         let f = std::fs::File::create(&backing).expect("create backing file");
         f.set_len(size).expect("size backing file");
         drop(f);
-        let out = sh("losetup", &["-f", "--show", "--sector-size", &sector.to_string(), backing.to_str().unwrap()]);
-        LoopDev { path: PathBuf::from(out.trim()), backing, _dir: dir }
+        let out = sh(
+            "losetup",
+            &[
+                "-f",
+                "--show",
+                "--sector-size",
+                &sector.to_string(),
+                backing.to_str().unwrap(),
+            ],
+        );
+        LoopDev {
+            path: PathBuf::from(out.trim()),
+            backing,
+            _dir: dir,
+        }
     }
 
     /// `path` as a &str.
@@ -110,7 +132,11 @@ pub fn gpt_partitions(dev: &str) -> Vec<(u32, u64, u64)> {
         if in_table {
             let f: Vec<&str> = l.split_whitespace().collect();
             if f.len() >= 3 {
-                let (n, s, e): (u32, u64, u64) = (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap());
+                let (n, s, e): (u32, u64, u64) = (
+                    f[0].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                );
                 parts.push((n, s * sector, (e - s + 1) * sector));
             }
         }
@@ -122,12 +148,27 @@ pub fn gpt_partitions(dev: &str) -> Vec<(u32, u64, u64)> {
 pub fn assert_sgdisk_clean(dev: &str) {
     let out = sh_any("sgdisk", &["-v", dev]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("No problems found"), "sgdisk -v {dev}:\n{text}");
+    assert!(
+        out.status.success() && text.contains("No problems found"),
+        "sgdisk -v {dev}:\n{text}"
+    );
 }
 
 /// blkid's low-level probe of `len` bytes at `offset` of `dev` (through a read-only loop device).
 pub fn blkid_at(dev: &str, offset: u64, len: u64) -> String {
-    let l = sh("losetup", &["-f", "--show", "-r", "-o", &offset.to_string(), "--sizelimit", &len.to_string(), dev]);
+    let l = sh(
+        "losetup",
+        &[
+            "-f",
+            "--show",
+            "-r",
+            "-o",
+            &offset.to_string(),
+            "--sizelimit",
+            &len.to_string(),
+            dev,
+        ],
+    );
     let l = l.trim().to_string();
     let out = sh_any("blkid", &["-p", "-o", "export", &l]);
     let _ = Command::new("losetup").args(["-d", &l]).status();
@@ -155,17 +196,43 @@ impl TestImage {
     pub fn build(size_mib: u64, sector: u32) -> TestImage {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.raw");
-        std::fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(size_mib << 20)
+            .unwrap();
         let p = img.to_str().unwrap();
         // sgdisk lays a table out for the device's sector size: give it one.
-        let l = sh("losetup", &["-f", "--show", "--sector-size", &sector.to_string(), p]);
+        let l = sh(
+            "losetup",
+            &["-f", "--show", "--sector-size", &sector.to_string(), p],
+        );
         let l = l.trim().to_string();
-        sh("sgdisk", &["-n", "1:1MiB:+8MiB", "-t", "1:ef00", "-c", "1:esp", "-n", "2:0:0", "-t", "2:8300", "-c", "2:root", &l]);
+        sh(
+            "sgdisk",
+            &[
+                "-n",
+                "1:1MiB:+8MiB",
+                "-t",
+                "1:ef00",
+                "-c",
+                "1:esp",
+                "-n",
+                "2:0:0",
+                "-t",
+                "2:8300",
+                "-c",
+                "2:root",
+                &l,
+            ],
+        );
         let parts = gpt_partitions(&l);
         sh("losetup", &["-d", &l]);
         let files = vec![
             ("etc/hostname".to_string(), "image-default\n".to_string()),
-            ("etc/imprint-test".to_string(), "written by the test image builder\n".to_string()),
+            (
+                "etc/imprint-test".to_string(),
+                "written by the test image builder\n".to_string(),
+            ),
             ("var/lib/data.txt".to_string(), "x".repeat(300_000)),
         ];
         let tree = dir.path().join("tree");
@@ -177,7 +244,18 @@ impl TestImage {
         let (_, rs, rl) = parts[1];
         let rootfs = dir.path().join("root.ext4");
         std::fs::File::create(&rootfs).unwrap().set_len(rl).unwrap();
-        sh("mkfs.ext4", &["-q", "-F", "-L", "imgroot", "-d", tree.to_str().unwrap(), rootfs.to_str().unwrap()]);
+        sh(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-L",
+                "imgroot",
+                "-d",
+                tree.to_str().unwrap(),
+                rootfs.to_str().unwrap(),
+            ],
+        );
         let (_, es, el) = parts[0];
         let esp = dir.path().join("esp.vfat");
         std::fs::File::create(&esp).unwrap().set_len(el).unwrap();
@@ -187,7 +265,12 @@ impl TestImage {
         raw[rs as usize..(rs + rl) as usize].copy_from_slice(&root);
         let e = std::fs::read(&esp).unwrap();
         raw[es as usize..(es + el) as usize].copy_from_slice(&e);
-        TestImage { raw, partitions: parts, files, root_label: "imgroot".into() }
+        TestImage {
+            raw,
+            partitions: parts,
+            files,
+            root_label: "imgroot".into(),
+        }
     }
 
     /// zstd-compressed image.
@@ -208,7 +291,10 @@ impl TestImage {
 pub fn extract_vfat(dev: &str, offset: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let spec = format!("{dev}@@{offset}");
-    sh("mcopy", &["-s", "-n", "-i", &spec, "::/", dir.path().to_str().unwrap()]);
+    sh(
+        "mcopy",
+        &["-s", "-n", "-i", &spec, "::/", dir.path().to_str().unwrap()],
+    );
     dir
 }
 
@@ -245,24 +331,47 @@ pub fn read_at(dev: &str, offset: u64, len: usize) -> Vec<u8> {
 pub fn assert_single_disk_deployed(dev: &str, img: &TestImage, hostname: &str) {
     assert_sgdisk_clean(dev);
     let parts = gpt_partitions(dev);
-    assert_eq!(parts.len(), img.partitions.len() + 1, "image partitions plus the configdrive: {parts:?}");
+    assert_eq!(
+        parts.len(),
+        img.partitions.len() + 1,
+        "image partitions plus the configdrive: {parts:?}"
+    );
     for (i, &(n, start, len)) in img.partitions.iter().enumerate() {
         assert_eq!((parts[i].0, parts[i].1), (n, start), "partition {n} moved");
         let on_disk = read_at(dev, start, len as usize);
-        assert_eq!(sha256_hex(&on_disk), sha256_hex(&img.raw[start as usize..(start + len) as usize]), "partition {n} differs");
+        assert_eq!(
+            sha256_hex(&on_disk),
+            sha256_hex(&img.raw[start as usize..(start + len) as usize]),
+            "partition {n} differs"
+        );
     }
     let (_, rs, rl) = img.partitions[img.partitions.len() - 1];
     let root = blkid_at(dev, rs, rl);
-    assert!(root.contains("TYPE=ext4") && root.contains(&format!("LABEL={}", img.root_label)), "{root}");
+    assert!(
+        root.contains("TYPE=ext4") && root.contains(&format!("LABEL={}", img.root_label)),
+        "{root}"
+    );
     let (_, cs, cl) = parts[parts.len() - 1];
-    assert!(cs + (1 << 20) >= img.raw.len() as u64, "configdrive placed after the image's partitions");
+    assert!(
+        cs + (1 << 20) >= img.raw.len() as u64,
+        "configdrive placed after the image's partitions"
+    );
     let cd = blkid_at(dev, cs, cl);
-    assert!(cd.contains("TYPE=vfat") && cd.to_lowercase().contains("label=cidata"), "{cd}");
+    assert!(
+        cd.contains("TYPE=vfat") && cd.to_lowercase().contains("label=cidata"),
+        "{cd}"
+    );
     let seed = extract_vfat(dev, cs);
     let ci = cloud_init_read_nocloud(seed.path());
     assert_eq!(ci["meta_data"]["local-hostname"], hostname);
     assert!(ci["meta_data"]["instance-id"].is_string());
-    assert!(ci["user_data"].as_str().unwrap_or("").contains("imprint-ok"), "{ci}");
+    assert!(
+        ci["user_data"]
+            .as_str()
+            .unwrap_or("")
+            .contains("imprint-ok"),
+        "{ci}"
+    );
 }
 
 /// The server's base URL as a QEMU guest reaches it (user networking maps the host's
@@ -275,7 +384,7 @@ pub fn guest_base(server: &crate::server::Server) -> String {
 /// The product's single-disk document for `host`: the image at `image_url` with its
 /// sha256, the smallest disk of at least 4 GiB, a NoCloud drive whose user-data prints
 /// `marker` on the console, reports to `<base>/report/<host>` with `token`.
-pub fn single_disk_document(host: &str, base: &str, image_url: &str, sha256: &str, marker: &str, token: &str) -> String {
+pub fn vm_single_disk_document(host: &str, base: &str, image_url: &str, sha256: &str, marker: &str, token: &str) -> String {
     format!(
         r#"version: 1
 host: {{ hostname: {host} }}

@@ -5,7 +5,9 @@
 
 pub mod fixtures;
 pub mod images;
+pub mod provision;
 pub mod qemu;
 pub mod server;
 pub mod swtpm;
 pub mod tang;
+pub mod tls;

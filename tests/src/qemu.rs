@@ -74,7 +74,10 @@ impl Disk {
     /// An existing raw disk file (e.g. `Vm::disk_path` of a finished VM), virtio, 512-byte sectors.
     pub fn existing(path: &Path, serial: &str) -> Disk {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        Disk { file: Some(path.to_path_buf()), ..Disk::virtio(size, serial) }
+        Disk {
+            file: Some(path.to_path_buf()),
+            ..Disk::virtio(size, serial)
+        }
     }
     /// A virtio disk with 512-byte sectors.
     pub fn virtio(size: u64, serial: &str) -> Disk {
@@ -257,7 +260,10 @@ impl VmBuilder {
             a.extend(["-device".into(), "ich9-ahci,id=ahci".into()]);
         }
         for (i, d) in self.disks.iter().enumerate() {
-            let file = d.file.clone().unwrap_or_else(|| dir.join(format!("disk{i}.raw")));
+            let file = d
+                .file
+                .clone()
+                .unwrap_or_else(|| dir.join(format!("disk{i}.raw")));
             a.extend([
                 "-drive".into(),
                 format!("if=none,id=d{i},format=raw,cache=unsafe,file={}", s(&file)),
@@ -296,7 +302,12 @@ impl VmBuilder {
             .prefix("imprint-vm-")
             .tempdir()
             .map_err(|e| err(format!("creating a temp dir: {e}")))?;
-        for (i, d) in self.disks.iter().enumerate().filter(|(_, d)| d.file.is_none()) {
+        for (i, d) in self
+            .disks
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.file.is_none())
+        {
             let f = std::fs::File::create(dir.path().join(format!("disk{i}.raw")))
                 .map_err(|e| err(format!("creating disk {i}: {e}")))?;
             f.set_len(d.size)
@@ -429,7 +440,10 @@ impl Vm {
 
     /// The raw file behind disk `i`, for inspection from the host after the VM ends.
     pub fn disk_path(&self, i: usize) -> PathBuf {
-        self.disks[i].file.clone().unwrap_or_else(|| self.dir.path().join(format!("disk{i}.raw")))
+        self.disks[i]
+            .file
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join(format!("disk{i}.raw")))
     }
 
     /// The disks as configured.

@@ -18,7 +18,7 @@ fn the_deployed_debian_image_boots_and_cloud_init_runs_the_user_data() {
     server.serve_file("/images/debian-12.raw.zst", &img.path);
     let base = guest_base(&server);
     // Only a run command can print 42: the document's own text says $((6*7)).
-    let doc = single_disk_document("deb-01", &base, &format!("{base}/images/debian-12.raw.zst"), &img.sha256, "imprint-$((6*7))-ok", "deb-token");
+    let doc = vm_single_disk_document("deb-01", &base, &format!("{base}/images/debian-12.raw.zst"), &img.sha256, "imprint-$((6*7))-ok", "deb-token");
     server.serve_bytes("/host.yaml", doc.into_bytes());
 
     let mut agent = Vm::builder()

@@ -34,7 +34,7 @@ fn serve(server: &Server, host: &str) -> (String, String) {
     let sha = sha256_hex(&data);
     server.serve_bytes("/images/web.raw.zst", data);
     let base = guest_base(server);
-    let doc = single_disk_document(host, &base, &format!("{base}/images/web.raw.zst"), &sha, "imprint-ok", "vm-token");
+    let doc = vm_single_disk_document(host, &base, &format!("{base}/images/web.raw.zst"), &sha, "imprint-ok", "vm-token");
     server.serve_bytes("/host.yaml", doc.clone().into_bytes());
     (format!("{base}/host.yaml"), doc)
 }

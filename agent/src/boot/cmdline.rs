@@ -10,6 +10,7 @@
 //! | `imprint.report=URL` | where to report failures before a document is found |
 //! | `imprint.on_failure=poweroff\|reboot\|halt` | what PID 1 does after a failure (default `poweroff`) |
 //! | `imprint.failure_delay=SECONDS` | how long the error stays on screen first (default 60) |
+//! | `imprint.report_timeout=SECONDS` | cap on report retries (read by the CLI through [`Cmdline::get`]) |
 //! | `imprint.iso=1` | set by the ISO's boot loader: wait for the boot medium |
 //! | `ip=dhcp`, `ip=DEV:dhcp`, `ip=off`, `ip=CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEV:AUTOCONF:DNS0:DNS1` | network |
 //! | `vlan=NAME:PARENT` | a VLAN interface, e.g. `vlan=eth0.100:eth0` (id from the name's digits) |

@@ -39,17 +39,50 @@ pub fn read(src: &str, ca: Option<&Path>) -> Result<(String, String), Exit> {
     Ok((text, src.to_string()))
 }
 
-/// Parses and validates; errors name the JSON path.
+/// Parses and validates (structure, then what spans fields); errors name the JSON path.
+/// Every validation error is listed, one per line, so one pass fixes them all.
 pub fn parse(text: &str, source: &str) -> Result<Document, Exit> {
-    imprint::config::parse(text).map_err(|e| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: {e}")))
+    let doc = imprint::config::parse(text).map_err(|e| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: {e}")))?;
+    let errors = imprint::config::validate_all(&doc);
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{source}: {e}")).collect();
+        return Err(Exit::new(exit::INVALID_DOCUMENT, lines.join("\n")));
+    }
+    Ok(doc)
 }
 
 /// The disks this run may consider: all, or only those named by `--disks`.
+/// The boot medium (a disk carrying an imprint ISO) is never a candidate when the
+/// disks are discovered; named explicitly, it stays, and `apply`/`run` refuse it.
 pub fn inventory(scope: &DiskScope) -> Result<Vec<Disk>, Exit> {
     let res = if scope.only.is_empty() {
-        imprint::disks::inventory()
+        imprint::disks::inventory().map(|all| {
+            all.into_iter()
+                .filter(|d| {
+                    let medium = is_boot_medium(d);
+                    if medium {
+                        imprint::runner::log::info(&format!("{} is an imprint boot medium: not a candidate disk", d.path.display()));
+                    }
+                    !medium
+                })
+                .collect()
+        })
     } else {
         imprint::disks::inventory_paths(&scope.only)
     };
     res.map_err(|e| Exit::new(exit::PLAN_FAILED, format!("reading the disk inventory: {e}")))
+}
+
+/// Whether the disk carries an imprint ISO (the medium this system may have booted from).
+/// Only ISO 9660 media are searched for the area: the search reads up to gigabytes.
+pub fn is_boot_medium(d: &Disk) -> bool {
+    let iso = d.signatures.iter().any(|s| s.kind == "iso9660") || has_iso9660_magic(&d.path);
+    iso && matches!(imprint::iso::find_embedded(&d.path), Ok(Some(_)))
+}
+
+/// `CD001` at the primary volume descriptor (sector 16 of 2048 bytes).
+fn has_iso9660_magic(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut sig = [0u8; 5];
+    std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut sig, 16 * 2048 + 1)).is_ok() && &sig == b"CD001"
 }

@@ -26,6 +26,8 @@ pub struct RunArgs {
     #[arg(long)]
     no_finish: bool,
     #[command(flatten)]
+    report: ReportTimeout,
+    #[command(flatten)]
     scope: DiskScope,
 }
 
@@ -45,7 +47,41 @@ pub struct ApplyArgs {
     #[arg(long)]
     ca: Option<PathBuf>,
     #[command(flatten)]
+    report: ReportTimeout,
+    #[command(flatten)]
     scope: DiskScope,
+}
+
+/// How long reports may be retried (`imprint.report_timeout=` in ramdisk mode).
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct ReportTimeout {
+    /// Seconds the final report (and each step event) may spend on retries before imprint
+    /// gives up on the report server and carries on (default: 15 per event, 90 for the final report).
+    #[arg(long = "report-timeout", env = "IMPRINT_REPORT_TIMEOUT", value_name = "SECS")]
+    pub secs: Option<u64>,
+}
+
+impl ReportTimeout {
+    /// `imprint.report_timeout=SECS` from the kernel command line.
+    fn from_cmdline(c: &imprint::boot::Cmdline) -> Result<ReportTimeout, String> {
+        match c.get("imprint.report_timeout") {
+            None => Ok(ReportTimeout::default()),
+            Some(v) => v
+                .parse()
+                .map(|s| ReportTimeout { secs: Some(s) })
+                .map_err(|_| format!("imprint.report_timeout={v}: expected a number of seconds")),
+        }
+    }
+
+    /// A reporter whose retry budgets are capped by this timeout.
+    fn reporter(self, host: &str, report: Option<&imprint::plan::ReportPlan>, ca: Option<&Path>) -> Result<Reporter, imprint::report::ReportError> {
+        use imprint::report::Retry;
+        let cap = |r: Retry| match self.secs {
+            Some(s) => Retry { budget: r.budget.min(std::time::Duration::from_secs(s)), ..r },
+            None => r,
+        };
+        Reporter::with_retry(host, report, ca, cap(Retry::EVENT), cap(Retry::FINAL))
+    }
 }
 
 #[derive(clap::Args)]
@@ -142,11 +178,14 @@ pub fn plan(a: PlanArgs) -> Result<(), Exit> {
     Ok(())
 }
 
-/// Disks in the plan that are in use (mounted, held by md/dm/LVM): refused without --force.
+/// Disks in the plan that are in use (mounted, held by md/dm/LVM, the boot medium): refused without --force.
 fn in_use(plan: &Plan, inventory: &[Disk]) -> Vec<String> {
     let mut out = Vec::new();
     for d in &plan.disks {
         if let Some(inv) = inventory.iter().find(|i| i.path == d.path) {
+            if document::is_boot_medium(inv) {
+                out.push(format!("{} is an imprint boot medium (the system may have booted from it)", d.path.display()));
+            }
             if !inv.mounts.is_empty() {
                 out.push(format!("{} has mounted filesystems: {}", d.path.display(), inv.mounts.join(", ")));
             }
@@ -175,7 +214,7 @@ fn confirm(prompt: &str) -> Result<(), Exit> {
 
 pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
     let (text, source) = document::read(&a.document, a.ca.as_deref())?;
-    let (plan, inventory) = plan_or_report(&text, &source, &a.scope, a.ca.as_deref())?;
+    let (plan, inventory) = plan_or_report(&text, &source, &a.scope, a.ca.as_deref(), a.report)?;
     eprint!("{}", plan.render_text());
     let busy = in_use(&plan, &inventory);
     if !busy.is_empty() && !a.force {
@@ -184,7 +223,7 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
     if !a.yes {
         confirm("All data on the disks listed above will be destroyed.")?;
     }
-    let outcome = provision(&plan, &inventory, a.ca.as_deref(), a.keep_on_failure, ProgressMode::detect())?;
+    let outcome = provision(&plan, &inventory, a.ca.as_deref(), a.keep_on_failure, ProgressMode::detect(), a.report)?;
     match outcome {
         RunResult::Success => Ok(()),
         RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
@@ -192,8 +231,15 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
 }
 
 /// Runs the engine, sends the final report, prints the summary.
-fn provision(plan: &Plan, inventory: &[Disk], ca: Option<&Path>, keep_on_failure: bool, progress: ProgressMode) -> Result<RunResult, Exit> {
-    let reporter = Reporter::new(&plan.host.hostname, plan.report.as_ref(), ca).map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
+fn provision(
+    plan: &Plan,
+    inventory: &[Disk],
+    ca: Option<&Path>,
+    keep_on_failure: bool,
+    progress: ProgressMode,
+    report_timeout: ReportTimeout,
+) -> Result<RunResult, Exit> {
+    let reporter = report_timeout.reporter(&plan.host.hostname, plan.report.as_ref(), ca).map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
     let ctx = Context { reporter: &reporter, ca_bundle: ca, progress, keep_on_failure };
     let outcome = engine::execute(plan, &ctx);
     let body = engine::final_report(plan, &outcome, inventory);
@@ -227,6 +273,9 @@ pub fn run(a: RunArgs) -> Result<(), Exit> {
     if !a.scope.only.is_empty() {
         c.disks = Some(a.scope.only.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
     }
+    if let Some(secs) = a.report.secs {
+        c.args.push(("imprint.report_timeout".into(), Some(secs.to_string())));
+    }
     let no_finish = a.no_finish;
     imprint::boot::run_ramdisk(&c, &|text, source| apply_document(text, source, &c, !no_finish))
         .map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))
@@ -240,10 +289,16 @@ pub fn ramdisk_apply(text: &str, source: &str, c: &imprint::boot::Cmdline) -> Re
 fn apply_document(text: &str, source: &str, c: &imprint::boot::Cmdline, do_finish: bool) -> Result<(), String> {
     let ca = c.ca.as_deref().map(Path::new);
     let scope = DiskScope { only: c.disks.as_deref().map(|d| d.split(',').map(PathBuf::from).collect()).unwrap_or_default() };
-    let (plan, inventory) = plan_or_report(text, source, &scope, ca).map_err(|e| e.message)?;
+    let timeout = ReportTimeout::from_cmdline(c)?;
+    let (plan, inventory) = plan_or_report(text, source, &scope, ca, timeout).map_err(|e| e.message)?;
+    // Unattended: the boot medium named by imprint.disks= is refused (discovery already
+    // skips it). Holders are left to the engine: a rerun must clean up what a cut run left.
+    if let Some(d) = plan.disks.iter().find(|d| inventory.iter().any(|i| i.path == d.path && document::is_boot_medium(i))) {
+        return Err(format!("refusing to touch {}: it is the imprint boot medium", d.path.display()));
+    }
     log::info(&format!("document {source}: host {}, {} steps", plan.host.hostname, plan.steps.len()));
     // A serial console is a terminal too, but bars would garble its log: plain lines.
-    let result = provision(&plan, &inventory, ca, false, ProgressMode::Lines).map_err(|e| e.message)?;
+    let result = provision(&plan, &inventory, ca, false, ProgressMode::Lines, timeout).map_err(|e| e.message)?;
     if result == RunResult::Failure {
         return Err("provisioning failed; the disks were cleaned up (see the lines above and the final report)".into());
     }
@@ -255,22 +310,22 @@ fn apply_document(text: &str, source: &str, c: &imprint::boot::Cmdline, do_finis
 }
 
 /// Parses and plans; a failure is also reported when the document names a report URL.
-fn plan_or_report(text: &str, source: &str, scope: &DiskScope, ca: Option<&Path>) -> Result<(Plan, Vec<Disk>), Exit> {
-    let doc = document::parse(text, source).inspect_err(|e| report_early_failure(text, "validate", &e.message, ca))?;
-    let inventory = document::inventory(scope).inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca))?;
-    let plan = make_plan(&doc, &inventory, source, false).inspect_err(|e| report_early_failure(text, "plan", &e.message, ca))?;
+fn plan_or_report(text: &str, source: &str, scope: &DiskScope, ca: Option<&Path>, t: ReportTimeout) -> Result<(Plan, Vec<Disk>), Exit> {
+    let doc = document::parse(text, source).inspect_err(|e| report_early_failure(text, "validate", &e.message, ca, t))?;
+    let inventory = document::inventory(scope).inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca, t))?;
+    let plan = make_plan(&doc, &inventory, source, false).inspect_err(|e| report_early_failure(text, "plan", &e.message, ca, t))?;
     Ok((plan, inventory))
 }
 
 /// A failure before a plan exists still gets a failure report when the document
 /// names a report URL, read leniently from the raw text.
-fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>) {
+fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>, t: ReportTimeout) {
     let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(text) else { return };
     let Some(url) = v.get("report").and_then(|r| r.get("url")).and_then(|u| u.as_str()) else { return };
     let token = v.get("report").and_then(|r| r.get("token")).and_then(|t| t.as_str()).map(imprint::secret::Secret::new);
     let host = v.get("host").and_then(|h| h.get("hostname")).and_then(|h| h.as_str()).unwrap_or("unknown");
     let rp = imprint::plan::ReportPlan { url: url.to_string(), token, heartbeat_secs: 10 };
-    let Ok(r) = Reporter::new(host, Some(&rp), ca) else { return };
+    let Ok(r) = t.reporter(host, Some(&rp), ca) else { return };
     r.step(step, StepState::Failed, None, Some(error), None);
     let body = json!({ "result": "failure", "failed_step": step, "error": error, "steps": [
         { "step": step, "state": "failed", "duration_ms": 0, "error": error } ], "undone": [] });
@@ -307,7 +362,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         finish: Finish::None,
         kernel_args: Vec::new(),
     };
-    match provision(&plan, &[], a.ca.as_deref(), false, ProgressMode::detect())? {
+    match provision(&plan, &[], a.ca.as_deref(), false, ProgressMode::detect(), ReportTimeout::default())? {
         RunResult::Success => Ok(()),
         RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
     }

@@ -83,11 +83,16 @@ pub fn lv_name_for(vol: &LayoutVolume) -> Option<String> {
     if m == "/" {
         return Some("root".into());
     }
-    let n: String = m
+    // A mount point may hold characters a volume name may not (found by fuzzing: "/v`r").
+    let mut n: String = m
         .trim_start_matches('/')
         .chars()
-        .map(|c| if c == '/' { '_' } else { c })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' })
         .collect();
+    if !n.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        n.insert_str(0, "lv");
+    }
+    n.truncate(64);
     Some(n)
 }
 

@@ -655,3 +655,19 @@ fn kernel_args_take_a_string_or_a_list_and_metadata_a_yaml_number() {
     .unwrap();
     assert_eq!(d.storage.unwrap().raid[0].metadata, MdMetadata::V1_0);
 }
+
+/// Regression (cargo fuzz, target `document`): a mount point with characters a volume
+/// name may not hold derived an invalid volume name (a debug assertion, and an LV name
+/// lvcreate would refuse).
+#[test]
+fn odd_mount_points_derive_valid_volume_names() {
+    let text = "version: 1\nhost: { hostname: h1 }\ndisks:\n  - { name: a, match: { max_size: 10GiB } }\n\
+                storage:\n  layout:\n    lvm:\n      - { mount: /, size: 1GiB }\n      - { mount: \"/v`r\", size: 1GiB }\n      \
+                - { mount: /.cache, size: 1GiB }\n      - { mount: \"/ü\", size: 1GiB }\n";
+    let doc = parse(text).unwrap();
+    let _ = validate_all(&doc);
+    let lvm = doc.storage.as_ref().unwrap().layout.as_ref().unwrap().lvm.as_ref().unwrap();
+    let names: Vec<String> = lvm.iter().filter_map(lv_name_for).collect();
+    assert_eq!(names, ["root", "v_r", "lv.cache", "lv_"]);
+    let _ = expand(&doc);
+}

@@ -233,6 +233,9 @@ struct BodyFaults {
     stall: Option<(u64, u64)>,
     truncate: Option<u64>,
     flip: Vec<u64>,
+    lie_length: i64,
+    wrong_content_range: i64,
+    wrong_range_bytes: i64,
 }
 
 fn body_faults(state: &State, route: &str) -> BodyFaults {
@@ -260,6 +263,18 @@ fn body_faults(state: &State, route: &str) -> BodyFaults {
             }
             Fault::FlipBit(o) => {
                 bf.flip.push(o);
+                keep.push(f);
+            }
+            Fault::LieLength(d) => {
+                bf.lie_length = d;
+                keep.push(f);
+            }
+            Fault::WrongContentRange(d) => {
+                bf.wrong_content_range = d;
+                keep.push(f);
+            }
+            Fault::WrongRangeBytes(d) => {
+                bf.wrong_range_bytes = d;
                 keep.push(f);
             }
             other => keep.push(other),
@@ -302,18 +317,30 @@ fn serve(
         Some(Ok((s, e))) => (206, s, e),
         _ => (200, 0, len),
     };
+    // A mishandled range: the body comes from elsewhere in the file than the header says.
+    let (body_start, body_end) = if status == 206 {
+        let shift = |o: u64| o.saturating_add_signed(faults.wrong_range_bytes).min(len);
+        (shift(start), shift(end))
+    } else {
+        (start, end)
+    };
+    let content_length = (body_end - body_start).saturating_add_signed(faults.lie_length);
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
          ETag: {}\r\nLast-Modified: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n",
         reason(status),
-        end - start,
+        content_length,
         res.etag,
         res.last_modified
     );
     if status == 206 {
+        let (s, e) = (
+            start.saturating_add_signed(faults.wrong_content_range),
+            end.saturating_add_signed(faults.wrong_content_range),
+        );
         head.push_str(&format!(
-            "Content-Range: bytes {start}-{}/{len}\r\n",
-            end.saturating_sub(1)
+            "Content-Range: bytes {s}-{}/{len}\r\n",
+            e.saturating_sub(1)
         ));
     }
     head.push_str("\r\n");
@@ -321,7 +348,7 @@ fn serve(
     if req.method == "HEAD" {
         return out.flush();
     }
-    send_body(out, stop, res, start, end, &faults)
+    send_body(out, stop, res, body_start, body_end, &faults)
 }
 
 /// Parses `bytes=N-` or `bytes=N-M` into a half-open range; `Err` when unsatisfiable.

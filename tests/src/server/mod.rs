@@ -49,6 +49,12 @@ pub enum Fault {
     Truncate(u64),
     /// Flip the lowest bit of the byte at this file offset in every response.
     FlipBit(u64),
+    /// Content-Length is off by this many bytes on every response (the body is unchanged).
+    LieLength(i64),
+    /// A 206's Content-Range start is off by this many bytes (the bytes sent are the asked ones).
+    WrongContentRange(i64),
+    /// A 206 sends the bytes from this many bytes away from the range its Content-Range states.
+    WrongRangeBytes(i64),
 }
 
 /// One recorded request.
@@ -368,6 +374,24 @@ mod tests {
                 .len(),
             100
         );
+    }
+
+    #[test]
+    fn lying_headers_and_mishandled_ranges() {
+        let s = Server::start();
+        s.serve_bytes("/g", (0..100u8).collect());
+        s.set_fault("/g", Fault::LieLength(7));
+        let (head, body) = raw(&s, "GET /g HTTP/1.1\r\n\r\n");
+        assert!(head.contains("Content-Length: 107"), "{head}");
+        assert_eq!(body.len(), 100);
+        s.set_fault("/g", Fault::WrongContentRange(-5));
+        let (head, body) = raw(&s, "GET /g HTTP/1.1\r\nRange: bytes=10-\r\n\r\n");
+        assert!(head.contains("Content-Range: bytes 5-94/100"), "{head}");
+        assert_eq!(body, (10..100u8).collect::<Vec<_>>());
+        s.set_fault("/g", Fault::WrongRangeBytes(-4));
+        let (head, body) = raw(&s, "GET /g HTTP/1.1\r\nRange: bytes=10-\r\n\r\n");
+        assert!(head.contains("Content-Range: bytes 10-99/100"), "{head}");
+        assert_eq!(body, (6..96u8).collect::<Vec<_>>());
     }
 
     #[test]

@@ -1,0 +1,9 @@
+//! `plan --inventory` input (another host's `imprint disks --json`): any text, never a panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = imprint::planner::load_inventory(text);
+    }
+});
