@@ -34,3 +34,10 @@ clean:
 .PHONY: images
 images:
 	bash images/build.sh
+
+# Image-writer benchmark against curl|zstd|dd and qemu-img convert (needs root and
+# loop devices); builds its test images into target/bench/, results into out/bench/.
+bench: agent
+	$(ENV) cargo build --release -p imprint-tests --bin imprint-bench
+	$${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/imprint-bench \
+	  --imprint out/imprint --cache $${CARGO_TARGET_DIR:-target}/bench --out out/bench

@@ -29,6 +29,7 @@ fn plan(format: ConfigdriveFormat) -> ConfigdrivePlan {
         user_data: None,
         network_config: None,
         vendor_data: None,
+        partition: None,
     }
 }
 
