@@ -225,11 +225,20 @@ fn blocks_touched(runs: &[(u64, u64)]) -> u64 {
 
 /// sha256 of a file, hex.
 pub fn sha256_file(p: &Path) -> String {
-    let mut f = File::open(p).expect("opening for sha256");
-    let mut h = Sha256::new();
+    hash_file::<Sha256>(p)
+}
+
+/// sha512 of a file, hex.
+pub fn sha512_file(p: &Path) -> String {
+    hash_file::<sha2::Sha512>(p)
+}
+
+fn hash_file<H: Digest>(p: &Path) -> String {
+    let mut f = File::open(p).expect("opening for hashing");
+    let mut h = H::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).expect("reading for sha256");
+        let n = f.read(&mut buf).expect("reading for hashing");
         if n == 0 {
             break;
         }

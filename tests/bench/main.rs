@@ -10,7 +10,6 @@ mod run;
 use imprint_tests::server::{Fault, Server};
 use run::{shell, timed, Loop, Sample};
 use serde_json::json;
-use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -54,10 +53,7 @@ fn args() -> Args {
 
 /// The best (shortest) of the samples, and all of them.
 fn best(samples: &[Sample]) -> f64 {
-    samples
-        .iter()
-        .map(|s| s.secs)
-        .fold(f64::INFINITY, f64::min)
+    samples.iter().map(|s| s.secs).fold(f64::INFINITY, f64::min)
 }
 
 fn samples_json(samples: &[Sample]) -> serde_json::Value {
@@ -138,11 +134,8 @@ fn main() {
     server.set_fault("/drop.raw.zst", Fault::DropEvery(256 * MIB));
     let url = server.url("/image.raw.zst");
     let drop_url = server.url("/drop.raw.zst");
-    let sha512 = {
-        let mut h = sha2::Sha512::new();
-        h.update(std::fs::read(&small.zst).expect("reading the .zst"));
-        hex::encode(h.finalize())
-    };
+    // Streamed: a large allocation here would count in every child's peak RSS (see run.rs).
+    let sha512 = image::sha512_file(&small.zst);
     let d256 = ("--sha256", small.zst_sha256.as_str());
     let bin = a.imprint.clone();
     let wz = Loop::new(&rundir, MIB).write_zeroes_max();
@@ -162,7 +155,10 @@ fn main() {
             run::same_content(&lo.dev, &small.raw, small.size),
             "the device imprint wrote differs from image.raw"
         );
-        eprintln!("bench: warm-up run {:.2} s; content verified with cmp", s.secs);
+        eprintln!(
+            "bench: warm-up run {:.2} s; content verified with cmp",
+            s.secs
+        );
     }
 
     let (mut imp, mut curl, mut qemu) = (Vec::new(), Vec::new(), Vec::new());
@@ -184,12 +180,20 @@ fn main() {
             c
         }));
     }
-    let readback = repeat("imprint --verify readback", a.reps, small.size, &rundir, &|dev| {
-        imprint_cmd(&bin, &url, d256, dev, &["--verify", "readback"])
-    });
-    let drops = repeat("imprint, drop every 256 MiB", a.reps, small.size, &rundir, &|dev| {
-        imprint_cmd(&bin, &drop_url, d256, dev, &[])
-    });
+    let readback = repeat(
+        "imprint --verify readback",
+        a.reps,
+        small.size,
+        &rundir,
+        &|dev| imprint_cmd(&bin, &url, d256, dev, &["--verify", "readback"]),
+    );
+    let drops = repeat(
+        "imprint, drop every 256 MiB",
+        a.reps,
+        small.size,
+        &rundir,
+        &|dev| imprint_cmd(&bin, &drop_url, d256, dev, &[]),
+    );
     let s512 = repeat("imprint --sha512", a.reps, small.size, &rundir, &|dev| {
         imprint_cmd(&bin, &url, ("--sha512", &sha512), dev, &[])
     });

@@ -60,7 +60,9 @@ pub struct Sample {
     pub stderr: String,
 }
 
-/// Runs `cmd`, timing it and reading the peak RSS from `wait4`'s rusage.
+/// Runs `cmd`, timing it and reading the peak RSS from `wait4`'s rusage. (Linux
+/// carries the parent's RSS at fork into the child's `ru_maxrss`: the bench keeps
+/// its own memory small so the figure is the child's.)
 pub fn timed(mut cmd: Command) -> Sample {
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     let t = Instant::now();

@@ -105,6 +105,11 @@ pub enum ImageError {
         written: String,
         read: String,
     },
+    #[error(
+        "the image is qcow2 (it starts with QFI\\xfb), which this agent cannot write yet: \
+         convert it with `qemu-img convert -O raw` (then compress it, e.g. with zstd); nothing was written"
+    )]
+    Qcow2,
     /// A stage stopped because another one failed; never the reported cause.
     #[error("stopped because another stage of the image pipeline failed")]
     Cancelled,

@@ -24,6 +24,9 @@ pub(super) const OUT_BUFS: usize = 6;
 /// Depth of each channel after the decoder.
 pub(super) const OUT_DEPTH: usize = 2;
 
+/// The first bytes of a qcow2 file.
+const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
+
 /// Buffers the pipeline's pools allocated (for the memory-bound test).
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(test), allow(dead_code))]
@@ -306,9 +309,14 @@ fn hash_stage(
     keep_blocks: bool,
 ) -> Result<(String, Option<Vec<u64>>), ImageError> {
     let mut digest = verify::BlockDigest::new(keep_blocks);
+    let mut first = true;
     loop {
         match rx.recv() {
             Ok(Out::Data(b, _)) => {
+                // Written raw, a qcow2 file would be garbage on the disk: refuse it before any write.
+                if std::mem::take(&mut first) && b.starts_with(QCOW2_MAGIC) {
+                    return Err(ImageError::Qcow2);
+                }
                 let mut zeros = 0u64;
                 for (i, block) in b.chunks(ZERO_BLOCK).enumerate() {
                     let zero = block.len() == ZERO_BLOCK && is_zero(block);

@@ -1,11 +1,14 @@
-//! Read-back verification: after the write, the written range is read from the
-//! target (O_DIRECT on block devices, so the page cache cannot answer for the
-//! disk) and its hash list compared, block by block, with the one taken inline.
+//! Read-back verification: after the write, every block written as data is read
+//! from the target (O_DIRECT on block devices, so the page cache cannot answer
+//! for the disk) and the hash list compared, block by block, with the one taken
+//! inline. Zeroed blocks are not read: the device's write-zeroes command vouches
+//! for them (it completes or fails), and reading gigabytes of zeros would double
+//! the cost for nothing the data blocks do not already prove about the device.
 
-use super::buf::Pool;
+use super::buf::{Pool, Pooled};
 use super::ioctl;
-use super::sink::{is_zero, ZERO_BLOCK};
-use super::verify::BlockDigest;
+use super::sink::ZERO_BLOCK;
+use super::verify::{zero_block_prefix, BlockDigest};
 use super::ImageError;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
@@ -40,23 +43,39 @@ pub(crate) fn read_back(path: &Path, written: &Written) -> Result<String, ImageE
     let mut digest = BlockDigest::new(true);
     let mut first_bad: Option<u64> = None;
     let mut bad = 0u64;
+    let zero_prefix = zero_block_prefix();
+    let block_len = |i: usize| (len - i as u64 * ZERO_BLOCK as u64).min(ZERO_BLOCK as u64) as usize;
+    // Blocks the sink zeroed (BLKZEROOUT, a punched hole) were not written as data:
+    // they are trusted to the device's write-zeroes command, and not read.
+    let is_data = |i: usize| written.blocks[i] != zero_prefix || block_len(i) < ZERO_BLOCK;
+    let n = written.blocks.len();
     let read = std::thread::scope(|s| {
         let reader = s.spawn(|| {
             // Owned here, so the hashing loop below ends when the reader does.
             let tx = tx;
-            let mut at = 0u64;
-            while at < len {
+            let per_buf = READ_BUF / ZERO_BLOCK;
+            let mut i = 0;
+            while i < n {
+                if !is_data(i) {
+                    i += 1;
+                    continue;
+                }
+                let first = i;
+                while i < n && i - first < per_buf && is_data(i) {
+                    i += 1;
+                }
+                let at = first as u64 * ZERO_BLOCK as u64;
+                let want = (first..i).map(block_len).sum::<usize>();
                 let Some(mut buf) = pool.get(&cancel) else {
                     return Ok(());
                 };
-                let want = (len - at).min(READ_BUF as u64) as usize;
                 // Direct reads need whole sectors: round up (the device is at least that long).
                 let asked = want.div_ceil(sector) * sector;
                 let mut got = 0;
                 while got < asked {
                     match file.read_at(&mut buf.spare()[got..asked], at + got as u64) {
                         Ok(0) => break,
-                        Ok(n) => got += n,
+                        Ok(k) => got += k,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(format!("reading at byte {}: {e}", at + got as u64)),
                     }
@@ -68,15 +87,27 @@ pub(crate) fn read_back(path: &Path, written: &Written) -> Result<String, ImageE
                 if tx.send(buf).is_err() {
                     return Ok(());
                 }
-                at += want as u64;
             }
             Ok(())
         });
-        for buf in rx.iter() {
-            for block in buf.chunks(ZERO_BLOCK) {
-                digest.push(block, block.len() == ZERO_BLOCK && is_zero(block));
+        let mut cur = None;
+        let mut pos = 0;
+        for i in 0..n {
+            if !is_data(i) {
+                digest.push_zero();
+                continue;
             }
+            if cur.as_ref().is_none_or(|b: &Pooled| pos >= b.len()) {
+                cur = rx.recv().ok();
+                pos = 0;
+            }
+            let Some(b) = cur.as_ref() else { break };
+            let block = &b[pos..pos + block_len(i)];
+            digest.push(block, false);
+            pos += block.len();
         }
+        drop(cur);
+        drop(rx);
         reader
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))

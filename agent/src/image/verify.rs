@@ -49,6 +49,16 @@ pub(crate) struct BlockDigest {
     blocks: Option<Vec<u64>>,
 }
 
+/// The first 8 bytes of a block digest, as kept per block.
+fn prefix(d: &[u8; 32]) -> u64 {
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// The kept prefix of an all-zero block's digest.
+pub(crate) fn zero_block_prefix() -> u64 {
+    prefix(zero_block_digest())
+}
+
 /// sha256 of one all-zero block, computed once.
 fn zero_block_digest() -> &'static [u8; 32] {
     static Z: OnceLock<[u8; 32]> = OnceLock::new();
@@ -71,9 +81,18 @@ impl BlockDigest {
         } else {
             Sha256::digest(block).into()
         };
+        self.add(d);
+    }
+
+    /// Adds an all-zero block of [`ZERO_BLOCK`] bytes without looking at it.
+    pub(crate) fn push_zero(&mut self) {
+        self.add(*zero_block_digest());
+    }
+
+    fn add(&mut self, d: [u8; 32]) {
         self.outer.update(d);
         if let Some(b) = self.blocks.as_mut() {
-            b.push(u64::from_le_bytes(d[..8].try_into().expect("8 bytes")));
+            b.push(prefix(&d));
         }
     }
 

@@ -101,3 +101,33 @@ fn zero_runs_are_written_as_data_on_a_device_without_write_zeroes() {
     );
     assert!(back == f.raw);
 }
+
+#[test]
+fn a_qcow2_image_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("disk.qcow2");
+    crate::runner::run(
+        "qemu-img",
+        ["create", "-q", "-f", "qcow2", q.to_str().unwrap(), "64M"],
+        Duration::from_secs(30),
+    )
+    .expect("qemu-img create");
+    let qcow = std::fs::read(&q).unwrap();
+    let zst = zstd::encode_all(&qcow[..], 3).unwrap();
+    let server = Server::start();
+    let url = serve(&server, "/disk.qcow2.zst", &zst);
+    let target = file_target(&dir, 4 * M, 0xA5);
+    let err = stream_to(
+        &[url],
+        &sha(DigestAlgorithm::Sha256, &zst),
+        &target,
+        &fast(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ImageError::Qcow2), "{err}");
+    assert!(err.to_string().contains("qemu-img convert -O raw"), "{err}");
+    assert!(
+        std::fs::read(&target).unwrap().iter().all(|&b| b == 0xA5),
+        "target untouched"
+    );
+}
