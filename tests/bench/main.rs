@@ -10,6 +10,7 @@ mod run;
 use imprint_tests::server::{Fault, Server};
 use run::{shell, timed, Loop, Sample};
 use serde_json::json;
+use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
