@@ -33,7 +33,7 @@ fn args() -> Args {
         cache: "target/bench".into(),
         out: "out/bench".into(),
         size_gib: 4,
-        reps: 2,
+        reps: 3,
         large: true,
     };
     let mut it = std::env::args().skip(1);
@@ -162,7 +162,10 @@ fn main() {
         );
     }
 
+    // Rounds: every contender once per round, so load from other users of the
+    // machine spreads over all of them; the best of the rounds is compared.
     let (mut imp, mut curl, mut qemu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut readback, mut drops, mut s512) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..a.reps {
         imp.extend(repeat("imprint", 1, small.size, &rundir, &|dev| {
             imprint_cmd(&bin, &url, d256, dev, &[])
@@ -180,24 +183,24 @@ fn main() {
                 .arg(dev);
             c
         }));
+        readback.extend(repeat(
+            "imprint --verify readback",
+            1,
+            small.size,
+            &rundir,
+            &|dev| imprint_cmd(&bin, &url, d256, dev, &["--verify", "readback"]),
+        ));
+        drops.extend(repeat(
+            "imprint, drop every 256 MiB",
+            1,
+            small.size,
+            &rundir,
+            &|dev| imprint_cmd(&bin, &drop_url, d256, dev, &[]),
+        ));
+        s512.extend(repeat("imprint --sha512", 1, small.size, &rundir, &|dev| {
+            imprint_cmd(&bin, &url, ("--sha512", &sha512), dev, &[])
+        }));
     }
-    let readback = repeat(
-        "imprint --verify readback",
-        a.reps,
-        small.size,
-        &rundir,
-        &|dev| imprint_cmd(&bin, &url, d256, dev, &["--verify", "readback"]),
-    );
-    let drops = repeat(
-        "imprint, drop every 256 MiB",
-        a.reps,
-        small.size,
-        &rundir,
-        &|dev| imprint_cmd(&bin, &drop_url, d256, dev, &[]),
-    );
-    let s512 = repeat("imprint --sha512", a.reps, small.size, &rundir, &|dev| {
-        imprint_cmd(&bin, &url, ("--sha512", &sha512), dev, &[])
-    });
     let large = a.large.then(|| {
         let big = image::build(&a.cache, 4 * a.size_gib * GIB, 1.0 / 16.0);
         server.serve_file("/large.raw.zst", &big.zst);
