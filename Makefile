@@ -55,3 +55,12 @@ fuzz: deps
 	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=../../target/fuzz cargo fuzz run --target x86_64-unknown-linux-gnu $$t corpus/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
+
+# Image-writer benchmark against curl|zstd|dd and qemu-img convert (needs root and
+# loop devices); builds its test images into target/bench/, results into out/bench/.
+# Then the boot bench (initramfs size, boot-to-report phases, least RAM).
+bench: all
+	$(ENV) cargo build --release -p imprint-tests --bin imprint-bench
+	$${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/imprint-bench \
+	  --imprint out/imprint --cache $${CARGO_TARGET_DIR:-target}/bench --out out/bench
+	$(MAKE) bench-boot

@@ -143,6 +143,14 @@ pub enum ImageFormat {
     Filesystem,
 }
 
+/// Extra verification after an image is written.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// Read the written bytes back (O_DIRECT) and compare their digest with the one taken while writing.
+    Readback,
+}
+
 /// An image to write.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImagePlan {
@@ -155,6 +163,9 @@ pub struct ImagePlan {
     pub target_path: PathBuf,
     /// Grow the last partition of a disk image to the end of the disk.
     pub grow: bool,
+    /// Verification after writing (`readback`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyMode>,
 }
 
 /// Configdrive flavours.

@@ -175,6 +175,16 @@ pub fn blkid_at(dev: &str, offset: u64, len: u64) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The agent's written digest: sha256 over the sha256 of each 1 MiB block (the last
+/// may be shorter), computed here independently.
+pub fn hash_list_sha256(data: &[u8]) -> String {
+    let mut outer = Sha256::new();
+    for block in data.chunks(1 << 20) {
+        outer.update(Sha256::digest(block));
+    }
+    hex::encode(outer.finalize())
+}
+
 /// Hex sha256 of bytes.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))

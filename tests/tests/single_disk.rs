@@ -119,7 +119,7 @@ fn deploys(img: &TestImage, compressed: Vec<u8>, name: &str, sector: u32) {
     assert!(steps.iter().all(|s| s["duration_ms"].is_u64()));
     let wi = steps.iter().find(|s| s["step"] == "write-image").unwrap();
     assert_eq!(wi["output"]["image"]["digest"]["hex"], sha);
-    assert_eq!(wi["output"]["image"]["written_sha256"], sha256_hex(&img.raw));
+    assert_eq!(wi["output"]["image"]["written_sha256"], hash_list_sha256(&img.raw));
     let body = serde_json::to_string(&evs).unwrap();
     assert!(!body.contains(TOKEN), "the token appeared in a report body");
 }

@@ -123,6 +123,9 @@ pub struct WriteImageArgs {
     /// Do not ask before overwriting the target.
     #[arg(long, short)]
     yes: bool,
+    /// After writing, read the image back and compare digests (`readback`).
+    #[arg(long, value_parser = ["readback"])]
+    verify: Option<String>,
     #[arg(long)]
     ca: Option<PathBuf>,
 }
@@ -350,6 +353,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         target_disk: a.target.display().to_string(),
         target_path: a.target.clone(),
         grow: a.grow,
+        verify: a.verify.as_ref().map(|_| imprint::plan::VerifyMode::Readback),
     };
     if !a.yes {
         confirm(&format!("{} will be overwritten with {}.", a.target.display(), a.url))?;

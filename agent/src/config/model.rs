@@ -4,7 +4,7 @@
 use super::types::*;
 use crate::disks::Hints;
 pub use crate::plan::WipePolicy;
-use crate::plan::{ConfigdriveFormat, Finish, ImageFormat};
+use crate::plan::{ConfigdriveFormat, Finish, ImageFormat, VerifyMode};
 use crate::secret::Secret;
 use crate::units::{Bytes, SizeSpec, MIB};
 use schemars::JsonSchema;
@@ -320,6 +320,9 @@ pub struct Image {
     /// Grow the last partition of a disk image to the end of the disk.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grow: bool,
+    /// `readback`: after writing, read the image back from the disk and compare digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyMode>,
 }
 
 fn default_configdrive_size() -> Bytes {

@@ -17,6 +17,7 @@ mod channel;
 mod decode;
 mod ioctl;
 mod pipeline;
+mod readback;
 mod sink;
 mod source;
 mod stream;
@@ -28,7 +29,7 @@ mod tests;
 pub use decode::{detect, Compression};
 pub use stream::{open_verified_stream, VerifiedStream};
 
-use crate::plan::{Digest, ImageFormat, ImagePlan};
+use crate::plan::{Digest, ImageFormat, ImagePlan, VerifyMode};
 use crate::units::Bytes;
 use serde::Serialize;
 use source::FetchConfig;
@@ -89,6 +90,26 @@ pub enum ImageError {
     NoSource,
     #[error("image format {0:?} is not a whole-disk image; it is written by its own step")]
     Format(ImageFormat),
+    #[error("reading {} back to verify it: {cause}", path.display())]
+    Readback { path: PathBuf, cause: String },
+    #[error(
+        "read-back of {} differs from what was written, first in the MiB at byte {offset} \
+         (and {more} more MiBs): the device lost or changed writes (hash list written {written}, \
+         read {read}); check the disk's health and cabling, then write again",
+        path.display()
+    )]
+    ReadbackMismatch {
+        path: PathBuf,
+        offset: u64,
+        more: u64,
+        written: String,
+        read: String,
+    },
+    #[error(
+        "the image is qcow2 (it starts with QFI\\xfb), which this agent cannot write yet: \
+         convert it with `qemu-img convert -O raw` (then compress it, e.g. with zstd); nothing was written"
+    )]
+    Qcow2,
     /// A stage stopped because another one failed; never the reported cause.
     #[error("stopped because another stage of the image pipeline failed")]
     Cancelled,
@@ -147,6 +168,13 @@ pub struct WriteOptions<'a> {
     /// Called at most every `progress_interval`, and once at the end.
     pub progress: Option<&'a (dyn Fn(&Progress) + Sync)>,
     pub progress_interval: Duration,
+    /// Read the written bytes back and compare (set by `write_image` from the plan's `verify`).
+    pub readback: bool,
+    /// Overrides whether a block-device target offloads write-zeroes (`None`: its queue
+    /// limits say). `Some(false)` makes zero runs be written as data, as on a device without it.
+    pub write_zeroes: Option<bool>,
+    /// Called between writing and reading back (tests corrupt the target here).
+    pub before_readback: Option<&'a (dyn Fn() + Sync)>,
 }
 
 impl Default for WriteOptions<'_> {
@@ -158,6 +186,9 @@ impl Default for WriteOptions<'_> {
             retry: RetryPolicy::default(),
             progress: None,
             progress_interval: Duration::from_millis(500),
+            readback: false,
+            write_zeroes: None,
+            before_readback: None,
         }
     }
 }
@@ -168,6 +199,7 @@ impl std::fmt::Debug for WriteOptions<'_> {
             .field("ca_bundle", &self.ca_bundle)
             .field("stall_timeout", &self.stall_timeout)
             .field("retry", &self.retry)
+            .field("readback", &self.readback)
             .finish_non_exhaustive()
     }
 }
@@ -195,8 +227,15 @@ pub struct WriteOutcome {
     pub bytes_written: u64,
     /// The verified digest of the served file.
     pub digest: Digest,
-    /// sha256 of the decompressed bytes written.
+    /// Hash list of the decompressed bytes written: sha256 over the sha256 of each
+    /// 1 MiB block (the last may be shorter). See `verify.rs` for why not one sha256.
     pub written_sha256: String,
+    /// The same hash list computed from the target after writing (`verify: readback`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readback_sha256: Option<String>,
+    /// Seconds the read-back took (included in `duration`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readback_seconds: Option<f64>,
     /// Bytes of zero runs not written as data (zeroed by the device or punched).
     pub zero_bytes_skipped: u64,
     /// Connections resumed with `Range` (or restarted) after a failure.
@@ -214,7 +253,9 @@ pub fn write_image(plan: &ImagePlan, opts: &WriteOptions) -> Result<WriteOutcome
     if plan.format != ImageFormat::Disk {
         return Err(ImageError::Format(plan.format));
     }
-    stream_to(&plan.urls, &plan.digest, &plan.target_path, opts)
+    let mut opts = opts.clone();
+    opts.readback |= plan.verify == Some(VerifyMode::Readback);
+    stream_to(&plan.urls, &plan.digest, &plan.target_path, &opts)
 }
 
 /// Streams the image at `urls` (tried in turn) onto `target` (block device or file) from byte 0.

@@ -4,7 +4,8 @@
 use super::buf::{self, Pool};
 use super::channel::ChannelReader;
 use super::decode::{self, detect, Compression, Decoder};
-use super::sink::Sink;
+use super::readback::{read_back, Written};
+use super::sink::{is_zero, Sink, ZERO_BLOCK};
 use super::source::{self, Fetcher, Shared};
 use super::{verify, ImageError, Progress, WriteOptions, WriteOutcome};
 use crate::plan::Digest;
@@ -23,6 +24,9 @@ pub(super) const OUT_BUFS: usize = 6;
 /// Depth of each channel after the decoder.
 pub(super) const OUT_DEPTH: usize = 2;
 
+/// The first bytes of a qcow2 file.
+const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
+
 /// Buffers the pipeline's pools allocated (for the memory-bound test).
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(test), allow(dead_code))]
@@ -33,7 +37,8 @@ pub(super) struct PoolUse {
 
 /// A message after the decoder: a buffer of output, or the verified end.
 enum Out {
-    Data(buf::Pooled),
+    /// Output, and a mask of its all-zero blocks once the hash stage looked.
+    Data(buf::Pooled, u64),
     End,
 }
 
@@ -48,7 +53,7 @@ pub(super) fn run_pipeline(
     }
     let started = Instant::now();
     // Open the target first: a wrong target fails before anything is downloaded.
-    let mut sink = Sink::open(target)?;
+    let mut sink = Sink::open_with(target, opts.write_zeroes)?;
     crate::runner::log::info(&format!(
         "writing {} to {} ({})",
         urls[0],
@@ -75,7 +80,9 @@ pub(super) fn run_pipeline(
     let (fetched, decoded, hashed, sunk) = std::thread::scope(|s| {
         let fetch = s.spawn(move || fetcher.run());
         let decode = s.spawn(|| stage(&shared, || decode_stage(input, dec_tx, &shared)));
-        let hash = s.spawn(|| stage(&shared, || hash_stage(dec_rx, hash_tx)));
+        let keep = opts.readback;
+        let shared_ref = &*shared;
+        let hash = s.spawn(move || stage(shared_ref, || hash_stage(dec_rx, hash_tx, keep)));
         let write = s.spawn(|| stage(&shared, || sink_stage(&mut sink, hash_rx, &shared)));
         let mut last_report = Instant::now();
         while !write.is_finished() {
@@ -105,10 +112,32 @@ pub(super) fn run_pipeline(
     if let Some(e) = first_error {
         return Err(e);
     }
-    let (served, (compression, out_bufs), written_sha256) = (served?, decoded?, hashed?);
+    let (served, (compression, out_bufs), (written_sha256, blocks)) = (served?, decoded?, hashed?);
     sunk?;
     // Verified: now the partition table and boot code may go down.
     sink.commit_head()?;
+    let (readback_sha256, readback_seconds) = match blocks {
+        Some(blocks) if opts.readback => {
+            if let Some(hook) = opts.before_readback {
+                hook();
+            }
+            let t = Instant::now();
+            let written = Written {
+                len: sink.offset(),
+                hex: &written_sha256,
+                blocks: &blocks,
+            };
+            let hex = read_back(target, &written)?;
+            crate::runner::log::info(&format!(
+                "read {} back from {} in {:.1} s: identical",
+                Bytes(sink.offset()).human(),
+                target.display(),
+                t.elapsed().as_secs_f64()
+            ));
+            (Some(hex), Some(t.elapsed().as_secs_f64()))
+        }
+        _ => (None, None),
+    };
     let final_progress = progress(&shared, started, true);
     if let Some(cb) = opts.progress {
         cb(&final_progress);
@@ -123,6 +152,8 @@ pub(super) fn run_pipeline(
             hex: served.actual_hex,
         },
         written_sha256,
+        readback_sha256,
+        readback_seconds,
         zero_bytes_skipped: sink.zero_skipped(),
         resumes: served.resumes,
         duration: started.elapsed(),
@@ -258,7 +289,8 @@ fn decode_into(
             }
         }
         if !buf.is_empty() {
-            tx.send(Out::Data(buf)).map_err(|_| ImageError::Cancelled)?;
+            tx.send(Out::Data(buf, 0))
+                .map_err(|_| ImageError::Cancelled)?;
         }
         if eof {
             break;
@@ -270,17 +302,33 @@ fn decode_into(
     Ok(compression)
 }
 
-fn hash_stage(rx: Receiver<Out>, tx: SyncSender<Out>) -> Result<String, ImageError> {
-    let mut h = verify::Hasher::new(crate::plan::DigestAlgorithm::Sha256);
+/// Takes the written bytes' hash list, and notes which blocks are zero so the sink need not look.
+fn hash_stage(
+    rx: Receiver<Out>,
+    tx: SyncSender<Out>,
+    keep_blocks: bool,
+) -> Result<(String, Option<Vec<u64>>), ImageError> {
+    let mut digest = verify::BlockDigest::new(keep_blocks);
+    let mut first = true;
     loop {
         match rx.recv() {
-            Ok(Out::Data(b)) => {
-                h.update(&b);
-                tx.send(Out::Data(b)).map_err(|_| ImageError::Cancelled)?;
+            Ok(Out::Data(b, _)) => {
+                // Written raw, a qcow2 file would be garbage on the disk: refuse it before any write.
+                if std::mem::take(&mut first) && b.starts_with(QCOW2_MAGIC) {
+                    return Err(ImageError::Qcow2);
+                }
+                let mut zeros = 0u64;
+                for (i, block) in b.chunks(ZERO_BLOCK).enumerate() {
+                    let zero = block.len() == ZERO_BLOCK && is_zero(block);
+                    zeros |= (zero as u64) << i;
+                    digest.push(block, zero);
+                }
+                tx.send(Out::Data(b, zeros))
+                    .map_err(|_| ImageError::Cancelled)?;
             }
             Ok(Out::End) => {
                 tx.send(Out::End).map_err(|_| ImageError::Cancelled)?;
-                return Ok(h.finish_hex());
+                return Ok(digest.finish());
             }
             Err(_) => return Err(ImageError::Cancelled),
         }
@@ -290,8 +338,8 @@ fn hash_stage(rx: Receiver<Out>, tx: SyncSender<Out>) -> Result<String, ImageErr
 fn sink_stage(sink: &mut Sink, rx: Receiver<Out>, shared: &Shared) -> Result<(), ImageError> {
     loop {
         match rx.recv() {
-            Ok(Out::Data(b)) => {
-                sink.write(&b)?;
+            Ok(Out::Data(b, zeros)) => {
+                sink.write_blocks(&b, Some(zeros))?;
                 shared.written.store(sink.offset(), Ordering::Relaxed);
             }
             Ok(Out::End) => return sink.finish(),

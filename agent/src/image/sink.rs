@@ -48,7 +48,13 @@ pub(crate) struct Sink {
 
 impl Sink {
     /// Opens `path` for writing; it must exist (a block device or a regular file).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn open(path: &Path) -> Result<Sink, ImageError> {
+        Sink::open_with(path, None)
+    }
+
+    /// As [`Sink::open`]; `write_zeroes` overrides what the device reports about offloading it.
+    pub(crate) fn open_with(path: &Path, write_zeroes: Option<bool>) -> Result<Sink, ImageError> {
         let target = |cause: String| ImageError::Target {
             path: path.to_path_buf(),
             cause,
@@ -83,7 +89,7 @@ impl Sink {
                 .map_err(|e| target(format!("reading its size: {e}")))?;
             let sector = ioctl::logical_sector_size(&file)
                 .map_err(|e| target(format!("reading its sector size: {e}")))?;
-            let zeroout = write_zeroes_supported(meta.rdev());
+            let zeroout = write_zeroes.unwrap_or_else(|| write_zeroes_supported(meta.rdev()));
             (
                 file,
                 tail,
@@ -134,7 +140,18 @@ impl Sink {
     }
 
     /// Accepts the next piece of output; it starts at a multiple of [`ZERO_BLOCK`].
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), ImageError> {
+        self.write_blocks(data, None)
+    }
+
+    /// As [`Sink::write`], with bit `i` of `zeros` telling whether block `i` is all zero
+    /// (already checked upstream); `None` checks here. At most 64 blocks.
+    pub(crate) fn write_blocks(
+        &mut self,
+        data: &[u8],
+        zeros: Option<u64>,
+    ) -> Result<(), ImageError> {
         debug_assert_eq!(
             self.offset % ZERO_BLOCK as u64,
             0,
@@ -161,7 +178,11 @@ impl Sink {
                 self.head[at as usize..at as usize + n].copy_from_slice(&block[..n]);
                 continue;
             }
-            if block.len() == ZERO_BLOCK && is_zero(block) {
+            let zero = match zeros {
+                Some(mask) => mask >> i & 1 == 1,
+                None => block.len() == ZERO_BLOCK && is_zero(block),
+            };
+            if zero && block.len() == ZERO_BLOCK {
                 if let Some((o, s, e)) = data_run.take() {
                     self.write_data(o, &data[s..e])?;
                 }

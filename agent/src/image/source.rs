@@ -178,7 +178,8 @@ impl Fetcher {
                 Next::Retry(wait) => wait,
             };
             // Progress resets the budget: a flaky link that keeps delivering is not a dead one.
-            if self.offset > before {
+            let progressed = self.offset > before;
+            if progressed {
                 failed_in_a_row = 0;
                 backoff = policy.initial_backoff;
             }
@@ -188,6 +189,9 @@ impl Fetcher {
             }
             let wait = match wait {
                 Some(w) => w.min(policy.max_retry_after),
+                // A connection that delivered and then dropped is resumed at once;
+                // backoff is for sources that deliver nothing.
+                None if progressed => Duration::ZERO,
                 None => {
                     let w = backoff;
                     backoff = (backoff * 2).min(policy.max_backoff);

@@ -1,7 +1,14 @@
 //! Digests of the bytes as served (what operators `sha256sum`) and of the bytes written.
+//!
+//! The written bytes get a hash list rather than one sha256 over the whole image:
+//! sha256 over the sha256 of each 1 MiB block. Zero blocks (most of a disk image)
+//! then cost nothing, since their digest is a constant; data blocks cost what one
+//! sha256 pass costs; and a read-back can say which MiB differs.
 
+use super::sink::ZERO_BLOCK;
 use crate::plan::DigestAlgorithm;
 use sha2::{Digest as _, Sha256, Sha512};
+use std::sync::OnceLock;
 
 /// A running sha256 or sha512.
 pub(crate) enum Hasher {
@@ -35,6 +42,66 @@ impl Hasher {
     }
 }
 
+/// The hash list of the written bytes (see the module doc).
+pub(crate) struct BlockDigest {
+    outer: Sha256,
+    /// The first 8 bytes of each block's digest, kept only for a read-back.
+    blocks: Option<Vec<u64>>,
+}
+
+/// The first 8 bytes of a block digest, as kept per block.
+fn prefix(d: &[u8; 32]) -> u64 {
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// The kept prefix of an all-zero block's digest.
+pub(crate) fn zero_block_prefix() -> u64 {
+    prefix(zero_block_digest())
+}
+
+/// sha256 of one all-zero block, computed once.
+fn zero_block_digest() -> &'static [u8; 32] {
+    static Z: OnceLock<[u8; 32]> = OnceLock::new();
+    Z.get_or_init(|| Sha256::digest(vec![0u8; ZERO_BLOCK]).into())
+}
+
+impl BlockDigest {
+    /// An empty list; `keep_blocks` keeps 8 bytes per MiB so a read-back can locate a difference.
+    pub(crate) fn new(keep_blocks: bool) -> BlockDigest {
+        BlockDigest {
+            outer: Sha256::new(),
+            blocks: keep_blocks.then(Vec::new),
+        }
+    }
+
+    /// Adds the next block: [`ZERO_BLOCK`] bytes, or fewer for the last; `zero` if known all-zero.
+    pub(crate) fn push(&mut self, block: &[u8], zero: bool) {
+        let d: [u8; 32] = if zero && block.len() == ZERO_BLOCK {
+            *zero_block_digest()
+        } else {
+            Sha256::digest(block).into()
+        };
+        self.add(d);
+    }
+
+    /// Adds an all-zero block of [`ZERO_BLOCK`] bytes without looking at it.
+    pub(crate) fn push_zero(&mut self) {
+        self.add(*zero_block_digest());
+    }
+
+    fn add(&mut self, d: [u8; 32]) {
+        self.outer.update(d);
+        if let Some(b) = self.blocks.as_mut() {
+            b.push(prefix(&d));
+        }
+    }
+
+    /// The list's digest (hex) and, if kept, the per-block prefixes.
+    pub(crate) fn finish(self) -> (String, Option<Vec<u64>>) {
+        (hex::encode(self.outer.finalize()), self.blocks)
+    }
+}
+
 /// The name operators know the algorithm by (`sha256`).
 pub(crate) fn algorithm_name(a: DigestAlgorithm) -> &'static str {
     match a {
@@ -58,5 +125,22 @@ mod tests {
         let mut h = Hasher::new(DigestAlgorithm::Sha512);
         h.update(b"abc");
         assert!(h.finish_hex().starts_with("ddaf35a193617aba"));
+    }
+
+    #[test]
+    fn block_digest_is_sha256_of_block_sha256s_and_zero_blocks_need_no_hashing() {
+        let mut data = vec![0u8; 2 * ZERO_BLOCK + 100];
+        data[ZERO_BLOCK + 7] = 1;
+        let mut outer = Sha256::new();
+        for c in data.chunks(ZERO_BLOCK) {
+            outer.update(Sha256::digest(c));
+        }
+        let mut d = BlockDigest::new(true);
+        d.push(&data[..ZERO_BLOCK], true);
+        d.push(&data[ZERO_BLOCK..2 * ZERO_BLOCK], false);
+        d.push(&data[2 * ZERO_BLOCK..], false);
+        let (hex, blocks) = d.finish();
+        assert_eq!(hex, hex::encode(outer.finalize()));
+        assert_eq!(blocks.unwrap().len(), 3);
     }
 }

@@ -300,6 +300,7 @@ pub(super) fn steps(
         target_disk,
         target_path,
         grow: img.grow,
+        verify: img.verify,
     }));
     if img.format == ImageFormat::Rootfs {
         plan.steps.push(Step::Finalize(super::finalize::finalize(

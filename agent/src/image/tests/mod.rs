@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 mod network;
+mod readback;
 mod targets;
 
 /// Image size: not a multiple of 1 MiB or 4 KiB, so the unaligned tail is exercised.
@@ -96,8 +97,13 @@ fn sha(alg: DigestAlgorithm, data: &[u8]) -> Digest {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(data))
+/// The written bytes' hash list, computed independently: sha256 of each MiB's sha256.
+fn hash_list_hex(data: &[u8]) -> String {
+    let mut outer = sha2::Sha256::new();
+    for block in data.chunks(M) {
+        outer.update(sha2::Sha256::digest(block));
+    }
+    hex::encode(outer.finalize())
 }
 
 /// Options with fast retries for tests.
@@ -150,6 +156,11 @@ impl Loop {
         }
     }
 
+    /// The regular file behind the device.
+    fn backing(&self) -> PathBuf {
+        self._dir.path().join("target.img")
+    }
+
     fn read(&self, len: usize) -> Vec<u8> {
         let mut f = std::fs::File::open(&self.dev).unwrap();
         let mut v = vec![0; len];
@@ -193,5 +204,6 @@ fn check_outcome(o: &WriteOutcome, c: Compression, served: &[u8], alg: DigestAlg
         sha(alg, served),
         "the digest reported is that of the bytes as served"
     );
-    assert_eq!(o.written_sha256, sha256_hex(raw));
+    assert_eq!(o.written_sha256, hash_list_hex(raw));
+    assert_eq!(o.readback_sha256, None, "no read-back unless asked");
 }

@@ -37,6 +37,7 @@ fn each_compression_decodes_identically_onto_loop_devices() {
                 target_disk: "root".into(),
                 target_path: lo.dev.clone(),
                 grow: false,
+                verify: None,
             };
             assert!(
                 sink::Sink::open(&lo.dev).unwrap().is_direct(),
@@ -321,6 +322,7 @@ fn other_formats_are_refused_by_write_image() {
         target_disk: "root".into(),
         target_path: PathBuf::from("/nonexistent"),
         grow: false,
+        verify: None,
     };
     assert!(matches!(
         write_image(&plan, &fast()),

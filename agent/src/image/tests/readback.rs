@@ -1,0 +1,133 @@
+//! Read-back verification and zero runs on devices with and without write-zeroes.
+
+use super::*;
+use std::os::unix::fs::FileExt;
+
+fn readback_plan(url: String, served: &[u8], dev: &Path) -> ImagePlan {
+    ImagePlan {
+        urls: vec![url],
+        digest: sha(DigestAlgorithm::Sha256, served),
+        format: ImageFormat::Disk,
+        target_disk: "root".into(),
+        target_path: dev.to_path_buf(),
+        grow: false,
+        verify: Some(crate::plan::VerifyMode::Readback),
+    }
+}
+
+#[test]
+fn readback_of_a_good_write_reports_the_same_hash_list() {
+    let server = Server::start();
+    let f = fixture();
+    let url = serve(&server, "/rb.zst", &f.zst);
+    let lo = Loop::new(64 * M, 4096, 0xA5);
+    let o = write_image(&readback_plan(url, &f.zst, &lo.dev), &fast()).unwrap();
+    assert_eq!(o.written_sha256, hash_list_hex(&f.raw));
+    assert_eq!(o.readback_sha256.as_deref(), Some(&*o.written_sha256));
+    assert!(o.readback_seconds.is_some());
+}
+
+#[test]
+fn readback_catches_a_sector_flipped_on_the_backing_file() {
+    let server = Server::start();
+    let f = fixture();
+    let url = serve(&server, "/rbflip.zst", &f.zst);
+    let lo = Loop::new(64 * M, 512, 0xA5);
+    let backing = lo.backing();
+    // Between the write and the read-back, one byte of the 41st MiB changes on "the disk".
+    let at = 40 * MIB + 4096 + 17;
+    let flip = || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&backing)
+            .unwrap();
+        let mut b = [0u8; 1];
+        file.read_exact_at(&mut b, at).unwrap();
+        file.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+        file.sync_all().unwrap();
+    };
+    let mut opts = fast();
+    opts.before_readback = Some(&flip);
+    let err = write_image(&readback_plan(url, &f.zst, &lo.dev), &opts).unwrap_err();
+    match &err {
+        ImageError::ReadbackMismatch {
+            path,
+            offset,
+            more,
+            written,
+            read,
+        } => {
+            assert_eq!(path, &lo.dev);
+            assert_eq!(*offset, 40 * MIB, "names the MiB that changed");
+            assert_eq!(*more, 0, "and only that one");
+            assert_eq!(written, &hash_list_hex(&f.raw));
+            assert_ne!(read, written);
+        }
+        other => panic!("expected ReadbackMismatch, got {other}"),
+    }
+    assert!(
+        err.to_string()
+            .contains(&format!("MiB at byte {}", 40 * MIB)),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_runs_are_written_as_data_on_a_device_without_write_zeroes() {
+    // The device is real (a loop device holding 0xFF); only its report of
+    // write-zeroes support is overridden, since no host device here lacks it.
+    let lo = Loop::new(64 * M, 512, 0xFF);
+    let server = Server::start();
+    let f = fixture();
+    let url = serve(&server, "/nowz.zst", &f.zst);
+    let mut opts = fast();
+    opts.write_zeroes = Some(false);
+    let o = stream_to(
+        &[url],
+        &sha(DigestAlgorithm::Sha256, &f.zst),
+        &lo.dev,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(
+        o.zero_bytes_skipped, 0,
+        "nothing skipped: zeros went down as data"
+    );
+    let back = lo.read(IMAGE_LEN);
+    assert!(
+        sink::is_zero(&back[8 * M..24 * M]),
+        "the 0xFF under the zero run was overwritten"
+    );
+    assert!(back == f.raw);
+}
+
+#[test]
+fn a_qcow2_image_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("disk.qcow2");
+    crate::runner::run(
+        "qemu-img",
+        ["create", "-q", "-f", "qcow2", q.to_str().unwrap(), "64M"],
+        Duration::from_secs(30),
+    )
+    .expect("qemu-img create");
+    let qcow = std::fs::read(&q).unwrap();
+    let zst = zstd::encode_all(&qcow[..], 3).unwrap();
+    let server = Server::start();
+    let url = serve(&server, "/disk.qcow2.zst", &zst);
+    let target = file_target(&dir, 4 * M, 0xA5);
+    let err = stream_to(
+        &[url],
+        &sha(DigestAlgorithm::Sha256, &zst),
+        &target,
+        &fast(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ImageError::Qcow2), "{err}");
+    assert!(err.to_string().contains("qemu-img convert -O raw"), "{err}");
+    assert!(
+        std::fs::read(&target).unwrap().iter().all(|&b| b == 0xA5),
+        "target untouched"
+    );
+}

@@ -1,0 +1,331 @@
+//! `make bench`: imprint's image writer side by side with `curl | zstd | dd` and
+//! `qemu-img convert`, onto loop devices, with a table and JSON results.
+//!
+//! Usage: imprint-bench --imprint out/imprint [--cache target/bench] [--out out/bench]
+//!        [--size-gib 4] [--reps 2] [--no-large]
+
+mod image;
+mod run;
+
+use imprint_tests::server::{Fault, Server};
+use run::{shell, timed, Loop, Sample};
+use serde_json::json;
+use sha2::Digest as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const GIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
+
+struct Args {
+    imprint: PathBuf,
+    cache: PathBuf,
+    out: PathBuf,
+    size_gib: u64,
+    reps: usize,
+    large: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        imprint: "out/imprint".into(),
+        cache: "target/bench".into(),
+        out: "out/bench".into(),
+        size_gib: 4,
+        reps: 3,
+        large: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--imprint" => a.imprint = v().into(),
+            "--cache" => a.cache = v().into(),
+            "--out" => a.out = v().into(),
+            "--size-gib" => a.size_gib = v().parse().expect("--size-gib N"),
+            "--reps" => a.reps = v().parse().expect("--reps N"),
+            "--no-large" => a.large = false,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// The best (shortest) of the samples, and all of them.
+fn best(samples: &[Sample]) -> f64 {
+    samples.iter().map(|s| s.secs).fold(f64::INFINITY, f64::min)
+}
+
+fn samples_json(samples: &[Sample]) -> serde_json::Value {
+    json!(samples
+        .iter()
+        .map(|s| json!({"secs": s.secs, "max_rss_kib": s.max_rss_kib}))
+        .collect::<Vec<_>>())
+}
+
+/// Runs `make` `reps` times on fresh loop devices; a failed run aborts the bench.
+fn repeat(
+    name: &str,
+    reps: usize,
+    size: u64,
+    dir: &Path,
+    make: &dyn Fn(&Path) -> Command,
+) -> Vec<Sample> {
+    (0..reps)
+        .map(|i| {
+            let lo = Loop::new(dir, size);
+            let s = timed(make(&lo.dev));
+            assert!(s.ok, "{name} failed:\n{}", s.stderr);
+            eprintln!(
+                "bench: {name} #{}: {:.2} s, peak RSS {} MiB",
+                i + 1,
+                s.secs,
+                s.max_rss_kib >> 10
+            );
+            s
+        })
+        .collect()
+}
+
+fn imprint_cmd(bin: &Path, url: &str, digest: (&str, &str), dev: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(["write-image", "--url", url, digest.0, digest.1, "--target"])
+        .arg(dev)
+        .arg("--yes")
+        .args(extra);
+    c
+}
+
+/// Seconds sha256 / sha512 take over `bytes` bytes, measured on a 256 MiB sample of `data`.
+fn hash_secs(raw: &Path, bytes: u64) -> (f64, f64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(raw).expect("opening image.raw");
+    let mut sample = vec![0u8; 256 * MIB as usize];
+    let _ = f.read_at(&mut sample, 0);
+    let t = Instant::now();
+    std::hint::black_box(sha2::Sha256::digest(&sample));
+    let s256 = t.elapsed().as_secs_f64() * bytes as f64 / sample.len() as f64;
+    let t = Instant::now();
+    std::hint::black_box(sha2::Sha512::digest(&sample));
+    let s512 = t.elapsed().as_secs_f64() * bytes as f64 / sample.len() as f64;
+    (s256, s512)
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn main() {
+    let a = args();
+    assert!(
+        a.imprint.exists(),
+        "{} not found: run `make agent` first",
+        a.imprint.display()
+    );
+    let small = image::build(&a.cache, a.size_gib * GIB, 0.25);
+    let rundir = a.cache.join("run");
+    let server = Server::start();
+    server.serve_file("/image.raw.zst", &small.zst);
+    server.serve_file("/drop.raw.zst", &small.zst);
+    server.set_fault("/drop.raw.zst", Fault::DropEvery(256 * MIB));
+    let url = server.url("/image.raw.zst");
+    let drop_url = server.url("/drop.raw.zst");
+    // Streamed: a large allocation here would count in every child's peak RSS (see run.rs).
+    let sha512 = image::sha512_file(&small.zst);
+    let d256 = ("--sha256", small.zst_sha256.as_str());
+    let bin = a.imprint.clone();
+    let wz = Loop::new(&rundir, MIB).write_zeroes_max();
+    eprintln!(
+        "bench: {} GiB image, {} MiB data, {} MiB zstd; loop write_zeroes_max_bytes = {wz}",
+        small.size >> 30,
+        small.data_bytes >> 20,
+        small.zst_bytes >> 20
+    );
+
+    // Correctness first: imprint's result is byte-identical to the raw image.
+    {
+        let lo = Loop::new(&rundir, small.size);
+        let s = timed(imprint_cmd(&bin, &url, d256, &lo.dev, &[]));
+        assert!(s.ok, "imprint failed:\n{}", s.stderr);
+        assert!(
+            run::same_content(&lo.dev, &small.raw, small.size),
+            "the device imprint wrote differs from image.raw"
+        );
+        eprintln!(
+            "bench: warm-up run {:.2} s; content verified with cmp",
+            s.secs
+        );
+    }
+
+    // Rounds: every contender once per round, so load from other users of the
+    // machine spreads over all of them; the best of the rounds is compared.
+    let (mut imp, mut curl, mut qemu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut readback, mut drops, mut s512) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..a.reps {
+        imp.extend(repeat("imprint", 1, small.size, &rundir, &|dev| {
+            imprint_cmd(&bin, &url, d256, dev, &[])
+        }));
+        curl.extend(repeat("curl|zstd|dd", 1, small.size, &rundir, &|dev| {
+            shell(&format!(
+                "curl -sf {url} | zstd -dcq | dd of={} bs=4M iflag=fullblock oflag=direct conv=fsync status=none",
+                dev.display()
+            ))
+        }));
+        qemu.extend(repeat("qemu-img convert", 1, small.size, &rundir, &|dev| {
+            let mut c = Command::new("qemu-img");
+            c.args(["convert", "-n", "-t", "none", "-f", "raw", "-O", "raw"])
+                .arg(&small.raw)
+                .arg(dev);
+            c
+        }));
+        readback.extend(repeat(
+            "imprint --verify readback",
+            1,
+            small.size,
+            &rundir,
+            &|dev| imprint_cmd(&bin, &url, d256, dev, &["--verify", "readback"]),
+        ));
+        drops.extend(repeat(
+            "imprint, drop every 256 MiB",
+            1,
+            small.size,
+            &rundir,
+            &|dev| imprint_cmd(&bin, &drop_url, d256, dev, &[]),
+        ));
+        s512.extend(repeat("imprint --sha512", 1, small.size, &rundir, &|dev| {
+            imprint_cmd(&bin, &url, ("--sha512", &sha512), dev, &[])
+        }));
+    }
+    let large = a.large.then(|| {
+        let big = image::build(&a.cache, 4 * a.size_gib * GIB, 1.0 / 16.0);
+        server.serve_file("/large.raw.zst", &big.zst);
+        let lurl = server.url("/large.raw.zst");
+        let s = repeat("imprint, 4x image", 1, big.size, &rundir, &|dev| {
+            imprint_cmd(&bin, &lurl, ("--sha256", &big.zst_sha256), dev, &[])
+        });
+        (big, s)
+    });
+
+    let t_imp = best(&imp);
+    let t_curl = best(&curl);
+    let t_qemu = best(&qemu);
+    let t_rb = best(&readback);
+    let t_drop = best(&drops);
+    let t_512 = best(&s512);
+    let rss_small = imp.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
+    let rss_large = large
+        .as_ref()
+        .map(|(_, s)| s.iter().map(|s| s.max_rss_kib).max().unwrap_or(0));
+    // What imprint hashes with sha256: the served file, and each non-zero MiB written.
+    let hashed = small.zst_bytes + small.data_blocks * MIB;
+    let (sha_secs, sha512_secs) = hash_secs(&small.raw, hashed);
+    let sha_share = sha_secs / t_imp;
+    let rb_share = (t_rb - t_imp) / t_imp;
+    let drop_growth = (t_drop - t_imp) / t_imp;
+
+    let rss_ok = rss_small < 64 * 1024 && rss_large.is_none_or(|r| r < 64 * 1024);
+    println!();
+    println!(
+        "image: {} GiB raw, {} MiB data, {} MiB zstd; best of {} runs each",
+        small.size >> 30,
+        small.data_bytes >> 20,
+        small.zst_bytes >> 20,
+        a.reps
+    );
+    println!("| contender                                   | wall s | imprint ratio |");
+    println!("|---------------------------------------------|-------:|--------------:|");
+    println!("| imprint write-image (http+zstd+sha256)      | {t_imp:6.2} |          1.00 |");
+    println!(
+        "| curl -s | zstd -dc | dd bs=4M oflag=direct  | {t_curl:6.2} | {:13.2} |",
+        t_curl / t_imp
+    );
+    println!(
+        "| qemu-img convert -n -t none (local raw)     | {t_qemu:6.2} | {:13.2} |",
+        t_qemu / t_imp
+    );
+    println!("| imprint --verify readback                   | {t_rb:6.2} |               |");
+    println!("| imprint, connection drop every 256 MiB      | {t_drop:6.2} |               |");
+    println!("| imprint --sha512                            | {t_512:6.2} |               |");
+    println!();
+    println!("targets:");
+    println!(
+        "  {} imprint >= 2x faster than curl|zstd|dd: {:.2}x",
+        pass(t_curl / t_imp >= 2.0),
+        t_curl / t_imp
+    );
+    println!(
+        "  {} imprint no slower than qemu-img convert: {:.2} s vs {:.2} s",
+        pass(t_imp <= t_qemu),
+        t_imp,
+        t_qemu
+    );
+    println!(
+        "  {} peak RSS < 64 MiB: {} MiB ({} GiB image){}",
+        pass(rss_ok),
+        rss_small >> 10,
+        small.size >> 30,
+        rss_large
+            .map(|r| format!(", {} MiB ({} GiB image)", r >> 10, 4 * a.size_gib))
+            .unwrap_or_default()
+    );
+    println!(
+        "  {} sha256 < 10% of wall time: {:.1}% ({:.2} s CPU for {} MiB hashed, measured apart; sha512 would be {:.2} s)",
+        pass(sha_share < 0.10),
+        sha_share * 100.0,
+        sha_secs,
+        hashed >> 20,
+        sha512_secs
+    );
+    println!(
+        "  {} read-back verification adds < 50% to the write: {:+.1}% ({:.2} s more than {:.2} s)",
+        pass(rb_share < 0.5),
+        rb_share * 100.0,
+        t_rb - t_imp,
+        t_imp
+    );
+    println!(
+        "  {} drop every 256 MiB costs < +10%: {:+.1}%",
+        pass(drop_growth < 0.10),
+        drop_growth * 100.0
+    );
+
+    let results = json!({
+        "image": {
+            "size": small.size, "data_bytes": small.data_bytes, "zst_bytes": small.zst_bytes,
+            "zst_sha256": small.zst_sha256, "loop_write_zeroes_max_bytes": wz,
+        },
+        "reps": a.reps,
+        "imprint": {"best_secs": t_imp, "samples": samples_json(&imp), "peak_rss_kib": rss_small},
+        "curl_zstd_dd": {"best_secs": t_curl, "samples": samples_json(&curl)},
+        "qemu_img_convert": {"best_secs": t_qemu, "samples": samples_json(&qemu)},
+        "imprint_readback": {"best_secs": t_rb, "samples": samples_json(&readback)},
+        "imprint_drop_every_256mib": {"best_secs": t_drop, "samples": samples_json(&drops)},
+        "imprint_sha512": {"best_secs": t_512, "samples": samples_json(&s512)},
+        "imprint_large": large.as_ref().map(|(b, s)| json!({
+            "size": b.size, "data_bytes": b.data_bytes, "zst_bytes": b.zst_bytes,
+            "best_secs": best(s), "samples": samples_json(s), "peak_rss_kib": rss_large,
+        })),
+        "sha256": {"bytes_hashed": hashed, "cpu_secs": sha_secs, "share_of_wall": sha_share,
+                   "sha512_cpu_secs": sha512_secs},
+        "ratios": {"curl_over_imprint": t_curl / t_imp, "qemu_over_imprint": t_qemu / t_imp,
+                   "readback_share": rb_share, "drop_growth": drop_growth},
+        "targets": {
+            "twice_curl": t_curl / t_imp >= 2.0, "not_slower_than_qemu": t_imp <= t_qemu,
+            "rss_under_64mib": rss_ok, "sha256_under_10pct": sha_share < 0.10,
+            "readback_under_50pct": rb_share < 0.5, "drop_under_10pct": drop_growth < 0.10,
+        },
+    });
+    std::fs::create_dir_all(&a.out).expect("creating the results directory");
+    let path = a.out.join("results.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&results).unwrap_or_default(),
+    )
+    .expect("writing results.json");
+    println!("\nresults: {}", path.display());
+}
