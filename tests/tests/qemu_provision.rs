@@ -167,3 +167,23 @@ fn a_static_address_from_ip_provisions() {
     assert!(!vm.serial_log().contains("(dhcp)"), "DHCP ran although ip= gave a static address");
     provisioned(vm, &server, "static-01", "static ip=");
 }
+
+#[test]
+fn a_dead_report_server_does_not_stop_provisioning_or_the_reboot() {
+    let out = out_dir();
+    let server = Server::start();
+    let data = image().zstd();
+    let sha = sha256_hex(&data);
+    server.serve_bytes("/images/web.raw.zst", data);
+    let base = guest_base(&server);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let doc = vm_single_disk_document("dead-01", &format!("http://10.0.2.2:{dead}"), &format!("{base}/images/web.raw.zst"), &sha, "imprint-ok", "t");
+    server.serve_bytes("/host.yaml", doc.into_bytes());
+    let append = format!("console=ttyS0 imprint.config={base}/host.yaml imprint.report_timeout=5 imprint.failure_delay=0");
+    let mut vm = vm_with(Boot::Direct { kernel: out.join("vmlinuz"), initrd: out.join("initramfs.img"), append }, Firmware::Bios);
+    vm.wait_for_serial("provisioning succeeded", RUN_TIMEOUT).unwrap();
+    // finish: reboot still happens (QEMU exits under -no-reboot) within a bounded time.
+    vm.wait_exit(Duration::from_secs(90)).unwrap();
+    assert!(vm.serial_log().contains("finish: rebooting"), "{}", vm.serial_log());
+    assert_single_disk_deployed(vm.disk_path(1).to_str().unwrap(), image(), "dead-01");
+}
