@@ -123,7 +123,8 @@ fn plan_expands_the_seed_document_against_a_reported_inventory() {
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(!out.contains("another-token"), "the token is redacted in the plan");
     let text = out.to_string();
-    for want in ["/dev/vda", "/dev/vdb", "/var/log/audit", "nodev", "1.0", "1.2"] {
+    // The tang pin needs the network in the deployed initramfs, and the plan says so.
+    for want in ["/dev/vda", "/dev/vdb", "/var/log/audit", "nodev", "1.0", "1.2", "ip=dhcp"] {
         assert!(text.contains(want), "plan lacks {want}");
     }
     assert!(plan["steps"].as_array().unwrap().len() > 5);

@@ -112,6 +112,9 @@ pub fn kernel_cmdline(plan: &Plan, fin: &FinalizePlan, fam: Family) -> Vec<Strin
         if let Some((vg, name)) = &lv {
             args.push(format!("rd.lvm.lv={vg}/{name}"));
         }
+        if fin.kernel_args.iter().any(|a| a.starts_with("ip=")) {
+            args.push("rd.neednet=1".into());
+        }
     }
     for a in &fin.kernel_args {
         if !args.contains(a) {

@@ -111,13 +111,21 @@ pub(super) fn finalize(
     } else {
         Vec::new()
     };
+    // Tang pins are reached from the deployed initramfs: it needs the network before
+    // the root volume opens (initramfs-tools and dracut both bring it up for `ip=dhcp`;
+    // finalize adds `rd.neednet=1` for dracut). A document's own `ip=` wins.
+    let mut kernel_args = plan.kernel_args.clone();
+    let tang = st.luks.iter().any(|(l, _)| !l.tang.is_empty());
+    if tang && !kernel_args.iter().any(|a| a.starts_with("ip=")) {
+        kernel_args.push("ip=dhcp".into());
+    }
     FinalizePlan {
         fstab,
         crypttab,
         mdadm,
         boot_disks,
         esp_copies,
-        kernel_args: plan.kernel_args.clone(),
+        kernel_args,
         commands: doc
             .boot
             .as_ref()
