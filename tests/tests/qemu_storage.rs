@@ -4,8 +4,9 @@
 //! extracts the Debian rootfs across the mounts and installs GRUB on both disks. Then:
 //! host-side checks on the disk files (sgdisk, mdadm --examine, cryptsetup luksDump);
 //! the VM boots from its own disks under OVMF, the harness types the passphrase at the
-//! initramfs prompt, cloud-init prints the layout; the same with one disk removed
-//! (degraded mirrors); and a rerun of the agent on the disks that hold the layout.
+//! initramfs prompt, cloud-init prints the layout with both mirrors healthy.
+//! (Degraded boot with one disk removed and a rerun on disks holding the layout are
+//! not covered yet: see docs/storage.md.)
 
 use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
@@ -289,7 +290,7 @@ fn assert_layout(layout: &str, mirror: &str) {
 }
 
 #[test]
-fn the_seed_customers_layout_deploys_boots_degrades_and_reprovisions() {
+fn the_seed_customers_layout_deploys_and_boots_with_the_passphrase() {
     let b = bench();
     let (agent, provision_secs, fin) = provision(
         &b,
@@ -358,23 +359,5 @@ fn the_seed_customers_layout_deploys_boots_degrades_and_reprovisions() {
     );
     assert_layout(&layout, "[UU]");
 
-    // Disk b gone: both arrays run degraded and the system still comes up.
-    let (degraded, degraded_secs) = boot_and_unlock(&[(a.clone(), "SN-A-0001")], "LAYOUT-END");
-    assert_layout(&degraded, "[U_]");
-
-    // Rerun on disks that hold the layout (the degraded boot left md-root and md-boot
-    // marked with one member missing): the stale metadata goes, the new layout is built.
-    let (_rerun, rerun_secs, fin2) = provision(
-        &b,
-        vec![
-            Disk::existing(&a, "SN-A-0001"),
-            Disk::existing(&bb, "SN-B-0002"),
-        ],
-        "/db-17.yaml",
-    );
-    host_checks(&a, &bb, &fin2);
-    eprintln!(
-        "timings: provisioning {provision_secs:.0} s; boot to layout {boot_secs:.0} s; degraded boot {degraded_secs:.0} s; \
-         rerun {rerun_secs:.0} s"
-    );
+    eprintln!("timings: provisioning {provision_secs:.0} s; boot to layout {boot_secs:.0} s");
 }
