@@ -15,7 +15,6 @@
 mod buf;
 mod channel;
 mod decode;
-mod ioctl;
 mod pipeline;
 mod readback;
 mod sink;

@@ -6,7 +6,6 @@
 //! the cost for nothing the data blocks do not already prove about the device.
 
 use super::buf::{Pool, Pooled};
-use super::ioctl;
 use super::sink::ZERO_BLOCK;
 use super::verify::{zero_block_prefix, BlockDigest};
 use super::ImageError;
@@ -152,7 +151,7 @@ fn open(path: &Path) -> std::io::Result<(File, usize)> {
             .open(path)
         {
             Ok(f) => {
-                let sector = ioctl::logical_sector_size(&f)? as usize;
+                let sector = crate::blockdev::logical_sector(&f).map_err(std::io::Error::other)? as usize;
                 return Ok((f, sector.max(1)));
             }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}

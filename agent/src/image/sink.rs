@@ -6,7 +6,6 @@
 //! in a file, else plain zeros (the device is never assumed to hold zeros).
 
 use super::buf::{AlignedBuf, ALIGN};
-use super::ioctl;
 use super::ImageError;
 use crate::units::{Bytes, MIB};
 use std::fs::{File, OpenOptions};
@@ -87,7 +86,7 @@ impl Sink {
             let size = (&file)
                 .seek(SeekFrom::End(0))
                 .map_err(|e| target(format!("reading its size: {e}")))?;
-            let sector = ioctl::logical_sector_size(&file)
+            let sector = crate::blockdev::logical_sector(&file)
                 .map_err(|e| target(format!("reading its sector size: {e}")))?;
             let zeroout = write_zeroes.unwrap_or_else(|| write_zeroes_supported(meta.rdev()));
             (
@@ -289,8 +288,8 @@ impl Sink {
     fn apply_zeros(&mut self, offset: u64, len: u64) -> Result<(), ImageError> {
         self.synced = false;
         let done = match self.kind {
-            Kind::Block { zeroout: true, .. } => ioctl::zero_out(&self.file, offset, len),
-            Kind::File => ioctl::punch_hole(&self.file, offset, len),
+            Kind::Block { zeroout: true, .. } => crate::blockdev::zero_out(&self.file, offset, len).map_err(io::Error::other),
+            Kind::File => crate::blockdev::punch_hole(&self.file, offset, len).map_err(io::Error::other),
             Kind::Block { zeroout: false, .. } => Err(io::Error::from(io::ErrorKind::Unsupported)),
         };
         if done.is_ok() {
