@@ -3,6 +3,7 @@
 //! binary, the loopback HTTP server that serves images, injects faults and records
 //! reports, and the QEMU bench.
 
+pub mod documents;
 pub mod fixtures;
 pub mod images;
 pub mod provision;
