@@ -47,7 +47,9 @@ wait $qb || qrc=1
 passed=0 failed=0
 for f in "$logs"/*.log; do
   echo "=== $(basename "$f" .log)"
-  grep -E '^test .* \.\.\. |panicked|^failures:' "$f" | grep -v '\.\.\. ok$' || true
+  grep -E '^test .* \.\.\. ' "$f" | grep -v '\.\.\. ok$' || true
+  # A failure's cause: the panic message and what follows it (the console tail for QEMU).
+  grep -A 70 -E 'panicked at' "$f" | head -150 || true
   grep -E '^test result:' "$f" | tail -1
   p=$(grep -E '^test result:' "$f" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
   n=$(grep -E '^test result:' "$f" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
