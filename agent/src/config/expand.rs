@@ -220,13 +220,20 @@ fn expand_layout(
             .push((part(d, "root", root_size, root_type), origin.clone()));
     }
     // One ESP per disk: the first is mounted; finalize copies it onto the others.
+    // Mirrored, the mounted ESP lives on one disk only: `nofail` (and a short device
+    // wait) lets the system boot from the other disk when that one is gone.
+    let esp_options: Vec<String> = if mirrored {
+        vec!["umask=0077".into(), "nofail".into(), "x-systemd.device-timeout=10s".into()]
+    } else {
+        vec!["umask=0077".into()]
+    };
     for (i, d) in disks.iter().enumerate() {
         let fs = Filesystem {
             device: name(format!("{d}-esp")),
             fstype: FsType::Vfat,
             label: None,
             mount: (i == 0).then(|| MountPoint::parse("/boot/efi").expect("valid mount point")),
-            options: vec!["umask=0077".into()],
+            options: esp_options.clone(),
         };
         out.filesystems.push((fs, origin.clone()));
     }

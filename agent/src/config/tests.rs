@@ -152,9 +152,13 @@ fn doc2_expands_to_mirrored_boot_luks_and_lvm() {
             )
         })
         .collect();
-    assert!(fs.contains(&("a-esp", "vfat", Some("/boot/efi"), "umask=0077".into())));
+    let esp_opts = "umask=0077,nofail,x-systemd.device-timeout=10s";
     assert!(
-        fs.contains(&("b-esp", "vfat", None, "umask=0077".into())),
+        fs.contains(&("a-esp", "vfat", Some("/boot/efi"), esp_opts.into())),
+        "the mounted ESP is on one disk of the mirror: nofail, so a boot without it works"
+    );
+    assert!(
+        fs.contains(&("b-esp", "vfat", None, esp_opts.into())),
         "the second ESP is kept in sync, not mounted"
     );
     assert!(fs.contains(&("md-boot", "ext4", Some("/boot"), "".into())));
@@ -199,6 +203,8 @@ fn single_disk_layout_without_luks_or_lvm_is_one_root_filesystem() {
         .find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/boot"))
         .unwrap();
     assert_eq!(boot.0.device.as_str(), "d-boot");
+    let esp = ex.filesystems.iter().find(|(f, _)| f.device.as_str() == "d-esp").unwrap();
+    assert_eq!(esp.0.options, ["umask=0077"], "a lone disk's ESP is not optional");
 }
 
 #[test]
