@@ -363,6 +363,7 @@ impl VmBuilder {
             started: Instant::now(),
             disks: self.disks,
             swtpm,
+            commands: 0,
         })
     }
 }
@@ -374,6 +375,8 @@ pub struct Vm {
     started: Instant,
     disks: Vec<Disk>,
     swtpm: Option<Child>,
+    /// Commands run on the console so far (numbers their end markers).
+    commands: u32,
 }
 
 /// Starts `swtpm socket` for QEMU's TPM emulator backend and waits (bounded) for its socket.
@@ -428,6 +431,70 @@ impl Vm {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
+    }
+
+    /// Waits until `pattern` shows on the console after byte `from` of the log; returns
+    /// the log and where the pattern starts.
+    pub fn wait_for_serial_from(
+        &mut self,
+        pattern: &str,
+        from: usize,
+        timeout: Duration,
+    ) -> Result<(String, usize), VmError> {
+        let start = Instant::now();
+        loop {
+            let log = self.serial_log();
+            if let Some(i) = log.get(from..).and_then(|tail| tail.find(pattern)) {
+                return Ok((log, from + i));
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.error(format!("QEMU exited ({status}) before the console showed {pattern:?}")));
+            }
+            if start.elapsed() > timeout {
+                return Err(self.error(format!(
+                    "the console did not show {pattern:?} within {} s",
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Logs in on the serial console's getty (needs [`VmBuilder::serial_input`]); a
+    /// person's way in, so checks need nothing from the guest but its own login.
+    pub fn login(&mut self, user: &str, password: &str, timeout: Duration) -> Result<(), VmError> {
+        let (_, at) = self.wait_for_serial_from(" login: ", 0, timeout)?;
+        // A getty that printed its prompt while boot messages still flow: let them settle.
+        std::thread::sleep(Duration::from_secs(2));
+        self.send(&format!("{user}\r"))?;
+        self.wait_for_serial_from("Password:", at, Duration::from_secs(120))?;
+        self.send(&format!("{password}\r"))?;
+        // A shell is there once a command's output comes back.
+        let who = self.run("id -un", Duration::from_secs(120)).map_err(|e| VmError {
+            what: format!("logging in as {user}: {}", e.what),
+            log: e.log,
+        })?;
+        if who.trim() != user {
+            return Err(self.error(format!("logged in as {user} but `id -un` printed {who:?}")));
+        }
+        Ok(())
+    }
+
+    /// Runs a shell command on the console (after [`Vm::login`] or in a debug shell) and
+    /// returns what it printed (stdout and stderr, `\r` removed).
+    pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<String, VmError> {
+        let n = self.commands;
+        self.commands += 1;
+        // The echoed command line shows `__run""_done_N` (quotes split the word), the
+        // output `__run_done_N`: only the command's end matches.
+        let done = format!("__run_done_{n}__");
+        let from = self.serial_log().len();
+        self.send(&format!("{cmd}; echo __run\"\"_done_{n}__\r"))?;
+        let (log, end) = self.wait_for_serial_from(&done, from, timeout)?;
+        let out = &log[from..end];
+        // Drop the echoed command line itself.
+        let out = out.split_once('\n').map(|(_, rest)| rest).unwrap_or("");
+        Ok(out.replace('\r', ""))
     }
 
     /// The serial console so far (lossy UTF-8).

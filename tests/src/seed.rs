@@ -1,0 +1,246 @@
+//! The seed customer's document (product.md's second document) for the QEMU storage
+//! suites, with the variations they need: pins or a recovery passphrase, mirrored or
+//! on one disk, with or without the root image. And the agent run that provisions it.
+
+use crate::fixtures::repo_root;
+use crate::qemu::{Boot, Disk, Firmware, Vm};
+use crate::server::Server;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+/// The marker the user-data's `runcmd` prints, on the first boot only (cloud-init runs
+/// `runcmd` once per instance).
+pub const MARKER: &str = "imprint-42-ok";
+/// The end of the layout the user-data's `bootcmd` prints on every boot.
+pub const BOOTED: &str = "LAYOUT-END";
+
+/// Serials of the two virtual disks the documents match.
+pub const SERIAL_A: &str = "SN-A-0001";
+pub const SERIAL_B: &str = "SN-B-0002";
+
+/// The STIG-style logical volumes of the seed document: `(mount, size, options)`.
+pub const VOLUMES: &[(&str, &str, &[&str])] = &[
+    ("/", "4GiB", &[]),
+    ("/home", "512MiB", &["nodev", "nosuid"]),
+    ("/tmp", "512MiB", &["nodev", "nosuid", "noexec"]),
+    ("/var", "2GiB", &["nodev"]),
+    ("/var/log", "512MiB", &["nodev", "nosuid", "noexec"]),
+    ("/var/log/audit", "512MiB", &["nodev", "nosuid", "noexec"]),
+    ("/var/tmp", "512MiB", &["nodev", "nosuid", "noexec"]),
+];
+
+/// A tang server as the document names it.
+pub struct Tang {
+    pub url: String,
+    pub thumbprint: String,
+}
+
+/// The seed document, built up from its parts.
+pub struct SeedDoc {
+    pub hostname: String,
+    /// `http://10.0.2.2:PORT`: where the guest finds the test server.
+    pub base: String,
+    /// Both disks mirrored (`true`) or everything on disk `a`.
+    pub mirror: bool,
+    pub passphrase: Option<String>,
+    pub tang: Vec<Tang>,
+    pub tpm2: bool,
+    pub threshold: Option<u32>,
+    /// sha512 of `/images/debian-12-rootfs.tar.zst`; `None`: no image (storage only).
+    pub rootfs_sha512: Option<String>,
+    pub report_token: String,
+}
+
+impl SeedDoc {
+    pub fn new(base: &str, hostname: &str) -> SeedDoc {
+        SeedDoc {
+            hostname: hostname.into(),
+            base: base.into(),
+            mirror: true,
+            passphrase: None,
+            tang: Vec::new(),
+            tpm2: false,
+            threshold: None,
+            rootfs_sha512: None,
+            report_token: format!("{hostname}-token"),
+        }
+    }
+
+    /// Where the agent posts its reports for this host.
+    pub fn report_path(&self) -> String {
+        format!("/report/{}", self.hostname)
+    }
+
+    pub fn render(&self) -> String {
+        let mut d = format!("version: 1\nhost: {{ hostname: {} }}\ndisks:\n", self.hostname);
+        d += &format!("  - {{ name: a, match: {{ serial: \"{SERIAL_A}\" }} }}\n");
+        if self.mirror {
+            d += &format!("  - {{ name: b, match: {{ serial: \"{SERIAL_B}\" }} }}\n");
+        }
+        d += "storage:\n  layout:\n";
+        d += if self.mirror { "    mirror: [a, b]\n" } else { "    disk: a\n" };
+        d += "    luks:\n";
+        if !self.tang.is_empty() {
+            let pins: Vec<String> = self
+                .tang
+                .iter()
+                .map(|t| format!("{{ url: \"{}\", thumbprint: \"{}\" }}", t.url, t.thumbprint))
+                .collect();
+            d += &format!("      tang: [{}]\n", pins.join(", "));
+        }
+        if self.tpm2 {
+            d += "      tpm2: { pcrs: [] }\n";
+        }
+        if let Some(t) = self.threshold {
+            d += &format!("      threshold: {t}\n");
+        }
+        if let Some(p) = &self.passphrase {
+            d += &format!("      recovery_passphrase: \"{p}\"\n");
+        }
+        d += "    lvm:\n";
+        for (mount, size, opts) in VOLUMES {
+            let opts = if opts.is_empty() {
+                String::new()
+            } else {
+                format!(", options: [{}]", opts.join(", "))
+            };
+            d += &format!("      - {{ mount: {mount}, size: {size}, type: xfs{opts} }}\n");
+        }
+        d += "      - { swap: true, size: 256MiB }\n";
+        if let Some(sha) = &self.rootfs_sha512 {
+            d += &format!(
+                "image:\n  url: {}/images/debian-12-rootfs.tar.zst\n  sha512: \"{sha}\"\n  format: rootfs\n",
+                self.base
+            );
+        }
+        // bootcmd runs on every boot (the layout, printed to the console); runcmd once.
+        d += r#"configdrive:
+  format: nocloud
+  user_data: |
+    #cloud-config
+    bootcmd:
+      - [sh, -c, "{ echo LAYOUT-BEGIN; findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS; cat /proc/mdstat; echo LAYOUT-END; } > /dev/console 2>&1"]
+    runcmd: [[sh, -c, "echo imprint-$((6*7))-ok > /dev/console"]]
+"#;
+        d += &format!(
+            "report: {{ url: \"{}{}\", token: \"{}\" }}\nfinish: reboot\n",
+            self.base,
+            self.report_path(),
+            self.report_token
+        );
+        d
+    }
+}
+
+/// One provisioning run: the agent boots (direct kernel boot) with `disks` (and a TPM
+/// when `tpm` names its state directory), fetches `{base}{doc_path}` and powers off.
+/// Returns the finished VM, the seconds to the agent's "provisioning …" line and the
+/// final report, asserted successful.
+pub fn provision(
+    server: &Server,
+    doc: &SeedDoc,
+    doc_path: &str,
+    disks: Vec<Disk>,
+    firmware: Firmware,
+    tpm: Option<&Path>,
+) -> (Vm, f64, Value) {
+    let out = repo_root().join("out");
+    let mut b = Vm::builder()
+        .boot(Boot::Direct {
+            kernel: out.join("vmlinuz"),
+            initrd: out.join("initramfs.img"),
+            append: format!(
+                "console=ttyS0 imprint.config={}{doc_path} imprint.failure_delay=0",
+                doc.base
+            ),
+        })
+        .firmware(firmware)
+        .memory_mib(1024);
+    if let Some(t) = tpm {
+        b = b.tpm(t);
+    }
+    for d in disks {
+        b = b.disk(d);
+    }
+    let mut vm = b.start().unwrap();
+    let log = vm
+        .wait_for_serial("imprint: provisioning ", Duration::from_secs(2400))
+        .unwrap();
+    let secs = vm.elapsed().as_secs_f64();
+    vm.wait_exit(Duration::from_secs(120)).unwrap();
+    let fin: Value = server
+        .posts()
+        .iter()
+        .filter(|p| p.path == doc.report_path())
+        .filter_map(|p| serde_json::from_slice::<Value>(&p.body).ok())
+        .filter(|v| v["kind"] == "final")
+        .last()
+        .unwrap_or_else(|| panic!("no final report\n{}", &log[log.len().saturating_sub(6000)..]));
+    assert_eq!(
+        fin["result"],
+        "success",
+        "{fin:#}\n{}",
+        &log[log.len().saturating_sub(6000)..]
+    );
+    // No secret in any report body of this host.
+    for p in server.posts().iter().filter(|p| p.path == doc.report_path()) {
+        let body = String::from_utf8_lossy(&p.body);
+        if let Some(pw) = &doc.passphrase {
+            assert!(!body.contains(pw.as_str()), "the recovery passphrase reached a report");
+        }
+        assert!(!body.contains(&doc.report_token), "the report token reached a report body");
+    }
+    eprintln!("{}: provisioned in {secs:.0} s", doc.hostname);
+    (vm, secs, fin)
+}
+
+/// The step named `name` of a final report.
+pub fn step<'a>(fin: &'a Value, name: &str) -> &'a Value {
+    fin["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {fin:#}"))
+}
+
+/// A sparse disk file of `size` bytes in `dir`, for disks that outlive one VM.
+pub fn disk_file(dir: &Path, name: &str, size: u64) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::File::create(&p).unwrap().set_len(size).unwrap();
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_document_validates_in_each_variant() {
+        let bin = crate::fixtures::imprint_bin();
+        for (mirror, image, pins) in [(true, true, false), (false, true, false), (true, false, true)] {
+            let mut s = SeedDoc::new("http://10.0.2.2:8080", "db-17");
+            s.mirror = mirror;
+            s.passphrase = Some("a phrase".into());
+            if image {
+                s.rootfs_sha512 = Some("ab".repeat(64));
+            }
+            if pins {
+                s.tang.push(Tang { url: "http://10.0.2.2:9".into(), thumbprint: "x".repeat(43) });
+                s.tpm2 = true;
+                s.threshold = Some(2);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("doc.yaml");
+            std::fs::write(&p, s.render()).unwrap();
+            let out = std::process::Command::new(&bin).arg("validate").arg(&p).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}\n{}",
+                s.render(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
