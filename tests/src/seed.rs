@@ -212,6 +212,36 @@ pub fn disk_file(dir: &Path, name: &str, size: u64) -> std::path::PathBuf {
     p
 }
 
+/// Asserts what `findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS` printed on the deployed
+/// system: every volume of [`VOLUMES`] on LVM with its type and options, `/boot` from a
+/// device starting with `boot_from`, the ESP at `/boot/efi`.
+pub fn assert_stig_layout(layout: &str, boot_from: &str) {
+    let fields = |target: &str| -> Vec<String> {
+        let l = layout
+            .lines()
+            .find(|l| l.split(' ').next() == Some(target))
+            .unwrap_or_else(|| panic!("{target} is not mounted:\n{layout}"));
+        l.split(' ').map(String::from).collect()
+    };
+    let check = |target: &str, fstype: &str, opts: &[&str]| -> String {
+        let f = fields(target);
+        assert_eq!(f.get(2).map(String::as_str), Some(fstype), "{target}: {f:?}");
+        let o: Vec<&str> = f.get(3).map(String::as_str).unwrap_or("").split(',').collect();
+        for x in opts {
+            assert!(o.contains(x), "{target} lacks {x}: {f:?}");
+        }
+        f[1].clone()
+    };
+    for (mount, _, opts) in VOLUMES {
+        let src = check(mount, "xfs", opts);
+        assert!(src.starts_with("/dev/mapper/vg0-"), "{mount} from {src}");
+    }
+    assert_eq!(check("/", "xfs", &["rw"]), "/dev/mapper/vg0-root");
+    let boot = check("/boot", "ext4", &[]);
+    assert!(boot.starts_with(boot_from), "/boot from {boot}, expected {boot_from}…");
+    check("/boot/efi", "vfat", &[]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

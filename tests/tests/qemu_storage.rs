@@ -15,7 +15,7 @@
 use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
-use imprint_tests::seed::{disk_file, provision, step, SeedDoc, MARKER, SERIAL_A, SERIAL_B};
+use imprint_tests::seed::{assert_stig_layout, disk_file, provision, step, SeedDoc, MARKER, SERIAL_A, SERIAL_B};
 use imprint_tests::server::Server;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -155,36 +155,6 @@ fn printed_layout(vm: &mut Vm) -> String {
     log[begin..end].replace('\r', "")
 }
 
-fn assert_layout(layout: &str, mirror: &str) {
-    let line = |target: &str| {
-        layout
-            .lines()
-            .find(|l| l.split(' ').next() == Some(target))
-            .unwrap_or_else(|| panic!("{target} is not mounted:\n{layout}"))
-            .to_string()
-    };
-    let has = |target: &str, fstype: &str, opts: &[&str]| {
-        let l = line(target);
-        let f: Vec<&str> = l.split(' ').collect();
-        assert_eq!(f.get(2).copied(), Some(fstype), "{l}");
-        let o: Vec<&str> = f.get(3).copied().unwrap_or("").split(',').collect();
-        for x in opts {
-            assert!(o.contains(x), "{target} lacks {x}: {l}");
-        }
-        f[1].to_string()
-    };
-    assert_eq!(has("/", "xfs", &["rw"]), "/dev/mapper/vg0-root");
-    has("/home", "xfs", &["nodev", "nosuid"]);
-    for t in ["/tmp", "/var/log", "/var/log/audit", "/var/tmp"] {
-        assert!(has(t, "xfs", &["nodev", "nosuid", "noexec"]).starts_with("/dev/mapper/vg0-"));
-    }
-    has("/var", "xfs", &["nodev"]);
-    assert!(has("/boot", "ext4", &[]).starts_with("/dev/md"), "{layout}");
-    has("/boot/efi", "vfat", &[]);
-    let arrays = layout.matches(mirror).count();
-    assert_eq!(arrays, 2, "both arrays {mirror}:\n{layout}");
-}
-
 #[test]
 fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
     let img = debian_rootfs();
@@ -239,7 +209,8 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
     vm.wait_for_serial(MARKER, Duration::from_secs(900)).unwrap();
     eprintln!("unlocked; cloud-init marker {:.0} s after the passphrase", t.elapsed().as_secs_f64());
     let layout = printed_layout(&mut vm);
-    assert_layout(&layout, "[UU]");
+    assert_stig_layout(&layout, "/dev/md");
+    assert_eq!(layout.matches("[UU]").count(), 2, "both arrays healthy:\n{layout}");
     let boot_secs = vm.elapsed().as_secs_f64();
     assert!(!vm.serial_log().contains(PASSPHRASE), "the passphrase was echoed on the console");
     drop(vm);
