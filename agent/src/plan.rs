@@ -85,6 +85,7 @@ impl Step {
             Step::Wipe { disk, .. } => format!("wipe:{disk}"),
             Step::Partition { disk, .. } => format!("partition:{disk}"),
             Step::WriteImage(_) => "write-image".into(),
+            Step::Configdrive(c) if c.copy => format!("configdrive:{}", c.disk),
             Step::Configdrive(_) => "configdrive".into(),
             Step::Raid(r) => format!("raid:{}", r.name),
             Step::Luks(l) => format!("luks:{}", l.name),
@@ -198,6 +199,9 @@ pub struct ConfigdrivePlan {
     /// `None`: create one after the image's partitions.
     #[serde(default)]
     pub partition: Option<PathBuf>,
+    /// A copy on another disk of a mirrored root (the step is `configdrive:<disk>`).
+    #[serde(default)]
+    pub copy: bool,
 }
 
 /// Where reports go.

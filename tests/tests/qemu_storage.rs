@@ -9,8 +9,9 @@
 //! 3. Host-side checks on the disk files: sgdisk, mdadm --examine, cryptsetup luksDump.
 //! 4. The VM boots from its disks, the harness types the passphrase at the initramfs
 //!    prompt, cloud-init prints every mount with its options and both mirrors `[UU]`.
-//! 5. Disk a (the one with the mounted ESP and the configdrive) is removed: the system
-//!    boots from disk b alone, degraded; checked through a root login on the console.
+//! 5. Disk a (the one with the mounted ESP) is removed: the system boots from disk b
+//!    alone, degraded, cloud-init finds its configdrive copy there (same instance, per-boot
+//!    output only), and a root login on the console checks mounts, arrays and systemd.
 
 use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
@@ -81,8 +82,8 @@ fn host_checks(a: &Path, b: &Path, fin: &Value) {
             .unwrap();
         s["output"]["uuid"].as_str().unwrap().replace('-', "")
     };
-    // Disk a: 1 bios, 2 esp, 3 boot (md 1.0), 4 configdrive, 5 root (md 1.2); disk b has no configdrive.
-    for (file, boot_n, root_n) in [(a, 3, 5), (b, 3, 4)] {
+    // Each disk: 1 bios, 2 esp, 3 boot (md 1.0), 4 configdrive, 5 root (md 1.2).
+    for (file, boot_n, root_n) in [(a, 3, 5), (b, 3, 5)] {
         let boot = examine(file, boot_n);
         assert!(
             boot.contains("Version : 1.0") && boot.contains("Raid Level : raid1"),
@@ -105,7 +106,7 @@ fn host_checks(a: &Path, b: &Path, fin: &Value) {
         assert!(root.contains("Internal Bitmap"), "{root}");
     }
     // LUKS2 inside md-root's data area, on both members.
-    for (file, root_n) in [(a, 5), (b, 4)] {
+    for (file, root_n) in [(a, 5), (b, 5)] {
         let root = examine(file, root_n);
         let data_offset: u64 = root
             .lines()
@@ -223,6 +224,11 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
     let mounts = vm.run("findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS", Duration::from_secs(60)).unwrap();
     let mdstat = vm.run("cat /proc/mdstat", Duration::from_secs(60)).unwrap();
     let state = vm.run("systemctl is-system-running", Duration::from_secs(60)).unwrap();
+    // cloud-init found the configdrive copy on disk b: the same instance as provisioned.
+    let iid = vm.run("cloud-init query instance_id; hostname", Duration::from_secs(120)).unwrap();
+    let want_iid = fin["instance_id"].as_str().unwrap();
+    assert!(iid.contains(want_iid) && iid.contains("db-17"), "instance {want_iid}, host db-17 kept: {iid}");
+    assert!(vm.serial_log().contains("LAYOUT-END"), "cloud-init ran the user-data's bootcmd");
     let layout = format!("{mounts}{mdstat}");
     for target in ["/", "/home", "/tmp", "/var", "/var/log", "/var/log/audit", "/var/tmp", "/boot"] {
         assert!(

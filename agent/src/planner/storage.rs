@@ -62,20 +62,29 @@ pub(super) fn steps(
         .filesystems
         .iter()
         .find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/"));
-    let cd_disk = doc.configdrive.as_ref().map(|cd| {
-        cd.disk
-            .as_ref()
-            .map(|d| d.to_string())
-            .or_else(|| image_disk.clone())
-            .or_else(|| root_fs.and_then(|(f, _)| disk_of(&st, f.device.as_str())))
-            .or_else(|| st.partitions.first().map(|(p, _)| p.disk.to_string()))
-            .unwrap_or_else(|| chosen[0].name.clone())
-    });
+    // The configdrive goes where the root is: on every disk of a mirrored root, so the
+    // host keeps its identity (instance id, hostname, network) when a disk is gone.
+    let cd_disks: Vec<String> = match &doc.configdrive {
+        None => Vec::new(),
+        Some(cd) => {
+            if let Some(d) = cd.disk.as_ref().map(|d| d.to_string()).or_else(|| image_disk.clone()) {
+                vec![d]
+            } else if let Some((f, _)) = root_fs {
+                disks_of(&st, f.device.as_str())
+            } else {
+                vec![st
+                    .partitions
+                    .first()
+                    .map(|(p, _)| p.disk.to_string())
+                    .unwrap_or_else(|| chosen[0].name.clone())]
+            }
+        }
+    };
 
     let mut dev = Devices::default();
-    let mut cd_partition = None;
+    let mut cd_partitions: HashMap<String, PathBuf> = HashMap::new();
     for c in chosen {
-        let reserve_cd = cd_disk.as_deref() == Some(c.name.as_str())
+        let reserve_cd = cd_disks.contains(&c.name)
             && image_disk.as_deref() != Some(c.name.as_str());
         let mut reqs: Vec<(PartitionRequest, String)> = st
             .partitions
@@ -133,7 +142,7 @@ pub(super) fn steps(
                 (p.last_lba + 1 - p.first_lba) * c.disk.logical_sector,
             );
             if p.name == CONFIGDRIVE_PART {
-                cd_partition = Some(p.path.clone());
+                cd_partitions.insert(c.name.clone(), p.path.clone());
             }
         }
         plan.steps.push(Step::Partition {
@@ -239,7 +248,7 @@ pub(super) fn steps(
     }
 
     let Some(img) = image else {
-        push_configdrive(doc, plan, &cd_disk, cd_partition, disk_by_name);
+        push_configdrive(doc, plan, &cd_disks, &cd_partitions, disk_by_name);
         return Ok(());
     };
     let mut mounted: Vec<_> = st
@@ -307,11 +316,33 @@ pub(super) fn steps(
             doc, &st, &dev, &uuids, plan, &mounted,
         )));
     }
-    push_configdrive(doc, plan, &cd_disk, cd_partition, disk_by_name);
+    push_configdrive(doc, plan, &cd_disks, &cd_partitions, disk_by_name);
     Ok(())
 }
 
 /// The document disk a device ends up on (the first, for md and LVM).
+/// Every disk `name` sits on (all members of an array), in document order.
+fn disks_of(st: &ExplicitStorage, name: &str) -> Vec<String> {
+    let below: Vec<String> = if let Some((p, _)) = st.partitions.iter().find(|(p, _)| p.name.as_str() == name) {
+        return vec![p.disk.to_string()];
+    } else if let Some((r, _)) = st.raid.iter().find(|(r, _)| r.name.as_str() == name) {
+        r.members.iter().map(|m| m.to_string()).collect()
+    } else if let Some((l, _)) = st.luks.iter().find(|(l, _)| l.name.as_str() == name) {
+        vec![l.device.to_string()]
+    } else if let Some((vg, _, _)) = st.lvm.iter().find(|(g, _, _)| g.volumes.iter().any(|v| v.name.as_str() == name)) {
+        vg.pvs.iter().map(|p| p.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let mut out: Vec<String> = Vec::new();
+    for d in below.iter().flat_map(|b| disks_of(st, b)) {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
 fn disk_of(st: &ExplicitStorage, name: &str) -> Option<String> {
     if let Some((p, _)) = st.partitions.iter().find(|(p, _)| p.name.as_str() == name) {
         return Some(p.disk.to_string());
@@ -450,14 +481,16 @@ pub(super) type Mounted<'a> = [&'a (crate::config::Filesystem, Origin)];
 fn push_configdrive<'a>(
     doc: &Document,
     plan: &mut Plan,
-    cd_disk: &Option<String>,
-    partition: Option<PathBuf>,
+    cd_disks: &[String],
+    partitions: &HashMap<String, PathBuf>,
     disk_by_name: impl Fn(&str) -> &'a Disk,
 ) {
-    let Some(disk) = cd_disk else { return };
-    let path = disk_by_name(disk).path.clone();
-    if let Some(cd) = configdrive_for(doc, &plan.host, disk, path, partition) {
-        plan.steps.push(Step::Configdrive(cd));
+    for (i, disk) in cd_disks.iter().enumerate() {
+        let path = disk_by_name(disk).path.clone();
+        if let Some(mut cd) = configdrive_for(doc, &plan.host, disk, path, partitions.get(disk).cloned()) {
+            cd.copy = i > 0;
+            plan.steps.push(Step::Configdrive(cd));
+        }
     }
 }
 
@@ -487,5 +520,6 @@ pub(super) fn configdrive_for(
         network_config: cd.network_config.clone(),
         vendor_data: cd.vendor_data.clone(),
         partition,
+        copy: false,
     })
 }

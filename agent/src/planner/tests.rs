@@ -208,7 +208,11 @@ fn doc2_plans_the_full_stack_in_order_on_512_and_4096_byte_sectors() {
             "/var/log/audit"
         ]
     );
-    assert_eq!(n[n.len() - 3..], ["write-image", "finalize", "configdrive"]);
+    assert_eq!(
+        n[n.len() - 4..],
+        ["write-image", "finalize", "configdrive", "configdrive:b"],
+        "a mirrored root carries the configdrive on each disk"
+    );
 
     let Step::Partition { partitions: a, .. } = &p.steps[2] else {
         panic!()
@@ -236,14 +240,17 @@ fn doc2_plans_the_full_stack_in_order_on_512_and_4096_byte_sectors() {
         ("b-bios", 256, 511)
     );
     assert_eq!((b[1].first_lba, b[1].last_lba), (512, 512 + 128 * 1024 - 1));
-    // The configdrive partition sits before the partition taking the rest, on disk a only.
+    // The configdrive partition sits before the partition taking the rest, on both disks
+    // of the mirror.
     let a_names: Vec<&str> = a.iter().map(|x| x.name.as_str()).collect();
     assert_eq!(
         a_names,
         ["a-bios", "a-esp", "a-boot", "_configdrive", "a-root"]
     );
     assert_eq!(a[3].label, "cidata");
-    assert_eq!(b.len(), 4);
+    let b_names: Vec<&str> = b.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(b_names, ["b-bios", "b-esp", "b-boot", "_configdrive", "b-root"]);
+    assert_eq!(b[3].label, "cidata");
 
     let Step::Raid(boot) = &p.steps[4] else {
         panic!()
@@ -304,10 +311,18 @@ fn doc2_plans_the_full_stack_in_order_on_512_and_4096_byte_sectors() {
         (img.target_disk.as_str(), img.target_path.to_str().unwrap()),
         ("a", "/dev/vg0/root")
     );
-    let Some(Step::Configdrive(cd)) = p.steps.last() else {
-        panic!()
-    };
-    assert_eq!(cd.partition, Some(PathBuf::from("/dev/sda4")));
+    let cds: Vec<&ConfigdrivePlan> = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Configdrive(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cds.len(), 2, "one configdrive per disk of the mirror");
+    assert_eq!(cds[0].partition, Some(PathBuf::from("/dev/sda4")));
+    assert_eq!(cds[1].partition, Some(PathBuf::from("/dev/nvme0n1p4")));
+    assert_eq!(cds[0].instance_id, cds[1].instance_id);
     assert!(
         p.host.instance_id.starts_with("iid-db-17-")
             && p.host.instance_id.len() == "iid-db-17-".len() + 12

@@ -30,6 +30,7 @@ fn plan(format: ConfigdriveFormat) -> ConfigdrivePlan {
         network_config: None,
         vendor_data: None,
         partition: None,
+        copy: false,
     }
 }
 
