@@ -402,6 +402,25 @@ fn start_swtpm(state: &Path, sock: &Path) -> Result<Child, String> {
     Ok(child)
 }
 
+/// `s` without terminal escape sequences (`ESC [ … letter`, e.g. bracketed-paste mode).
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() || c == '~' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Vm {
     /// A builder with BIOS, 512 MiB, one virtio NIC on user networking, no disks.
     pub fn builder() -> VmBuilder {
@@ -492,9 +511,14 @@ impl Vm {
         self.send(&format!("{cmd}; echo __run\"\"_done_{n}__\r"))?;
         let (log, end) = self.wait_for_serial_from(&done, from, timeout)?;
         let out = &log[from..end];
-        // Drop the echoed command line itself.
-        let out = out.split_once('\n').map(|(_, rest)| rest).unwrap_or("");
-        Ok(out.replace('\r', ""))
+        // Output starts after the shell's echo of the command line (the last one: a line
+        // typed ahead while the shell was not reading yet is echoed twice).
+        let echoed = format!("__run\"\"_done_{n}__");
+        let out = match out.rfind(&echoed) {
+            Some(i) => out[i..].split_once('\n').map(|(_, rest)| rest).unwrap_or(""),
+            None => out,
+        };
+        Ok(strip_escapes(out).replace('\r', ""))
     }
 
     /// The serial console so far (lossy UTF-8).
@@ -606,6 +630,11 @@ impl Drop for Vm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_are_stripped_from_console_output() {
+        assert_eq!(strip_escapes("\u{1b}[?2004l\rroot\r\n\u{1b}[0;32m OK \u{1b}[0m"), "\rroot\r\n OK ");
+    }
 
     #[test]
     fn the_command_line_has_disks_with_serials_sectors_and_buses() {
