@@ -25,7 +25,7 @@ fn the_seed_layout_on_one_disk_deploys_and_boots_under_bios() {
     doc.rootfs_sha512 = Some(img.sha512.clone());
     server.serve_bytes("/web-3.yaml", doc.render().into_bytes());
     let keep = tempfile::tempdir().unwrap();
-    let disk = disk_file(keep.path(), "a.raw", 10 << 30);
+    let disk = disk_file(keep.path(), "a.raw", 12 << 30);
 
     let (_, provision_secs, fin) =
         provision(&server, &doc, "/web-3.yaml", vec![Disk::existing(&disk, SERIAL_A)], Firmware::Bios, None);
