@@ -2,7 +2,7 @@
 //! suites, with the variations they need: pins or a recovery passphrase, mirrored or
 //! on one disk, with or without the root image. And the agent run that provisions it.
 
-use crate::fixtures::repo_root;
+use crate::fixtures::{gpt_partitions, repo_root, sh, sh_any};
 use crate::qemu::{Boot, Disk, Firmware, Vm};
 use crate::server::Server;
 use serde_json::Value;
@@ -240,6 +240,54 @@ pub fn assert_stig_layout(layout: &str, boot_from: &str) {
     let boot = check("/boot", "ext4", &[]);
     assert!(boot.starts_with(boot_from), "/boot from {boot}, expected {boot_from}…");
     check("/boot/efi", "vfat", &[]);
+}
+
+/// A read-only loop device over a byte window of a file; detached on drop.
+pub struct Window(pub String);
+
+impl Window {
+    pub fn new(file: &Path, offset: u64, len: u64) -> Window {
+        let dev = sh(
+            "losetup",
+            &["-f", "--show", "-r", "-o", &offset.to_string(), "--sizelimit", &len.to_string(), file.to_str().unwrap()],
+        );
+        Window(dev.trim().to_string())
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        let _ = sh_any("losetup", &["-d", &self.0]);
+    }
+}
+
+/// Byte offset and length of partition `n` of a disk file.
+pub fn partition(file: &Path, n: u32) -> (u64, u64) {
+    let (_, off, len) = gpt_partitions(file.to_str().unwrap())
+        .into_iter()
+        .find(|(k, _, _)| *k == n)
+        .unwrap_or_else(|| panic!("no partition {n} on {}", file.display()));
+    (off, len)
+}
+
+/// `mdadm --examine` of partition `n`.
+pub fn examine(file: &Path, n: u32) -> String {
+    let (off, len) = partition(file, n);
+    let w = Window::new(file, off, len);
+    sh("mdadm", &["--examine", &w.0])
+}
+
+/// The data area of the md member in partition `n` (what the array holds: for the seed
+/// layout's md-root, the LUKS2 device), as a read-only loop device.
+pub fn md_member_data(file: &Path, n: u32) -> Window {
+    let ex = examine(file, n);
+    let data_offset: u64 = ex
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Data Offset : "))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no data offset in\n{ex}"));
+    let (off, len) = partition(file, n);
+    Window::new(file, off + data_offset * 512, len - data_offset * 512)
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
         Firmware::Uefi,
         Some(tpm.path()),
     );
+    let agent_console = agent.serial_log();
     drop(agent);
     let luks = step(&fin, "luks:luks-root");
     let binding = &luks["output"]["bindings"][0];
@@ -72,6 +73,44 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
     vm.wait_for_serial(MARKER, Duration::from_secs(900)).unwrap();
     eprintln!("unattended unlock: marker after {:.0} s", vm.elapsed().as_secs_f64());
     assert!(!vm.serial_log().contains(PASSPHRASE));
+
+    // The secrets the agent generated, read back by the deployed system's own tools: the
+    // volume key (through the recovery passphrase) and the clevis binding's passphrase
+    // (through tang and the TPM). None of them, nor the recovery passphrase or the report
+    // token, is in the agent's console output or in any report body.
+    vm.login("root", "imprint", Duration::from_secs(600)).unwrap();
+    let t = Duration::from_secs(300);
+    let dev = "$(blkid -t TYPE=crypto_LUKS -o device | head -1)";
+    let dump = vm
+        .run(&format!("printf %s '{PASSPHRASE}' | cryptsetup luksDump --dump-volume-key --batch-mode --key-file=- {dev}"), t)
+        .unwrap();
+    let volume_key: String = dump
+        .split("MK dump:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no volume key dumped:\n{dump}"))
+        .split_whitespace()
+        .take_while(|w| w.len() == 2 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    assert_eq!(volume_key.len(), 128, "a 512-bit volume key: {dump}");
+    let slot = binding["keyslot"].as_u64().expect("the binding's keyslot in the report");
+    let pass = vm.run(&format!("clevis luks pass -d {dev} -s {slot} | base64 -w0"), t).unwrap();
+    let binding_pass = {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD.decode(pass.trim()).unwrap_or_else(|e| panic!("{e}: {pass:?}"));
+        String::from_utf8(raw).expect("a text passphrase")
+    };
+    assert!(binding_pass.len() >= 32, "the binding's passphrase from clevis: {pass:?}");
+    let reports: String = server.posts().iter().map(|p| String::from_utf8_lossy(&p.body).into_owned()).collect();
+    for (what, secret) in [
+        ("the recovery passphrase", PASSPHRASE.to_string()),
+        ("the report token", doc.report_token.clone()),
+        ("the LUKS volume key", volume_key.clone()),
+        ("the LUKS volume key", volume_key.to_ascii_uppercase()),
+        ("the binding passphrase", binding_pass.clone()),
+    ] {
+        assert!(!agent_console.contains(&secret), "{what} is on the agent's console");
+        assert!(!reports.contains(&secret), "{what} is in a report body");
+    }
     vm.kill();
     drop(vm);
 

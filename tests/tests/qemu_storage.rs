@@ -16,7 +16,7 @@
 use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
-use imprint_tests::seed::{assert_stig_layout, disk_file, provision, step, SeedDoc, MARKER, SERIAL_A, SERIAL_B};
+use imprint_tests::seed::{assert_stig_layout, disk_file, examine, md_member_data, provision, step, SeedDoc, MARKER, SERIAL_A, SERIAL_B};
 use imprint_tests::server::Server;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -24,49 +24,6 @@ use std::time::{Duration, Instant};
 
 const PASSPHRASE: &str = "storage-test recovery phrase";
 const GIB: u64 = 1 << 30;
-
-/// A read-only loop device over a byte window of a file; detached on drop.
-struct Window(String);
-
-impl Window {
-    fn new(file: &Path, offset: u64, len: u64) -> Window {
-        let dev = sh(
-            "losetup",
-            &[
-                "-f",
-                "--show",
-                "-r",
-                "-o",
-                &offset.to_string(),
-                "--sizelimit",
-                &len.to_string(),
-                file.to_str().unwrap(),
-            ],
-        );
-        Window(dev.trim().to_string())
-    }
-}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        let _ = sh_any("losetup", &["-d", &self.0]);
-    }
-}
-
-fn partition(file: &Path, n: u32) -> (u64, u64) {
-    let p = gpt_partitions(file.to_str().unwrap());
-    let (_, off, len) = p
-        .into_iter()
-        .find(|(k, _, _)| *k == n)
-        .unwrap_or_else(|| panic!("partition {n}"));
-    (off, len)
-}
-
-fn examine(file: &Path, n: u32) -> String {
-    let (off, len) = partition(file, n);
-    let w = Window::new(file, off, len);
-    sh("mdadm", &["--examine", &w.0])
-}
 
 /// sgdisk, mdadm and cryptsetup on the disk files, as an operator would check them.
 fn host_checks(a: &Path, b: &Path, fin: &Value) {
@@ -107,14 +64,7 @@ fn host_checks(a: &Path, b: &Path, fin: &Value) {
     }
     // LUKS2 inside md-root's data area, on both members.
     for (file, root_n) in [(a, 5), (b, 5)] {
-        let root = examine(file, root_n);
-        let data_offset: u64 = root
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Data Offset : "))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .expect("a data offset");
-        let (off, len) = partition(file, root_n);
-        let w = Window::new(file, off + data_offset * 512, len - data_offset * 512);
+        let w = md_member_data(file, root_n);
         let dump = sh("cryptsetup", &["luksDump", &w.0]);
         assert!(dump.contains("Version:       \t2"), "{dump}");
         assert!(
