@@ -264,9 +264,14 @@ impl VmBuilder {
                 .file
                 .clone()
                 .unwrap_or_else(|| dir.join(format!("disk{i}.raw")));
+            // Zeros the guest writes (an md resync of never-written blocks, mkfs) become
+            // holes in the sparse file: a 12 GiB mirror member stays as big as its data.
             a.extend([
                 "-drive".into(),
-                format!("if=none,id=d{i},format=raw,cache=unsafe,file={}", s(&file)),
+                format!(
+                    "if=none,id=d{i},format=raw,cache=unsafe,discard=unmap,detect-zeroes=unmap,file={}",
+                    s(&file)
+                ),
             ]);
             let sz = format!("logical_block_size={0},physical_block_size={0}", d.sector);
             a.extend([
