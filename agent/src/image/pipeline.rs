@@ -317,6 +317,10 @@ fn decode_into(
         .fill_buf()
         .map_err(|e| image_error(e).unwrap_or(ImageError::Cancelled))?;
     let compression = detect(&prefix[..prefix.len().min(decode::MAGIC_LEN)]);
+    // An uncompressed qcow2 file goes to its own writer before anything else is read.
+    if compression == Compression::None && qcow2::is_qcow2(prefix) {
+        return Err(ImageError::Qcow2Detected);
+    }
     let mut decoder = Decoder::new(compression, input).map_err(|e| ImageError::Decode {
         compression,
         cause: e.to_string(),
@@ -337,13 +341,10 @@ fn decode_into(
                 Err(e) => return Err(decode_failure(e, compression, decoder)),
             }
         }
-        // Written raw, a qcow2 file would be garbage on the disk: take it apart instead
-        // (uncompressed) or refuse it (compressed), before any write.
-        if std::mem::take(&mut first) && buf.starts_with(&qcow2::MAGIC) {
-            return Err(match compression {
-                Compression::None => ImageError::Qcow2Detected,
-                compression => ImageError::Qcow2Compressed { compression },
-            });
+        // Written raw, a compressed qcow2 file would be garbage on the disk: refuse it
+        // before any write.
+        if std::mem::take(&mut first) && qcow2::is_qcow2(&buf) {
+            return Err(ImageError::Qcow2Compressed { compression });
         }
         if !buf.is_empty() {
             tx.send(Out::Data(buf, 0))

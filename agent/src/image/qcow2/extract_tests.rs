@@ -57,7 +57,7 @@ fn sample() -> (Vec<u8>, Vec<u8>) {
     let z = z.finish().unwrap();
     let comp_at = 5 * CS + 300;
     let sectors = ((comp_at % 512 + z.len() as u64).div_ceil(512)) - 1;
-    let comp = 1 << 62 | sectors << (62 - (CB - 8)) | comp_at;
+    let comp = (1 << 62) | (sectors << (62 - (CB - 8))) | comp_at;
     let mut f = file(6 * CS, &[(0, 4 * CS), (1, comp), (3, 3 * CS)], 3);
     f[3 * CS as usize..4 * CS as usize].fill(0x33);
     f[4 * CS as usize..5 * CS as usize].fill(0x11);

@@ -238,7 +238,7 @@ fn check_l1_placement(h: &Header, file_len: u64) -> Result<(), Qcow2Error> {
     if need == 0 {
         return Ok(());
     }
-    if h.l1_offset % h.cluster_size() != 0 {
+    if !h.l1_offset.is_multiple_of(h.cluster_size()) {
         return Err(Qcow2Error::Misaligned {
             what: "L1 table",
             offset: h.l1_offset,

@@ -147,8 +147,13 @@ fn l2_entries_map_data_compressed_zero_and_unallocated_clusters() {
     // Cluster 0: data at cluster 3; 1: zero flag; 2: unallocated; 3: compressed at byte
     // 4*CS+100 running 2 more sectors; 4: preallocated but zero-flagged.
     let comp_x = 62 - (CB - 8);
-    let comp = 1 << 62 | 2 << comp_x | (4 * CS + 100);
-    let l2 = [(0, 3 * CS | 1 << 63), (1, 1), (3, comp), (4, 5 * CS | 1)];
+    let comp = (1 << 62) | (2 << comp_x) | (4 * CS + 100);
+    let l2 = [
+        (0, (3 * CS) | (1 << 63)),
+        (1, 1),
+        (3, comp),
+        (4, (5 * CS) | 1),
+    ];
     let f = file(5 * CS, &l2, 3);
     let l = layout_of(&f).unwrap();
     assert_eq!(
@@ -180,7 +185,7 @@ fn l2_entries_map_data_compressed_zero_and_unallocated_clusters() {
 fn damaged_tables_are_refused() {
     let bad = |l2: &[(usize, u64)]| layout_of(&file(4 * CS, l2, 1)).unwrap_err();
     assert!(matches!(
-        bad(&[(0, 3 * CS + 512)]),
+        bad(&[(0, (3 * CS) + 512)]),
         Qcow2Error::Misaligned {
             what: "data cluster",
             ..
@@ -194,14 +199,14 @@ fn damaged_tables_are_refused() {
         }
     ));
     assert!(matches!(
-        bad(&[(0, 3 * CS | 1 << 60)]),
+        bad(&[(0, (3 * CS) | (1 << 60))]),
         Qcow2Error::Reserved {
             what: "L2 entry",
             ..
         }
     ));
     assert!(matches!(
-        bad(&[(0, 1 << 62 | 9 * CS)]),
+        bad(&[(0, (1 << 62) | (9 * CS))]),
         Qcow2Error::PastEnd {
             what: "compressed cluster",
             ..
@@ -216,7 +221,7 @@ fn damaged_tables_are_refused() {
             ..
         })
     ));
-    set64(&mut f, CS as usize, 2 * CS | 1);
+    set64(&mut f, CS as usize, (2 * CS) | 1);
     assert!(matches!(
         layout_of(&f),
         Err(Qcow2Error::Reserved {

@@ -184,7 +184,7 @@ fn check_cluster(
     whole: bool,
 ) -> Result<(), Qcow2Error> {
     let cs = h.cluster_size();
-    if off % cs != 0 {
+    if !off.is_multiple_of(cs) {
         return Err(Qcow2Error::Misaligned {
             what,
             offset: off,

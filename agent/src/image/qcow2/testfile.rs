@@ -30,7 +30,7 @@ pub fn set64(b: &mut [u8], at: usize, v: u64) {
 pub fn file(size: u64, l2: &[(usize, u64)], data_clusters: usize) -> Vec<u8> {
     let mut f = v3(size);
     f.resize((3 + data_clusters) * CS as usize, 0);
-    set64(&mut f, CS as usize, 2 * CS | 1 << 63);
+    set64(&mut f, CS as usize, (2 * CS) | (1 << 63));
     for &(i, e) in l2 {
         set64(&mut f, 2 * CS as usize + i * 8, e);
     }
