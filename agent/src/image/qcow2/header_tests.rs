@@ -238,3 +238,35 @@ fn entries_past_the_disk_end_are_ignored() {
     let l = layout_of(&f).unwrap();
     assert_eq!(l.guest_data, vec![1]);
 }
+
+#[test]
+fn mutated_headers_and_tables_are_refused_or_mapped_never_a_panic() {
+    // A cheap, seeded stand-in for the fuzz target, run with every `cargo test`.
+    let comp = (1 << 62) | (4 * CS + 8);
+    let base = file(3 * CS + 777, &[(0, 3 * CS), (1, comp), (2, 1)], 2);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let mut f = base.clone();
+        for _ in 0..1 + next() % 4 {
+            // Mostly the header's first 112 bytes, the L1 entry and the used L2 entries.
+            let at = match next() % 3 {
+                0 => next() % 112,
+                1 => CS + next() % 8,
+                _ => 2 * CS + next() % 24,
+            } as usize;
+            f[at] ^= 1 << (next() % 8);
+        }
+        if let Ok(l) = layout_of(&f) {
+            assert!(l
+                .clusters
+                .iter()
+                .all(|c| c.host < l.file_len && c.guest < l.header.guest_clusters()));
+        }
+    }
+}
