@@ -200,3 +200,90 @@ fn a_wrong_digest_leaves_the_first_mib_unwritten() {
         "the boot MiB was written before the digest matched"
     );
 }
+
+#[test]
+fn on_a_4k_sector_device_without_write_zeroes_the_zeros_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = &fixture().raw;
+    let server = Server::start();
+    for (name, opts) in [
+        ("plain", &[][..]),
+        ("zstd", &["-c", "-o", "compression_type=zstd"][..]),
+    ] {
+        let qcow = convert(&dir, name, opts);
+        let url = serve(&server, &format!("/{name}.qcow2"), &qcow);
+        // Full of 0x5A: every zero of the image must be written over it.
+        let lo = Loop::new(64 * M, 4096, 0x5A);
+        let opts = WriteOptions {
+            write_zeroes: Some(false),
+            readback: true,
+            ..fast()
+        };
+        let o = stream_to(&[url], &sha(DigestAlgorithm::Sha256, &qcow), &lo.dev, &opts).unwrap();
+        assert!(
+            lo.read(raw.len()) == *raw,
+            "{name}: the device differs from the raw image"
+        );
+        assert_eq!(
+            o.zero_bytes_skipped, 0,
+            "{name}: zeros were written, not skipped"
+        );
+        assert_eq!(
+            o.readback_sha256.as_deref(),
+            Some(hash_list_hex(raw).as_str())
+        );
+    }
+}
+
+#[test]
+fn mibs_too_scattered_to_hash_in_memory_are_hashed_from_the_target() {
+    // Two 4 KiB clusters in each of 12 MiBs, written first-halves-then-second-halves:
+    // in file order every MiB stays incomplete until the second round, more than
+    // the digest keeps open at once.
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("scattered.qcow2");
+    let size = 12 * M;
+    let qs = q.to_str().unwrap();
+    qemu(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "cluster_size=4k",
+            qs,
+            &size.to_string(),
+        ],
+    );
+    let mut raw = vec![0u8; size];
+    let mut cmds = Vec::new();
+    for round in 0..2 {
+        for mib in (0..12).rev() {
+            let at = mib * M + round * 8192;
+            let pattern = (mib * 2 + round + 1) as u8;
+            raw[at..at + 4096].fill(pattern);
+            cmds.push(format!("write -P {pattern} {at} 4096"));
+        }
+    }
+    let mut args = vec!["-f", "qcow2"];
+    for c in &cmds {
+        args.extend(["-c", c.as_str()]);
+    }
+    args.push(qs);
+    qemu("qemu-io", &args);
+    let qcow = std::fs::read(&q).unwrap();
+    let o = writes_as_raw(
+        &qcow,
+        &raw,
+        &WriteOptions {
+            readback: true,
+            ..fast()
+        },
+    );
+    assert_eq!(
+        o.readback_sha256.as_deref(),
+        Some(o.written_sha256.as_str())
+    );
+}
