@@ -86,7 +86,12 @@ impl RangeSource {
         loop {
             let r = match &self.via {
                 Via::File(f) => read_file(f, offset, len.min(self.len.saturating_sub(offset)))
-                    .map_err(|e| self.fetch_error(format!("reading at byte {offset}: {e}"))),
+                    .map_err(|e| {
+                        (
+                            self.fetch_error(format!("reading at byte {offset}: {e}")),
+                            false,
+                        )
+                    }),
                 Via::Http(c) => {
                     let c = c.clone();
                     self.read_http(&c, offset, len)
@@ -103,53 +108,50 @@ impl RangeSource {
                     let cause = format!("asked for {len} bytes at {offset}, got {}", v.len());
                     return Err(self.fetch_error(cause));
                 }
-                // Timeouts and 5xx are worth another try; the rest will not change.
-                Err(e @ (ImageError::Fetch { .. } | ImageError::Stalled { .. }))
-                | Err(
-                    e @ ImageError::Status {
-                        status: 408 | 429 | 500..=599,
-                        ..
-                    },
-                ) if attempt < self.cfg.retry.attempts => {
+                // A dropped connection, a timeout, a 5xx: worth another try.
+                Err((e, true)) if attempt < self.cfg.retry.attempts => {
                     attempt += 1;
                     crate::runner::log::debug(&format!("{e}; retrying"));
                     std::thread::sleep(
                         self.cfg.retry.initial_backoff.min(Duration::from_secs(5)) * attempt,
                     );
                 }
-                Err(e) => return Err(e),
+                Err((e, _)) => return Err(e),
             }
         }
     }
 
+    /// One ranged GET; an error says whether trying again could help.
     fn read_http(
         &mut self,
         client: &reqwest::blocking::Client,
         offset: u64,
         len: u64,
-    ) -> Result<Vec<u8>, ImageError> {
+    ) -> Result<Vec<u8>, (ImageError, bool)> {
         use reqwest::header::{CONTENT_RANGE, ETAG, LAST_MODIFIED, RANGE};
         let resp = client
             .get(&self.url)
             .header(RANGE, format!("bytes={offset}-{}", offset + len - 1))
             .send()
-            .map_err(|e| self.fetch_error(error_chain(&e.without_url())))?;
+            .map_err(|e| (self.fetch_error(error_chain(&e.without_url())), true))?;
         let status = resp.status().as_u16();
         if status == 200 {
             let cause = "the server ignores Range requests (it answered 200 to one), and a qcow2 \
                          image is read at random offsets: serve it from a server that honours Range \
                          (any static file server does), or convert it to raw";
-            return Err(self.fetch_error(cause.into()));
+            return Err((self.fetch_error(cause.into()), false));
         }
         if status == 416 && self.len == 0 {
             // An empty file: not qcow2; the raw writer reports what it is.
             return Ok(Vec::new());
         }
         if status != 206 {
-            return Err(ImageError::Status {
+            let retry = matches!(status, 408 | 429 | 500..=599);
+            let error = ImageError::Status {
                 url: self.url.clone(),
                 status,
-            });
+            };
+            return Err((error, retry));
         }
         let header = |n| {
             resp.headers()
@@ -161,13 +163,14 @@ impl RangeSource {
             .or_else(|| header(LAST_MODIFIED))
             .map(str::to_string);
         let range = header(CONTENT_RANGE).unwrap_or("").to_string();
+        let refuse = |cause: String| (self.fetch_error(cause), false);
         let (start, total) = parse_content_range(&range)
-            .ok_or_else(|| self.fetch_error(format!("unusable Content-Range {range:?}")))?;
+            .ok_or_else(|| refuse(format!("unusable Content-Range {range:?}")))?;
         let total = total.ok_or_else(|| {
-            self.fetch_error("the server does not say the file's size (Content-Range …/*)".into())
+            refuse("the server does not say the file's size (Content-Range …/*)".into())
         })?;
         if start != offset {
-            return Err(self.fetch_error(format!(
+            return Err(refuse(format!(
                 "asked for bytes from {offset} but got a range from {start}"
             )));
         }
@@ -176,11 +179,12 @@ impl RangeSource {
             self.validator = validator;
         } else if total != self.len || (validator.is_some() && validator != self.validator) {
             let cause = "the file changed on the server while its qcow2 tables were read; start the write again";
-            return Err(self.fetch_error(cause.into()));
+            return Err((self.fetch_error(cause.into()), false));
         }
         let mut body = Vec::with_capacity(len.min(total.saturating_sub(offset)) as usize);
         resp.take(len).read_to_end(&mut body).map_err(|e| {
-            self.fetch_error(format!("reading at byte {offset}: {}", error_chain(&e)))
+            let cause = format!("reading at byte {offset}: {}", error_chain(&e));
+            (self.fetch_error(cause), true)
         })?;
         Ok(body)
     }

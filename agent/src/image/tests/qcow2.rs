@@ -287,3 +287,25 @@ fn mibs_too_scattered_to_hash_in_memory_are_hashed_from_the_target() {
         Some(o.written_sha256.as_str())
     );
 }
+
+#[test]
+fn a_server_that_ignores_range_is_named_as_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let qcow = convert(&dir, "r.qcow2", &[]);
+    let server = Server::start();
+    let url = serve(&server, "/r.qcow2", &qcow);
+    server.add_fault("/r.qcow2", Fault::IgnoreRange);
+    let target = file_target(&dir, fixture().raw.len(), 0xA5);
+    let err = stream_to(
+        &[url],
+        &sha(DigestAlgorithm::Sha256, &qcow),
+        &target,
+        &fast(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("ignores Range requests"), "{err}");
+    assert!(
+        std::fs::read(&target).unwrap().iter().all(|&b| b == 0xA5),
+        "target untouched"
+    );
+}
