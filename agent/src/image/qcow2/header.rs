@@ -3,8 +3,9 @@
 
 /// The first four bytes of every qcow2 file.
 pub const MAGIC: [u8; 4] = *b"QFI\xfb";
-/// Smallest and largest cluster sizes qcow2 allows (512 B … 2 MiB).
+/// Smallest cluster size qcow2 allows, as a power of two (512 B).
 pub const MIN_CLUSTER_BITS: u32 = 9;
+/// Largest cluster size qcow2 allows, as a power of two (2 MiB).
 pub const MAX_CLUSTER_BITS: u32 = 21;
 /// Size of a version 2 header (version 3 states its own, at least 104).
 const V2_HEADER_LEN: usize = 72;
@@ -30,13 +31,17 @@ pub enum ClusterCompression {
 /// What the writer needs from the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// 2 or 3.
     pub version: u32,
+    /// log2 of the cluster size.
     pub cluster_bits: u32,
     /// The guest disk's size in bytes.
     pub size: u64,
     /// Entries in the L1 table.
     pub l1_size: u32,
+    /// Where the L1 table starts in the file.
     pub l1_offset: u64,
+    /// How compressed clusters are compressed.
     pub compression: ClusterCompression,
     /// Bytes of the header proper; checked again when the stream passes them.
     pub header_len: u64,

@@ -59,16 +59,22 @@ pub struct Cluster {
 /// A piece of metadata the writer relied on, checked again as the stream passes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
+    /// What it is, for errors: "header", "L1 table", "L2 table".
     pub what: &'static str,
+    /// Where it starts in the file.
     pub offset: u64,
+    /// Its length in bytes.
     pub len: u64,
+    /// sha256 of its bytes as the metadata pass read them.
     pub sha256: [u8; 32],
 }
 
 /// Everything the data pass needs, from the header and tables.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The vetted header.
     pub header: Header,
+    /// Size of the qcow2 file.
     pub file_len: u64,
     /// Data clusters in file order (by host offset, then guest).
     pub clusters: Vec<Cluster>,
