@@ -11,6 +11,10 @@
 //! The served digest is checked when the stream ends; only then is the held-back
 //! first MiB (partition table, boot code) written, so a failed or corrupt
 //! download never leaves a disk that boots.
+//!
+//! A qcow2 file (recognised by its first bytes) is written as the disk it
+//! describes by [`qcow2`]: its tables read with `Range` requests, then the whole
+//! file streamed once through the same fetch stage, digest and sink.
 
 mod buf;
 mod channel;

@@ -2,16 +2,16 @@
 //!
 //! Two passes over the served file:
 //!
-//! 1. **Metadata** ([`map`]): `Range` requests for the header, the L1 table and
+//! 1. **Metadata** (`map.rs`): `Range` requests for the header, the L1 table and
 //!    every L2 table; anything this writer does not handle (backing file,
 //!    encryption, external data file, extended L2, unknown features, damage) is
 //!    refused here, before a byte is written.
-//! 2. **Data** ([`extract`]): the whole file in one GET (resumed and mirrored
+//! 2. **Data** (`extract.rs`): the whole file in one GET (resumed and mirrored
 //!    like any image, its sha256/sha512 taken over every byte as served), cut
 //!    into clusters as they stream by and written at their disk offsets; the
 //!    tables must stream by unchanged; the gaps become zero runs.
 //!
-//! The written bytes' hash list is assembled per disk MiB ([`digest`]), so a
+//! The written bytes' hash list is assembled per disk MiB (`digest.rs`), so a
 //! read-back checks a qcow2 write exactly as it checks a raw one.
 
 mod digest;

@@ -309,3 +309,24 @@ fn a_server_that_ignores_range_is_named_as_the_cause() {
         "target untouched"
     );
 }
+
+#[test]
+fn a_disk_larger_than_the_target_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let qcow = convert(&dir, "big.qcow2", &[]);
+    let server = Server::start();
+    let url = serve(&server, "/big.qcow2", &qcow);
+    let lo = Loop::new(32 * M, 512, 0x5A);
+    let err = stream_to(
+        &[url],
+        &sha(DigestAlgorithm::Sha256, &qcow),
+        &lo.dev,
+        &fast(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ImageError::TooLarge { .. }), "{err}");
+    assert!(
+        lo.read(32 * M).iter().all(|&b| b == 0x5A),
+        "the device was written"
+    );
+}
