@@ -11,11 +11,16 @@
 //! The served digest is checked when the stream ends; only then is the held-back
 //! first MiB (partition table, boot code) written, so a failed or corrupt
 //! download never leaves a disk that boots.
+//!
+//! A qcow2 file (recognised by its first bytes) is written as the disk it
+//! describes by [`qcow2`]: its tables read with `Range` requests, then the whole
+//! file streamed once through the same fetch stage, digest and sink.
 
 mod buf;
 mod channel;
 mod decode;
 mod pipeline;
+pub mod qcow2;
 mod readback;
 mod sink;
 mod source;
@@ -105,10 +110,21 @@ pub enum ImageError {
         read: String,
     },
     #[error(
-        "the image is qcow2 (it starts with QFI\\xfb), which this agent cannot write yet: \
-         convert it with `qemu-img convert -O raw` (then compress it, e.g. with zstd); nothing was written"
+        "the image is qcow2 inside a {compression}-compressed file, which cannot be read at random \
+         offsets as qcow2 needs: serve the .qcow2 file itself, uncompressed (its clusters may be \
+         compressed: `qemu-img convert -c -O qcow2`), or convert it to raw and compress that; \
+         nothing was written"
     )]
-    Qcow2,
+    Qcow2Compressed { compression: Compression },
+    #[error("{url} is a qcow2 image this agent does not write: {cause}")]
+    Qcow2 {
+        url: String,
+        cause: qcow2::Qcow2Error,
+    },
+    /// The stream is an uncompressed qcow2 file: `stream_to` writes it with the qcow2 writer.
+    /// Never reported.
+    #[error("the image is qcow2")]
+    Qcow2Detected,
     /// A stage stopped because another one failed; never the reported cause.
     #[error("stopped because another stage of the image pipeline failed")]
     Cancelled,
@@ -220,6 +236,9 @@ pub struct WriteOutcome {
     /// The URL that delivered the end of the stream.
     pub url_used: String,
     pub compression: Compression,
+    /// Whether the image was qcow2 (written as the disk it describes).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub qcow2: bool,
     /// Size of the served file.
     pub bytes_downloaded: u64,
     /// Decompressed size written to the target.
@@ -264,5 +283,9 @@ pub fn stream_to(
     target: &Path,
     opts: &WriteOptions,
 ) -> Result<WriteOutcome, ImageError> {
-    pipeline::run_pipeline(urls, digest, target, opts).map(|(outcome, _)| outcome)
+    match pipeline::run_pipeline(urls, digest, target, opts) {
+        // Seen in the first bytes, before anything was written: read it as qcow2 instead.
+        Err(ImageError::Qcow2Detected) => qcow2::write(urls, digest, target, opts),
+        other => other.map(|(outcome, _)| outcome),
+    }
 }

@@ -7,7 +7,7 @@ use super::decode::{self, detect, Compression, Decoder};
 use super::readback::{read_back, Written};
 use super::sink::{is_zero, Sink, ZERO_BLOCK};
 use super::source::{self, Fetcher, Shared};
-use super::{verify, ImageError, Progress, WriteOptions, WriteOutcome};
+use super::{qcow2, verify, ImageError, Progress, WriteOptions, WriteOutcome};
 use crate::plan::Digest;
 use crate::units::Bytes;
 use std::io::{self, BufRead, Read};
@@ -23,9 +23,6 @@ pub(super) const OUT_BUF: usize = 4 << 20;
 pub(super) const OUT_BUFS: usize = 6;
 /// Depth of each channel after the decoder.
 pub(super) const OUT_DEPTH: usize = 2;
-
-/// The first bytes of a qcow2 file.
-const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
 
 /// Buffers the pipeline's pools allocated (for the memory-bound test).
 #[derive(Debug, Clone, Copy)]
@@ -84,17 +81,7 @@ pub(super) fn run_pipeline(
         let shared_ref = &*shared;
         let hash = s.spawn(move || stage(shared_ref, || hash_stage(dec_rx, hash_tx, keep)));
         let write = s.spawn(|| stage(&shared, || sink_stage(&mut sink, hash_rx, &shared)));
-        let mut last_report = Instant::now();
-        while !write.is_finished() {
-            std::thread::sleep(Duration::from_millis(20));
-            if let Some(cb) = opts
-                .progress
-                .filter(|_| last_report.elapsed() >= opts.progress_interval)
-            {
-                cb(&progress(&shared, started, false));
-                last_report = Instant::now();
-            }
-        }
+        report_until_done(&write, &shared, started, opts);
         (join(fetch), join(decode), join(hash), join(write))
     });
     let (served, fetch_bufs) = fetched;
@@ -116,6 +103,67 @@ pub(super) fn run_pipeline(
     sunk?;
     // Verified: now the partition table and boot code may go down.
     sink.commit_head()?;
+    let produced = Produced {
+        served,
+        compression,
+        qcow2: false,
+        written_sha256,
+        blocks,
+        pools: PoolUse {
+            fetch: fetch_bufs,
+            out: out_bufs,
+        },
+    };
+    finish_outcome(&mut sink, target, opts, &shared, started, produced)
+}
+
+/// Calls the progress callback every `progress_interval` until `write` finished.
+pub(super) fn report_until_done<T>(
+    write: &std::thread::ScopedJoinHandle<'_, T>,
+    shared: &Shared,
+    started: Instant,
+    opts: &WriteOptions,
+) {
+    let mut last_report = Instant::now();
+    while !write.is_finished() {
+        std::thread::sleep(Duration::from_millis(20));
+        if let Some(cb) = opts
+            .progress
+            .filter(|_| last_report.elapsed() >= opts.progress_interval)
+        {
+            cb(&progress(shared, started, false));
+            last_report = Instant::now();
+        }
+    }
+}
+
+/// What the stages produced, for the outcome.
+pub(super) struct Produced {
+    pub served: source::Served,
+    pub compression: Compression,
+    pub qcow2: bool,
+    pub written_sha256: String,
+    pub blocks: Option<Vec<u64>>,
+    pub pools: PoolUse,
+}
+
+/// After the head was committed: the read-back (if asked), the last progress call, the outcome.
+pub(super) fn finish_outcome(
+    sink: &mut Sink,
+    target: &Path,
+    opts: &WriteOptions,
+    shared: &Shared,
+    started: Instant,
+    produced: Produced,
+) -> Result<(WriteOutcome, PoolUse), ImageError> {
+    let Produced {
+        served,
+        compression,
+        qcow2,
+        written_sha256,
+        blocks,
+        pools,
+    } = produced;
     let (readback_sha256, readback_seconds) = match blocks {
         Some(blocks) if opts.readback => {
             if let Some(hook) = opts.before_readback {
@@ -138,13 +186,14 @@ pub(super) fn run_pipeline(
         }
         _ => (None, None),
     };
-    let final_progress = progress(&shared, started, true);
+    let final_progress = progress(shared, started, true);
     if let Some(cb) = opts.progress {
         cb(&final_progress);
     }
     let outcome = WriteOutcome {
         url_used: served.url,
         compression,
+        qcow2,
         bytes_downloaded: served.bytes,
         bytes_written: sink.offset(),
         digest: Digest {
@@ -167,21 +216,20 @@ pub(super) fn run_pipeline(
         Bytes(outcome.zero_bytes_skipped).human(),
         outcome.resumes
     ));
-    let pools = PoolUse {
-        fetch: fetch_bufs,
-        out: out_bufs,
-    };
     crate::runner::log::debug(&format!("image pipeline buffers allocated: {pools:?}"));
     Ok((outcome, pools))
 }
 
 /// Joins a stage's thread, passing a panic on.
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+pub(super) fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Runs a stage; a failure cancels the others.
-fn stage<T>(shared: &Shared, f: impl FnOnce() -> Result<T, ImageError>) -> Result<T, ImageError> {
+pub(super) fn stage<T>(
+    shared: &Shared,
+    f: impl FnOnce() -> Result<T, ImageError>,
+) -> Result<T, ImageError> {
     let r = f();
     if r.is_err() {
         shared.cancel.store(true, Ordering::SeqCst);
@@ -269,10 +317,15 @@ fn decode_into(
         .fill_buf()
         .map_err(|e| image_error(e).unwrap_or(ImageError::Cancelled))?;
     let compression = detect(&prefix[..prefix.len().min(decode::MAGIC_LEN)]);
+    // An uncompressed qcow2 file goes to its own writer before anything else is read.
+    if compression == Compression::None && qcow2::is_qcow2(prefix) {
+        return Err(ImageError::Qcow2Detected);
+    }
     let mut decoder = Decoder::new(compression, input).map_err(|e| ImageError::Decode {
         compression,
         cause: e.to_string(),
     })?;
+    let mut first = true;
     loop {
         let mut buf = pool.get(&shared.cancel).ok_or(ImageError::Cancelled)?;
         let mut eof = false;
@@ -287,6 +340,11 @@ fn decode_into(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(decode_failure(e, compression, decoder)),
             }
+        }
+        // Written raw, a compressed qcow2 file would be garbage on the disk: refuse it
+        // before any write.
+        if std::mem::take(&mut first) && qcow2::is_qcow2(&buf) {
+            return Err(ImageError::Qcow2Compressed { compression });
         }
         if !buf.is_empty() {
             tx.send(Out::Data(buf, 0))
@@ -309,14 +367,9 @@ fn hash_stage(
     keep_blocks: bool,
 ) -> Result<(String, Option<Vec<u64>>), ImageError> {
     let mut digest = verify::BlockDigest::new(keep_blocks);
-    let mut first = true;
     loop {
         match rx.recv() {
             Ok(Out::Data(b, _)) => {
-                // Written raw, a qcow2 file would be garbage on the disk: refuse it before any write.
-                if std::mem::take(&mut first) && b.starts_with(QCOW2_MAGIC) {
-                    return Err(ImageError::Qcow2);
-                }
                 let mut zeros = 0u64;
                 for (i, block) in b.chunks(ZERO_BLOCK).enumerate() {
                     let zero = block.len() == ZERO_BLOCK && is_zero(block);

@@ -54,6 +54,16 @@ impl Sink {
 
     /// As [`Sink::open`]; `write_zeroes` overrides what the device reports about offloading it.
     pub(crate) fn open_with(path: &Path, write_zeroes: Option<bool>) -> Result<Sink, ImageError> {
+        Sink::open_opts(path, write_zeroes, true)
+    }
+
+    /// As [`Sink::open_with`]; without `direct` a block device is written through the page
+    /// cache (for writes smaller or less aligned than its sectors).
+    pub(crate) fn open_opts(
+        path: &Path,
+        write_zeroes: Option<bool>,
+        direct: bool,
+    ) -> Result<Sink, ImageError> {
         let target = |cause: String| ImageError::Target {
             path: path.to_path_buf(),
             cause,
@@ -75,8 +85,14 @@ impl Sink {
                     "opening for writing (is it mounted or in use?): {e}"
                 ))
             };
-            let (file, tail) = match open(libc::O_EXCL | libc::O_DIRECT) {
-                Ok(direct) => (direct, Some(open(0).map_err(in_use)?)),
+            let flags = if direct {
+                libc::O_EXCL | libc::O_DIRECT
+            } else {
+                libc::O_EXCL
+            };
+            let (file, tail) = match open(flags) {
+                Ok(f) if direct => (f, Some(open(0).map_err(in_use)?)),
+                Ok(f) => (f, None),
                 // EINVAL: this device (or its driver) does not do direct I/O.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     (open(libc::O_EXCL).map_err(in_use)?, None)
@@ -211,6 +227,56 @@ impl Sink {
         Ok(())
     }
 
+    /// Prepares for writes in any order ([`Sink::write_at`], [`Sink::zero_at`]) of an image of
+    /// `len` bytes: refuses one larger than a block device before anything is written.
+    pub(crate) fn begin_random(&mut self, len: u64) -> Result<(), ImageError> {
+        if let Kind::Block { size, .. } = self.kind {
+            if len > size {
+                return Err(ImageError::TooLarge {
+                    path: self.path.clone(),
+                    capacity: size,
+                    needed: len,
+                });
+            }
+        }
+        // The head is all zeros until data lands in it; all of it is written at commit.
+        self.head.set_len(len.min(HOLD_BACK) as usize);
+        self.head.fill(0);
+        self.offset = len;
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` (after [`Sink::begin_random`]); the first MiB is held back.
+    /// `offset` is a multiple of the sector size, and `data` starts aligned in memory.
+    pub(crate) fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {
+        let end = offset + data.len() as u64;
+        if end > self.offset {
+            return Err(
+                self.write_error(offset, io::Error::other("write past the end of the image"))
+            );
+        }
+        let held = (HOLD_BACK.saturating_sub(offset) as usize).min(data.len());
+        if held > 0 {
+            self.head[offset as usize..offset as usize + held].copy_from_slice(&data[..held]);
+        }
+        if held < data.len() {
+            self.write_data(offset + held as u64, &data[held..])?;
+        }
+        Ok(())
+    }
+
+    /// Makes `len` bytes at `offset` zeros (after [`Sink::begin_random`]); see [`Sink::write_at`].
+    pub(crate) fn zero_at(&mut self, offset: u64, len: u64) -> Result<(), ImageError> {
+        let held = HOLD_BACK.saturating_sub(offset).min(len);
+        if held > 0 {
+            self.head[offset as usize..(offset + held) as usize].fill(0);
+        }
+        if held < len {
+            self.apply_zeros(offset + held, len - held)?;
+        }
+        Ok(())
+    }
+
     /// After the last piece: applies a pending zero run, sizes a file target, flushes.
     pub(crate) fn finish(&mut self) -> Result<(), ImageError> {
         if let Some((s, l)) = self.pending_zero.take() {
@@ -288,8 +354,12 @@ impl Sink {
     fn apply_zeros(&mut self, offset: u64, len: u64) -> Result<(), ImageError> {
         self.synced = false;
         let done = match self.kind {
-            Kind::Block { zeroout: true, .. } => crate::blockdev::zero_out(&self.file, offset, len).map_err(io::Error::other),
-            Kind::File => crate::blockdev::punch_hole(&self.file, offset, len).map_err(io::Error::other),
+            Kind::Block { zeroout: true, .. } => {
+                crate::blockdev::zero_out(&self.file, offset, len).map_err(io::Error::other)
+            }
+            Kind::File => {
+                crate::blockdev::punch_hole(&self.file, offset, len).map_err(io::Error::other)
+            }
             Kind::Block { zeroout: false, .. } => Err(io::Error::from(io::ErrorKind::Unsupported)),
         };
         if done.is_ok() {

@@ -129,6 +129,14 @@ impl Fetcher {
         }
     }
 
+    /// Expects a file of `total` bytes (known from an earlier look at it): a source
+    /// serving another size is serving another file.
+    pub(crate) fn expect_total(mut self, total: u64) -> Fetcher {
+        self.total = Some(total);
+        self.shared.total.store(total, Ordering::Relaxed);
+        self
+    }
+
     /// Runs to the end of the stream; returns its summary and how many buffers it allocated.
     pub(crate) fn run(mut self) -> (Result<Served, ImageError>, usize) {
         let result = self.run_sources();
@@ -521,7 +529,7 @@ impl Fetcher {
 }
 
 /// `bytes S-E/T` → (S, Some(T)) (T may be `*`).
-fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
+pub(crate) fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (start, _end) = range.split_once('-')?;

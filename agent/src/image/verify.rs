@@ -89,6 +89,11 @@ impl BlockDigest {
         self.add(*zero_block_digest());
     }
 
+    /// Adds the next block by its sha256, computed elsewhere.
+    pub(crate) fn push_digest(&mut self, d: [u8; 32]) {
+        self.add(d);
+    }
+
     fn add(&mut self, d: [u8; 32]) {
         self.outer.update(d);
         if let Some(b) = self.blocks.as_mut() {

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 mod network;
+mod qcow2;
 mod readback;
 mod targets;
 
