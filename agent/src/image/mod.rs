@@ -245,9 +245,11 @@ pub struct WriteOutcome {
     pub bytes_written: u64,
     /// The verified digest of the served file.
     pub digest: Digest,
-    /// Hash list of the decompressed bytes written: sha256 over the sha256 of each
-    /// 1 MiB block (the last may be shorter). See `verify.rs` for why not one sha256.
-    pub written_sha256: String,
+    /// With read-back verification: the hash list of the decompressed bytes written,
+    /// sha256 over the sha256 of each 1 MiB block (the last may be shorter). See
+    /// `verify.rs` for why not one sha256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written_sha256: Option<String>,
     /// The same hash list computed from the target after writing (`verify: readback`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readback_sha256: Option<String>,

@@ -142,7 +142,7 @@ pub(super) struct Produced {
     pub served: source::Served,
     pub compression: Compression,
     pub qcow2: bool,
-    pub written_sha256: String,
+    pub written_sha256: Option<String>,
     pub blocks: Option<Vec<u64>>,
     pub pools: PoolUse,
 }
@@ -164,15 +164,15 @@ pub(super) fn finish_outcome(
         blocks,
         pools,
     } = produced;
-    let (readback_sha256, readback_seconds) = match blocks {
-        Some(blocks) if opts.readback => {
+    let (readback_sha256, readback_seconds) = match (blocks, &written_sha256) {
+        (Some(blocks), Some(written_sha256)) if opts.readback => {
             if let Some(hook) = opts.before_readback {
                 hook();
             }
             let t = Instant::now();
             let written = Written {
                 len: sink.offset(),
-                hex: &written_sha256,
+                hex: written_sha256,
                 blocks: &blocks,
             };
             let hex = read_back(target, &written)?;
@@ -361,12 +361,16 @@ fn decode_into(
 }
 
 /// Takes the written bytes' hash list, and notes which blocks are zero so the sink need not look.
+/// Marks the all-zero blocks of each buffer for the sink and, for a read-back
+/// (`readback`), takes the hash list of the written bytes. Without a read-back the
+/// written bytes need no digest of their own: they are the decoder's output of a
+/// stream whose digest was verified.
 fn hash_stage(
     rx: Receiver<Out>,
     tx: SyncSender<Out>,
-    keep_blocks: bool,
-) -> Result<(String, Option<Vec<u64>>), ImageError> {
-    let mut digest = verify::BlockDigest::new(keep_blocks);
+    readback: bool,
+) -> Result<(Option<String>, Option<Vec<u64>>), ImageError> {
+    let mut digest = verify::BlockDigest::new(readback);
     loop {
         match rx.recv() {
             Ok(Out::Data(b, _)) => {
@@ -374,14 +378,20 @@ fn hash_stage(
                 for (i, block) in b.chunks(ZERO_BLOCK).enumerate() {
                     let zero = block.len() == ZERO_BLOCK && is_zero(block);
                     zeros |= (zero as u64) << i;
-                    digest.push(block, zero);
+                    if readback {
+                        digest.push(block, zero);
+                    }
                 }
                 tx.send(Out::Data(b, zeros))
                     .map_err(|_| ImageError::Cancelled)?;
             }
             Ok(Out::End) => {
                 tx.send(Out::End).map_err(|_| ImageError::Cancelled)?;
-                return Ok(digest.finish());
+                if !readback {
+                    return Ok((None, None));
+                }
+                let (hex, blocks) = digest.finish();
+                return Ok((Some(hex), blocks));
             }
             Err(_) => return Err(ImageError::Cancelled),
         }

@@ -108,12 +108,15 @@ pub(super) fn write(
     .expect_total(layout.file_len);
     let input = ChannelReader::new(fetch_rx, digest.clone());
     let extractor = Extractor::new(&layout, input, &url, Pool::new(OUT_BUF, OUT_BUFS), ext_tx);
-    let mut guest = GuestDigest::new(h.size, h.cluster_size(), &layout.guest_data);
+    // The written bytes' hash list is for the read-back only (see the raw pipeline).
+    let mut guest = opts
+        .readback
+        .then(|| GuestDigest::new(h.size, h.cluster_size(), &layout.guest_data));
     let (fetched, extracted, hashed, sunk) = std::thread::scope(|s| {
         let sh = &*shared;
         let fetch = s.spawn(move || fetcher.run());
         let extract = s.spawn(move || stage(sh, || extractor.run(&sh.cancel)));
-        let hash = s.spawn(|| stage(sh, || hash_stage(&mut guest, ext_rx, hash_tx)));
+        let hash = s.spawn(|| stage(sh, || hash_stage(guest.as_mut(), ext_rx, hash_tx)));
         let write = s.spawn(|| stage(sh, || sink_stage(&mut sink, hash_rx, sh)));
         super::pipeline::report_until_done(&write, sh, started, opts);
         (join(fetch), join(extract), join(hash), join(write))
@@ -134,25 +137,28 @@ pub(super) fn write(
     }
     let (served, out_bufs) = (served?, extracted?);
     sunk?;
-    // Blocks too scattered in the file to hash in memory are hashed from the target.
-    let evicted = guest.evicted();
-    if !evicted.is_empty() {
-        crate::runner::log::warn(&format!(
-            "{} MiB of the disk came in too scattered to hash as they streamed: their digests are read from {}",
-            evicted.len(),
-            target.display()
-        ));
-    }
-    let from_target = hash_from_target(target, h.size, &evicted)?;
-    let (written_sha256, blocks) =
-        guest
-            .finish(opts.readback, &from_target)
-            .map_err(|block| ImageError::Qcow2 {
+    let (written_sha256, blocks) = match guest {
+        None => (None, None),
+        Some(guest) => {
+            // Blocks too scattered in the file to hash in memory are hashed from the target.
+            let evicted = guest.evicted();
+            if !evicted.is_empty() {
+                crate::runner::log::warn(&format!(
+                    "{} MiB of the disk came in too scattered to hash as they streamed: their digests are read from {}",
+                    evicted.len(),
+                    target.display()
+                ));
+            }
+            let from_target = hash_from_target(target, h.size, &evicted)?;
+            let (hex, blocks) = guest.finish(true, &from_target).map_err(|block| ImageError::Qcow2 {
                 url: url.clone(),
                 cause: Qcow2Error::Damaged(format!(
                     "the stream ended before all of MiB {block} of the disk came"
                 )),
             })?;
+            (Some(hex), blocks)
+        }
+    };
     sink.commit_head()?;
     let produced = Produced {
         served,
@@ -170,15 +176,15 @@ pub(super) fn write(
 
 /// Takes the hash list of the written bytes, keyed by disk offset.
 fn hash_stage(
-    guest: &mut GuestDigest,
+    mut guest: Option<&mut GuestDigest>,
     rx: Receiver<Op>,
     tx: SyncSender<Op>,
 ) -> Result<(), ImageError> {
     loop {
         let op = rx.recv().map_err(|_| ImageError::Cancelled)?;
         let end = matches!(op, Op::End);
-        if let Op::Data(at, b) = &op {
-            guest.add(*at, b);
+        if let (Op::Data(at, b), Some(g)) = (&op, guest.as_mut()) {
+            g.add(*at, b);
         }
         tx.send(op).map_err(|_| ImageError::Cancelled)?;
         if end {
