@@ -175,7 +175,12 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
     let mdstat = vm.run("cat /proc/mdstat", Duration::from_secs(60)).unwrap();
     let state = vm.run("systemctl is-system-running", Duration::from_secs(60)).unwrap();
     // cloud-init found the configdrive copy on disk b: the same instance as provisioned.
-    let iid = vm.run("cloud-init query instance_id; hostname", Duration::from_secs(120)).unwrap();
+    let iid = vm
+        .run(
+            "cloud-init status --wait >/dev/null; cat /var/lib/cloud/data/instance-id; hostname",
+            Duration::from_secs(600),
+        )
+        .unwrap();
     let want_iid = fin["instance_id"].as_str().unwrap();
     assert!(iid.contains(want_iid) && iid.contains("db-17"), "instance {want_iid}, host db-17 kept: {iid}");
     assert!(vm.serial_log().contains("LAYOUT-END"), "cloud-init ran the user-data's bootcmd");
