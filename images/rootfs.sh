@@ -61,6 +61,11 @@ mmdebstrap --variant=minbase --include="$packages" \
 # cloud-init: look only at local seeds (the agent's configdrive), never wait for a
 # metadata service on the network.
 mkdir -p "$root/etc/cloud/cloud.cfg.d"
+# Enable cloud-init without ds-identify's search at boot: under an emulated CPU that
+# shell search can outlast systemd's generator timeout, which then leaves cloud-init
+# disabled for the boot. The datasource is still found (NoCloud, else None) by
+# cloud-init itself.
+printf 'policy: enabled\n' > "$root/etc/cloud/ds-identify.cfg"
 cat > "$root/etc/cloud/cloud.cfg.d/90-imprint-datasource.cfg" <<'EOF'
 # Written by imprint's images/rootfs.sh: the configdrive is the only source.
 datasource_list: [ NoCloud, ConfigDrive, None ]
