@@ -509,18 +509,17 @@ impl Vm {
     pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<String, VmError> {
         let n = self.commands;
         self.commands += 1;
-        // The echoed command line shows `__run""_done_N` (quotes split the word), the
-        // output `__run_done_N`: only the command's end matches.
+        // The echoed command line shows `__run""_begin_N` (quotes split the word, and the
+        // line editor may wrap it anywhere), the output `__run_begin_N`: only what the
+        // command printed lies between the two printed markers.
+        let begin = format!("__run_begin_{n}__");
         let done = format!("__run_done_{n}__");
         let from = self.serial_log().len();
-        self.send(&format!("{cmd}; echo __run\"\"_done_{n}__\r"))?;
+        self.send(&format!("echo __run\"\"_begin_{n}__; {cmd}; echo __run\"\"_done_{n}__\r"))?;
         let (log, end) = self.wait_for_serial_from(&done, from, timeout)?;
         let out = &log[from..end];
-        // Output starts after the shell's echo of the command line (the last one: a line
-        // typed ahead while the shell was not reading yet is echoed twice).
-        let echoed = format!("__run\"\"_done_{n}__");
-        let out = match out.rfind(&echoed) {
-            Some(i) => out[i..].split_once('\n').map(|(_, rest)| rest).unwrap_or(""),
+        let out = match out.rfind(&begin) {
+            Some(i) => out[i + begin.len()..].split_once('\n').map(|(_, rest)| rest).unwrap_or(""),
             None => out,
         };
         Ok(strip_escapes(out).replace('\r', ""))

@@ -93,7 +93,17 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
         .collect();
     assert_eq!(volume_key.len(), 128, "a 512-bit volume key: {dump}");
     let slot = binding["keyslot"].as_u64().expect("the binding's keyslot in the report");
-    let pass = vm.run(&format!("clevis luks pass -d {dev} -s {slot} | base64 -w0"), t).unwrap();
+    // Through tang, with bounded tries while the deployed system's network comes up.
+    let pass = vm
+        .run(
+            &format!(
+                "for i in 1 2 3 4 5 6 7 8 9 10; do \
+                 clevis luks pass -d {dev} -s {slot} > /run/p 2>/dev/null && break; sleep 10; done; \
+                 base64 -w0 /run/p; rm -f /run/p"
+            ),
+            Duration::from_secs(600),
+        )
+        .unwrap();
     let binding_pass = {
         use base64::Engine as _;
         let raw = base64::engine::general_purpose::STANDARD.decode(pass.trim()).unwrap_or_else(|e| panic!("{e}: {pass:?}"));
