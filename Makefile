@@ -46,7 +46,7 @@ images:
 # Fuzz every cargo-fuzz target of agent/fuzz for FUZZ_SECONDS each (gnu target, libFuzzer;
 # stable toolchain with RUSTC_BOOTSTRAP). Crashes land in agent/fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := document gpt iso_area cmdline inventory
+FUZZ_TARGETS := document gpt iso_area cmdline inventory tar tang_adv
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd agent/fuzz && for t in $(FUZZ_TARGETS); do \
