@@ -26,6 +26,8 @@ fn run(vm: &mut Vm, tag: &str, cmd: &str, timeout: Duration) -> (i32, String) {
     vm.send(&format!("{cmd}; echo \"IMP\"\"RINT-{tag}=$?\"\r")).unwrap();
     let marker = format!("IMPRINT-{tag}=");
     let log = vm.wait_for_serial(&marker, timeout).unwrap_or_else(|e| panic!("{tag}: {e}"));
+    // The log is read lossily: step back to a character boundary.
+    let before = (0..=before.min(log.len())).rev().find(|i| log.is_char_boundary(*i)).unwrap_or(0);
     let at = log[before..].find(&marker).map(|i| before + i).unwrap();
     let code: String = log[at + marker.len()..].chars().take_while(char::is_ascii_digit).collect();
     let code = code.parse().unwrap_or_else(|_| panic!("{tag}: no exit status after the marker:\n{}", &log[before..]));
