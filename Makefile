@@ -46,7 +46,8 @@ images:
 # Fuzz every cargo-fuzz target of agent/fuzz for FUZZ_SECONDS each (gnu target, libFuzzer;
 # stable toolchain with RUSTC_BOOTSTRAP). Crashes land in agent/fuzz/artifacts/<target>/.
 # agent/fuzz/seeds/<target>/ (committed, where present) seeds the corpus: archives GNU tar
-# makes, a tang advertisement and clevis JWEs the fuzzer could not forge, a GPT. An input
+# makes, a tang advertisement and clevis JWEs the fuzzer could not forge, a GPT, an ISO
+# customization area. An input
 # that takes over 10 s counts as a hang (a crash).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := document gpt iso_area cmdline inventory tar tang_adv
