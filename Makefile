@@ -47,8 +47,7 @@ images:
 # stable toolchain with RUSTC_BOOTSTRAP). Crashes land in agent/fuzz/artifacts/<target>/.
 # agent/fuzz/seeds/<target>/ (committed, where present) seeds the corpus: archives GNU tar
 # makes, a tang advertisement and clevis JWEs the fuzzer could not forge, a GPT, an ISO
-# customization area. An input
-# that takes over 10 s counts as a hang (a crash).
+# customization area. An input that takes over 10 s counts as a hang (a crash).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := document gpt iso_area cmdline inventory tar tang_adv
 fuzz: deps

@@ -4,7 +4,9 @@
 //! Every input must end in a value or an error, never a panic.
 //!
 //! Input: `object [\0 reply]`; `object` is tried as an advertisement, a compact JWE, a
-//! flattened JWE and a LUKS2 clevis token; `reply` stands for the tang server's answer.
+//! flattened JWE, a LUKS2 clevis token and a JWE's protected header in clear (so the
+//! fuzzer mutates the header's JSON, not its base64); `reply` stands for the tang
+//! server's answer.
 #![no_main]
 use imprint::binding::jose::{self, Jwe};
 use imprint::binding::{sss, tang, tpm2, TpmLocation};
@@ -67,6 +69,14 @@ fuzz_target!(|data: &[u8]| {
         // A LUKS2 clevis token holds the flattened JWE under "jwe".
         jwes.extend(Jwe::from_flattened(&v["jwe"]).ok());
         let _ = jose::ec_public(&v);
+        if v.is_object() {
+            jwes.push(Jwe {
+                protected: jose::b64(object),
+                iv: "AAAAAAAAAAAAAAAA".into(),
+                ciphertext: "AAAA".into(),
+                tag: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            });
+        }
     }
     for jwe in &jwes {
         unbind_offline(jwe, reply, 0);
