@@ -45,15 +45,18 @@ images:
 
 # Fuzz every cargo-fuzz target of agent/fuzz for FUZZ_SECONDS each (gnu target, libFuzzer;
 # stable toolchain with RUSTC_BOOTSTRAP). Crashes land in agent/fuzz/artifacts/<target>/.
+# agent/fuzz/seeds/<target>/ (committed, where present) seeds the corpus: archives GNU tar
+# makes, a tang advertisement and clevis JWEs the fuzzer could not forge, a GPT, an ISO
+# customization area. An input that takes over 10 s counts as a hang (a crash).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := document gpt iso_area cmdline inventory qcow2_header
+FUZZ_TARGETS := document gpt iso_area cmdline inventory qcow2_header tar tang_adv
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd agent/fuzz && for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
-	  mkdir -p corpus/$$t; \
-	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=../../target/fuzz cargo fuzz run --target x86_64-unknown-linux-gnu $$t corpus/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	  mkdir -p corpus/$$t; seeds=; [ -d seeds/$$t ] && seeds=seeds/$$t; \
+	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=../../target/fuzz cargo fuzz run --target x86_64-unknown-linux-gnu $$t corpus/$$t $$seeds -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 || exit 1; \
 	done
 
 # Image-writer benchmark against curl|zstd|dd and qemu-img convert (needs root and

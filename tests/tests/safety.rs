@@ -4,8 +4,8 @@
 //! "no" leaves the disk untouched, "yes" proceeds.
 //!
 //! Disks with holders (md, dm, LVM) cannot be made on this host (no md/dm in its
-//! kernel); `apply` refuses them by the same check (sysfs `holders/`), covered in QEMU
-//! by the storage suites.
+//! kernel); `apply` refuses them by the same check (sysfs `holders/`), shown in QEMU
+//! by `qemu_safety.rs`.
 
 use imprint_tests::fixtures::*;
 use imprint_tests::provision::*;

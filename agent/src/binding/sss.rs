@@ -158,6 +158,12 @@ pub fn combine(
     p: &BigUint,
     shares: &[Zeroizing<Vec<u8>>],
 ) -> Result<Zeroizing<[u8; BYTES]>, SssError> {
+    // Lagrange needs a field: p = 0 or 1 would divide by zero or underflow below.
+    if p.bits() < 2 || p.bits() > 8 * BYTES as u64 {
+        return Err(SssError::NotSssJwe(format!(
+            "the prime {p} is not a modulus of 2 to 256 bits"
+        )));
+    }
     let mut points = Vec::new();
     for s in shares {
         if s.len() != 2 * BYTES {
@@ -212,6 +218,12 @@ pub fn parse(hdr: &Value) -> Result<(usize, BigUint, Vec<Jwe>), SssError> {
             p.len()
         )));
     }
+    let p = BigUint::from_bytes_be(&p);
+    if p.bits() < 2 || !p.bit(0) {
+        return Err(SssError::NotSssJwe(format!(
+            "clevis.sss.p is {p}, not an odd prime"
+        )));
+    }
     let children = sss["jwe"]
         .as_array()
         .ok_or_else(|| SssError::NotSssJwe("clevis.sss.jwe missing".into()))?
@@ -227,7 +239,7 @@ pub fn parse(hdr: &Value) -> Result<(usize, BigUint, Vec<Jwe>), SssError> {
             n: children.len(),
         });
     }
-    Ok((t, BigUint::from_bytes_be(&p), children))
+    Ok((t, p, children))
 }
 
 #[cfg(test)]
@@ -244,6 +256,21 @@ mod tests {
             !probably_prime(&BigUint::from(561u32), 20).unwrap(),
             "a Carmichael number is composite"
         );
+    }
+
+    #[test]
+    fn a_zero_or_one_prime_is_refused_not_a_division_by_zero() {
+        let share = Zeroizing::new(vec![1u8; 2 * BYTES]);
+        for p in [0u8, 1] {
+            let err = combine(&BigUint::from(p), std::slice::from_ref(&share)).unwrap_err();
+            assert!(err.to_string().contains(&format!("the prime {p} is not")), "{err}");
+            // The same prime as a JWE header carries it (32 big-endian bytes).
+            let mut raw = [0u8; BYTES];
+            raw[BYTES - 1] = p;
+            let hdr = json!({"clevis": {"pin": "sss", "sss": {"t": 1, "p": jose::b64(&raw), "jwe": ["a..b.c.d"]}}});
+            let err = parse(&hdr).unwrap_err();
+            assert!(err.to_string().contains(&format!("clevis.sss.p is {p}, not an odd prime")), "{err}");
+        }
     }
 
     #[test]

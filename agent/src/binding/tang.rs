@@ -259,6 +259,16 @@ pub fn bind(cfg: &TangConfig, plaintext: &[u8], retry: Retry) -> Result<(Jwe, St
 /// Recovers the plaintext of a clevis tang JWE with the server's help (the server sees
 /// only a blinded point).
 pub fn decrypt(jwe: &Jwe, retry: Retry) -> Result<Zeroizing<Vec<u8>>, TangError> {
+    decrypt_with(jwe, |url, body| request(url, Some(body), retry))
+}
+
+/// [`decrypt`] with the recovery exchange given: `exchange(url, jwk)` POSTs the blinded
+/// JWK to `url` and returns the reply's body. Everything read from the JWE and the reply
+/// is untrusted: anything malformed is an error.
+pub fn decrypt_with(
+    jwe: &Jwe,
+    exchange: impl FnOnce(&str, String) -> Result<Vec<u8>, TangError>,
+) -> Result<Zeroizing<Vec<u8>>, TangError> {
     let hdr = jwe.header()?;
     let bad = |what: &str| TangError::NotTangJwe(format!("missing or invalid {what}"));
     let tang = &hdr["clevis"]["tang"];
@@ -283,7 +293,7 @@ pub fn decrypt(jwe: &Jwe, retry: Retry) -> Result<Zeroizing<Vec<u8>>, TangError>
     let mut req = jose::ec_jwk(&x);
     req["alg"] = json!("ECMR");
     let rec_url = format!("{}/rec/{kid}", url.trim_end_matches('/'));
-    let reply = request(&rec_url, Some(req.to_string()), retry)?;
+    let reply = exchange(&rec_url, req.to_string())?;
     let reply: Value = serde_json::from_slice(&reply).map_err(|e| TangError::BadReply {
         url: rec_url.clone(),
         reason: format!("not JSON: {e}"),
@@ -470,6 +480,38 @@ mod tests {
             verify_advertisement("u", v.to_string().as_bytes(), None),
             Err(TangError::BadSignature { .. })
         ));
+    }
+
+    #[test]
+    fn decrypt_with_recovers_through_the_exchange_and_rejects_bad_replies() {
+        let (sig, exc) = (
+            jose::random_p521_secret().unwrap(),
+            jose::random_p521_secret().unwrap(),
+        );
+        let keys = [
+            key_jwk(&sig, "ES512", "verify"),
+            key_jwk(&exc, "ECMR", "deriveKey"),
+        ];
+        let adv = verify_advertisement("u", &advertisement(&keys, &[&sig]), None).unwrap();
+        let jwe = encrypt("http://t", &adv, b"payload").unwrap();
+        // The server's side of McCallum-Relyea: Y = s·X.
+        let out = decrypt_with(&jwe, |url, body| {
+            assert!(url.starts_with("http://t/rec/"), "{url}");
+            let x = jose::ec_public(&serde_json::from_str(&body).unwrap()).unwrap();
+            let y = (x.to_projective() * exc.to_nonzero_scalar().as_ref()).to_affine();
+            Ok(jose::ec_jwk(&y).to_string().into_bytes())
+        })
+        .unwrap();
+        assert_eq!(&out[..], b"payload");
+        let off_curve = br#"{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}"#;
+        for reply in [&b"not json"[..], b"{}", off_curve] {
+            let r = decrypt_with(&jwe, |_, _| Ok(reply.to_vec()));
+            assert!(matches!(r, Err(TangError::BadReply { .. })), "{:?}", r.err());
+        }
+        // Any other point on the curve: the key is wrong, and the tag says so.
+        let other = jose::ec_jwk(sig.public_key().as_affine()).to_string();
+        let r = decrypt_with(&jwe, |_, _| Ok(other.clone().into_bytes()));
+        assert!(matches!(r, Err(TangError::Jose(JoseError::Decrypt))), "{:?}", r.err());
     }
 
     #[test]

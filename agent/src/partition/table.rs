@@ -14,6 +14,7 @@ use gpt::{GptConfig, GptDisk};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -171,8 +172,49 @@ pub fn write_table(
 /// An opened GPT with the disk file, its size in bytes and its logical sector size.
 type OpenGpt = (GptDisk<File>, File, u64, u64);
 
+/// What the gpt crate cannot take: it asserts 128-byte partition entries (the UEFI spec
+/// allows 128·2^n) and reads `num_parts` entries one by one (up to 2^32 of them). The
+/// header it will use (the primary if its CRC holds, else the backup at the last LBA,
+/// checked as it checks them) must have 128-byte entries and at most `MAX_ENTRIES`.
+fn check_gpt_header(f: &File, disk: &Path, size: u64, sector: u64) -> Result<(), PartitionError> {
+    const MAX_ENTRIES: u32 = 16384;
+    let valid_at = |offset: u64| -> Option<[u8; 92]> {
+        let mut h = [0u8; 92];
+        f.read_exact_at(&mut h, offset).ok()?;
+        if &h[..8] != b"EFI PART" {
+            return None;
+        }
+        let stored = u32::from_le_bytes(h[16..20].try_into().ok()?);
+        let mut zeroed = h;
+        zeroed[16..20].fill(0);
+        let mut crc = flate2::Crc::new();
+        crc.update(&zeroed);
+        (crc.sum() == stored).then_some(h)
+    };
+    let backup = (size >= 3 * sector).then(|| (size - sector) / sector * sector);
+    let Some(h) = valid_at(sector).or_else(|| backup.and_then(valid_at)) else {
+        return Ok(());
+    };
+    let entries = u32::from_le_bytes([h[80], h[81], h[82], h[83]]);
+    let entry_size = u32::from_le_bytes([h[84], h[85], h[86], h[87]]);
+    if entry_size != 128 {
+        return Err(PartitionError::Io(format!(
+            "the GPT of {} has {entry_size}-byte partition entries; imprint reads only 128-byte entries",
+            disk.display()
+        )));
+    }
+    if entries > MAX_ENTRIES {
+        return Err(PartitionError::Io(format!(
+            "the GPT of {} claims {entries} partition entries; imprint reads at most {MAX_ENTRIES}",
+            disk.display()
+        )));
+    }
+    Ok(())
+}
+
 fn open_gpt(disk: &Path) -> Result<Option<OpenGpt>, PartitionError> {
     let (f, size, sector) = open_disk(disk)?;
+    check_gpt_header(&f, disk, size, sector)?;
     let lb = lb_size(disk, sector)?;
     let dup = f.try_clone().map_err(|e| io_err("opening", disk, e))?;
     match GptConfig::new()

@@ -92,9 +92,13 @@ fn cstr(field: &[u8]) -> Vec<u8> {
 fn parse_decimal_time(v: &[u8]) -> (i64, u32) {
     let s = String::from_utf8_lossy(v);
     let (sec, frac) = s.split_once('.').unwrap_or((&s, ""));
-    let nanos = format!("{:0<9}", &frac[..frac.len().min(9)])
-        .parse()
-        .unwrap_or(0);
+    // Up to nine leading digits of the fraction (counted in chars: it may hold anything).
+    let digits: String = frac
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(9)
+        .collect();
+    let nanos = format!("{digits:0<9}").parse().unwrap_or(0);
     (sec.trim().parse().unwrap_or(0), nanos)
 }
 
@@ -192,7 +196,8 @@ impl<R: Read> Archive<R> {
         let (rem, pad) = (self.remaining, self.pad);
         self.remaining = 0;
         self.pad = 0;
-        self.skip(rem + pad)?;
+        // A size near 2^64 (base-256 or PAX) cannot be in the stream: it ends first.
+        self.skip(rem.saturating_add(pad))?;
         let mut e = Entry::default();
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
@@ -321,37 +326,49 @@ impl<R: Read> Archive<R> {
     }
 
     /// The 1.0 map: decimal lines (count, then offset/length pairs), padded to a block.
+    /// Parsed as it is read, one block at a time; at most 16 MiB of map.
     fn sparse_map_1_0(&mut self) -> io::Result<Vec<(u64, u64)>> {
-        let mut text = Vec::new();
+        let mut line: Vec<u8> = Vec::new();
+        let mut count: Option<u64> = None;
         let mut nums: Vec<u64> = Vec::new();
-        let mut need: Option<u64> = None;
+        let mut read = 0u64;
         loop {
             let mut b = [0u8; 512];
             self.r.read_exact(&mut b)?;
             self.position += 512;
             self.remaining = self.remaining.saturating_sub(512);
-            text.extend_from_slice(&b);
-            nums.clear();
-            let mut complete = false;
-            for line in text.split(|c| *c == b'\n') {
-                let Ok(n) = std::str::from_utf8(line).unwrap_or("x").parse::<u64>() else {
-                    break;
-                };
-                nums.push(n);
-                need = need.or(Some(n));
-                if nums.len() as u64 == 1 + 2 * need.unwrap_or(0) {
-                    complete = true;
-                    break;
+            read += 512;
+            for c in b {
+                if c != b'\n' {
+                    if line.len() >= 20 {
+                        return Err(bad("sparse map line longer than a 64-bit number"));
+                    }
+                    line.push(c);
+                    continue;
+                }
+                let n: u64 = std::str::from_utf8(&line)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "bad number {:?} in a sparse map",
+                            String::from_utf8_lossy(&line)
+                        ))
+                    })?;
+                line.clear();
+                match count {
+                    None => count = Some(n),
+                    Some(_) => nums.push(n),
+                }
+                if count.is_some_and(|c| nums.len() as u64 == c.saturating_mul(2)) {
+                    // The rest of this block is padding.
+                    return Ok(nums.chunks(2).map(|c| (c[0], c[1])).collect());
                 }
             }
-            if complete {
-                break;
-            }
-            if text.len() > 16 << 20 {
+            if read >= 16 << 20 {
                 return Err(bad("sparse map larger than 16 MiB"));
             }
         }
-        Ok(nums[1..].chunks(2).map(|c| (c[0], c[1])).collect())
     }
 
     /// Applies the PAX records; true when a sparse 1.0 map precedes the data.
@@ -405,7 +422,7 @@ impl<R: Read> Archive<R> {
             return Ok(true);
         }
         if !map.is_empty() || real.is_some() {
-            let end = map.last().map_or(0, |(o, n)| o + n);
+            let end = map.last().map_or(0, |(o, n)| o.saturating_add(*n));
             e.sparse = Some((map, real.unwrap_or(end)));
         }
         Ok(false)
@@ -443,6 +460,119 @@ mod tests {
             1 << 32
         );
         assert_eq!(number(b"        ").unwrap(), 0);
+    }
+
+    /// A ustar header: `name`, type `flag`, octal `size`, checksum filled in.
+    fn header(name: &str, flag: u8, size: u64) -> [u8; 512] {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        h[156] = flag;
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    /// An archive: a PAX header holding `records`, then a file `f` with `data`.
+    fn with_pax(records: &[&[u8]], data: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for r in records {
+            // "<len> <record>\n", the length counting itself.
+            let mut len = r.len() + 2;
+            len += format!("{len}").len();
+            if format!("{len}").len() + r.len() + 2 != len {
+                len += 1;
+            }
+            body.extend_from_slice(format!("{len} ").as_bytes());
+            body.extend_from_slice(r);
+            body.push(b'\n');
+        }
+        let pad = |v: &mut Vec<u8>| v.resize(v.len().div_ceil(512) * 512, 0);
+        let mut out = header("pax", b'x', body.len() as u64).to_vec();
+        out.extend_from_slice(&body);
+        pad(&mut out);
+        out.extend_from_slice(&header("f", b'0', data.len() as u64));
+        out.extend_from_slice(data);
+        pad(&mut out);
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    #[test]
+    fn pax_mtime_with_a_multibyte_fraction_is_read_not_a_panic() {
+        // Found by fuzzing: the fraction was cut at byte 9, inside a character.
+        assert_eq!(parse_decimal_time(b"1.22913178\xff"), (1, 229_131_780));
+        assert_eq!(parse_decimal_time("5.1234567890é".as_bytes()), (5, 123_456_789));
+        let ar = with_pax(&[b"mtime=1700000000.22913178\xff"], b"x");
+        let e = Archive::new(&ar[..]).next_entry().unwrap().unwrap();
+        assert_eq!(e.mtime, (1_700_000_000, 229_131_780));
+    }
+
+    #[test]
+    fn a_size_near_two_to_the_64_is_an_error_not_an_overflow() {
+        // Base-256 size 2^64 - 1: the padding after it does not fit in a u64.
+        let mut h = header("big", b'0', 0);
+        h[124..136].copy_from_slice(&[0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let ar = [&h[..], &[0u8; 1024]].concat();
+        let mut a = Archive::new(&ar[..]);
+        assert_eq!(a.next_entry().unwrap().unwrap().size, u64::MAX);
+        assert!(a.next_entry().is_err(), "the archive ends inside the data");
+        // The same size from a PAX record.
+        let ar = with_pax(&[b"size=18446744073709551615"], b"");
+        let mut a = Archive::new(&ar[..]);
+        assert_eq!(a.next_entry().unwrap().unwrap().size, u64::MAX);
+        assert!(a.next_entry().is_err());
+    }
+
+    #[test]
+    fn sparse_maps_with_extreme_numbers_are_errors_or_values_never_overflows() {
+        // PAX 0.0 map whose last chunk ends past 2^64.
+        let ar = with_pax(
+            &[b"GNU.sparse.offset=18446744073709551615", b"GNU.sparse.numbytes=10"],
+            b"",
+        );
+        let e = Archive::new(&ar[..]).next_entry().unwrap().unwrap();
+        assert_eq!(e.sparse, Some((vec![(u64::MAX, 10)], u64::MAX)));
+        // 1.0 map announcing 2^64 - 1 chunks: read until the archive ends, then an error.
+        let data = [&b"18446744073709551615\n1\n2\n"[..], &[0u8; 509]].concat();
+        let ar = with_pax(&[b"GNU.sparse.major=1", b"GNU.sparse.minor=0", b"GNU.sparse.realsize=3"], &data);
+        assert!(Archive::new(&ar[..]).next_entry().is_err());
+        // A number that is not one.
+        let data = [&b"1\n1x\n2\n"[..], &[0u8; 506]].concat();
+        let ar = with_pax(&[b"GNU.sparse.major=1", b"GNU.sparse.minor=0"], &data);
+        let err = Archive::new(&ar[..]).next_entry().unwrap_err();
+        assert!(err.to_string().contains("bad number \"1x\" in a sparse map"), "{err}");
+    }
+
+    #[test]
+    fn a_sparse_1_0_map_split_across_blocks_is_read_whole() {
+        // 100 chunks: the map's text spans several blocks, one number across a boundary.
+        let mut map = String::from("100\n");
+        for i in 0..100u64 {
+            map.push_str(&format!("{}\n1\n", i * 1_000_000));
+        }
+        let mut data = map.into_bytes();
+        data.resize(data.len().div_ceil(512) * 512, 0);
+        let map_len = data.len() as u64;
+        data.extend_from_slice(&[b'x'; 100]);
+        let ar = with_pax(&[b"GNU.sparse.major=1", b"GNU.sparse.minor=0", b"GNU.sparse.realsize=99000001"], &data);
+        let mut a = Archive::new(&ar[..]);
+        let e = a.next_entry().unwrap().unwrap();
+        let (chunks, real) = e.sparse.clone().unwrap();
+        assert_eq!(real, 99_000_001);
+        assert_eq!(chunks.len(), 100);
+        assert_eq!(chunks[57], (57_000_000, 1));
+        let mut rest = Vec::new();
+        a.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest.len() as u64, e.size - map_len);
+        assert!(a.next_entry().unwrap().is_none());
     }
 
     #[test]

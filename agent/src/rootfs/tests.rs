@@ -251,3 +251,55 @@ fn a_truncated_archive_fails() {
         "{e}"
     );
 }
+
+/// Unmounts on drop.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn hard_links_across_mount_points_copy_the_entry_never_what_it_points_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let py = r#"
+import tarfile, io, sys
+t = tarfile.open(sys.argv[1], "w")
+def add(name, data=b"", kind=tarfile.REGTYPE, link=""):
+    i = tarfile.TarInfo(name); i.type = kind; i.size = len(data); i.linkname = link; i.mode = 0o640
+    t.addfile(i, io.BytesIO(data) if data else None)
+add("./boot/outside", kind=tarfile.SYMTYPE, link="/etc/hostname")
+add("./copied-link", kind=tarfile.LNKTYPE, link="./boot/outside")
+add("./boot/fifo", kind=tarfile.FIFOTYPE)
+add("./copied-fifo", kind=tarfile.LNKTYPE, link="./boot/fifo")
+add("./boot/file", b"data")
+add("./copied-file", kind=tarfile.LNKTYPE, link="./boot/file")
+t.close()
+"#;
+    let tarp = dir.path().join("a.tar");
+    assert!(Command::new("python3").args(["-c", py]).arg(&tarp).status().unwrap().success());
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    // /boot on its own file system, as in a layout: hard links into it fail with EXDEV.
+    sh(&format!("mount -t tmpfs imprint-test {}", root.join("boot").display()), dir.path());
+    let _m = Mount(root.join("boot"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (tarp2, root2) = (tarp.clone(), root.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(extract(std::fs::File::open(&tarp2).unwrap(), &root2, |_| {}).map(|x| x.entries));
+    });
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("extraction hung (reading a FIFO?)");
+    assert_eq!(r.unwrap(), 6);
+    let link = std::fs::symlink_metadata(root.join("copied-link")).unwrap();
+    assert!(link.file_type().is_symlink(), "the symlink was followed out of the root");
+    assert_eq!(std::fs::read_link(root.join("copied-link")).unwrap(), Path::new("/etc/hostname"));
+    let fifo = std::fs::symlink_metadata(root.join("copied-fifo")).unwrap();
+    assert!(fifo.file_type().is_fifo());
+    let file = std::fs::symlink_metadata(root.join("copied-file")).unwrap();
+    assert!(file.is_file() && file.mode() & 0o7777 == 0o640, "{:o}", file.mode());
+    assert_eq!(std::fs::read(root.join("copied-file")).unwrap(), b"data");
+}

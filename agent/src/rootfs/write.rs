@@ -171,10 +171,7 @@ pub fn entry(
             match std::fs::hard_link(&target, &path) {
                 Ok(()) => {}
                 // Across mount points of the layout: a copy is the best there is.
-                Err(x) if x.raw_os_error() == Some(libc::EXDEV) => {
-                    std::fs::copy(&target, &path)
-                        .map_err(|x| err(&path, "copying (cross-device hard link)", x))?;
-                }
+                Err(x) if x.raw_os_error() == Some(libc::EXDEV) => copy_across(&target, &path)?,
                 Err(x) => return Err(err(&path, "hard-linking", x)),
             }
             n.hard_links += 1;
@@ -197,6 +194,50 @@ pub fn entry(
         }
     }
     metadata(&path, e, kind, n, later)
+}
+
+/// A hard link across mount points, as a copy of what `target` itself is: never read
+/// through a symlink (it may point outside the root) nor from a FIFO or device (a read
+/// could block forever or never end). Owner and mode are copied; the entry has no others.
+fn copy_across(target: &Path, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::symlink_metadata(target).map_err(|x| err(target, "inspecting", x))?;
+    let t = m.file_type();
+    if t.is_symlink() {
+        let to = std::fs::read_link(target).map_err(|x| err(target, "reading symlink", x))?;
+        return std::os::unix::fs::symlink(to, path)
+            .map_err(|x| err(path, "creating symlink (cross-device hard link)", x));
+    }
+    if t.is_file() {
+        let mut src = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(target)
+            .map_err(|x| err(target, "opening", x))?;
+        let mut dst = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(path)
+            .map_err(|x| err(path, "creating", x))?;
+        io::copy(&mut src, &mut dst).map_err(|x| err(path, "copying (cross-device hard link)", x))?;
+    } else if t.is_fifo() || t.is_char_device() || t.is_block_device() {
+        let kind = SFlag::from_bits_truncate(m.mode() & libc::S_IFMT);
+        mknod(path, kind, Mode::from_bits_truncate(0o600), m.rdev())
+            .map_err(|x| err(path, "making node (cross-device hard link)", x))?;
+    } else {
+        return Err(err(path, "hard-linking across mount points to", target.display()));
+    }
+    fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(Uid::from_raw(m.uid())),
+        Some(Gid::from_raw(m.gid())),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|x| err(path, "setting the owner of", x))?;
+    std::fs::set_permissions(path, m.permissions()).map_err(|x| err(path, "setting the mode of", x))
 }
 
 fn sparse(

@@ -200,3 +200,39 @@ fn relocate_without_gpt_is_a_no_op() {
     assert!(!relocate_backup_gpt(&lo.dev).unwrap());
     assert!(read_table(&lo.dev).is_err());
 }
+
+/// A 1 MiB GPT image file (sgdisk) whose primary header gets `patch` applied at header
+/// offset `at`, its CRC fixed so the header stays valid.
+fn patched_gpt(at: usize, patch: &[u8]) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(MIB).unwrap();
+    let out = std::process::Command::new("sgdisk")
+        .args(["-a", "8", "-n", "1:40:+256K", "-n", "2:0:0"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut h = [0u8; 92];
+    std::os::unix::fs::FileExt::read_exact_at(f.as_file(), &mut h, 512).unwrap();
+    h[at..at + patch.len()].copy_from_slice(patch);
+    h[16..20].fill(0);
+    let mut crc = flate2::Crc::new();
+    crc.update(&h);
+    h[16..20].copy_from_slice(&crc.sum().to_le_bytes());
+    std::os::unix::fs::FileExt::write_all_at(f.as_file(), &h, 512).unwrap();
+    f
+}
+
+#[test]
+fn unusual_entry_sizes_and_counts_are_errors_not_a_panic_or_an_endless_read() {
+    // Found by fuzzing: the gpt crate asserts 128-byte entries.
+    let f = patched_gpt(84, &256u32.to_le_bytes());
+    let e = read_table(f.path()).unwrap_err().to_string();
+    assert!(e.contains("256-byte partition entries"), "{e}");
+    let f = patched_gpt(80, &(1u32 << 31).to_le_bytes());
+    let e = read_table(f.path()).unwrap_err().to_string();
+    assert!(e.contains("claims 2147483648 partition entries"), "{e}");
+    // The unpatched table still reads.
+    let f = patched_gpt(84, &128u32.to_le_bytes());
+    assert_eq!(read_table(f.path()).unwrap().len(), 2);
+}
