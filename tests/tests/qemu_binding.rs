@@ -93,23 +93,34 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
         .collect();
     assert_eq!(volume_key.len(), 128, "a 512-bit volume key: {dump}");
     let slot = binding["keyslot"].as_u64().expect("the binding's keyslot in the report");
-    // Through tang, with bounded tries while the deployed system's network comes up.
+    // Through tang and the TPM: with a DHCP lease of its own if the deployed system has
+    // no route yet, and bounded tries.
+    let net = vm
+        .run(
+            "ip -4 route | grep -q default || dhclient -1 $(ls /sys/class/net | grep -v '^lo$' | head -1) 2>&1; \
+             ip -4 -o addr show scope global; ip -4 route",
+            Duration::from_secs(300),
+        )
+        .unwrap();
     let pass = vm
         .run(
             &format!(
-                "for i in 1 2 3 4 5 6 7 8 9 10; do \
-                 clevis luks pass -d {dev} -s {slot} > /run/p 2>/dev/null && break; sleep 10; done; \
-                 base64 -w0 /run/p; rm -f /run/p"
+                "for i in 1 2 3 4 5 6; do \
+                 clevis luks pass -d {dev} -s {slot} > /run/p && break; sleep 10; done; \
+                 echo; base64 -w0 /run/p; rm -f /run/p"
             ),
             Duration::from_secs(600),
         )
         .unwrap();
+    let encoded = pass.lines().last().unwrap_or("").trim().to_string();
     let binding_pass = {
         use base64::Engine as _;
-        let raw = base64::engine::general_purpose::STANDARD.decode(pass.trim()).unwrap_or_else(|e| panic!("{e}: {pass:?}"));
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&encoded)
+            .unwrap_or_else(|e| panic!("{e}: {pass:?}\nnetwork: {net}"));
         String::from_utf8(raw).expect("a text passphrase")
     };
-    assert!(binding_pass.len() >= 32, "the binding's passphrase from clevis: {pass:?}");
+    assert!(binding_pass.len() >= 32, "the binding's passphrase from clevis: {pass:?}\nnetwork: {net}");
     let reports: String = server.posts().iter().map(|p| String::from_utf8_lossy(&p.body).into_owned()).collect();
     for (what, secret) in [
         ("the recovery passphrase", PASSPHRASE.to_string()),
