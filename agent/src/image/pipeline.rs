@@ -85,20 +85,7 @@ pub(super) fn run_pipeline(
         (join(fetch), join(decode), join(hash), join(write))
     });
     let (served, fetch_bufs) = fetched;
-    // The first real cause, in stream order; `Cancelled` only echoes it.
-    let first_error = [
-        served.as_ref().err(),
-        decoded.as_ref().err(),
-        hashed.as_ref().err(),
-        sunk.as_ref().err(),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|e| !matches!(e, ImageError::Cancelled))
-    .cloned();
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    first_cause([served.as_ref().err(), decoded.as_ref().err(), hashed.as_ref().err(), sunk.as_ref().err()])?;
     let (served, (compression, out_bufs), (written_sha256, blocks)) = (served?, decoded?, hashed?);
     sunk?;
     // Verified: now the partition table and boot code may go down.
@@ -115,6 +102,14 @@ pub(super) fn run_pipeline(
         },
     };
     finish_outcome(&mut sink, target, opts, &shared, started, produced)
+}
+
+/// The first real failure of the stages, in stream order; `Cancelled` only echoes it.
+pub(super) fn first_cause(stages: [Option<&ImageError>; 4]) -> Result<(), ImageError> {
+    match stages.into_iter().flatten().find(|e| !matches!(e, ImageError::Cancelled)) {
+        Some(e) => Err(e.clone()),
+        None => Ok(()),
+    }
 }
 
 /// Calls the progress callback every `progress_interval` until `write` finished.

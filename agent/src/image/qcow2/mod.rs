@@ -122,19 +122,12 @@ pub(super) fn write(
         (join(fetch), join(extract), join(hash), join(write))
     });
     let (served, fetch_bufs) = fetched;
-    let first_error = [
+    super::pipeline::first_cause([
         served.as_ref().err(),
         extracted.as_ref().err(),
         hashed.as_ref().err(),
         sunk.as_ref().err(),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|e| !matches!(e, ImageError::Cancelled))
-    .cloned();
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    ])?;
     let (served, out_bufs) = (served?, extracted?);
     sunk?;
     let (written_sha256, blocks) = match guest {
