@@ -172,27 +172,21 @@ finish: poweroff
         .unwrap();
     vm.login("root", "imprint", Duration::from_secs(900)).unwrap();
     let t = Duration::from_secs(300);
-    let by_id = |serial: &str, n: u32| format!("/dev/disk/by-id/virtio-{serial}-part{n}");
-
-    let open = vm
-        .run(
-            &format!("printf %s '{DATA_PHRASE}' | cryptsetup open --key-file=- {} data && echo OPENED", by_id("SN-B-0002", 1)),
-            t,
-        )
-        .unwrap();
-    assert!(open.contains("OPENED"), "the data volume opens with its passphrase: {open}");
+    // Opens the LUKS2 volume in partition 1 of the disk with `serial` as /dev/mapper/`name`.
+    let mut open = |serial: &str, phrase: &str, name: &str| {
+        let dev = format!("/dev/disk/by-id/virtio-{serial}-part1");
+        let out = vm
+            .run(&format!("printf %s '{phrase}' | cryptsetup open --key-file=- {dev} {name} && echo OPENED"), t)
+            .unwrap();
+        assert!(out.contains("OPENED"), "{dev} opens with its passphrase: {out}");
+    };
+    open("SN-B-0002", DATA_PHRASE, "data");
+    open("SN-C-0003", FS_PHRASE, "vol");
     let repair = vm.run("xfs_repair -n /dev/mapper/data; echo rc=$?", t).unwrap();
     assert!(repair.contains("rc=0"), "xfs_repair -n: {repair}");
     let blkid = vm.run("blkid -o export /dev/mapper/data", t).unwrap();
     assert!(blkid.contains("TYPE=xfs") && blkid.contains("LABEL=appdata"), "{blkid}");
 
-    let open = vm
-        .run(
-            &format!("printf %s '{FS_PHRASE}' | cryptsetup open --key-file=- {} vol && echo OPENED", by_id("SN-C-0003", 1)),
-            t,
-        )
-        .unwrap();
-    assert!(open.contains("OPENED"), "the filesystem volume opens: {open}");
     let fsck = vm.run("e2fsck -fn /dev/mapper/vol; echo rc=$?", t).unwrap();
     assert!(fsck.contains("rc=0"), "e2fsck -fn: {fsck}");
     let sizes = vm
