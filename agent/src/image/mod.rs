@@ -19,6 +19,8 @@
 mod buf;
 mod channel;
 mod decode;
+mod frames;
+mod parallel;
 mod pipeline;
 pub mod qcow2;
 mod readback;
@@ -43,8 +45,19 @@ use std::time::Duration;
 /// Upper bound of the pipeline's buffer memory, whatever the image size
 /// (decoder windows excluded: zstd's is capped at 128 MiB by default, usually 8 MiB).
 pub const PIPELINE_BUFFER_BYTES: usize = source::FETCH_BUF * source::FETCH_BUFS
-    + pipeline::OUT_BUF * pipeline::OUT_BUFS
+    + max(
+        pipeline::OUT_BUF * pipeline::OUT_BUFS,
+        parallel::BUFFER_BYTES,
+    )
     + 2 * sink::HOLD_BACK as usize;
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
 
 /// Why an image could not be written.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -190,6 +203,8 @@ pub struct WriteOptions<'a> {
     pub write_zeroes: Option<bool>,
     /// Called between writing and reading back (tests corrupt the target here).
     pub before_readback: Option<&'a (dyn Fn() + Sync)>,
+    /// Threads decoding a zstd stream of several frames (`None`: one per core, at most 4).
+    pub decoders: Option<usize>,
 }
 
 impl Default for WriteOptions<'_> {
@@ -204,6 +219,7 @@ impl Default for WriteOptions<'_> {
             readback: false,
             write_zeroes: None,
             before_readback: None,
+            decoders: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use super::decode::{self, detect, Compression, Decoder};
 use super::readback::{read_back, Written};
 use super::sink::{is_zero, Sink, ZERO_BLOCK};
 use super::source::{self, Fetcher, Shared};
-use super::{qcow2, verify, ImageError, Progress, WriteOptions, WriteOutcome};
+use super::{parallel, qcow2, verify, ImageError, Progress, WriteOptions, WriteOutcome};
 use crate::plan::Digest;
 use crate::units::Bytes;
 use std::io::{self, BufRead, Read};
@@ -33,7 +33,7 @@ pub(super) struct PoolUse {
 }
 
 /// A message after the decoder: a buffer of output, or the verified end.
-enum Out {
+pub(super) enum Out {
     /// Output, and a mask of its all-zero blocks once the hash stage looked.
     Data(buf::Pooled, u64),
     End,
@@ -73,10 +73,11 @@ pub(super) fn run_pipeline(
         fetch_tx,
     );
     let input = ChannelReader::new(fetch_rx, digest.clone());
+    let decoders = opts.decoders.unwrap_or_else(parallel::decoders);
 
     let (fetched, decoded, hashed, sunk) = std::thread::scope(|s| {
         let fetch = s.spawn(move || fetcher.run());
-        let decode = s.spawn(|| stage(&shared, || decode_stage(input, dec_tx, &shared)));
+        let decode = s.spawn(|| stage(&shared, || decode_stage(input, decoders, dec_tx, &shared)));
         let keep = opts.readback;
         let shared_ref = &*shared;
         let hash = s.spawn(move || stage(shared_ref, || hash_stage(dec_rx, hash_tx, keep)));
@@ -85,7 +86,12 @@ pub(super) fn run_pipeline(
         (join(fetch), join(decode), join(hash), join(write))
     });
     let (served, fetch_bufs) = fetched;
-    first_cause([served.as_ref().err(), decoded.as_ref().err(), hashed.as_ref().err(), sunk.as_ref().err()])?;
+    first_cause([
+        served.as_ref().err(),
+        decoded.as_ref().err(),
+        hashed.as_ref().err(),
+        sunk.as_ref().err(),
+    ])?;
     let (served, (compression, out_bufs), (written_sha256, blocks)) = (served?, decoded?, hashed?);
     sunk?;
     // Verified: now the partition table and boot code may go down.
@@ -106,7 +112,11 @@ pub(super) fn run_pipeline(
 
 /// The first real failure of the stages, in stream order; `Cancelled` only echoes it.
 pub(super) fn first_cause(stages: [Option<&ImageError>; 4]) -> Result<(), ImageError> {
-    match stages.into_iter().flatten().find(|e| !matches!(e, ImageError::Cancelled)) {
+    match stages
+        .into_iter()
+        .flatten()
+        .find(|e| !matches!(e, ImageError::Cancelled))
+    {
         Some(e) => Err(e.clone()),
         None => Ok(()),
     }
@@ -293,21 +303,11 @@ pub(super) fn drain(input: &mut ChannelReader, compression: Compression) -> Resu
 }
 
 fn decode_stage(
-    input: ChannelReader,
+    mut input: ChannelReader,
+    decoders: usize,
     tx: SyncSender<Out>,
     shared: &Shared,
 ) -> Result<(Compression, usize), ImageError> {
-    let mut pool = Pool::new(OUT_BUF, OUT_BUFS);
-    let result = decode_into(input, &mut pool, tx, shared);
-    result.map(|c| (c, pool.allocated()))
-}
-
-fn decode_into(
-    mut input: ChannelReader,
-    pool: &mut Pool,
-    tx: SyncSender<Out>,
-    shared: &Shared,
-) -> Result<Compression, ImageError> {
     let prefix = input
         .fill_buf()
         .map_err(|e| image_error(e).unwrap_or(ImageError::Cancelled))?;
@@ -316,6 +316,23 @@ fn decode_into(
     if compression == Compression::None && qcow2::is_qcow2(prefix) {
         return Err(ImageError::Qcow2Detected);
     }
+    if compression == Compression::Zstd {
+        let allocated = parallel::decode_zstd(input, decoders, tx, shared)?;
+        return Ok((compression, allocated));
+    }
+    let mut pool = Pool::new(OUT_BUF, OUT_BUFS);
+    decode_into(input, compression, &mut pool, tx, shared)?;
+    Ok((compression, pool.allocated()))
+}
+
+/// Decodes on this thread (xz, gzip, or nothing to decode).
+fn decode_into(
+    input: ChannelReader,
+    compression: Compression,
+    pool: &mut Pool,
+    tx: SyncSender<Out>,
+    shared: &Shared,
+) -> Result<Compression, ImageError> {
     let mut decoder = Decoder::new(compression, input).map_err(|e| ImageError::Decode {
         compression,
         cause: e.to_string(),

@@ -1,7 +1,7 @@
 //! End-to-end tests of the image pipeline against the harness HTTP server,
 //! onto regular files and loop devices (512- and 4096-byte sectors).
 
-use super::pipeline::{self, OUT_BUF, OUT_BUFS};
+use super::pipeline;
 use super::*;
 use crate::plan::DigestAlgorithm;
 use crate::units::MIB;
@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 mod network;
+mod parallel;
 mod qcow2;
 mod readback;
 mod targets;
@@ -205,6 +206,9 @@ fn check_outcome(o: &WriteOutcome, c: Compression, served: &[u8], alg: DigestAlg
         sha(alg, served),
         "the digest reported is that of the bytes as served"
     );
-    assert_eq!(o.written_sha256, None, "the written bytes are hashed for a read-back only");
+    assert_eq!(
+        o.written_sha256, None,
+        "the written bytes are hashed for a read-back only"
+    );
     assert_eq!(o.readback_sha256, None, "no read-back unless asked");
 }
