@@ -39,6 +39,49 @@ pub(crate) enum Next {
     End,
 }
 
+/// What the walker learnt of a frame while passing it on: enough to tell a frame
+/// of zeros (most of a disk image) without decoding all of it.
+pub(crate) struct Outline {
+    /// The frame header descriptor's flags.
+    fhd: u8,
+    /// Bytes before the first block (magic, descriptor, window, dictionary id, size).
+    header_len: usize,
+    /// Bytes of the first block, its header included.
+    first_block_len: usize,
+    /// If every block after the first is an RLE block of zero bytes: what they decode to.
+    zeros_after_first: Option<u64>,
+}
+
+impl Outline {
+    /// If the frame may be all zeros, a frame of its first block alone (no content
+    /// size, no checksum) to decode and look at; `frame` is the whole frame.
+    ///
+    /// zstd never writes a frame's first block as an RLE block, so a frame of
+    /// zeros is a short compressed block and then RLE blocks; decoding the first
+    /// block alone (at most 128 KiB) tells whether the frame is zeros. Only for
+    /// frames with a window descriptor and no dictionary, whose header can be
+    /// reused as it is.
+    pub(crate) fn first_block_frame(&self, frame: &[u8]) -> Option<Vec<u8>> {
+        self.zeros_after_first?;
+        if self.fhd & 0x23 != 0 || frame.len() < self.header_len + self.first_block_len {
+            return None;
+        }
+        let mut mini = FRAME_MAGIC.to_le_bytes().to_vec();
+        // Descriptor: no content size, multi-segment, no checksum, no dictionary.
+        mini.extend_from_slice(&[0x00, frame[5]]);
+        let block = self.header_len..self.header_len + self.first_block_len;
+        mini.extend_from_slice(&frame[block]);
+        // The first block becomes the last.
+        mini[6] |= 1;
+        Some(mini)
+    }
+
+    /// Bytes the blocks after the first decode to, if all are RLE blocks of zeros.
+    pub(crate) fn zeros_after_first(&self) -> Option<u64> {
+        self.zeros_after_first
+    }
+}
+
 /// Walks a zstd stream frame by frame over a `BufRead`, counting bytes for messages.
 pub(crate) struct FrameWalker<'a, R: BufRead> {
     input: &'a mut R,
@@ -84,7 +127,7 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
     pub(crate) fn frame(
         &mut self,
         out: &mut dyn FnMut(&[u8]) -> Result<(), FrameError>,
-    ) -> Result<(), FrameError> {
+    ) -> Result<Outline, FrameError> {
         let start = self.pos - 4;
         out(&FRAME_MAGIC.to_le_bytes())?;
         let mut fhd = [0u8; 1];
@@ -107,6 +150,12 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
         };
         let header = (window + dict_id + content_size) as u64;
         self.copy(header, out, "a frame header")?;
+        let mut outline = Outline {
+            fhd,
+            header_len: 5 + header as usize,
+            first_block_len: 0,
+            zeros_after_first: Some(0),
+        };
         loop {
             let mut bh = [0u8; 3];
             self.take(&mut bh, "a block header")?;
@@ -114,9 +163,25 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
             let bh = u32::from_le_bytes([bh[0], bh[1], bh[2], 0]);
             let last = bh & 1 == 1;
             let size = (bh >> 3) as usize;
+            let first = outline.first_block_len == 0;
             let payload = match (bh >> 1) & 3 {
                 0 | 2 if size <= BLOCK_MAX => size,
-                1 => 1,
+                1 => {
+                    let mut byte = [0u8; 1];
+                    self.take(&mut byte, "a block")?;
+                    out(&byte)?;
+                    if first {
+                        outline.first_block_len = 4;
+                    } else if byte[0] == 0 {
+                        outline.zeros_after_first = outline.zeros_after_first.map(|z| z + size as u64);
+                    } else {
+                        outline.zeros_after_first = None;
+                    }
+                    if last {
+                        break;
+                    }
+                    continue;
+                }
                 3 => {
                     return Err(FrameError::Format(format!(
                         "the frame at byte {start} has a block of the reserved type at byte {}",
@@ -131,6 +196,12 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
                 }
             };
             self.copy(payload as u64, out, "a block")?;
+            if first {
+                outline.first_block_len = 3 + payload;
+            } else if payload > 0 {
+                // (An empty raw block, which streaming compressors end frames with, adds nothing.)
+                outline.zeros_after_first = None;
+            }
             if last {
                 break;
             }
@@ -138,7 +209,7 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
         if fhd & 0x04 != 0 {
             self.copy(4, out, "a frame checksum")?;
         }
-        Ok(())
+        Ok(outline)
     }
 
     /// Reads exactly `buf.len()` bytes.
@@ -240,6 +311,56 @@ mod tests {
         let stream = [&skip[..], &a, &b, &skip, &c, &d, &e, &skip].concat();
         let got = frames(&stream).unwrap();
         assert_eq!(got, vec![a, b, c, d, e]);
+    }
+
+    /// The frame's outline and, if it may be zeros, what its first block decodes to.
+    fn probe(frame: &[u8]) -> (Option<u64>, Option<Vec<u8>>) {
+        let mut input = frame;
+        let mut w = FrameWalker::new(&mut input);
+        assert!(matches!(w.next(), Ok(Next::Frame)));
+        let outline = w.frame(&mut |_| Ok(())).unwrap();
+        let first = outline
+            .first_block_frame(frame)
+            .map(|mini| zstd::bulk::decompress(&mini, 128 << 10).unwrap());
+        (outline.zeros_after_first(), first)
+    }
+
+    #[test]
+    fn a_frame_of_zeros_is_told_by_its_first_block_alone() {
+        let c = |data: &[u8]| {
+            let mut c = zstd::bulk::Compressor::new(3).unwrap();
+            c.include_checksum(true).unwrap();
+            c.compress(data).unwrap()
+        };
+        // As compressed in one go, and ending on an empty raw block as streaming
+        // compressors (`pzstd`) end frames: the last RLE block is not last any more.
+        let streamed = {
+            let mut f = zstd::bulk::compress(&vec![0u8; 8 << 20], 3).unwrap();
+            let last_rle = f.len() - 4;
+            assert_eq!(f[last_rle] & 0b111, 0b011, "the frame ends on an RLE block");
+            f[last_rle] &= !1;
+            f.extend_from_slice(&[0x01, 0x00, 0x00]);
+            assert_eq!(zstd::bulk::decompress(&f, 8 << 20).unwrap(), vec![0u8; 8 << 20]);
+            f
+        };
+        for frame in [c(&vec![0u8; 8 << 20]), streamed] {
+            let (rest, first) = probe(&frame);
+            let first = first.expect("a frame of zeros is probed");
+            assert!(first.iter().all(|&b| b == 0));
+            assert_eq!(first.len() as u64 + rest.unwrap(), 8 << 20);
+        }
+        // Zeros with one byte set near the end: a compressed block there, not RLE.
+        let mut nearly = vec![0u8; 8 << 20];
+        nearly[(8 << 20) - 1000] = 1;
+        assert_eq!(probe(&c(&nearly)).0, None);
+        // A constant other than zero is RLE too, but not zeros.
+        let (rest, first) = probe(&c(&vec![7u8; 4 << 20]));
+        assert!(rest.is_none() || first.is_some_and(|f| f.iter().any(|&b| b != 0)));
+        // Data in the first block only: probed, and the probe sees the data.
+        let mut head = vec![0u8; 4 << 20];
+        head[10] = 9;
+        let (rest, first) = probe(&c(&head));
+        assert!(rest.is_some() && first.is_some_and(|f| f[10] == 9));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use super::buf::{Pool, Pooled};
 use super::channel::ChannelReader;
 use super::decode::Compression;
-use super::frames::{FrameError, FrameWalker, Next};
+use super::frames::{FrameError, FrameWalker, Next, Outline};
 use super::pipeline::{drain, image_error, Out};
 use super::sink::ZERO_BLOCK;
 use super::source::Shared;
@@ -33,6 +33,8 @@ pub(super) const DEC_BUFS: usize = 3;
 pub(super) const CHUNK: usize = 512 << 10;
 /// Compressed pieces queued for each decoder.
 const CHUNK_DEPTH: usize = 2;
+/// The most one zstd block decodes to.
+const BLOCK_OUT: usize = 128 << 10;
 /// Buffers the merge may use to realign frames that are not whole MiBs.
 pub(super) const MERGE_BUFS: usize = 2;
 
@@ -43,6 +45,8 @@ pub(super) const BUFFER_BYTES: usize =
 /// To a decoder: compressed bytes of a frame (the flag marks the frame's last piece).
 enum Job {
     Piece(Pooled, bool),
+    /// A frame that decodes to this many zero bytes (seen without decoding it).
+    Zeros(u64),
     /// No more frames.
     Finish,
 }
@@ -50,6 +54,7 @@ enum Job {
 /// From a decoder: decoded bytes, the end of the current frame, or the end of all.
 enum Decoded {
     Data(Pooled),
+    Zeros(u64),
     FrameEnd,
     Finished,
 }
@@ -82,7 +87,9 @@ pub(super) fn decode_zstd(
             .zip(dec_txs)
             .map(|(rx, tx)| s.spawn(move || decode_frames(rx, tx, shared)))
             .collect();
-        let merged = merge(dec_rxs, tx, shared);
+        // The merge only borrows `tx`: until the stream is drained below, the
+        // stages after it must wait, not end and cancel the download.
+        let merged = merge(dec_rxs, &tx, shared);
         let cut = super::pipeline::join(cutter);
         let decoded: Vec<_> = workers.into_iter().map(super::pipeline::join).collect();
         (cut, decoded, merged)
@@ -131,6 +138,7 @@ fn cut(
     let mut walker = FrameWalker::new(input);
     let cancelled = || FrameError::Read(std::io::Error::other(ImageError::Cancelled));
     let mut frame = 0usize;
+    let mut probe = Vec::new();
     let result = loop {
         match walker.next() {
             Ok(Next::End) => break Ok(()),
@@ -139,11 +147,13 @@ fn cut(
         }
         let to = &jobs[frame % jobs.len()];
         let mut piece: Option<Pooled> = None;
-        let sent = walker.frame(&mut |mut bytes: &[u8]| {
+        let mut whole = true;
+        let outline = walker.frame(&mut |mut bytes: &[u8]| {
             while !bytes.is_empty() {
                 if piece.as_ref().is_some_and(|p| p.len() == p.capacity()) {
                     let full = piece.take().expect("a full piece");
                     to.send(Job::Piece(full, false)).map_err(|_| cancelled())?;
+                    whole = false;
                 }
                 if piece.is_none() {
                     piece = Some(pool.get(&shared.cancel).ok_or_else(cancelled)?);
@@ -157,12 +167,17 @@ fn cut(
             }
             Ok(())
         });
-        if let Err(e) = sent {
-            break Err(e);
-        }
+        let outline = match outline {
+            Ok(o) => o,
+            Err(e) => break Err(e),
+        };
         // A frame has at least its magic, so there is a last piece to mark.
         let last = piece.take().expect("a frame's last piece");
-        if to.send(Job::Piece(last, true)).is_err() {
+        let job = match whole.then(|| zero_frame(&outline, &last, &mut probe)).flatten() {
+            Some(len) => Job::Zeros(len),
+            None => Job::Piece(last, true),
+        };
+        if to.send(job).is_err() {
             break Err(cancelled());
         }
         frame += 1;
@@ -181,6 +196,21 @@ fn cut(
     }
 }
 
+/// If the frame in `bytes` decodes to zeros only, how many: its first block is
+/// decoded (into `probe`), the rest are RLE blocks of zeros by its outline. Its
+/// checksum goes unchecked, as for no other frame: the served digest covers it.
+fn zero_frame(outline: &Outline, bytes: &[u8], probe: &mut Vec<u8>) -> Option<u64> {
+    let rest = outline.zeros_after_first()?;
+    let mini = outline.first_block_frame(bytes)?;
+    probe.clear();
+    probe.reserve(BLOCK_OUT);
+    let n = zstd::bulk::Decompressor::new()
+        .ok()?
+        .decompress_to_buffer(&mini, probe)
+        .ok()?;
+    super::sink::is_zero(&probe[..n]).then_some(n as u64 + rest)
+}
+
 /// One decoder: decodes each frame it is handed into its own buffers.
 fn decode_frames(
     rx: Receiver<Job>,
@@ -194,6 +224,11 @@ fn decode_frames(
     loop {
         let (piece, last) = match rx.recv() {
             Ok(Job::Piece(p, last)) => (p, last),
+            Ok(Job::Zeros(len)) => {
+                send(Decoded::Zeros(len))?;
+                send(Decoded::FrameEnd)?;
+                continue;
+            }
             Ok(Job::Finish) => {
                 // The merge stops at the first decoder with nothing left, which may
                 // not be this one: it need not hear from this one again.
@@ -246,7 +281,7 @@ fn decode_frames(
 /// is not whole MiBs is realigned by copying, whole ones pass as they are.
 fn merge(
     from: Vec<Receiver<Decoded>>,
-    tx: SyncSender<Out>,
+    tx: &SyncSender<Out>,
     shared: &Shared,
 ) -> Result<usize, ImageError> {
     let mut pool = Pool::new(DEC_BUF, MERGE_BUFS);
@@ -257,6 +292,30 @@ fn merge(
     loop {
         let b = match from[turn].recv() {
             Ok(Decoded::Data(b)) => b,
+            Ok(Decoded::Zeros(len)) => {
+                first = false;
+                if staged.is_none() && len % ZERO_BLOCK as u64 == 0 {
+                    tx.send(Out::Zeros(len)).map_err(|_| ImageError::Cancelled)?;
+                    continue;
+                }
+                // Not whole MiBs, or after such a frame: zeros written out as data.
+                let mut left = len;
+                while left > 0 {
+                    let s = match staged.as_mut() {
+                        Some(s) => s,
+                        None => staged.insert(pool.get(&shared.cancel).ok_or(ImageError::Cancelled)?),
+                    };
+                    let len = s.len();
+                    let n = left.min((s.capacity() - len) as u64) as usize;
+                    s.spare()[len..len + n].fill(0);
+                    s.set_len(len + n);
+                    left -= n as u64;
+                    if s.len() == s.capacity() {
+                        send(staged.take().expect("a full staging buffer"))?;
+                    }
+                }
+                continue;
+            }
             Ok(Decoded::FrameEnd) => {
                 turn = (turn + 1) % from.len();
                 continue;

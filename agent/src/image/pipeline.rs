@@ -36,6 +36,8 @@ pub(super) struct PoolUse {
 pub(super) enum Out {
     /// Output, and a mask of its all-zero blocks once the hash stage looked.
     Data(buf::Pooled, u64),
+    /// This many zero bytes, whole [`ZERO_BLOCK`]s from a block boundary, never materialised.
+    Zeros(u64),
     End,
 }
 
@@ -397,6 +399,12 @@ fn hash_stage(
                 tx.send(Out::Data(b, zeros))
                     .map_err(|_| ImageError::Cancelled)?;
             }
+            Ok(Out::Zeros(len)) => {
+                if readback {
+                    (0..len / ZERO_BLOCK as u64).for_each(|_| digest.push_zero());
+                }
+                tx.send(Out::Zeros(len)).map_err(|_| ImageError::Cancelled)?;
+            }
             Ok(Out::End) => {
                 tx.send(Out::End).map_err(|_| ImageError::Cancelled)?;
                 if !readback {
@@ -415,6 +423,10 @@ fn sink_stage(sink: &mut Sink, rx: Receiver<Out>, shared: &Shared) -> Result<(),
         match rx.recv() {
             Ok(Out::Data(b, zeros)) => {
                 sink.write_blocks(&b, Some(zeros))?;
+                shared.written.store(sink.offset(), Ordering::Relaxed);
+            }
+            Ok(Out::Zeros(len)) => {
+                sink.write_zeros(len)?;
                 shared.written.store(sink.offset(), Ordering::Relaxed);
             }
             Ok(Out::End) => return sink.finish(),

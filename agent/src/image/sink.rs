@@ -227,6 +227,47 @@ impl Sink {
         Ok(())
     }
 
+    /// Accepts `len` bytes known to be zero without looking at them: whole
+    /// [`ZERO_BLOCK`]s, the output so far being whole blocks too.
+    pub(crate) fn write_zeros(&mut self, len: u64) -> Result<(), ImageError> {
+        let block = ZERO_BLOCK as u64;
+        debug_assert!(
+            self.offset % block == 0 && len % block == 0,
+            "zero runs are whole blocks"
+        );
+        let end = self.offset + len;
+        if let Kind::Block { size, .. } = self.kind {
+            if end > size {
+                return Err(ImageError::TooLarge {
+                    path: self.path.clone(),
+                    capacity: size,
+                    needed: end,
+                });
+            }
+        }
+        let mut at = self.offset;
+        if at < HOLD_BACK {
+            let held = (HOLD_BACK - at).min(len) as usize;
+            let head_len = self.head.len().max(at as usize + held);
+            self.head.set_len(head_len);
+            self.head[at as usize..at as usize + held].fill(0);
+            at += held as u64;
+        }
+        if at < end {
+            self.pending_zero = match self.pending_zero {
+                Some((s, l)) if s + l == at => Some((s, l + end - at)),
+                other => {
+                    if let Some((s, l)) = other {
+                        self.apply_zeros(s, l)?;
+                    }
+                    Some((at, end - at))
+                }
+            };
+        }
+        self.offset = end;
+        Ok(())
+    }
+
     /// Prepares for writes in any order ([`Sink::write_at`], [`Sink::zero_at`]) of an image of
     /// `len` bytes: refuses one larger than a block device before anything is written.
     pub(crate) fn begin_random(&mut self, len: u64) -> Result<(), ImageError> {
