@@ -61,9 +61,15 @@ fuzz: deps
 
 # Image-writer benchmark against curl|zstd|dd and qemu-img convert (needs root and
 # loop devices); builds its test images into target/bench/, results into out/bench/.
-# Then the boot bench (initramfs size, boot-to-report phases, least RAM).
+# The agent is built a second time with the feature bench-unverified (no hashing of the
+# served bytes, so the bench measures what inline sha256 costs), in a target directory
+# of its own so it never lands in out/. Then the boot bench (initramfs size,
+# boot-to-report phases, least RAM).
+BENCH_UNVERIFIED = $${CARGO_TARGET_DIR:-target}/bench-unverified
 bench: all
 	$(ENV) cargo build --release -p imprint-tests --bin imprint-bench
+	$(ENV) CARGO_TARGET_DIR=$(BENCH_UNVERIFIED) cargo build --release -p imprint --features bench-unverified
 	$${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/imprint-bench \
-	  --imprint out/imprint --cache $${CARGO_TARGET_DIR:-target}/bench --out out/bench
+	  --imprint out/imprint --unverified $(BENCH_UNVERIFIED)/x86_64-unknown-linux-musl/release/imprint \
+	  --cache $${CARGO_TARGET_DIR:-target}/bench --out out/bench
 	$(MAKE) bench-boot

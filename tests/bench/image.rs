@@ -1,6 +1,8 @@
 //! The bench's test image: a sparse raw disk image, a quarter (or a given share)
 //! real data from files on this machine in realistic runs, the rest zeros;
-//! compressed with the `zstd` CLI. Both are cached under a content key.
+//! compressed twice at the same level: by `pzstd` into independent 8 MiB frames
+//! (the file the bench serves) and by `zstd` into one frame. All three are cached
+//! under a content key.
 
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -12,15 +14,30 @@ use std::time::Instant;
 
 const MIB: u64 = 1 << 20;
 
+/// zstd level of both compressed forms.
+pub const LEVEL: &str = "-3";
+
+/// One compressed form of the image.
+#[derive(Debug, Clone)]
+pub struct Compressed {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// What a client checks the download against.
+    pub sha256: String,
+    /// zstd frames holding data (skippable frames not counted).
+    pub frames: u64,
+}
+
 /// A built (or cached) bench image.
 #[derive(Debug, Clone)]
 pub struct BenchImage {
     pub raw: PathBuf,
-    pub zst: PathBuf,
+    /// `pzstd`'s independent frames: the file served to every decoding contender.
+    pub zst: Compressed,
+    /// `zstd`'s single frame: the same bytes, decodable on one core only.
+    pub single: Compressed,
     pub size: u64,
     pub data_bytes: u64,
-    pub zst_bytes: u64,
-    pub zst_sha256: String,
     /// 1 MiB blocks holding any data (those imprint hashes; the rest are zero).
     pub data_blocks: u64,
 }
@@ -103,16 +120,17 @@ pub fn build(cache: &Path, size: u64, data_share: f64) -> BenchImage {
     let need: u64 = runs.iter().map(|r| r.1).sum();
     let files = data_files(need);
     let mut key = Sha256::new();
-    key.update(format!("bench-image-v1 {size} {data_share}\n"));
+    key.update(format!("bench-image-v2 {size} {data_share}\n"));
     for (p, len) in &files {
         key.update(format!("{} {len}\n", p.display()));
     }
     let key = &hex::encode(key.finalize())[..16];
     let dir = cache.join(format!("{}g-{key}", size >> 30));
     let raw = dir.join("image.raw");
-    let zst = dir.join("image.raw.zst");
+    let frames = dir.join("frames.raw.zst");
+    let single = dir.join("single.raw.zst");
     let meta = dir.join("meta.json");
-    if let Some(img) = read_meta(&meta, &raw, &zst) {
+    if let Some(img) = read_meta(&meta, &raw, &frames, &single) {
         return img;
     }
     fs::create_dir_all(&dir).expect("creating the bench cache directory");
@@ -156,29 +174,27 @@ pub fn build(cache: &Path, size: u64, data_share: f64) -> BenchImage {
         written += len;
     }
     drop(out);
-    eprintln!("bench: compressing with zstd -3 -T0 ...");
-    let st = Command::new("zstd")
-        .args(["-q", "-f", "-3", "-T0"])
-        .arg(&raw)
-        .arg("-o")
-        .arg(&zst)
-        .status()
-        .expect("running zstd");
-    assert!(st.success(), "zstd failed");
-    let zst_sha256 = sha256_file(&zst);
+    // pzstd cuts its input into 8 MiB pieces (4 windows at this level) whatever its
+    // thread count, so the file does not depend on the machine that made it.
+    let frames = compress("pzstd", &["-q", "-f", LEVEL], &raw, &frames);
+    assert!(
+        frames.frames > 1,
+        "pzstd wrote a single frame: {}",
+        frames.path.display()
+    );
+    let single = compress("zstd", &["-q", "-f", LEVEL, "-T0"], &raw, &single);
     let img = BenchImage {
-        zst_bytes: fs::metadata(&zst).map(|m| m.len()).unwrap_or(0),
         raw,
-        zst,
+        zst: frames,
+        single,
         size,
         data_bytes: written,
-        zst_sha256,
         data_blocks: blocks_touched(&runs),
     };
+    let form = |c: &Compressed| serde_json::json!({"bytes": c.bytes, "sha256": c.sha256, "frames": c.frames});
     let m = serde_json::json!({
-        "size": img.size, "data_bytes": img.data_bytes,
-        "zst_bytes": img.zst_bytes, "zst_sha256": img.zst_sha256,
-        "data_blocks": img.data_blocks,
+        "size": img.size, "data_bytes": img.data_bytes, "data_blocks": img.data_blocks,
+        "frames": form(&img.zst), "single": form(&img.single),
     });
     let mut f = File::create(&meta).expect("writing meta.json");
     f.write_all(m.to_string().as_bytes())
@@ -187,20 +203,67 @@ pub fn build(cache: &Path, size: u64, data_share: f64) -> BenchImage {
     img
 }
 
-fn read_meta(meta: &Path, raw: &Path, zst: &Path) -> Option<BenchImage> {
+/// Compresses `raw` into `out` with `tool` (`zstd` or `pzstd`) and describes the result.
+fn compress(tool: &str, args: &[&str], raw: &Path, out: &Path) -> Compressed {
+    eprintln!("bench: compressing with {tool} {} ...", args.join(" "));
+    let st = Command::new(tool)
+        .args(args)
+        .arg(raw)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .unwrap_or_else(|e| panic!("running {tool} (Debian package zstd): {e}"));
+    assert!(st.success(), "{tool} failed compressing {}", raw.display());
+    Compressed {
+        path: out.to_path_buf(),
+        bytes: fs::metadata(out).map(|m| m.len()).unwrap_or(0),
+        sha256: sha256_file(out),
+        frames: count_frames(out),
+    }
+}
+
+/// zstd frames in a file as `pzstd` writes it: each one after a skippable frame
+/// holding its compressed size. A file that does not start so counts as one frame.
+fn count_frames(p: &Path) -> u64 {
+    let f = File::open(p).expect("opening a compressed image");
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let (mut pos, mut frames) = (0, 0);
+    let mut head = [0u8; 12];
+    while pos + 12 <= len {
+        f.read_exact_at(&mut head, pos)
+            .expect("reading a compressed image");
+        let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        if word(0) & 0xFFFF_FFF0 != 0x184D_2A50 || word(4) != 4 {
+            break;
+        }
+        frames += 1;
+        pos += 12 + u64::from(word(8));
+    }
+    frames.max(1)
+}
+
+fn read_meta(meta: &Path, raw: &Path, frames: &Path, single: &Path) -> Option<BenchImage> {
     let v: serde_json::Value = serde_json::from_slice(&fs::read(meta).ok()?).ok()?;
-    let zst_bytes = v["zst_bytes"].as_u64()?;
     let size = v["size"].as_u64()?;
-    if fs::metadata(zst).ok()?.len() != zst_bytes || fs::metadata(raw).ok()?.len() != size {
+    if fs::metadata(raw).ok()?.len() != size {
         return None;
     }
+    let form = |v: &serde_json::Value, path: &Path| {
+        let bytes = v["bytes"].as_u64()?;
+        (fs::metadata(path).ok()?.len() == bytes).then_some(())?;
+        Some(Compressed {
+            path: path.to_path_buf(),
+            bytes,
+            sha256: v["sha256"].as_str()?.to_string(),
+            frames: v["frames"].as_u64()?,
+        })
+    };
     Some(BenchImage {
         raw: raw.to_path_buf(),
-        zst: zst.to_path_buf(),
+        zst: form(&v["frames"], frames)?,
+        single: form(&v["single"], single)?,
         size,
         data_bytes: v["data_bytes"].as_u64()?,
-        zst_bytes,
-        zst_sha256: v["zst_sha256"].as_str()?.to_string(),
         data_blocks: v["data_blocks"].as_u64()?,
     })
 }

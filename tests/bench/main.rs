@@ -1,8 +1,12 @@
 //! `make bench`: imprint's image writer side by side with `curl | zstd | dd` and
 //! `qemu-img convert`, onto loop devices, with a table and JSON results.
 //!
-//! Usage: imprint-bench --imprint out/imprint [--cache target/bench] [--out out/bench]
-//!        [--size-gib 4] [--reps 2] [--no-large]
+//! Usage: imprint-bench --imprint out/imprint [--unverified PATH] [--cache target/bench]
+//!        [--out out/bench] [--size-gib 4] [--reps 3] [--no-large]
+//!
+//! The served file is `pzstd`'s: independent frames a decoder may spread over cores.
+//! `--unverified` names an imprint built with the `bench-unverified` feature (served
+//! bytes not hashed): inline sha256 costs what it saves in wall time.
 
 mod image;
 mod run;
@@ -18,8 +22,12 @@ use std::time::Instant;
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
+/// What a `bench-unverified` build says on stderr when it starts (agent/src/main.rs).
+const UNVERIFIED_BANNER: &str = "DOES NOT VERIFY";
+
 struct Args {
     imprint: PathBuf,
+    unverified: Option<PathBuf>,
     cache: PathBuf,
     out: PathBuf,
     size_gib: u64,
@@ -30,6 +38,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         imprint: "out/imprint".into(),
+        unverified: None,
         cache: "target/bench".into(),
         out: "out/bench".into(),
         size_gib: 4,
@@ -41,6 +50,7 @@ fn args() -> Args {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
         match k.as_str() {
             "--imprint" => a.imprint = v().into(),
+            "--unverified" => a.unverified = Some(v().into()),
             "--cache" => a.cache = v().into(),
             "--out" => a.out = v().into(),
             "--size-gib" => a.size_gib = v().parse().expect("--size-gib N"),
@@ -49,19 +59,38 @@ fn args() -> Args {
             other => panic!("unknown argument {other}"),
         }
     }
+    assert!(a.reps > 0, "--reps must be at least 1");
     a
 }
 
-/// The best (shortest) of the samples, and all of them.
+/// The run with the shortest wall time.
+fn best_sample(samples: &[Sample]) -> &Sample {
+    samples
+        .iter()
+        .min_by(|a, b| a.secs.total_cmp(&b.secs))
+        .expect("every contender ran at least once")
+}
+
+/// The shortest wall time of the samples.
 fn best(samples: &[Sample]) -> f64 {
-    samples.iter().map(|s| s.secs).fold(f64::INFINITY, f64::min)
+    best_sample(samples).secs
 }
 
 fn samples_json(samples: &[Sample]) -> serde_json::Value {
     json!(samples
         .iter()
-        .map(|s| json!({"secs": s.secs, "max_rss_kib": s.max_rss_kib}))
+        .map(|s| json!({"secs": s.secs, "max_rss_kib": s.max_rss_kib,
+                        "user_secs": s.user_secs, "sys_secs": s.sys_secs}))
         .collect::<Vec<_>>())
+}
+
+/// A contender's JSON entry: best wall time, and every sample.
+fn entry_json(samples: &[Sample]) -> serde_json::Value {
+    json!({"best_secs": best(samples), "samples": samples_json(samples)})
+}
+
+fn form_json(c: &image::Compressed) -> serde_json::Value {
+    json!({"bytes": c.bytes, "sha256": c.sha256, "frames": c.frames})
 }
 
 /// Runs `make` `reps` times on fresh loop devices; a failed run aborts the bench.
@@ -130,46 +159,86 @@ fn main() {
     let small = image::build(&a.cache, a.size_gib * GIB, 0.25);
     let rundir = a.cache.join("run");
     let server = Server::start();
-    server.serve_file("/image.raw.zst", &small.zst);
-    server.serve_file("/drop.raw.zst", &small.zst);
+    server.serve_file("/image.raw.zst", &small.zst.path);
+    server.serve_file("/single.raw.zst", &small.single.path);
+    server.serve_file("/drop.raw.zst", &small.zst.path);
     server.set_fault("/drop.raw.zst", Fault::DropEvery(256 * MIB));
     let url = server.url("/image.raw.zst");
+    let single_url = server.url("/single.raw.zst");
     let drop_url = server.url("/drop.raw.zst");
     // Streamed: a large allocation here would count in every child's peak RSS (see run.rs).
-    let sha512 = image::sha512_file(&small.zst);
-    let d256 = ("--sha256", small.zst_sha256.as_str());
+    let sha512 = image::sha512_file(&small.zst.path);
+    let d256 = ("--sha256", small.zst.sha256.as_str());
+    let d256_single = ("--sha256", small.single.sha256.as_str());
     let bin = a.imprint.clone();
     let wz = Loop::new(&rundir, MIB).write_zeroes_max();
     eprintln!(
-        "bench: {} GiB image, {} MiB data, {} MiB zstd; loop write_zeroes_max_bytes = {wz}",
+        "bench: {} GiB image, {} MiB data, {} MiB zstd in {} frames ({} MiB single-frame); loop write_zeroes_max_bytes = {wz}",
         small.size >> 30,
         small.data_bytes >> 20,
-        small.zst_bytes >> 20
+        small.zst.bytes >> 20,
+        small.zst.frames,
+        small.single.bytes >> 20
     );
 
-    // Correctness first: imprint's result is byte-identical to the raw image.
-    {
+    // Correctness first: imprint's result is byte-identical to the raw image, from
+    // the multi-frame file every decoding contender gets and from the single frame.
+    for (what, u, d) in [
+        ("multi-frame", &url, d256),
+        ("single-frame", &single_url, d256_single),
+    ] {
         let lo = Loop::new(&rundir, small.size);
-        let s = timed(imprint_cmd(&bin, &url, d256, &lo.dev, &[]));
-        assert!(s.ok, "imprint failed:\n{}", s.stderr);
+        let s = timed(imprint_cmd(&bin, u, d, &lo.dev, &[]));
+        assert!(s.ok, "imprint ({what}) failed:\n{}", s.stderr);
         assert!(
             run::same_content(&lo.dev, &small.raw, small.size),
-            "the device imprint wrote differs from image.raw"
+            "the device imprint wrote from the {what} file differs from image.raw"
         );
         eprintln!(
-            "bench: warm-up run {:.2} s; content verified with cmp",
+            "bench: warm-up run ({what}) {:.2} s; content verified with cmp",
             s.secs
         );
+    }
+    // The unverified build must be one: it says so, and accepts a wrong digest.
+    if let Some(u) = &a.unverified {
+        let lo = Loop::new(&rundir, small.size);
+        let wrong = "0".repeat(64);
+        let s = timed(imprint_cmd(u, &url, ("--sha256", &wrong), &lo.dev, &[]));
+        assert!(
+            s.ok && s.stderr.contains(UNVERIFIED_BANNER),
+            "{} is not a bench-unverified build (it should skip the digest check and say so):\n{}",
+            u.display(),
+            s.stderr
+        );
+        eprintln!("bench: warm-up run (unverified) {:.2} s", s.secs);
     }
 
     // Rounds: every contender once per round, so load from other users of the
     // machine spreads over all of them; the best of the rounds is compared.
-    let (mut imp, mut curl, mut qemu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut imp, mut unverified, mut single) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut curl, mut qemu) = (Vec::new(), Vec::new());
     let (mut readback, mut drops, mut s512) = (Vec::new(), Vec::new(), Vec::new());
+    let mut decode = Vec::new();
     for _ in 0..a.reps {
         imp.extend(repeat("imprint", 1, small.size, &rundir, &|dev| {
             imprint_cmd(&bin, &url, d256, dev, &[])
         }));
+        if let Some(u) = &a.unverified {
+            unverified.extend(repeat(
+                "imprint, no hashing (bench-unverified)",
+                1,
+                small.size,
+                &rundir,
+                &|dev| imprint_cmd(u, &url, d256, dev, &[]),
+            ));
+        }
+        single.extend(repeat(
+            "imprint, single-frame zstd",
+            1,
+            small.size,
+            &rundir,
+            &|dev| imprint_cmd(&bin, &single_url, d256_single, dev, &[]),
+        ));
         curl.extend(repeat("curl|zstd|dd", 1, small.size, &rundir, &|dev| {
             shell(&format!(
                 "curl -sf {url} | zstd -dcq | dd of={} bs=4M iflag=fullblock oflag=direct conv=fsync status=none",
@@ -200,13 +269,24 @@ fn main() {
         s512.extend(repeat("imprint --sha512", 1, small.size, &rundir, &|dev| {
             imprint_cmd(&bin, &url, ("--sha512", &sha512), dev, &[])
         }));
+        // The decode floor: CPU time one zstd thread needs for the served file.
+        let mut z = Command::new("zstd");
+        z.arg("-dcq").arg(&small.zst.path);
+        let s = timed(z);
+        assert!(s.ok, "zstd -dcq failed:\n{}", s.stderr);
+        eprintln!(
+            "bench: zstd -dcq > /dev/null: {:.2} s, {:.2} CPU-s",
+            s.secs,
+            s.cpu_secs()
+        );
+        decode.push(s);
     }
     let large = a.large.then(|| {
         let big = image::build(&a.cache, 4 * a.size_gib * GIB, 1.0 / 16.0);
-        server.serve_file("/large.raw.zst", &big.zst);
+        server.serve_file("/large.raw.zst", &big.zst.path);
         let lurl = server.url("/large.raw.zst");
         let s = repeat("imprint, 4x image", 1, big.size, &rundir, &|dev| {
-            imprint_cmd(&bin, &lurl, ("--sha256", &big.zst_sha256), dev, &[])
+            imprint_cmd(&bin, &lurl, ("--sha256", &big.zst.sha256), dev, &[])
         });
         (big, s)
     });
@@ -216,42 +296,72 @@ fn main() {
     let t_qemu = best(&qemu);
     let t_rb = best(&readback);
     let t_drop = best(&drops);
-    let t_512 = best(&s512);
     let rss_small = imp.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
     let rss_large = large
         .as_ref()
         .map(|(_, s)| s.iter().map(|s| s.max_rss_kib).max().unwrap_or(0));
+    // No decoder can beat the CPU time decoding takes, spread perfectly over every core.
+    let decode_cpu = decode
+        .iter()
+        .map(Sample::cpu_secs)
+        .fold(f64::INFINITY, f64::min);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let decode_floor = decode_cpu / cores as f64;
     // What imprint hashes with sha256 inline: the served file. (The written MiBs are
     // hashed only for a read-back, whose cost the read-back row measures.)
-    let hashed = small.zst_bytes;
+    let hashed = small.zst.bytes;
     let (sha_secs, sha512_secs) = hash_secs(&small.raw, hashed);
-    let sha_share = sha_secs / t_imp;
+    // Measured: the wall time a build that hashes nothing saves. Estimated (an upper
+    // bound, hashing runs on the fetch thread): the CPU time of hashing, measured apart.
+    let t_unverified = (!unverified.is_empty()).then(|| best(&unverified));
+    let sha_measured = t_unverified.map(|t| (t_imp - t) / t_imp);
+    let sha_estimate = sha_secs / t_imp;
+    let sha_share = sha_measured.unwrap_or(sha_estimate);
     let rb_share = (t_rb - t_imp) / t_imp;
     let drop_growth = (t_drop - t_imp) / t_imp;
 
     let rss_ok = rss_small < 64 * 1024 && rss_large.is_none_or(|r| r < 64 * 1024);
     println!();
     println!(
-        "image: {} GiB raw, {} MiB data, {} MiB zstd; best of {} runs each",
+        "image: {} GiB raw, {} MiB data; served: {} MiB pzstd {}, {} frames (single-frame zstd: {} MiB); best of {} runs each",
         small.size >> 30,
         small.data_bytes >> 20,
-        small.zst_bytes >> 20,
+        small.zst.bytes >> 20,
+        image::LEVEL,
+        small.zst.frames,
+        small.single.bytes >> 20,
         a.reps
     );
-    println!("| contender                                   | wall s | imprint ratio |");
-    println!("|---------------------------------------------|-------:|--------------:|");
-    println!("| imprint write-image (http+zstd+sha256)      | {t_imp:6.2} |          1.00 |");
-    println!(
-        "| curl -s | zstd -dc | dd bs=4M oflag=direct  | {t_curl:6.2} | {:13.2} |",
-        t_curl / t_imp
-    );
-    println!(
-        "| qemu-img convert -n -t none (local raw)     | {t_qemu:6.2} | {:13.2} |",
-        t_qemu / t_imp
-    );
-    println!("| imprint --verify readback                   | {t_rb:6.2} |               |");
-    println!("| imprint, connection drop every 256 MiB      | {t_drop:6.2} |               |");
-    println!("| imprint --sha512                            | {t_512:6.2} |               |");
+    println!("| contender                                   | wall s | cpu s | imprint ratio |");
+    println!("|---------------------------------------------|-------:|------:|--------------:|");
+    let row = |name: &str, samples: &[Sample], ratio: bool| {
+        if samples.is_empty() {
+            return;
+        }
+        let b = best_sample(samples);
+        let r = if ratio {
+            format!("{:13.2}", b.secs / t_imp)
+        } else {
+            String::new()
+        };
+        println!(
+            "| {name:<43} | {:6.2} | {:5.2} | {r:>13} |",
+            b.secs,
+            b.cpu_secs()
+        );
+    };
+    row("imprint write-image (http+zstd+sha256)", &imp, true);
+    row("imprint, single-frame zstd", &single, true);
+    row("imprint, no hashing (bench-unverified)", &unverified, true);
+    row("curl -s | zstd -dc | dd bs=4M oflag=direct", &curl, true);
+    row("qemu-img convert -n -t none (local raw)", &qemu, true);
+    row("imprint --verify readback", &readback, false);
+    row("imprint, connection drop every 256 MiB", &drops, false);
+    row("imprint --sha512", &s512, false);
+    if let Some((big, s)) = &large {
+        row(&format!("imprint, {} GiB image", big.size >> 30), s, false);
+    }
+    println!("(cpu s: user + sys of the best run, all processes of a pipeline)");
     println!();
     println!("targets:");
     println!(
@@ -266,6 +376,16 @@ fn main() {
         t_qemu
     );
     println!(
+        "       decoding this file needs {decode_cpu:.2} CPU-s (zstd -dcq); on {cores} cores \
+         (available_parallelism) no tool that decodes it can finish in under {decode_floor:.2} s: \
+         {}",
+        if decode_floor <= t_qemu {
+            "the target is reachable here"
+        } else {
+            "the target is out of reach on this machine"
+        }
+    );
+    println!(
         "  {} peak RSS < 64 MiB: {} MiB ({} GiB image){}",
         pass(rss_ok),
         rss_small >> 10,
@@ -274,10 +394,17 @@ fn main() {
             .map(|r| format!(", {} MiB ({} GiB image)", r >> 10, 4 * a.size_gib))
             .unwrap_or_default()
     );
+    let measured = match t_unverified {
+        Some(t) => format!(
+            "{:.1}% measured ({t_imp:.2} s, {t:.2} s without hashing)",
+            sha_share * 100.0
+        ),
+        None => "not measured (no --unverified build); judged on the estimate".to_string(),
+    };
     println!(
-        "  {} sha256 < 10% of wall time: {:.1}% ({:.2} s CPU for {} MiB hashed, measured apart; sha512 would be {:.2} s)",
+        "  {} sha256 < 10% of wall time: {measured}; CPU estimate {:.1}% ({:.2} s CPU for {} MiB hashed, measured apart: an upper bound; sha512 would be {:.2} s)",
         pass(sha_share < 0.10),
-        sha_share * 100.0,
+        sha_estimate * 100.0,
         sha_secs,
         hashed >> 20,
         sha512_secs
@@ -297,23 +424,35 @@ fn main() {
 
     let results = json!({
         "image": {
-            "size": small.size, "data_bytes": small.data_bytes, "zst_bytes": small.zst_bytes,
-            "zst_sha256": small.zst_sha256, "loop_write_zeroes_max_bytes": wz,
+            "size": small.size, "data_bytes": small.data_bytes,
+            "zst_bytes": small.zst.bytes, "zst_sha256": small.zst.sha256,
+            "served": form_json(&small.zst), "single_frame": form_json(&small.single),
+            "zstd_level": image::LEVEL, "loop_write_zeroes_max_bytes": wz,
         },
         "reps": a.reps,
         "imprint": {"best_secs": t_imp, "samples": samples_json(&imp), "peak_rss_kib": rss_small},
-        "curl_zstd_dd": {"best_secs": t_curl, "samples": samples_json(&curl)},
-        "qemu_img_convert": {"best_secs": t_qemu, "samples": samples_json(&qemu)},
-        "imprint_readback": {"best_secs": t_rb, "samples": samples_json(&readback)},
-        "imprint_drop_every_256mib": {"best_secs": t_drop, "samples": samples_json(&drops)},
-        "imprint_sha512": {"best_secs": t_512, "samples": samples_json(&s512)},
+        "imprint_single_frame": entry_json(&single),
+        "imprint_unverified": t_unverified.map(|_| entry_json(&unverified)),
+        "curl_zstd_dd": entry_json(&curl),
+        "qemu_img_convert": entry_json(&qemu),
+        "imprint_readback": entry_json(&readback),
+        "imprint_drop_every_256mib": entry_json(&drops),
+        "imprint_sha512": entry_json(&s512),
         "imprint_large": large.as_ref().map(|(b, s)| json!({
-            "size": b.size, "data_bytes": b.data_bytes, "zst_bytes": b.zst_bytes,
-            "best_secs": best(s), "samples": samples_json(s), "peak_rss_kib": rss_large,
+            "size": b.size, "data_bytes": b.data_bytes, "zst_bytes": b.zst.bytes,
+            "frames": b.zst.frames, "best_secs": best(s), "samples": samples_json(s),
+            "peak_rss_kib": rss_large,
         })),
-        "sha256": {"bytes_hashed": hashed, "cpu_secs": sha_secs, "share_of_wall": sha_share,
+        "decode_floor": {
+            "cpu_secs": decode_cpu, "cores": cores, "floor_secs": decode_floor,
+            "qemu_target_reachable": decode_floor <= t_qemu, "samples": samples_json(&decode),
+        },
+        "sha256": {"share_of_wall": sha_share, "measured_share": sha_measured,
+                   "unverified_best_secs": t_unverified,
+                   "bytes_hashed": hashed, "cpu_secs": sha_secs, "cpu_estimate_share": sha_estimate,
                    "sha512_cpu_secs": sha512_secs},
         "ratios": {"curl_over_imprint": t_curl / t_imp, "qemu_over_imprint": t_qemu / t_imp,
+                   "single_frame_over_imprint": best(&single) / t_imp,
                    "readback_share": rb_share, "drop_growth": drop_growth},
         "targets": {
             "twice_curl": t_curl / t_imp >= 2.0, "not_slower_than_qemu": t_imp <= t_qemu,

@@ -56,11 +56,22 @@ pub struct Sample {
     pub secs: f64,
     /// Peak RSS of the process (for a shell pipeline: of its largest member), KiB.
     pub max_rss_kib: u64,
+    /// CPU time in user and kernel mode (for a shell pipeline: of all its members), s.
+    pub user_secs: f64,
+    pub sys_secs: f64,
     pub ok: bool,
     pub stderr: String,
 }
 
-/// Runs `cmd`, timing it and reading the peak RSS from `wait4`'s rusage. (Linux
+impl Sample {
+    /// User plus kernel CPU time, s.
+    pub fn cpu_secs(&self) -> f64 {
+        self.user_secs + self.sys_secs
+    }
+}
+
+/// Runs `cmd`, timing it and reading the peak RSS and CPU time from `wait4`'s
+/// rusage, which covers the child and the descendants it waited for. (Linux
 /// carries the parent's RSS at fork into the child's `ru_maxrss`: the bench keeps
 /// its own memory small so the figure is the child's.)
 pub fn timed(mut cmd: Command) -> Sample {
@@ -89,9 +100,15 @@ pub fn timed(mut cmd: Command) -> Sample {
     Sample {
         secs,
         max_rss_kib: usage.ru_maxrss as u64,
+        user_secs: secs_of(usage.ru_utime),
+        sys_secs: secs_of(usage.ru_stime),
         ok,
         stderr: reader.join().unwrap_or_default(),
     }
+}
+
+fn secs_of(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
 /// `bash -c` with pipefail, for the shell-pipeline baseline.
