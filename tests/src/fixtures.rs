@@ -175,14 +175,14 @@ pub fn blkid_at(dev: &str, offset: u64, len: u64) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The agent's written digest: sha256 over the sha256 of each 1 MiB block (the last
+/// The agent's written digest: BLAKE3 over the BLAKE3 of each 1 MiB block (the last
 /// may be shorter), computed here independently.
-pub fn hash_list_sha256(data: &[u8]) -> String {
-    let mut outer = Sha256::new();
+pub fn hash_list_blake3(data: &[u8]) -> String {
+    let mut outer = blake3::Hasher::new();
     for block in data.chunks(1 << 20) {
-        outer.update(Sha256::digest(block));
+        outer.update(blake3::hash(block).as_bytes());
     }
-    hex::encode(outer.finalize())
+    outer.finalize().to_hex().to_string()
 }
 
 /// Hex sha256 of bytes.

@@ -124,10 +124,10 @@ fn deploys(img: &TestImage, compressed: Vec<u8>, name: &str, sector: u32, readba
     assert_eq!(wi["output"]["image"]["digest"]["hex"], sha);
     if readback {
         // Read back from the disk: the same hash list as the image's raw bytes.
-        assert_eq!(wi["output"]["image"]["written_sha256"], hash_list_sha256(&img.raw));
-        assert_eq!(wi["output"]["image"]["readback_sha256"], hash_list_sha256(&img.raw));
+        assert_eq!(wi["output"]["image"]["written_blake3"], hash_list_blake3(&img.raw));
+        assert_eq!(wi["output"]["image"]["readback_blake3"], hash_list_blake3(&img.raw));
     } else {
-        assert!(wi["output"]["image"].get("written_sha256").is_none(), "a written digest only with a read-back");
+        assert!(wi["output"]["image"].get("written_blake3").is_none(), "a written digest only with a read-back");
     }
     let body = serde_json::to_string(&evs).unwrap();
     assert!(!body.contains(TOKEN), "the token appeared in a report body");

@@ -262,13 +262,13 @@ pub struct WriteOutcome {
     /// The verified digest of the served file.
     pub digest: Digest,
     /// With read-back verification: the hash list of the decompressed bytes written,
-    /// sha256 over the sha256 of each 1 MiB block (the last may be shorter). See
-    /// `verify.rs` for why not one sha256.
+    /// BLAKE3 over the BLAKE3 of each 1 MiB block (the last may be shorter). See
+    /// `verify.rs` for why a list, and why BLAKE3.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub written_sha256: Option<String>,
+    pub written_blake3: Option<String>,
     /// The same hash list computed from the target after writing (`verify: readback`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub readback_sha256: Option<String>,
+    pub readback_blake3: Option<String>,
     /// Seconds the read-back took (included in `duration`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readback_seconds: Option<f64>,

@@ -88,13 +88,8 @@ pub(super) fn run_pipeline(
         (join(fetch), join(decode), join(hash), join(write))
     });
     let (served, fetch_bufs) = fetched;
-    first_cause([
-        served.as_ref().err(),
-        decoded.as_ref().err(),
-        hashed.as_ref().err(),
-        sunk.as_ref().err(),
-    ])?;
-    let (served, (compression, out_bufs), (written_sha256, blocks)) = (served?, decoded?, hashed?);
+    first_cause([served.as_ref().err(), decoded.as_ref().err(), hashed.as_ref().err(), sunk.as_ref().err()])?;
+    let (served, (compression, out_bufs), (written_blake3, blocks)) = (served?, decoded?, hashed?);
     sunk?;
     // Verified: now the partition table and boot code may go down.
     sink.commit_head()?;
@@ -102,7 +97,7 @@ pub(super) fn run_pipeline(
         served,
         compression,
         qcow2: false,
-        written_sha256,
+        written_blake3,
         blocks,
         pools: PoolUse {
             fetch: fetch_bufs,
@@ -149,7 +144,7 @@ pub(super) struct Produced {
     pub served: source::Served,
     pub compression: Compression,
     pub qcow2: bool,
-    pub written_sha256: Option<String>,
+    pub written_blake3: Option<String>,
     pub blocks: Option<Vec<u64>>,
     pub pools: PoolUse,
 }
@@ -167,19 +162,19 @@ pub(super) fn finish_outcome(
         served,
         compression,
         qcow2,
-        written_sha256,
+        written_blake3,
         blocks,
         pools,
     } = produced;
-    let (readback_sha256, readback_seconds) = match (blocks, &written_sha256) {
-        (Some(blocks), Some(written_sha256)) if opts.readback => {
+    let (readback_blake3, readback_seconds) = match (blocks, &written_blake3) {
+        (Some(blocks), Some(written_blake3)) if opts.readback => {
             if let Some(hook) = opts.before_readback {
                 hook();
             }
             let t = Instant::now();
             let written = Written {
                 len: sink.offset(),
-                hex: written_sha256,
+                hex: written_blake3,
                 blocks: &blocks,
             };
             let hex = read_back(target, &written)?;
@@ -207,8 +202,8 @@ pub(super) fn finish_outcome(
             algorithm: served.algorithm,
             hex: served.actual_hex,
         },
-        written_sha256,
-        readback_sha256,
+        written_blake3,
+        readback_blake3,
         readback_seconds,
         zero_bytes_skipped: sink.zero_skipped(),
         resumes: served.resumes,

@@ -1,9 +1,13 @@
 //! Digests of the bytes as served (what operators `sha256sum`) and of the bytes written.
 //!
-//! The written bytes get a hash list rather than one sha256 over the whole image:
-//! sha256 over the sha256 of each 1 MiB block. Zero blocks (most of a disk image)
-//! then cost nothing, since their digest is a constant; data blocks cost what one
-//! sha256 pass costs; and a read-back can say which MiB differs.
+//! The written bytes get a hash list rather than one digest over the whole image:
+//! BLAKE3 over the BLAKE3 of each 1 MiB block. Zero blocks (most of a disk image)
+//! then cost nothing, since their digest is a constant; data blocks cost one BLAKE3
+//! pass; and a read-back can say which MiB differs. The list is imprint's own
+//! (no operator computes it from a published file), so its algorithm is chosen for
+//! speed: BLAKE3 hashes a 1 MiB block with AVX-512 or AVX2 across its 1 KiB chunks,
+//! about 4 times as fast as sha256 with SHA-NI, and it is taken twice for a
+//! read-back (while writing and while reading back).
 
 use super::sink::ZERO_BLOCK;
 use crate::plan::DigestAlgorithm;
@@ -48,7 +52,7 @@ impl Hasher {
 
 /// The hash list of the written bytes (see the module doc).
 pub(crate) struct BlockDigest {
-    outer: Sha256,
+    outer: blake3::Hasher,
     /// The first 8 bytes of each block's digest, kept only for a read-back.
     blocks: Option<Vec<u64>>,
 }
@@ -63,17 +67,22 @@ pub(crate) fn zero_block_prefix() -> u64 {
     prefix(zero_block_digest())
 }
 
-/// sha256 of one all-zero block, computed once.
+/// The digest of one block of the hash list (BLAKE3 of its bytes).
+pub(crate) fn block_digest(block: &[u8]) -> [u8; 32] {
+    blake3::hash(block).into()
+}
+
+/// The digest of one all-zero block, computed once.
 fn zero_block_digest() -> &'static [u8; 32] {
     static Z: OnceLock<[u8; 32]> = OnceLock::new();
-    Z.get_or_init(|| Sha256::digest(vec![0u8; ZERO_BLOCK]).into())
+    Z.get_or_init(|| block_digest(&vec![0u8; ZERO_BLOCK]))
 }
 
 impl BlockDigest {
     /// An empty list; `keep_blocks` keeps 8 bytes per MiB so a read-back can locate a difference.
     pub(crate) fn new(keep_blocks: bool) -> BlockDigest {
         BlockDigest {
-            outer: Sha256::new(),
+            outer: blake3::Hasher::new(),
             blocks: keep_blocks.then(Vec::new),
         }
     }
@@ -83,7 +92,7 @@ impl BlockDigest {
         let d: [u8; 32] = if zero && block.len() == ZERO_BLOCK {
             *zero_block_digest()
         } else {
-            Sha256::digest(block).into()
+            block_digest(block)
         };
         self.add(d);
     }
@@ -93,13 +102,13 @@ impl BlockDigest {
         self.add(*zero_block_digest());
     }
 
-    /// Adds the next block by its sha256, computed elsewhere.
+    /// Adds the next block by its [`block_digest`], computed elsewhere.
     pub(crate) fn push_digest(&mut self, d: [u8; 32]) {
         self.add(d);
     }
 
     fn add(&mut self, d: [u8; 32]) {
-        self.outer.update(d);
+        self.outer.update(&d);
         if let Some(b) = self.blocks.as_mut() {
             b.push(prefix(&d));
         }
@@ -107,7 +116,7 @@ impl BlockDigest {
 
     /// The list's digest (hex) and, if kept, the per-block prefixes.
     pub(crate) fn finish(self) -> (String, Option<Vec<u64>>) {
-        (hex::encode(self.outer.finalize()), self.blocks)
+        (self.outer.finalize().to_hex().to_string(), self.blocks)
     }
 }
 
@@ -137,19 +146,19 @@ mod tests {
     }
 
     #[test]
-    fn block_digest_is_sha256_of_block_sha256s_and_zero_blocks_need_no_hashing() {
+    fn block_digest_is_blake3_of_block_blake3s_and_zero_blocks_need_no_hashing() {
         let mut data = vec![0u8; 2 * ZERO_BLOCK + 100];
         data[ZERO_BLOCK + 7] = 1;
-        let mut outer = Sha256::new();
+        let mut outer = blake3::Hasher::new();
         for c in data.chunks(ZERO_BLOCK) {
-            outer.update(Sha256::digest(c));
+            outer.update(blake3::hash(c).as_bytes());
         }
         let mut d = BlockDigest::new(true);
         d.push(&data[..ZERO_BLOCK], true);
         d.push(&data[ZERO_BLOCK..2 * ZERO_BLOCK], false);
         d.push(&data[2 * ZERO_BLOCK..], false);
         let (hex, blocks) = d.finish();
-        assert_eq!(hex, hex::encode(outer.finalize()));
+        assert_eq!(hex, outer.finalize().to_hex().as_str());
         assert_eq!(blocks.unwrap().len(), 3);
     }
 }

@@ -4,8 +4,7 @@
 //! digests are combined in disk order at the end, as for a raw image.
 
 use crate::image::sink::ZERO_BLOCK;
-use crate::image::verify::BlockDigest;
-use sha2::{Digest as _, Sha256};
+use crate::image::verify::{block_digest, BlockDigest};
 use std::collections::{HashMap, HashSet};
 
 /// Blocks being assembled at once (1 MiB each); beyond, the oldest is hashed from the target.
@@ -72,7 +71,7 @@ impl<'a> GuestDigest<'a> {
             let n = ((len - within) as usize).min(data.len());
             let (piece, rest) = data.split_at(n);
             if within == 0 && n as u64 == len {
-                self.done.push((block, Sha256::digest(piece).into()));
+                self.done.push((block, block_digest(piece)));
             } else if !self.evicted.contains(&block) {
                 self.add_piece(block, within, piece);
             }
@@ -100,7 +99,7 @@ impl<'a> GuestDigest<'a> {
         o.got += piece.len() as u64;
         if o.got >= o.want {
             let o = self.open.remove(&block).expect("present");
-            self.done.push((block, Sha256::digest(&o.buf).into()));
+            self.done.push((block, block_digest(&o.buf)));
         }
     }
 
@@ -147,7 +146,7 @@ impl<'a> GuestDigest<'a> {
             } else if len == ZERO_BLOCK {
                 list.push_zero();
             } else {
-                list.push_digest(Sha256::digest(vec![0u8; len]).into());
+                list.push_digest(block_digest(&vec![0u8; len]));
             }
         }
         Ok(list.finish())

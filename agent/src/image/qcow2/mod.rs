@@ -130,7 +130,7 @@ pub(super) fn write(
     ])?;
     let (served, out_bufs) = (served?, extracted?);
     sunk?;
-    let (written_sha256, blocks) = match guest {
+    let (written_blake3, blocks) = match guest {
         None => (None, None),
         Some(guest) => {
             // Blocks too scattered in the file to hash in memory are hashed from the target.
@@ -157,7 +157,7 @@ pub(super) fn write(
         served,
         compression: Compression::None,
         qcow2: true,
-        written_sha256,
+        written_blake3,
         blocks,
         pools: PoolUse {
             fetch: fetch_bufs,
@@ -202,13 +202,12 @@ fn sink_stage(sink: &mut Sink, rx: Receiver<Op>, shared: &Shared) -> Result<(), 
     }
 }
 
-/// sha256 of each listed MiB of `target` (of a `size`-byte image), after the write.
+/// The block digest of each listed MiB of `target` (of a `size`-byte image), after the write.
 fn hash_from_target(
     target: &Path,
     size: u64,
     blocks: &[u64],
 ) -> Result<HashMap<u64, [u8; 32]>, ImageError> {
-    use sha2::{Digest as _, Sha256};
     let mut out = HashMap::new();
     if blocks.is_empty() {
         return Ok(out);
@@ -223,7 +222,7 @@ fn hash_from_target(
         let at = b * super::sink::ZERO_BLOCK as u64;
         let len = (size - at).min(buf.len() as u64) as usize;
         f.read_exact_at(&mut buf[..len], at).map_err(fail)?;
-        out.insert(b, Sha256::digest(&buf[..len]).into());
+        out.insert(b, super::verify::block_digest(&buf[..len]));
     }
     Ok(out)
 }

@@ -99,13 +99,9 @@ fn sha(alg: DigestAlgorithm, data: &[u8]) -> Digest {
     }
 }
 
-/// The written bytes' hash list, computed independently: sha256 of each MiB's sha256.
+/// The written bytes' hash list, computed independently of `verify.rs`.
 fn hash_list_hex(data: &[u8]) -> String {
-    let mut outer = sha2::Sha256::new();
-    for block in data.chunks(M) {
-        outer.update(sha2::Sha256::digest(block));
-    }
-    hex::encode(outer.finalize())
+    imprint_tests::fixtures::hash_list_blake3(data)
 }
 
 /// Options with fast retries for tests.
@@ -206,9 +202,6 @@ fn check_outcome(o: &WriteOutcome, c: Compression, served: &[u8], alg: DigestAlg
         sha(alg, served),
         "the digest reported is that of the bytes as served"
     );
-    assert_eq!(
-        o.written_sha256, None,
-        "the written bytes are hashed for a read-back only"
-    );
-    assert_eq!(o.readback_sha256, None, "no read-back unless asked");
+    assert_eq!(o.written_blake3, None, "the written bytes are hashed for a read-back only");
+    assert_eq!(o.readback_blake3, None, "no read-back unless asked");
 }

@@ -196,7 +196,7 @@ fn frames_of_zeros_become_zero_runs_on_devices_with_and_without_write_zeroes() {
         );
         // The read-back's hash list accounts for the zero runs it never saw as data.
         assert_eq!(
-            o.readback_sha256.as_deref(),
+            o.readback_blake3.as_deref(),
             Some(hash_list_hex(&fixture().raw).as_str())
         );
     }

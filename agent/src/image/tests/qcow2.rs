@@ -46,12 +46,12 @@ fn writes_as_raw(qcow: &[u8], raw: &[u8], opts: &WriteOptions) -> WriteOutcome {
     assert_eq!(o.bytes_written, raw.len() as u64);
     if opts.readback {
         assert_eq!(
-            o.written_sha256.as_deref(),
+            o.written_blake3.as_deref(),
             Some(hash_list_hex(raw).as_str()),
             "hash list in disk order"
         );
     } else {
-        assert_eq!(o.written_sha256, None, "a written digest only for a read-back");
+        assert_eq!(o.written_blake3, None, "a written digest only for a read-back");
     }
     assert_eq!(o.digest.hex, hex::encode(sha2::Sha256::digest(qcow)));
     o
@@ -127,8 +127,8 @@ fn clusters_stored_out_of_disk_order_land_in_place_and_read_back() {
         ..fast()
     };
     let o = writes_as_raw(&qcow, &raw, &opts);
-    assert_eq!(o.readback_sha256, o.written_sha256);
-    assert!(o.readback_sha256.is_some());
+    assert_eq!(o.readback_blake3, o.written_blake3);
+    assert!(o.readback_blake3.is_some());
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn on_a_4k_sector_device_without_write_zeroes_the_zeros_are_written() {
             "{name}: zeros were written, not skipped"
         );
         assert_eq!(
-            o.readback_sha256.as_deref(),
+            o.readback_blake3.as_deref(),
             Some(hash_list_hex(raw).as_str())
         );
     }
@@ -284,8 +284,8 @@ fn mibs_too_scattered_to_hash_in_memory_are_hashed_from_the_target() {
             ..fast()
         },
     );
-    assert_eq!(o.readback_sha256, o.written_sha256);
-    assert!(o.readback_sha256.is_some());
+    assert_eq!(o.readback_blake3, o.written_blake3);
+    assert!(o.readback_blake3.is_some());
 }
 
 #[test]

@@ -22,8 +22,8 @@ fn readback_of_a_good_write_reports_the_same_hash_list() {
     let url = serve(&server, "/rb.zst", &f.zst);
     let lo = Loop::new(64 * M, 4096, 0xA5);
     let o = write_image(&readback_plan(url, &f.zst, &lo.dev), &fast()).unwrap();
-    assert_eq!(o.written_sha256, Some(hash_list_hex(&f.raw)));
-    assert_eq!(o.readback_sha256, o.written_sha256);
+    assert_eq!(o.written_blake3, Some(hash_list_hex(&f.raw)));
+    assert_eq!(o.readback_blake3, o.written_blake3);
     assert!(o.readback_seconds.is_some());
 }
 
