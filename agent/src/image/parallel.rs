@@ -20,6 +20,7 @@ use super::pipeline::{drain, image_error, Out};
 use super::sink::ZERO_BLOCK;
 use super::source::Shared;
 use super::{qcow2, ImageError};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
@@ -57,6 +58,55 @@ enum Decoded {
     Zeros(u64),
     FrameEnd,
     Finished,
+}
+
+/// Fills pooled buffers one after another, handing each on as it fills.
+struct Filler {
+    pool: Pool,
+    cur: Option<Pooled>,
+}
+
+impl Filler {
+    fn new(size: usize, count: usize) -> Filler {
+        Filler {
+            pool: Pool::new(size, count),
+            cur: None,
+        }
+    }
+
+    /// Appends `len` bytes, `fill(dst, from)` writing those from `from` on into
+    /// `dst`; `full` takes each buffer that fills. `None` once cancelled.
+    fn append<E>(
+        &mut self,
+        len: usize,
+        cancel: &AtomicBool,
+        mut fill: impl FnMut(&mut [u8], usize),
+        mut full: impl FnMut(Pooled) -> Result<(), E>,
+    ) -> Option<Result<(), E>> {
+        let mut done = 0;
+        while done < len {
+            let b = match self.cur.as_mut() {
+                Some(b) => b,
+                None => self.cur.insert(self.pool.get(cancel)?),
+            };
+            let at = b.len();
+            let n = (len - done).min(b.capacity() - at);
+            fill(&mut b.spare()[at..at + n], done);
+            b.set_len(at + n);
+            done += n;
+            if b.len() == b.capacity() {
+                if let Err(e) = full(self.cur.take().expect("a full buffer")) {
+                    return Some(Err(e));
+                }
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// The buffer being filled, if any.
+    fn take(&mut self) -> Option<Pooled> {
+        self.cur.take()
+    }
 }
 
 /// How many decoders to run here.
@@ -134,7 +184,7 @@ fn cut(
     jobs: Vec<SyncSender<Job>>,
     shared: &Shared,
 ) -> Result<(), ImageError> {
-    let mut pool = Pool::new(CHUNK, jobs.len() * (CHUNK_DEPTH + 1) + 1);
+    let mut pieces = Filler::new(CHUNK, jobs.len() * (CHUNK_DEPTH + 1) + 1);
     let mut walker = FrameWalker::new(input);
     let cancelled = || FrameError::Read(std::io::Error::other(ImageError::Cancelled));
     let mut frame = 0usize;
@@ -146,33 +196,30 @@ fn cut(
             Err(e) => break Err(e),
         }
         let to = &jobs[frame % jobs.len()];
-        let mut piece: Option<Pooled> = None;
         let mut whole = true;
-        let outline = walker.frame(&mut |mut bytes: &[u8]| {
-            while !bytes.is_empty() {
-                if piece.as_ref().is_some_and(|p| p.len() == p.capacity()) {
-                    let full = piece.take().expect("a full piece");
-                    to.send(Job::Piece(full, false)).map_err(|_| cancelled())?;
-                    whole = false;
-                }
-                if piece.is_none() {
-                    piece = Some(pool.get(&shared.cancel).ok_or_else(cancelled)?);
-                }
-                let p = piece.as_mut().expect("a piece being filled");
-                let len = p.len();
-                let n = bytes.len().min(p.capacity() - len);
-                p.spare()[len..len + n].copy_from_slice(&bytes[..n]);
-                p.set_len(len + n);
-                bytes = &bytes[n..];
+        let outline = walker.frame(&mut |bytes: &[u8]| {
+            let copy = |dst: &mut [u8], from: usize| dst.copy_from_slice(&bytes[from..from + dst.len()]);
+            let send = |p| {
+                whole = false;
+                to.send(Job::Piece(p, false))
+            };
+            match pieces.append(bytes.len(), &shared.cancel, copy, send) {
+                Some(Ok(())) => Ok(()),
+                _ => Err(cancelled()),
             }
-            Ok(())
         });
         let outline = match outline {
             Ok(o) => o,
             Err(e) => break Err(e),
         };
-        // A frame has at least its magic, so there is a last piece to mark.
-        let last = piece.take().expect("a frame's last piece");
+        // The frame's last piece, to be marked so (empty if the frame filled its pieces).
+        let last = match pieces.take() {
+            Some(p) => p,
+            None => match pieces.pool.get(&shared.cancel) {
+                Some(p) => p,
+                None => break Err(cancelled()),
+            },
+        };
         let job = match whole.then(|| zero_frame(&outline, &last, &mut probe)).flatten() {
             Some(len) => Job::Zeros(len),
             None => Job::Piece(last, true),
@@ -284,8 +331,7 @@ fn merge(
     tx: &SyncSender<Out>,
     shared: &Shared,
 ) -> Result<usize, ImageError> {
-    let mut pool = Pool::new(DEC_BUF, MERGE_BUFS);
-    let mut staged: Option<Pooled> = None;
+    let mut staged = Filler::new(DEC_BUF, MERGE_BUFS);
     let mut first = true;
     let mut turn = 0;
     let send = |b: Pooled| tx.send(Out::Data(b, 0)).map_err(|_| ImageError::Cancelled);
@@ -294,25 +340,15 @@ fn merge(
             Ok(Decoded::Data(b)) => b,
             Ok(Decoded::Zeros(len)) => {
                 first = false;
-                if staged.is_none() && len % ZERO_BLOCK as u64 == 0 {
+                if staged.cur.is_none() && len % ZERO_BLOCK as u64 == 0 {
                     tx.send(Out::Zeros(len)).map_err(|_| ImageError::Cancelled)?;
-                    continue;
-                }
-                // Not whole MiBs, or after such a frame: zeros written out as data.
-                let mut left = len;
-                while left > 0 {
-                    let s = match staged.as_mut() {
-                        Some(s) => s,
-                        None => staged.insert(pool.get(&shared.cancel).ok_or(ImageError::Cancelled)?),
-                    };
-                    let len = s.len();
-                    let n = left.min((s.capacity() - len) as u64) as usize;
-                    s.spare()[len..len + n].fill(0);
-                    s.set_len(len + n);
-                    left -= n as u64;
-                    if s.len() == s.capacity() {
-                        send(staged.take().expect("a full staging buffer"))?;
-                    }
+                } else {
+                    // Not whole MiBs, or after such a frame: zeros written out as data.
+                    let len = usize::try_from(len).map_err(|_| ImageError::Cancelled)?;
+                    let zero = |dst: &mut [u8], _| dst.fill(0);
+                    staged
+                        .append(len, &shared.cancel, zero, send)
+                        .ok_or(ImageError::Cancelled)??;
                 }
                 continue;
             }
@@ -329,29 +365,18 @@ fn merge(
                 compression: Compression::Zstd,
             });
         }
-        if staged.is_none() && b.len() % ZERO_BLOCK == 0 {
+        if staged.cur.is_none() && b.len() % ZERO_BLOCK == 0 {
             send(b)?;
             continue;
         }
-        let mut bytes = &b[..];
-        while !bytes.is_empty() {
-            if staged.is_none() {
-                staged = Some(pool.get(&shared.cancel).ok_or(ImageError::Cancelled)?);
-            }
-            let s = staged.as_mut().expect("a staging buffer");
-            let len = s.len();
-            let n = bytes.len().min(s.capacity() - len);
-            s.spare()[len..len + n].copy_from_slice(&bytes[..n]);
-            s.set_len(len + n);
-            bytes = &bytes[n..];
-            if s.len() == s.capacity() {
-                send(staged.take().expect("a full staging buffer"))?;
-            }
-        }
+        let copy = |dst: &mut [u8], from: usize| dst.copy_from_slice(&b[from..from + dst.len()]);
+        staged
+            .append(b.len(), &shared.cancel, copy, send)
+            .ok_or(ImageError::Cancelled)??;
     }
-    if let Some(s) = staged.filter(|s| !s.is_empty()) {
+    if let Some(s) = staged.take().filter(|s| !s.is_empty()) {
         send(s)?;
     }
     tx.send(Out::End).map_err(|_| ImageError::Cancelled)?;
-    Ok(pool.allocated())
+    Ok(staged.pool.allocated())
 }

@@ -173,15 +173,7 @@ impl Sink {
             "chunks start on a zero-block boundary"
         );
         let end = self.offset + data.len() as u64;
-        if let Kind::Block { size, .. } = self.kind {
-            if end > size {
-                return Err(ImageError::TooLarge {
-                    path: self.path.clone(),
-                    capacity: size,
-                    needed: end,
-                });
-            }
-        }
+        self.check_fits(end)?;
         let mut data_run: Option<(u64, usize, usize)> = None; // (offset, start, end) within `data`
         for (i, block) in data.chunks(ZERO_BLOCK).enumerate() {
             let at = self.offset + (i * ZERO_BLOCK) as u64;
@@ -227,24 +219,28 @@ impl Sink {
         Ok(())
     }
 
+    /// Refuses output that would end past the end of a block device.
+    fn check_fits(&self, end: u64) -> Result<(), ImageError> {
+        match self.kind {
+            Kind::Block { size, .. } if end > size => Err(ImageError::TooLarge {
+                path: self.path.clone(),
+                capacity: size,
+                needed: end,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Accepts `len` bytes known to be zero without looking at them: whole
     /// [`ZERO_BLOCK`]s, the output so far being whole blocks too.
     pub(crate) fn write_zeros(&mut self, len: u64) -> Result<(), ImageError> {
         let block = ZERO_BLOCK as u64;
         debug_assert!(
-            self.offset % block == 0 && len % block == 0,
+            self.offset.is_multiple_of(block) && len.is_multiple_of(block),
             "zero runs are whole blocks"
         );
         let end = self.offset + len;
-        if let Kind::Block { size, .. } = self.kind {
-            if end > size {
-                return Err(ImageError::TooLarge {
-                    path: self.path.clone(),
-                    capacity: size,
-                    needed: end,
-                });
-            }
-        }
+        self.check_fits(end)?;
         let mut at = self.offset;
         if at < HOLD_BACK {
             let held = (HOLD_BACK - at).min(len) as usize;
