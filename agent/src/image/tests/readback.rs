@@ -74,6 +74,70 @@ fn readback_catches_a_sector_flipped_on_the_backing_file() {
 }
 
 #[test]
+fn readback_names_the_first_of_several_changed_mibs_whichever_worker_read_them() {
+    let server = Server::start();
+    let f = fixture();
+    let url = serve(&server, "/rbflips.zst", &f.zst);
+    let lo = Loop::new(64 * M, 4096, 0xA5);
+    let backing = lo.backing();
+    // The data runs (up to 4 MiB each) alternate between the read-back's workers:
+    // MiB 28 is in the 4th run, 42 in the 5th and 47 in the 6th.
+    let flip = || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&backing)
+            .unwrap();
+        for mib in [47, 28, 42] {
+            let at = mib * MIB + 777;
+            let mut b = [0u8; 1];
+            file.read_exact_at(&mut b, at).unwrap();
+            file.write_all_at(&[!b[0]], at).unwrap();
+        }
+        file.sync_all().unwrap();
+    };
+    let mut opts = fast();
+    opts.before_readback = Some(&flip);
+    let err = write_image(&readback_plan(url, &f.zst, &lo.dev), &opts).unwrap_err();
+    match &err {
+        ImageError::ReadbackMismatch { offset, more, .. } => {
+            assert_eq!(*offset, 28 * MIB, "names the first MiB that changed");
+            assert_eq!(*more, 2, "and counts the others");
+        }
+        other => panic!("expected ReadbackMismatch, got {other}"),
+    }
+}
+
+#[test]
+fn a_target_cut_short_before_the_readback_is_named_at_its_first_missing_byte() {
+    let server = Server::start();
+    let f = fixture();
+    let url = serve(&server, "/rbcut.zst", &f.zst);
+    let dir = tempfile::tempdir().unwrap();
+    let target = file_target(&dir, IMAGE_LEN, 0xA5);
+    // Cut inside the run of MiBs 28..32; the other worker's later runs fail too,
+    // possibly sooner, but the first failure in disk order is the one reported.
+    let cut = 30 * MIB;
+    let shorten = || {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&target)
+            .unwrap();
+        file.set_len(cut).unwrap();
+    };
+    let mut opts = fast();
+    opts.before_readback = Some(&shorten);
+    let err = write_image(&readback_plan(url, &f.zst, &target), &opts).unwrap_err();
+    match &err {
+        ImageError::Readback { path, cause } => {
+            assert_eq!(path, &target);
+            assert_eq!(cause, &format!("the target ends at byte {cut}"));
+        }
+        other => panic!("expected Readback, got {other}"),
+    }
+}
+
+#[test]
 fn zero_runs_are_written_as_data_on_a_device_without_write_zeroes() {
     // The device is real (a loop device holding 0xFF); only its report of
     // write-zeroes support is overridden, since no host device here lacks it.
