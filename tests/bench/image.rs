@@ -242,6 +242,39 @@ fn count_frames(p: &Path) -> u64 {
     frames.max(1)
 }
 
+/// The frames of the pzstd file `zst` that hold data, as a file of their own
+/// (cached beside it): the decoding imprint cannot avoid, since it does not
+/// decode frames of zeros.
+pub fn data_frames(zst: &Path) -> PathBuf {
+    let out = zst.with_file_name("data-frames.zst");
+    let done = zst.with_file_name("data-frames.done");
+    if done.exists() && out.exists() {
+        return out;
+    }
+    let f = File::open(zst).expect("opening the served image");
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut w = std::io::BufWriter::new(File::create(&out).expect("creating data-frames.zst"));
+    let (mut pos, mut head) = (0u64, [0u8; 12]);
+    while pos + 12 <= len {
+        f.read_exact_at(&mut head, pos).expect("reading the served image");
+        let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        assert!(
+            word(0) & 0xFFFF_FFF0 == 0x184D_2A50 && word(4) == 4,
+            "not pzstd's layout at byte {pos}"
+        );
+        let mut frame = vec![0u8; word(8) as usize];
+        f.read_exact_at(&mut frame, pos + 12).expect("reading a frame");
+        let plain = zstd::stream::decode_all(&frame[..]).expect("decoding a frame");
+        if plain.iter().any(|&b| b != 0) {
+            w.write_all(&frame).expect("writing data-frames.zst");
+        }
+        pos += 12 + frame.len() as u64;
+    }
+    w.flush().expect("writing data-frames.zst");
+    File::create(&done).expect("marking data-frames.zst done");
+    out
+}
+
 fn read_meta(meta: &Path, raw: &Path, frames: &Path, single: &Path) -> Option<BenchImage> {
     let v: serde_json::Value = serde_json::from_slice(&fs::read(meta).ok()?).ok()?;
     let size = v["size"].as_u64()?;
