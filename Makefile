@@ -49,7 +49,7 @@ images:
 # makes, a tang advertisement and clevis JWEs the fuzzer could not forge, a GPT, an ISO
 # customization area. An input that takes over 10 s counts as a hang (a crash).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := document gpt iso_area cmdline inventory qcow2_header tar tang_adv
+FUZZ_TARGETS := document gpt iso_area cmdline inventory qcow2_header tar tang_adv zstd_frames
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd agent/fuzz && for t in $(FUZZ_TARGETS); do \

@@ -18,7 +18,7 @@ const BLOCK_MAX: usize = 128 << 10;
 
 /// Why the stream is not a sequence of zstd frames.
 #[derive(Debug)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// The served bytes could not be read (the reader's own error).
     Read(io::Error),
     /// The bytes break the format; the message names the offset.
@@ -32,7 +32,7 @@ impl From<io::Error> for FrameError {
 }
 
 /// What [`FrameWalker::next`] found.
-pub(crate) enum Next {
+pub enum Next {
     /// A frame follows: its bytes come through [`FrameWalker::frame`].
     Frame,
     /// The stream ended cleanly, between frames.
@@ -41,7 +41,7 @@ pub(crate) enum Next {
 
 /// What the walker learnt of a frame while passing it on: enough to tell a frame
 /// of zeros (most of a disk image) without decoding all of it.
-pub(crate) struct Outline {
+pub struct Outline {
     /// The frame header descriptor's flags.
     fhd: u8,
     /// Bytes before the first block (magic, descriptor, window, dictionary id, size).
@@ -50,6 +50,10 @@ pub(crate) struct Outline {
     first_block_len: usize,
     /// If every block after the first is an RLE block of zero bytes: what they decode to.
     zeros_after_first: Option<u64>,
+    /// The size the header declares the frame decodes to, if it does.
+    content_size: Option<u64>,
+    /// The frame's checksum: the low 32 bits of XXH64 (seed 0) of what it decodes to.
+    checksum: Option<u32>,
 }
 
 impl Outline {
@@ -61,7 +65,7 @@ impl Outline {
     /// block alone (at most 128 KiB) tells whether the frame is zeros. Only for
     /// frames with a window descriptor and no dictionary, whose header can be
     /// reused as it is.
-    pub(crate) fn first_block_frame(&self, frame: &[u8]) -> Option<Vec<u8>> {
+    pub fn first_block_frame(&self, frame: &[u8]) -> Option<Vec<u8>> {
         self.zeros_after_first?;
         if self.fhd & 0x23 != 0 || frame.len() < self.header_len + self.first_block_len {
             return None;
@@ -77,25 +81,32 @@ impl Outline {
     }
 
     /// Bytes the blocks after the first decode to, if all are RLE blocks of zeros.
-    pub(crate) fn zeros_after_first(&self) -> Option<u64> {
+    pub fn zeros_after_first(&self) -> Option<u64> {
         self.zeros_after_first
+    }
+
+    /// Whether a frame decoding to `len` zero bytes agrees with the header's size and
+    /// the checksum, as a decoder would check them (`zeros_xxh64` gives XXH64 of zeros).
+    pub fn zeros_check(&self, len: u64, zeros_xxh64: impl FnOnce(u64) -> u64) -> bool {
+        self.content_size.is_none_or(|c| c == len)
+            && self.checksum.is_none_or(|c| c == zeros_xxh64(len) as u32)
     }
 }
 
 /// Walks a zstd stream frame by frame over a `BufRead`, counting bytes for messages.
-pub(crate) struct FrameWalker<'a, R: BufRead> {
+pub struct FrameWalker<'a, R: BufRead> {
     input: &'a mut R,
     pos: u64,
 }
 
 impl<'a, R: BufRead> FrameWalker<'a, R> {
     /// A walker at the start of `input`.
-    pub(crate) fn new(input: &'a mut R) -> FrameWalker<'a, R> {
+    pub fn new(input: &'a mut R) -> FrameWalker<'a, R> {
         FrameWalker { input, pos: 0 }
     }
 
     /// Skips skippable frames; says whether a frame follows or the stream ended.
-    pub(crate) fn next(&mut self) -> Result<Next, FrameError> {
+    pub fn next(&mut self) -> Result<Next, FrameError> {
         loop {
             if self.input.fill_buf()?.is_empty() {
                 return Ok(Next::End);
@@ -124,7 +135,7 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
 
     /// Hands the frame that [`FrameWalker::next`] found, magic included, to `out`
     /// in pieces, in order, up to its last byte.
-    pub(crate) fn frame(
+    pub fn frame(
         &mut self,
         out: &mut dyn FnMut(&[u8]) -> Result<(), FrameError>,
     ) -> Result<Outline, FrameError> {
@@ -142,19 +153,31 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
         let single_segment = fhd & 0x20 != 0;
         let window = usize::from(!single_segment);
         let dict_id = [0, 1, 2, 4][usize::from(fhd & 0x03)];
-        let content_size = match fhd >> 6 {
+        let size_len = match fhd >> 6 {
             0 => usize::from(single_segment),
             1 => 2,
             2 => 4,
             _ => 8,
         };
-        let header = (window + dict_id + content_size) as u64;
-        self.copy(header, out, "a frame header")?;
+        let mut header = [0u8; 13];
+        let header = &mut header[..window + dict_id + size_len];
+        self.take(header, "a frame header")?;
+        out(header)?;
+        let mut size = [0u8; 8];
+        size[..size_len].copy_from_slice(&header[header.len() - size_len..]);
+        let content_size = match size_len {
+            0 => None,
+            // Two bytes count from 256 (RFC 8878, Frame_Content_Size).
+            2 => Some(u64::from_le_bytes(size) + 256),
+            _ => Some(u64::from_le_bytes(size)),
+        };
         let mut outline = Outline {
             fhd,
-            header_len: 5 + header as usize,
+            header_len: 5 + header.len(),
             first_block_len: 0,
             zeros_after_first: Some(0),
+            content_size,
+            checksum: None,
         };
         loop {
             let mut bh = [0u8; 3];
@@ -164,42 +187,35 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
             let last = bh & 1 == 1;
             let size = (bh >> 3) as usize;
             let first = outline.first_block_len == 0;
-            let payload = match (bh >> 1) & 3 {
-                0 | 2 if size <= BLOCK_MAX => size,
-                1 => {
-                    let mut byte = [0u8; 1];
-                    self.take(&mut byte, "a block")?;
-                    out(&byte)?;
-                    if first {
-                        outline.first_block_len = 4;
-                    } else if byte[0] == 0 {
-                        outline.zeros_after_first = outline.zeros_after_first.map(|z| z + size as u64);
-                    } else {
-                        outline.zeros_after_first = None;
-                    }
-                    if last {
-                        break;
-                    }
-                    continue;
-                }
-                3 => {
-                    return Err(FrameError::Format(format!(
-                        "the frame at byte {start} has a block of the reserved type at byte {}",
-                        self.pos - 3
-                    )))
-                }
-                _ => {
-                    return Err(FrameError::Format(format!(
-                        "the frame at byte {start} has a block of {size} bytes at byte {}, above the format's 128 KiB",
-                        self.pos - 3
-                    )))
-                }
-            };
-            self.copy(payload as u64, out, "a block")?;
+            let kind = (bh >> 1) & 3;
+            if kind == 3 {
+                return Err(FrameError::Format(format!(
+                    "the frame at byte {start} has a block of the reserved type at byte {}",
+                    self.pos - 3
+                )));
+            }
+            // Raw and compressed blocks hold at most 128 KiB, an RLE block decodes to as much.
+            if size > BLOCK_MAX {
+                return Err(FrameError::Format(format!(
+                    "the frame at byte {start} has a block of {size} bytes at byte {}, above the format's 128 KiB",
+                    self.pos - 3
+                )));
+            }
+            let payload = if kind == 1 { 1 } else { size };
+            let mut rle = [0u8; 1];
+            if kind == 1 {
+                self.take(&mut rle, "a block")?;
+                out(&rle)?;
+            } else {
+                self.copy(payload as u64, out, "a block")?;
+            }
             if first {
                 outline.first_block_len = 3 + payload;
-            } else if payload > 0 {
-                // (An empty raw block, which streaming compressors end frames with, adds nothing.)
+            } else if kind == 1 && rle[0] == 0 {
+                outline.zeros_after_first = outline.zeros_after_first.map(|z| z + size as u64);
+            } else if !(kind == 0 && size == 0) {
+                // (An empty raw block, which streaming compressors end frames with, adds
+                // nothing; an empty compressed block is corrupt, for a decoder to say.)
                 outline.zeros_after_first = None;
             }
             if last {
@@ -207,7 +223,10 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
             }
         }
         if fhd & 0x04 != 0 {
-            self.copy(4, out, "a frame checksum")?;
+            let mut checksum = [0u8; 4];
+            self.take(&mut checksum, "a frame checksum")?;
+            out(&checksum)?;
+            outline.checksum = Some(u32::from_le_bytes(checksum));
         }
         Ok(outline)
     }
@@ -256,6 +275,51 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
             self.pos
         ))
     }
+}
+
+/// Tells frames of zeros from their outline and first block (see [`zero_frame`]).
+#[derive(Default)]
+pub struct ZeroProbe {
+    /// Where a first block is decoded.
+    block: Vec<u8>,
+    /// XXH64 of so many zero bytes: frames of zeros come in few sizes.
+    xxh64: std::collections::HashMap<u64, u64>,
+}
+
+/// XXH64 (seed 0) of `len` zero bytes.
+fn xxh64_of_zeros(len: u64) -> u64 {
+    const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(ZEROS.len() as u64) as usize;
+        h.update(&ZEROS[..n]);
+        left -= n as u64;
+    }
+    h.digest()
+}
+
+/// If the frame in `bytes` decodes to zeros only, how many: its first block is
+/// decoded alone, the rest are RLE blocks of zeros by its outline, and its
+/// declared size and checksum must agree, as a decoder would check them.
+/// Anything else (including a frame that is wrong) goes to a decoder.
+pub fn zero_frame(outline: &Outline, bytes: &[u8], probe: &mut ZeroProbe) -> Option<u64> {
+    let rest = outline.zeros_after_first()?;
+    let mini = outline.first_block_frame(bytes)?;
+    probe.block.clear();
+    probe.block.reserve(BLOCK_MAX);
+    let n = zstd::bulk::Decompressor::new()
+        .ok()?
+        .decompress_to_buffer(&mini, &mut probe.block)
+        .ok()?;
+    if !super::sink::is_zero(&probe.block[..n]) {
+        return None;
+    }
+    let len = n as u64 + rest;
+    let cache = &mut probe.xxh64;
+    outline
+        .zeros_check(len, |len| *cache.entry(len).or_insert_with(|| xxh64_of_zeros(len)))
+        .then_some(len)
 }
 
 #[cfg(test)]
@@ -384,5 +448,57 @@ mod tests {
         bad[header] |= 0b110;
         let e = frames(&bad).unwrap_err();
         assert!(e.contains("reserved type"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod zero_tests {
+    use super::*;
+
+    fn probe_frame(frame: &[u8]) -> Option<u64> {
+        let mut input = frame;
+        let mut w = FrameWalker::new(&mut input);
+        assert!(matches!(w.next(), Ok(Next::Frame)));
+        let outline = w.frame(&mut |_| Ok(())).unwrap();
+        zero_frame(&outline, frame, &mut ZeroProbe::default())
+    }
+
+    fn zeros_frame(len: usize, checksum: bool) -> Vec<u8> {
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        c.include_checksum(checksum).unwrap();
+        c.compress(&vec![0u8; len]).unwrap()
+    }
+
+    #[test]
+    fn a_frame_of_zeros_counts_only_if_its_size_and_checksum_agree() {
+        let len = 3 << 20;
+        let good = zeros_frame(len, true);
+        let checksum = u32::from_le_bytes(good[good.len() - 4..].try_into().unwrap());
+        assert_eq!(checksum, xxh64_of_zeros(len as u64) as u32, "zstd's checksum");
+        assert_eq!(probe_frame(&good), Some(len as u64));
+        // A wrong checksum: left to a decoder, which refuses the frame.
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(probe_frame(&bad), None);
+        assert!(zstd::bulk::decompress(&bad, len).is_err());
+        // A declared size that is not what the blocks make (one byte more).
+        let plain = zeros_frame(len, false);
+        assert_eq!(probe_frame(&plain), Some(len as u64));
+        let fhd = plain[4];
+        assert_eq!(fhd >> 6, 2, "a 4-byte content size");
+        let at = 5 + usize::from(fhd & 0x20 == 0);
+        let mut wrong = plain.clone();
+        wrong[at..at + 4].copy_from_slice(&(len as u32 + 1).to_le_bytes());
+        assert_eq!(probe_frame(&wrong), None);
+        assert!(zstd::bulk::decompress(&wrong, len + 1).is_err());
+        // Found by the fuzzer: a raw first block of one zero byte, then an empty
+        // compressed block, which the library calls corrupt. Not zeros, then.
+        let empty_compressed = b"\x28\xb5\x2f\xfd\x00\x00\x08\x00\x00\x00\x00\x00\x00\x05\x00\x00";
+        assert_eq!(probe_frame(empty_compressed), None);
+        assert!(zstd::bulk::decompress(empty_compressed, 1).is_err());
+        // The same ending on an empty raw block is a frame of one zero byte.
+        let empty_raw = b"\x28\xb5\x2f\xfd\x00\x00\x08\x00\x00\x00\x00\x00\x00\x01\x00\x00";
+        assert_eq!(probe_frame(empty_raw), Some(1));
+        assert_eq!(zstd::bulk::decompress(empty_raw, 1).unwrap(), [0]);
     }
 }

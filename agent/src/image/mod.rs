@@ -19,7 +19,7 @@
 mod buf;
 mod channel;
 mod decode;
-mod frames;
+pub mod frames;
 mod parallel;
 mod pipeline;
 pub mod qcow2;

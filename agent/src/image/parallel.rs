@@ -15,7 +15,7 @@
 use super::buf::{Pool, Pooled};
 use super::channel::ChannelReader;
 use super::decode::Compression;
-use super::frames::{FrameError, FrameWalker, Next, Outline};
+use super::frames::{zero_frame, FrameError, FrameWalker, Next, ZeroProbe};
 use super::pipeline::{drain, image_error, Out};
 use super::sink::ZERO_BLOCK;
 use super::source::Shared;
@@ -34,8 +34,6 @@ pub(super) const DEC_BUFS: usize = 3;
 pub(super) const CHUNK: usize = 512 << 10;
 /// Compressed pieces queued for each decoder.
 const CHUNK_DEPTH: usize = 2;
-/// The most one zstd block decodes to.
-const BLOCK_OUT: usize = 128 << 10;
 /// Buffers the merge may use to realign frames that are not whole MiBs.
 pub(super) const MERGE_BUFS: usize = 2;
 
@@ -188,7 +186,7 @@ fn cut(
     let mut walker = FrameWalker::new(input);
     let cancelled = || FrameError::Read(std::io::Error::other(ImageError::Cancelled));
     let mut frame = 0usize;
-    let mut probe = Vec::new();
+    let mut probe = ZeroProbe::default();
     let result = loop {
         match walker.next() {
             Ok(Next::End) => break Ok(()),
@@ -241,21 +239,6 @@ fn cut(
         }
         Err(FrameError::Format(m)) => Err(decode_error(m)),
     }
-}
-
-/// If the frame in `bytes` decodes to zeros only, how many: its first block is
-/// decoded (into `probe`), the rest are RLE blocks of zeros by its outline. Its
-/// checksum goes unchecked, as for no other frame: the served digest covers it.
-fn zero_frame(outline: &Outline, bytes: &[u8], probe: &mut Vec<u8>) -> Option<u64> {
-    let rest = outline.zeros_after_first()?;
-    let mini = outline.first_block_frame(bytes)?;
-    probe.clear();
-    probe.reserve(BLOCK_OUT);
-    let n = zstd::bulk::Decompressor::new()
-        .ok()?
-        .decompress_to_buffer(&mini, probe)
-        .ok()?;
-    super::sink::is_zero(&probe[..n]).then_some(n as u64 + rest)
 }
 
 /// One decoder: decodes each frame it is handed into its own buffers.
