@@ -36,17 +36,7 @@ fn readback_catches_a_sector_flipped_on_the_backing_file() {
     let backing = lo.backing();
     // Between the write and the read-back, one byte of the 41st MiB changes on "the disk".
     let at = 40 * MIB + 4096 + 17;
-    let flip = || {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&backing)
-            .unwrap();
-        let mut b = [0u8; 1];
-        file.read_exact_at(&mut b, at).unwrap();
-        file.write_all_at(&[b[0] ^ 0x10], at).unwrap();
-        file.sync_all().unwrap();
-    };
+    let flip = || flip_bytes(&backing, &[at], 0x10);
     let mut opts = fast();
     opts.before_readback = Some(&flip);
     let err = write_image(&readback_plan(url, &f.zst, &lo.dev), &opts).unwrap_err();
@@ -82,20 +72,7 @@ fn readback_names_the_first_of_several_changed_mibs_whichever_worker_read_them()
     let backing = lo.backing();
     // The data runs (up to 4 MiB each) alternate between the read-back's workers:
     // MiB 28 is in the 4th run, 42 in the 5th and 47 in the 6th.
-    let flip = || {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&backing)
-            .unwrap();
-        for mib in [47, 28, 42] {
-            let at = mib * MIB + 777;
-            let mut b = [0u8; 1];
-            file.read_exact_at(&mut b, at).unwrap();
-            file.write_all_at(&[!b[0]], at).unwrap();
-        }
-        file.sync_all().unwrap();
-    };
+    let flip = || flip_bytes(&backing, &[47 * MIB + 777, 28 * MIB + 777, 42 * MIB + 777], 0xFF);
     let mut opts = fast();
     opts.before_readback = Some(&flip);
     let err = write_image(&readback_plan(url, &f.zst, &lo.dev), &opts).unwrap_err();
@@ -205,4 +182,20 @@ fn a_compressed_qcow2_image_is_refused_before_anything_is_written() {
         std::fs::read(&target).unwrap().iter().all(|&b| b == 0xA5),
         "target untouched"
     );
+}
+
+/// Changes the bytes at `offsets` of the loop device's backing file (XOR `mask`), as a
+/// disk that does not keep what it was given would, between the write and the read-back.
+fn flip_bytes(backing: &std::path::Path, offsets: &[u64], mask: u8) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(backing)
+        .unwrap();
+    for &at in offsets {
+        let mut b = [0u8; 1];
+        file.read_exact_at(&mut b, at).unwrap();
+        file.write_all_at(&[b[0] ^ mask], at).unwrap();
+    }
+    file.sync_all().unwrap();
 }
