@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let mut probe = ZeroProbe::default();
     let mut handed = 0usize;
     loop {
-        match walker.next() {
+        match walker.next_frame() {
             Ok(Next::Frame) => {}
             Ok(Next::End) | Err(_) => break,
         }

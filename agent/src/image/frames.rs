@@ -31,7 +31,7 @@ impl From<io::Error> for FrameError {
     }
 }
 
-/// What [`FrameWalker::next`] found.
+/// What [`FrameWalker::next_frame`] found.
 pub enum Next {
     /// A frame follows: its bytes come through [`FrameWalker::frame`].
     Frame,
@@ -106,7 +106,7 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
     }
 
     /// Skips skippable frames; says whether a frame follows or the stream ended.
-    pub fn next(&mut self) -> Result<Next, FrameError> {
+    pub fn next_frame(&mut self) -> Result<Next, FrameError> {
         loop {
             if self.input.fill_buf()?.is_empty() {
                 return Ok(Next::End);
@@ -133,7 +133,7 @@ impl<'a, R: BufRead> FrameWalker<'a, R> {
         }
     }
 
-    /// Hands the frame that [`FrameWalker::next`] found, magic included, to `out`
+    /// Hands the frame that [`FrameWalker::next_frame`] found, magic included, to `out`
     /// in pieces, in order, up to its last byte.
     pub fn frame(
         &mut self,
@@ -288,7 +288,7 @@ pub struct ZeroProbe {
 
 /// XXH64 (seed 0) of `len` zero bytes.
 fn xxh64_of_zeros(len: u64) -> u64 {
-    const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let mut h = xxhash_rust::xxh64::Xxh64::new(0);
     let mut left = len;
     while left > 0 {
@@ -332,7 +332,7 @@ mod tests {
         let mut w = FrameWalker::new(&mut input);
         let mut out = Vec::new();
         loop {
-            match w.next() {
+            match w.next_frame() {
                 Ok(Next::End) => return Ok(out),
                 Ok(Next::Frame) => {
                     let mut f = Vec::new();
@@ -381,7 +381,7 @@ mod tests {
     fn probe(frame: &[u8]) -> (Option<u64>, Option<Vec<u8>>) {
         let mut input = frame;
         let mut w = FrameWalker::new(&mut input);
-        assert!(matches!(w.next(), Ok(Next::Frame)));
+        assert!(matches!(w.next_frame(), Ok(Next::Frame)));
         let outline = w.frame(&mut |_| Ok(())).unwrap();
         let first = outline
             .first_block_frame(frame)
@@ -458,7 +458,7 @@ mod zero_tests {
     fn probe_frame(frame: &[u8]) -> Option<u64> {
         let mut input = frame;
         let mut w = FrameWalker::new(&mut input);
-        assert!(matches!(w.next(), Ok(Next::Frame)));
+        assert!(matches!(w.next_frame(), Ok(Next::Frame)));
         let outline = w.frame(&mut |_| Ok(())).unwrap();
         zero_frame(&outline, frame, &mut ZeroProbe::default())
     }

@@ -188,7 +188,7 @@ fn cut(
     let mut frame = 0usize;
     let mut probe = ZeroProbe::default();
     let result = loop {
-        match walker.next() {
+        match walker.next_frame() {
             Ok(Next::End) => break Ok(()),
             Ok(Next::Frame) => {}
             Err(e) => break Err(e),
