@@ -14,7 +14,6 @@ use std::io::{self, BufRead, Read};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Size of one decompressed buffer (the unit of writing).
@@ -63,18 +62,9 @@ pub(super) fn run_pipeline(
             "buffered"
         }
     ));
-    let shared = Arc::new(Shared::default());
-    let (fetch_tx, fetch_rx) = sync_channel(source::FETCH_DEPTH);
+    let (fetcher, shared, input) = Fetcher::for_image(urls, digest, opts);
     let (dec_tx, dec_rx) = sync_channel(OUT_DEPTH);
     let (hash_tx, hash_rx) = sync_channel(OUT_DEPTH);
-    let fetcher = Fetcher::new(
-        urls.to_vec(),
-        digest.algorithm,
-        opts.fetch_config(),
-        shared.clone(),
-        fetch_tx,
-    );
-    let input = ChannelReader::new(fetch_rx, digest.clone());
     let decoders = opts.decoders.unwrap_or_else(parallel::decoders);
 
     let (fetched, decoded, hashed, sunk) = std::thread::scope(|s| {

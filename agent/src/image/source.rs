@@ -3,13 +3,14 @@
 //! arrive and handed on in pooled buffers.
 
 use super::buf::{Pool, Pooled};
+use super::channel::ChannelReader;
 use super::verify::Hasher;
-use super::{ImageError, RetryPolicy};
-use crate::plan::DigestAlgorithm;
+use super::{ImageError, RetryPolicy, WriteOptions};
+use crate::plan::{Digest, DigestAlgorithm};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,8 +104,28 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
+    /// A download of `urls` (tried in order), not started yet: the fetcher, the state it
+    /// shares with the other stages, and the reader its bytes come out of, checked
+    /// against `digest` at their end.
+    pub(crate) fn for_image(
+        urls: &[String],
+        digest: &Digest,
+        opts: &WriteOptions,
+    ) -> (Fetcher, Arc<Shared>, ChannelReader) {
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = sync_channel(FETCH_DEPTH);
+        let fetcher = Fetcher::new(
+            urls.to_vec(),
+            digest.algorithm,
+            opts.fetch_config(),
+            shared.clone(),
+            tx,
+        );
+        (fetcher, shared, ChannelReader::new(rx, digest.clone()))
+    }
+
     /// A fetcher for `urls` (tried in order) sending to `tx`.
-    pub(crate) fn new(
+    fn new(
         urls: Vec<String>,
         algorithm: DigestAlgorithm,
         cfg: FetchConfig,

@@ -9,7 +9,6 @@ use super::{ImageError, WriteOptions};
 use crate::plan::Digest;
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
 /// The decompressed image as a reader; reading past the end fails if the digest
@@ -31,15 +30,7 @@ pub fn open_verified_stream(
     if urls.is_empty() {
         return Err(ImageError::NoSource);
     }
-    let shared = Arc::new(Shared::default());
-    let (tx, rx) = sync_channel(source::FETCH_DEPTH);
-    let fetcher = Fetcher::new(
-        urls.to_vec(),
-        digest.algorithm,
-        opts.fetch_config(),
-        shared.clone(),
-        tx,
-    );
+    let (fetcher, shared, mut input) = Fetcher::for_image(urls, digest, opts);
     let fetch = std::thread::Builder::new()
         .name("image-fetch".into())
         .spawn(move || fetcher.run())
@@ -54,7 +45,6 @@ pub fn open_verified_stream(
         fetch: Some(fetch),
         finished: false,
     };
-    let mut input = ChannelReader::new(rx, digest.clone());
     let compression = match input.fill_buf() {
         Ok(prefix) => detect(&prefix[..prefix.len().min(decode::MAGIC_LEN)]),
         Err(e) => return Err(stream.explain(e)),

@@ -26,12 +26,11 @@ pub use header::{is_qcow2, parse_header, ClusterCompression, Header, Qcow2Error,
 pub use map::{layout_of, Cluster, Layout};
 
 use super::buf::{Pool, ALIGN};
-use super::channel::ChannelReader;
 use super::pipeline::{
     finish_outcome, join, stage, PoolUse, Produced, OUT_BUF, OUT_BUFS, OUT_DEPTH,
 };
 use super::sink::Sink;
-use super::source::{self, Fetcher, Shared};
+use super::source::{Fetcher, Shared};
 use super::{Compression, ImageError, WriteOptions, WriteOutcome};
 use crate::plan::Digest;
 use digest::GuestDigest;
@@ -43,7 +42,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// The metadata pass over the first URL that answers: its layout and the URL.
@@ -94,19 +92,10 @@ pub(super) fn write(
     // Clusters smaller than a page would make unaligned direct writes: go through the cache.
     let mut sink = Sink::open_opts(target, opts.write_zeroes, h.cluster_size() >= ALIGN as u64)?;
     sink.begin_random(h.size)?;
-    let shared = Arc::new(Shared::default());
-    let (fetch_tx, fetch_rx) = sync_channel(source::FETCH_DEPTH);
+    let (fetcher, shared, input) = Fetcher::for_image(urls, digest, opts);
+    let fetcher = fetcher.expect_total(layout.file_len);
     let (ext_tx, ext_rx) = sync_channel(OUT_DEPTH);
     let (hash_tx, hash_rx) = sync_channel(OUT_DEPTH);
-    let fetcher = Fetcher::new(
-        urls.to_vec(),
-        digest.algorithm,
-        opts.fetch_config(),
-        shared.clone(),
-        fetch_tx,
-    )
-    .expect_total(layout.file_len);
-    let input = ChannelReader::new(fetch_rx, digest.clone());
     let extractor = Extractor::new(&layout, input, &url, Pool::new(OUT_BUF, OUT_BUFS), ext_tx);
     // The written bytes' hash list is for the read-back only (see the raw pipeline).
     let mut guest = opts
