@@ -141,6 +141,7 @@ fn touched_disks(step: &Step) -> Vec<PathBuf> {
     match step {
         Step::Wipe { path, .. } | Step::Partition { path, .. } => vec![path.clone()],
         Step::WriteImage(i) => vec![i.target_path.clone()],
+        Step::AppendPartitions(a) => vec![a.path.clone()],
         Step::Configdrive(c) => vec![c.disk_path.clone()],
         // Everything else lives on partitions of disks a wipe step already claimed.
         _ => Vec::new(),

@@ -62,6 +62,8 @@ pub enum Step {
     Partition { disk: String, path: PathBuf, logical_sector: u64, partitions: Vec<PartitionPlan> },
     /// Stream, decompress, verify and write an image.
     WriteImage(ImagePlan),
+    /// Add data partitions after a whole-disk image's own, once it is written.
+    AppendPartitions(AppendPlan),
     /// Write the cloud-init configdrive.
     Configdrive(ConfigdrivePlan),
     /// Create an md RAID1 array.
@@ -84,6 +86,7 @@ impl Step {
         match self {
             Step::Wipe { disk, .. } => format!("wipe:{disk}"),
             Step::Partition { disk, .. } => format!("partition:{disk}"),
+            Step::AppendPartitions(a) => format!("partition:{}", a.disk),
             Step::WriteImage(_) => "write-image".into(),
             Step::Configdrive(c) if c.copy => format!("configdrive:{}", c.disk),
             Step::Configdrive(_) => "configdrive".into(),
@@ -113,6 +116,35 @@ pub struct PartitionPlan {
     pub last_lba: u64,
     /// Device node it will appear as, e.g. `/dev/sda2`, `/dev/nvme0n1p2`.
     pub path: PathBuf,
+}
+
+/// Partitions added after a whole-disk image: their numbers and sectors follow from the
+/// image's own table, so they are placed when the image is on the disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppendPlan {
+    pub disk: String,
+    pub path: PathBuf,
+    pub partitions: Vec<AppendedPartition>,
+    /// Kept free at the disk's end for the configdrive appended after them.
+    pub reserve_bytes: u64,
+}
+
+/// One partition to append.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppendedPartition {
+    pub name: String,
+    pub label: String,
+    pub type_guid: String,
+    /// `None`: the rest of the disk.
+    pub size_bytes: Option<u64>,
+    /// What later steps of the plan call its device until it exists: see [`appended_node`].
+    pub node: PathBuf,
+}
+
+/// The stand-in device path of partition `name` appended to `disk`, e.g. `/dev/sda#data`;
+/// the engine replaces it with the real node once the partition exists.
+pub fn appended_node(disk: &std::path::Path, name: &str) -> PathBuf {
+    PathBuf::from(format!("{}#{name}", disk.display()))
 }
 
 /// Digest algorithm and expected value.

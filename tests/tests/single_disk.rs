@@ -262,6 +262,50 @@ fn grow_extends_the_root_partition_and_leaves_room_for_the_configdrive() {
 }
 
 #[test]
+fn data_partitions_beside_the_image_are_added_after_it_and_formatted() {
+    let img = image();
+    let server = Server::start();
+    let data = img.zstd();
+    let sha = sha256_hex(&data);
+    server.serve_bytes("/images/web.raw.zst", data);
+    let disk = LoopDev::new(2 << 30, 512);
+    let doc = document(&server, "/images/web.raw.zst", &sha, "").replace(
+        "image:\n",
+        "storage:\n  partitions:\n    - { name: scratch, disk: root, size: 256MiB, label: scratch }\n    - { name: bulk, disk: root, size: rest }\n  filesystems:\n    - { device: scratch, type: ext4, label: scratch }\n    - { device: bulk, type: xfs, label: bulk }\nimage:\n",
+    );
+    let run = apply(&doc, &disk);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_sgdisk_clean(disk.dev());
+    let parts = disk.partition_offsets();
+    assert_eq!(parts.len(), 5, "the image's two, scratch, bulk, the configdrive: {parts:?}");
+    assert_eq!(parts[..2], img.partitions[..], "the image's partitions did not move");
+    assert_eq!(disk.read_at(1 << 20, img.raw.len() - (2 << 20)), img.raw[1 << 20..img.raw.len() - (1 << 20)], "image intact");
+    let (_, s_start, s_len) = parts[2];
+    assert!(s_start >= img.raw.len() as u64 && s_start % (1 << 20) == 0, "after the image, aligned: {parts:?}");
+    assert_eq!(s_len, 256 << 20);
+    let scratch = blkid_at(disk.dev(), s_start, s_len);
+    assert!(scratch.contains("TYPE=ext4") && scratch.contains("LABEL=scratch"), "{scratch}");
+    let (_, b_start, b_len) = parts[3];
+    let bulk = blkid_at(disk.dev(), b_start, b_len);
+    assert!(bulk.contains("TYPE=xfs") && bulk.contains("LABEL=bulk"), "{bulk}");
+    // `rest` took the disk up to the configdrive, which keeps its full size at the end.
+    let (_, cd_start, cd_len) = parts[4];
+    assert!(cd_start >= b_start + b_len && cd_start - (b_start + b_len) < 1 << 20, "{parts:?}");
+    assert!(cd_len >= 64 << 20 && cd_start + cd_len <= 2 << 30, "{parts:?}");
+    assert!(blkid_at(disk.dev(), cd_start, cd_len).contains("LABEL=cidata"));
+    // The report names the real nodes, not the plan's stand-ins.
+    let fin = final_report(&server);
+    let steps = fin["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(names, ["wipe:root", "write-image", "partition:root", "mkfs:scratch", "mkfs:bulk", "configdrive"]);
+    let appended = &steps[2]["output"]["appended"];
+    assert_eq!(appended[0]["number"], 3, "{appended}");
+    assert_eq!(appended[1]["name"], "bulk", "{appended}");
+    let node = format!("{}p3", disk.dev());
+    assert_eq!(steps[3]["output"]["device"], node.as_str());
+}
+
+#[test]
 fn single_steps_write_image_and_configdrive_work_alone() {
     let img = image();
     let server = Server::start();

@@ -2,10 +2,63 @@
 
 use super::expand::{ExplicitStorage, Origin};
 use super::model::*;
+use super::types::Name;
 use super::validate::{by, known, Checker};
 use crate::plan::ImageFormat;
 
 impl Checker {
+    /// Partitions on a disk image's disk are added after the image's own; they hold a
+    /// filesystem or a LUKS volume. Mount points are refused: the image's /etc/fstab is
+    /// its own.
+    fn beside_disk_image(&mut self, img: &Image, st: &ExplicitStorage, target: &Name) {
+        // The layout lays a whole OS out; it does not go beside one.
+        if let Some((_, o)) = st.partitions.iter().find(|(p, o)| p.disk == *target && !o.fields) {
+            self.err(
+                "image.target",
+                format!("disk {:?} also gets partitions from {}; a whole-disk image brings its own partition table", target.as_str(), by(o)),
+            );
+            return;
+        }
+        for (p, o) in st.partitions.iter().filter(|(p, _)| p.disk == *target) {
+            let member = st
+                .raid
+                .iter()
+                .find(|(r, _)| r.members.contains(&p.name))
+                .map(|(_, ro)| ro)
+                .or_else(|| st.lvm.iter().find(|(g, _, _)| g.pvs.contains(&p.name)).map(|(_, go, _)| go));
+            if let Some(other) = member {
+                self.err(
+                    o.path.clone(),
+                    format!(
+                        "partition {:?} is added after the disk image on disk {:?}; it can hold a filesystem or a LUKS volume, not be a member of {}",
+                        p.name.as_str(),
+                        target.as_str(),
+                        by(other)
+                    ),
+                );
+            }
+            if img.grow && p.size == crate::units::SizeSpec::Rest {
+                self.err(
+                    "image.grow",
+                    format!(
+                        "the image's last partition cannot grow: partition {:?} ({}) takes the rest of disk {:?}; drop one",
+                        p.name.as_str(),
+                        by(o),
+                        target.as_str()
+                    ),
+                );
+            }
+        }
+        for (f, o) in &st.filesystems {
+            if f.mount.is_some() {
+                self.err(
+                    o.field("mount"),
+                    "a disk image brings its own /etc/fstab, which imprint does not edit; remove mount and mount the volume by its label from user_data (cloud-init mounts)",
+                );
+            }
+        }
+    }
+
     pub(super) fn luks(&mut self, o: &Origin, l: &Luks) {
         let pins = l.tang.len() + usize::from(l.tpm2.is_some());
         if pins == 0 && l.recovery_passphrase.is_none() {
@@ -91,12 +144,7 @@ impl Checker {
                         return;
                     }
                 };
-                if let Some((_, o)) = st.partitions.iter().find(|(p, _)| p.disk == target) {
-                    self.err(
-                        "image.target",
-                        format!("disk {:?} also gets partitions from {}; a whole-disk image brings its own partition table", target.as_str(), by(o)),
-                    );
-                }
+                self.beside_disk_image(img, st, &target);
             }
             ImageFormat::Filesystem => {
                 let Some(t) = &img.target else {

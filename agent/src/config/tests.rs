@@ -558,6 +558,21 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     ("version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nconfigdrive: {format: iso}", "configdrive.format", "expected nocloud or config-2, got \"iso\""),
     ("version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nboot: {finalize: [[]]}", "boot.finalize[0]", "at least the program"),
     ("version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nboot: {kernel_args: 5}", "boot.kernel_args", "expected a list of kernel arguments"),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}, {name: b, match: {}}]\nstorage: {partitions: [{name: m, disk: a, size: 1GiB, type: raid}, {name: n, disk: b, size: 1GiB, type: raid}], raid: [{name: md0, level: 1, members: [m, n]}]}\nimage: {url: 'http://x/i', sha256: '<a>', target: a}",
+        "storage.partitions[0]",
+        "it can hold a filesystem or a LUKS volume, not be a member of storage.raid[0]",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {partitions: [{name: d, disk: a, size: rest}]}\nimage: {url: 'http://x/i', sha256: '<a>', grow: true}",
+        "image.grow",
+        "partition \"d\" (storage.partitions[0]) takes the rest of disk \"a\"",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {partitions: [{name: d, disk: a, size: 1GiB}], filesystems: [{device: d, type: xfs, mount: /data}]}\nimage: {url: 'http://x/i', sha256: '<a>'}",
+        "storage.filesystems[0].mount",
+        "a disk image brings its own /etc/fstab",
+    ),
 ];
 
 #[test]

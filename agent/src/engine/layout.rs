@@ -34,6 +34,8 @@ pub struct Session {
     pub volumes: Vec<crate::luks::OpenVolume>,
     /// Where the deployed tree is mounted.
     pub root: PathBuf,
+    /// Partitions appended after a whole-disk image: the plan's stand-in path → the node.
+    pub appended: std::collections::HashMap<PathBuf, PathBuf>,
 }
 
 impl Session {
@@ -43,7 +45,13 @@ impl Session {
             undo: Vec::new(),
             volumes: Vec::new(),
             root: PathBuf::from(crate::fs::STAGING_ROOT),
+            appended: Default::default(),
         }
+    }
+
+    /// The device the plan calls `path`: the node of an appended partition, or `path`.
+    pub fn node(&self, path: &Path) -> PathBuf {
+        self.appended.get(path).cloned().unwrap_or_else(|| path.to_path_buf())
     }
 
     fn push(&mut self, u: Undo) {
@@ -133,6 +141,7 @@ pub(super) fn raid(r: &RaidPlan, plan: &Plan, s: &mut Session) -> Result<Value, 
 }
 
 pub(super) fn luks(l: &LuksPlan, s: &mut Session) -> Result<Value, StepError> {
+    let l = &LuksPlan { device: s.node(&l.device), ..l.clone() };
     s.push(Undo::CloseLuks(l.name.clone()));
     let (vol, mut out) = crate::luks::format(l, true)?;
     // Binding point: tang/TPM2 keyslots are added here from the open volume's key.
@@ -146,7 +155,8 @@ pub(super) fn lvm(v: &LvmPlan, s: &mut Session) -> Result<Value, StepError> {
     Ok(crate::lvm::create(v)?)
 }
 
-pub(super) fn mkfs(m: &MkfsPlan) -> Result<Value, StepError> {
+pub(super) fn mkfs(m: &MkfsPlan, s: &Session) -> Result<Value, StepError> {
+    let m = &MkfsPlan { device: s.node(&m.device), ..m.clone() };
     crate::fs::mkfs(m)?;
     Ok(
         json!({ "device": m.device, "fstype": m.fstype, "label": m.label, "uuid": m.uuid, "mount": m.mount }),

@@ -3,7 +3,7 @@
 use super::layout::{self, Session};
 use super::progress::Tracker;
 use super::Context;
-use crate::plan::{ConfigdrivePlan, ImageFormat, ImagePlan, PartitionPlan, Plan, Step};
+use crate::plan::{AppendPlan, ConfigdrivePlan, ImageFormat, ImagePlan, PartitionPlan, Plan, Step};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -49,11 +49,12 @@ pub fn run(step: &Step, plan: &Plan, ctx: &Context, session: &mut Session) -> Re
             ImageFormat::Rootfs => layout::rootfs(img, plan, ctx, session),
             ImageFormat::Filesystem => layout::filesystem(img, plan, ctx),
         },
+        Step::AppendPartitions(a) => append(a, session),
         Step::Configdrive(cd) => configdrive(cd),
         Step::Raid(r) => layout::raid(r, plan, session),
         Step::Luks(l) => layout::luks(l, session),
         Step::Lvm(v) => layout::lvm(v, session),
-        Step::Mkfs(m) => layout::mkfs(m),
+        Step::Mkfs(m) => layout::mkfs(m, session),
         Step::Mount(m) => layout::mount(m, session),
         Step::Finalize(f) => layout::finalize(f, plan, session),
     }
@@ -88,15 +89,20 @@ fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, Ste
     if !relocated {
         check_sector_size_mismatch(&img.target_path)?;
     }
-    // A configdrive appended to this disk next needs room after the grown partition.
-    let reserve = plan
+    // Data partitions and a configdrive appended to this disk next need room after the
+    // grown partition (each on its own 1 MiB boundary; validation refuses `rest` here).
+    let mib = |b: u64| b.div_ceil(crate::units::MIB) * crate::units::MIB;
+    let reserve: u64 = plan
         .steps
         .iter()
-        .find_map(|s| match s {
-            Step::Configdrive(cd) if cd.partition.is_none() && cd.disk_path == img.target_path => Some(cd.size_bytes),
-            _ => None,
+        .map(|s| match s {
+            Step::Configdrive(cd) if cd.partition.is_none() && cd.disk_path == img.target_path => mib(cd.size_bytes),
+            Step::AppendPartitions(a) if a.path == img.target_path => {
+                a.partitions.iter().map(|p| mib(p.size_bytes.unwrap_or(0))).sum()
+            }
+            _ => 0,
         })
-        .unwrap_or(0);
+        .sum();
     let grown =
         if img.grow && relocated { crate::partition::grow_last_partition(&img.target_path, reserve)? } else { None };
     let table = if relocated { crate::partition::read_table(&img.target_path)? } else { Vec::new() };
@@ -128,6 +134,24 @@ fn check_sector_size_mismatch(target: &Path) -> Result<(), StepError> {
         )));
     }
     Ok(())
+}
+
+fn append(a: &AppendPlan, session: &mut super::Session) -> Result<Value, StepError> {
+    let reqs: Vec<crate::partition::PartitionRequest> = a
+        .partitions
+        .iter()
+        .map(|p| crate::partition::PartitionRequest {
+            name: p.name.clone(),
+            label: p.label.clone(),
+            type_guid: p.type_guid.clone(),
+            size: p.size_bytes.map_or(crate::units::SizeSpec::Rest, |b| crate::units::SizeSpec::Bytes(crate::units::Bytes(b))),
+        })
+        .collect();
+    let placed = crate::partition::append_partitions(&a.path, &reqs, a.reserve_bytes)?;
+    for (want, got) in a.partitions.iter().zip(&placed) {
+        session.appended.insert(want.node.clone(), got.path.clone());
+    }
+    Ok(json!({ "disk": a.path, "appended": placed }))
 }
 
 fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {

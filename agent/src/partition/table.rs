@@ -2,10 +2,10 @@
 //! whole-disk image needs (backup header at the real end, grow, append).
 
 use crate::units::MIB;
-use super::{Geometry, PartitionError, ALIGN_BYTES};
+use super::{Geometry, PartitionError, PartitionRequest, ALIGN_BYTES};
 use crate::blockdev;
 use crate::plan::PartitionPlan;
-use crate::units::Bytes;
+use crate::units::{Bytes, SizeSpec};
 use gpt::disk::LogicalBlockSize;
 use gpt::mbr::ProtectiveMBR;
 use gpt::partition::Partition;
@@ -358,6 +358,25 @@ pub fn append_partition(
     type_guid: &str,
     label: &str,
 ) -> Result<PartitionPlan, PartitionError> {
+    let req = PartitionRequest {
+        name: label.to_string(),
+        label: label.to_string(),
+        type_guid: type_guid.to_string(),
+        size: SizeSpec::Bytes(Bytes(size_bytes)),
+    };
+    let mut placed = append_partitions(disk, &[req], 0)?;
+    Ok(placed.remove(0))
+}
+
+/// Adds `reqs` in order after the last partition (the data partitions beside a
+/// whole-disk image), each on a 1 MiB boundary; a `rest` request takes the space up to
+/// the end less `reserve_bytes` (for a configdrive appended next). One table write;
+/// tells the kernel and waits for the nodes. The plans carry the requests' names.
+pub fn append_partitions(
+    disk: &Path,
+    reqs: &[PartitionRequest],
+    reserve_bytes: u64,
+) -> Result<Vec<PartitionPlan>, PartitionError> {
     let Some((g, f, size, sector)) = open_gpt(disk)? else {
         return Err(PartitionError::Io(format!(
             "{} has no GPT to append a partition to",
@@ -367,38 +386,77 @@ pub fn append_partition(
     let mut parts = contiguous(disk, &g)?;
     let h = g.header();
     let align = ALIGN_BYTES / sector;
-    let after = parts
+    let mut after = parts
         .values()
         .map(|p| p.last_lba + 1)
         .max()
         .unwrap_or(h.first_usable)
         .max(h.first_usable);
-    let first = after.div_ceil(align) * align;
-    let len = size_bytes.div_ceil(sector).max(1);
-    if first + len - 1 > h.last_usable {
-        return Err(PartitionError::Layout(format!(
-            "a {} partition '{label}' does not fit after the last partition of {}: {} left of {}",
-            Bytes(size_bytes),
-            disk.display(),
-            Bytes((h.last_usable + 1).saturating_sub(first) * sector).human(),
-            Bytes(size).human()
-        )));
+    let mut placed = Vec::new();
+    for (i, r) in reqs.iter().enumerate() {
+        let first = after.div_ceil(align) * align;
+        let left = (h.last_usable + 1).saturating_sub(first) * sector;
+        let len = match r.size {
+            SizeSpec::Bytes(b) => b.0.div_ceil(sector).max(1),
+            SizeSpec::Rest => {
+                // Everything to the end, less what the requests after it and the reserve
+                // need (each on its own 1 MiB boundary).
+                let later: u64 = reqs[i + 1..]
+                    .iter()
+                    .map(|q| match q.size {
+                        SizeSpec::Bytes(b) => b.0.div_ceil(MIB) * MIB,
+                        SizeSpec::Rest => 0,
+                    })
+                    .sum();
+                let keep = later + reserve_bytes.div_ceil(MIB) * MIB;
+                let end = (h.last_usable + 1) / align * align;
+                end.saturating_sub(keep.div_ceil(sector)).saturating_sub(first)
+            }
+        };
+        if len == 0 || first + len - 1 > h.last_usable {
+            return Err(PartitionError::Layout(format!(
+                "partition '{}' ({}) does not fit after the last partition of {}: {} left of {}",
+                r.name,
+                match r.size {
+                    SizeSpec::Bytes(b) => b.human(),
+                    SizeSpec::Rest => "the rest".into(),
+                },
+                disk.display(),
+                Bytes(left).human(),
+                Bytes(size).human()
+            )));
+        }
+        let number = parts.len() as u32 + 1;
+        let new = Partition {
+            part_type_guid: gpt_type(&r.type_guid)?,
+            part_guid: uuid::Uuid::new_v4(),
+            first_lba: first,
+            last_lba: first + len - 1,
+            flags: 0,
+            name: r.label.clone(),
+        };
+        let mut plan = plan_of(disk, number, &new);
+        plan.name = r.name.clone();
+        placed.push(plan);
+        parts.insert(number, new);
+        after = first + len;
     }
-    let number = parts.len() as u32 + 1;
-    let new = Partition {
-        part_type_guid: gpt_type(type_guid)?,
-        part_guid: uuid::Uuid::new_v4(),
-        first_lba: first,
-        last_lba: first + len - 1,
-        flags: 0,
-        name: label.to_string(),
-    };
-    let plan = plan_of(disk, number, &new);
-    parts.insert(number, new);
+    if reserve_bytes > 0 {
+        let end = (h.last_usable + 1) * sector;
+        let used = after * sector;
+        if end.saturating_sub(used) < reserve_bytes {
+            return Err(PartitionError::Layout(format!(
+                "the partitions appended to {} leave {} at its end, and the configdrive needs {}",
+                disk.display(),
+                Bytes(end.saturating_sub(used)).human(),
+                Bytes(reserve_bytes).human()
+            )));
+        }
+    }
     rewrite(disk, g, &f, parts)?;
     drop(f);
     publish(disk, sector, &read_table(disk)?)?;
-    Ok(plan)
+    Ok(placed)
 }
 
 #[cfg(test)]

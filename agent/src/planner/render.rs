@@ -140,6 +140,35 @@ impl Plan {
                 }
                 Ok(())
             }
+            Step::AppendPartitions(a) => {
+                writeln!(
+                    o,
+                    "add to the image's GPT on {}, after its last partition:",
+                    a.path.display()
+                )?;
+                for p in &a.partitions {
+                    let size = p
+                        .size_bytes
+                        .map(|b| Bytes(b).human())
+                        .unwrap_or_else(|| "the rest".into());
+                    writeln!(
+                        o,
+                        "        {:<14} {:<10} {:>10}  {} (numbered after the image's)",
+                        p.name,
+                        type_name(&p.type_guid),
+                        size,
+                        p.node.display()
+                    )?;
+                }
+                if a.reserve_bytes > 0 {
+                    writeln!(
+                        o,
+                        "        keeping {} at the end for the configdrive",
+                        Bytes(a.reserve_bytes).human()
+                    )?;
+                }
+                Ok(())
+            }
             Step::Raid(r) => writeln!(
                 o,
                 "RAID{} {} from {} (metadata {}, UUID {})",

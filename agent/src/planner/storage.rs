@@ -82,6 +82,8 @@ pub(super) fn steps(
     };
 
     let mut dev = Devices::default();
+    // Data partitions after a whole-disk image, and the steps that build on them.
+    let mut appended: Option<AppendPlan> = None;
     let mut cd_partitions: HashMap<String, PathBuf> = HashMap::new();
     for c in chosen {
         let reserve_cd = cd_disks.contains(&c.name)
@@ -123,6 +125,41 @@ pub(super) fn steps(
             continue;
         }
         check_fit(&c.name, c.disk, &reqs)?;
+        if image_disk.as_deref() == Some(c.name.as_str()) {
+            // After the image's own partitions, once it is written: numbers and sectors
+            // are decided then; later steps use stand-in paths until they exist.
+            let partitions: Vec<AppendedPartition> = reqs
+                .iter()
+                .map(|(r, _)| {
+                    let node = appended_node(&c.disk.path, &r.name);
+                    dev.path.insert(r.name.clone(), node.clone());
+                    let size_bytes = match r.size {
+                        SizeSpec::Bytes(b) => Some(b.0),
+                        SizeSpec::Rest => None,
+                    };
+                    dev.size.insert(r.name.clone(), size_bytes.unwrap_or(c.disk.size_bytes));
+                    AppendedPartition {
+                        name: r.name.clone(),
+                        label: r.label.clone(),
+                        type_guid: r.type_guid.clone(),
+                        size_bytes,
+                        node,
+                    }
+                })
+                .collect();
+            let rest = partitions.iter().any(|p| p.size_bytes.is_none());
+            let reserve_bytes = match &doc.configdrive {
+                Some(cd) if rest && cd_disks.contains(&c.name) => cd.size.0,
+                _ => 0,
+            };
+            appended = Some(AppendPlan {
+                disk: c.name.clone(),
+                path: c.disk.path.clone(),
+                partitions,
+                reserve_bytes,
+            });
+            continue;
+        }
         let only: Vec<PartitionRequest> = reqs.iter().map(|(r, _)| r.clone()).collect();
         let placed = backend
             .place(
@@ -311,6 +348,9 @@ pub(super) fn steps(
         grow: img.grow,
         verify: img.verify,
     }));
+    if let Some(a) = appended {
+        move_after_image(a, plan);
+    }
     if img.format == ImageFormat::Rootfs {
         plan.steps.push(Step::Finalize(super::finalize::finalize(
             doc, &st, &dev, &uuids, plan, &mounted,
@@ -318,6 +358,31 @@ pub(super) fn steps(
     }
     push_configdrive(doc, plan, &cd_disks, &cd_partitions, disk_by_name);
     Ok(())
+}
+
+/// Appends the step adding `a`'s partitions, then moves the LUKS and mkfs steps that
+/// build on them after it: they were planned in document order, before the image.
+fn move_after_image(a: AppendPlan, plan: &mut Plan) {
+    let mut late: std::collections::HashSet<PathBuf> =
+        a.partitions.iter().map(|p| p.node.clone()).collect();
+    let (mut keep, mut moved) = (Vec::new(), Vec::new());
+    for step in plan.steps.drain(..) {
+        let on_late = match &step {
+            Step::Luks(l) if late.contains(&l.device) => Some(l.path.clone()),
+            Step::Mkfs(m) if late.contains(&m.device) => Some(m.device.clone()),
+            _ => None,
+        };
+        match on_late {
+            Some(p) => {
+                late.insert(p);
+                moved.push(step);
+            }
+            None => keep.push(step),
+        }
+    }
+    keep.push(Step::AppendPartitions(a));
+    keep.extend(moved);
+    plan.steps = keep;
 }
 
 /// The document disk a device ends up on (the first, for md and LVM).

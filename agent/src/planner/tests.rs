@@ -485,3 +485,47 @@ fn inventory_json_loads_back() {
         .to_string()
         .contains("[0].size_bytes"));
 }
+
+#[test]
+fn data_partitions_beside_a_disk_image_are_added_after_it_then_formatted() {
+    let doc = r#"version: 1
+host: { hostname: web-02 }
+disks:
+  - name: root
+    match: { smallest: true, min_size: 4GiB }
+storage:
+  partitions:
+    - { name: scratch, disk: root, size: 1GiB, type: linux }
+    - { name: vault, disk: root, size: rest, type: luks }
+  luks:
+    - { name: vault-crypt, device: vault, recovery_passphrase: "correct horse" }
+  filesystems:
+    - { device: scratch, type: ext4, label: scratch }
+    - { device: vault-crypt, type: xfs, label: vault }
+image:
+  url: http://10.0.2.2:8080/images/web.raw.zst
+  sha256: 3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b
+configdrive: { format: nocloud }
+"#;
+    let p = plan_of(doc, &[disk("/dev/sda", 8 * GIB, 512, "S1")]).unwrap();
+    // The image's table is written first; the data partitions go after its partitions.
+    assert_eq!(
+        names(&p),
+        ["wipe:root", "write-image", "partition:root", "luks:vault-crypt", "mkfs:scratch", "mkfs:vault-crypt", "configdrive"]
+    );
+    let Step::AppendPartitions(a) = &p.steps[2] else { panic!("{:?}", p.steps[2]) };
+    assert_eq!(a.path, PathBuf::from("/dev/sda"));
+    assert_eq!(a.partitions.iter().map(|x| x.size_bytes).collect::<Vec<_>>(), [Some(GIB), None]);
+    // `rest` leaves room for the configdrive appended next.
+    let Some(Step::Configdrive(cd)) = p.steps.last() else { panic!() };
+    assert!(cd.partition.is_none());
+    assert_eq!(a.reserve_bytes, cd.size_bytes);
+    // Later steps name the partitions by stand-ins the engine resolves.
+    let Step::Luks(l) = &p.steps[3] else { panic!() };
+    assert_eq!(l.device, PathBuf::from("/dev/sda#vault"));
+    let Step::Mkfs(m) = &p.steps[4] else { panic!() };
+    assert_eq!(m.device, PathBuf::from("/dev/sda#scratch"));
+    let text = p.render_text();
+    assert!(text.contains("add to the image's GPT on /dev/sda, after its last partition"), "{text}");
+    assert!(text.contains("the rest"), "{text}");
+}

@@ -195,6 +195,49 @@ fn disk_image_relocate_append_and_grow() {
 }
 
 #[test]
+fn data_partitions_appended_after_an_image_leave_room_for_the_configdrive() {
+    let lo = imaged_disk();
+    assert!(relocate_backup_gpt(&lo.dev).unwrap());
+    let reserve = 64 * MIB;
+    let placed = append_partitions(
+        &lo.dev,
+        &[req("vault", "luks", "rest"), req("scratch", "linux", "16MiB")],
+        reserve,
+    )
+    .unwrap();
+    sgdisk_verify_clean(&lo.dev);
+    let numbers: Vec<(String, u32)> = placed.iter().map(|p| (p.name.clone(), p.number)).collect();
+    assert_eq!(numbers, [("vault".to_string(), 2), ("scratch".to_string(), 3)], "after the image's partition 1");
+    let (vault, scratch) = (&placed[0], &placed[1]);
+    assert_eq!(vault.first_lba, 2048 + 40 * 2048, "right after the image's partition, aligned");
+    assert_eq!(scratch.first_lba, vault.last_lba + 1, "the rest ends on a MiB boundary");
+    assert_eq!(getsize64(&scratch.path), 16 * MIB);
+    assert_eq!(getsize64(&vault.path), (scratch.first_lba - vault.first_lba) * 512);
+    let (_, out) = tool("sgdisk", &["-i", "2", lo.dev.to_str().unwrap()]);
+    assert!(out.contains("CA7D7CCB-63ED-4C53-861C-1742536059CC") && out.contains("'vault'"), "{out}");
+    // The configdrive fits in what was kept, and nothing more does.
+    let cd = append_partition(&lo.dev, reserve, &type_guid("linux").unwrap(), "cidata").unwrap();
+    assert_eq!(cd.number, 4);
+    sgdisk_verify_clean(&lo.dev);
+    let e = append_partition(&lo.dev, MIB, &type_guid("linux").unwrap(), "x").unwrap_err().to_string();
+    assert!(e.contains("does not fit"), "{e}");
+}
+
+#[test]
+fn appended_partitions_that_do_not_fit_are_refused_before_the_table_changes() {
+    let lo = imaged_disk();
+    assert!(relocate_backup_gpt(&lo.dev).unwrap());
+    let before = read_table(&lo.dev).unwrap();
+    let e = append_partitions(&lo.dev, &[req("a", "linux", "100MiB"), req("b", "linux", "200MiB")], 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("partition 'b' (200.0 MiB) does not fit after the last partition"), "{e}");
+    let e = append_partitions(&lo.dev, &[req("a", "linux", "rest")], 300 * MIB).unwrap_err().to_string();
+    assert!(e.contains("'a' (the rest) does not fit"), "{e}");
+    assert_eq!(read_table(&lo.dev).unwrap(), before, "the image's table is untouched");
+}
+
+#[test]
 fn relocate_without_gpt_is_a_no_op() {
     let lo = Loop::new(64 * MIB, 512);
     assert!(!relocate_backup_gpt(&lo.dev).unwrap());
