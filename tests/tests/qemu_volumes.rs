@@ -1,7 +1,8 @@
 //! Images into volumes the document describes, checked by the deployed system itself:
 //!
-//! - `disk` image beside a data volume: the Debian disk image onto disk a, and on disk b
-//!   a partition → LUKS2 → xfs data volume the document describes separately.
+//! - `disk` image beside data volumes: the Debian disk image onto disk a with a
+//!   partition → LUKS2 → ext4 vault added after the image's partitions, and on disk b a
+//!   partition → LUKS2 → xfs data volume the document describes separately.
 //! - `filesystem` image into LUKS: an ext4 image (built here with `mkfs.ext4 -d`) written
 //!   into a LUKS2 volume on disk c and grown to fill it.
 //!
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 const DATA_PHRASE: &str = "data volume phrase";
 const FS_PHRASE: &str = "filesystem volume phrase";
+const VAULT_PHRASE: &str = "vault beside the image phrase";
 
 /// An ext4 image holding a random payload; returns (image.zst, sha256 of it, payload sha256).
 fn ext4_image(dir: &Path) -> (PathBuf, String, String) {
@@ -93,10 +95,13 @@ disks:
 storage:
   partitions:
     - {{ name: data-part, disk: data, size: rest, type: luks }}
+    - {{ name: os-vault, disk: os, size: rest, type: luks }}
   luks:
     - {{ name: data-crypt, device: data-part, recovery_passphrase: "{DATA_PHRASE}" }}
+    - {{ name: vault-crypt, device: os-vault, recovery_passphrase: "{VAULT_PHRASE}" }}
   filesystems:
     - {{ device: data-crypt, type: xfs, label: appdata }}
+    - {{ device: vault-crypt, type: ext4, label: osvault }}
 image:
   url: {base}/images/debian-12-disk.raw.zst
   sha256: "{}"
@@ -152,6 +157,11 @@ finish: poweroff
     });
     step(&fin_app, "luks:data-crypt");
     step(&fin_app, "mkfs:data-crypt");
+    // On disk a, after the image's partitions: the vault, then the configdrive.
+    let appended = step(&fin_app, "partition:os");
+    assert_eq!(appended["output"]["appended"][0]["number"], 4, "{appended:#}");
+    let vault = step(&fin_app, "luks:vault-crypt");
+    assert!(vault["output"]["device"].as_str().is_some_and(|d| !d.contains('#')), "{vault:#}");
     let img_step = step(&fin_fs, "write-image");
     assert_eq!(img_step["output"]["fstype"], "ext4", "{img_step:#}");
     for d in [&a, &b, &c] {
@@ -186,6 +196,15 @@ finish: poweroff
     assert!(repair.contains("rc=0"), "xfs_repair -n: {repair}");
     let blkid = vm.run("blkid -o export /dev/mapper/data", t).unwrap();
     assert!(blkid.contains("TYPE=xfs") && blkid.contains("LABEL=appdata"), "{blkid}");
+
+    // The vault added after the image on its own disk: found by its GPT name, opened and
+    // checked by the deployed system; the image's root partition is still the image's.
+    let vault = vm
+        .run(&format!("printf %s '{VAULT_PHRASE}' | cryptsetup open --key-file=- /dev/disk/by-partlabel/os-vault vault && e2fsck -fn /dev/mapper/vault; echo rc=$?"), t)
+        .unwrap();
+    assert!(vault.contains("rc=0"), "the vault beside the image: {vault}");
+    let label = vm.run("blkid -o value -s LABEL /dev/mapper/vault; findmnt -no SOURCE /", t).unwrap();
+    assert!(label.contains("osvault") && label.contains("/dev/vda2"), "{label}");
 
     let fsck = vm.run("e2fsck -fn /dev/mapper/vol; echo rc=$?", t).unwrap();
     assert!(fsck.contains("rc=0"), "e2fsck -fn: {fsck}");

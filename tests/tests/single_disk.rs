@@ -306,6 +306,35 @@ fn data_partitions_beside_the_image_are_added_after_it_and_formatted() {
 }
 
 #[test]
+fn grow_leaves_room_for_the_data_partitions_and_the_configdrive() {
+    let img = image();
+    let server = Server::start();
+    let data = img.zstd();
+    let sha = sha256_hex(&data);
+    server.serve_bytes("/images/web.raw.zst", data);
+    let disk = LoopDev::new(2 << 30, 512);
+    let doc = document_with(&server, "/images/web.raw.zst", &sha, "", "\n  grow: true").replace(
+        "image:\n",
+        "storage:\n  partitions:\n    - { name: scratch, disk: root, size: 300MiB }\n  filesystems:\n    - { device: scratch, type: xfs }\nimage:\n",
+    );
+    let run = apply(&doc, &disk);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_sgdisk_clean(disk.dev());
+    let parts = disk.partition_offsets();
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    let (_, root_start, root_len) = parts[1];
+    assert!(root_len > (1 << 30), "the root partition was grown: {parts:?}");
+    let (_, s_start, s_len) = parts[2];
+    assert!(s_start >= root_start + root_len && s_len == 300 << 20, "{parts:?}");
+    assert!(blkid_at(disk.dev(), s_start, s_len).contains("TYPE=xfs"));
+    let (_, cd_start, cd_len) = parts[3];
+    assert!(cd_start >= s_start + s_len && cd_len >= 64 << 20 && cd_start + cd_len <= 2 << 30, "{parts:?}");
+    // Grown as far as the two allow: under 2 MiB of alignment slack is left over.
+    let slack = (2u64 << 30) - root_start - root_len - s_len - cd_len - (1 << 20);
+    assert!(slack < 3 << 20, "{slack} bytes unused: {parts:?}");
+}
+
+#[test]
 fn single_steps_write_image_and_configdrive_work_alone() {
     let img = image();
     let server = Server::start();

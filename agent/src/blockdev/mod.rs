@@ -300,10 +300,13 @@ pub fn sync_partitions(disk: &Path, parts: &[(u32, u64, u64)]) -> Result<()> {
         )),
         Err(e) => crate::runner::log::debug(&format!("{e}; using BLKPG")),
     }
-    for p in kernel_partitions(disk)? {
+    // Only what changed: a partition in use (an open LUKS volume beside a disk image)
+    // cannot be deleted, and need not be when it stays as it is.
+    let have = kernel_partitions(disk)?;
+    for p in have.iter().filter(|p| !wanted.contains(p)) {
         delete_partition(&f, p.number)?;
     }
-    for p in &wanted {
+    for p in wanted.iter().filter(|p| !have.contains(p)) {
         add_partition(&f, p.number, p.start_bytes, p.len_bytes)?;
     }
     Ok(())

@@ -72,6 +72,24 @@ fn sync_partitions_creates_and_removes_nodes_with_right_sizes() {
 }
 
 #[test]
+fn sync_partitions_adds_beside_a_partition_in_use_and_leaves_it_alone() {
+    let lo = Loop::new(64 << 20, 512);
+    sync_partitions(&lo.dev, &[(1, 1 << 20, 8 << 20)]).unwrap();
+    let first = partition_node(&lo.dev, 1);
+    wait_for_node(&first, Duration::from_secs(10)).unwrap();
+    // Held open, as an open LUKS volume holds its partition: the kernel cannot re-read
+    // the table, and partition 1 must not be deleted and re-added.
+    let held = std::fs::File::open(&first).unwrap();
+    sync_partitions(&lo.dev, &[(1, 1 << 20, 8 << 20), (2, 9 << 20, 4 << 20)]).unwrap();
+    wait_for_node(&partition_node(&lo.dev, 2), Duration::from_secs(10)).unwrap();
+    assert_eq!(kernel_partitions(&lo.dev).unwrap().len(), 2);
+    // Changing the partition in use is refused by the kernel, and said so.
+    let e = sync_partitions(&lo.dev, &[(1, 1 << 20, 4 << 20)]).unwrap_err();
+    assert!(e.to_string().contains("busy"), "{e}");
+    drop(held);
+}
+
+#[test]
 fn zero_out_discard_flush_and_direct_io() {
     let lo = Loop::new(16 << 20, 512);
     let mut f = OpenOptions::new()
