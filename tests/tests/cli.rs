@@ -129,6 +129,24 @@ fn disks_lists_a_loop_device_with_its_attributes() {
 }
 
 #[test]
+fn every_example_document_in_the_docs_validates() {
+    let mut checked = Vec::new();
+    for name in ["README.md", "docs/document.md", "docs/storage.md", "docs/bindings.md", "docs/boot.md", "docs/cli.md"] {
+        let text = std::fs::read_to_string(repo_root().join(name)).unwrap();
+        for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+            let doc = block.split("```").next().unwrap();
+            if !doc.starts_with("version: 1") {
+                continue;
+            }
+            let (code, out, err) = imprint(&["validate"], Some(doc));
+            assert_eq!(code, 0, "{name}, yaml block {}: {out}{err}\n{doc}", i + 1);
+            checked.push(format!("{name}#{}", i + 1));
+        }
+    }
+    assert!(checked.len() >= 3, "the docs hold the two product documents and the data-partition example: {checked:?}");
+}
+
+#[test]
 fn the_document_reference_describes_every_schema_field() {
     let (code, out, _) = imprint(&["schema"], None);
     assert_eq!(code, 0);
