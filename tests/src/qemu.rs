@@ -193,8 +193,6 @@ impl VmBuilder {
             "tcg",
             "-nographic",
             "-no-reboot",
-            "-monitor",
-            "none",
             "-display",
             "none",
         ]
@@ -202,6 +200,11 @@ impl VmBuilder {
         .map(|x| x.to_string())
         .collect();
         a.extend(["-m".into(), self.memory_mib.to_string()]);
+        // The human monitor on a socket, for what happens to the hardware (`set_link`).
+        a.extend([
+            "-monitor".into(),
+            format!("unix:{},server=on,wait=off", s(&dir.join("monitor.sock"))),
+        ]);
         if self.serial_input {
             a.extend([
                 "-chardev".into(),
@@ -439,6 +442,49 @@ impl Vm {
             tpm_state: None,
             serial_input: false,
         }
+    }
+
+    /// Runs `command` on QEMU's human monitor and returns what it printed (bounded: 10 s).
+    pub fn monitor(&self, command: &str) -> Result<String, VmError> {
+        use std::io::{Read, Write};
+        let fail = |what: String| VmError { what, log: self.serial_log() };
+        let path = self.dir.path().join("monitor.sock");
+        let t0 = Instant::now();
+        let mut sock = loop {
+            match std::os::unix::net::UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(e) if t0.elapsed() > Duration::from_secs(10) => {
+                    return Err(fail(format!("connecting to the QEMU monitor: {e}")))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        sock.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| fail(e.to_string()))?;
+        // Read up to the prompt, send, read up to the next prompt.
+        let until_prompt = |sock: &mut std::os::unix::net::UnixStream| -> Result<String, VmError> {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&got).contains("(qemu)") {
+                let n = sock.read(&mut buf).map_err(|e| fail(format!("reading the QEMU monitor: {e}")))?;
+                if n == 0 {
+                    return Err(fail("the QEMU monitor closed".into()));
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            Ok(strip_escapes(&String::from_utf8_lossy(&got)))
+        };
+        until_prompt(&mut sock)?;
+        sock.write_all(format!("{command}\n").as_bytes()).map_err(|e| fail(e.to_string()))?;
+        until_prompt(&mut sock)
+    }
+
+    /// Plugs the NIC's cable in or pulls it (`set_link`): the guest sees carrier go.
+    pub fn set_link(&self, up: bool) -> Result<(), VmError> {
+        let out = self.monitor(&format!("set_link n {}", if up { "on" } else { "off" }))?;
+        if out.to_lowercase().contains("not found") || out.contains("Error") {
+            return Err(VmError { what: format!("set_link: {out}"), log: self.serial_log() });
+        }
+        Ok(())
     }
 
     /// Types `text` on the serial console (needs [`VmBuilder::serial_input`]).

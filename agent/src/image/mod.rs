@@ -153,6 +153,10 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Longest `Retry-After` honoured.
     pub max_retry_after: Duration,
+    /// When every URL's retries ran out without an answer (a cable pulled, a switch
+    /// rebooting) after the download had begun: how long since the last byte the
+    /// sources are tried again, round after round, before giving up.
+    pub outage: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -162,6 +166,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            outage: Duration::from_secs(300),
         }
     }
 }

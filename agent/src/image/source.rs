@@ -68,19 +68,29 @@ enum Next {
 struct Failure {
     error: ImageError,
     next: Next,
+    /// Nothing answered: no connection, or no response to the request.
+    no_answer: bool,
 }
 
 fn retry(error: ImageError) -> Failure {
     Failure {
         error,
         next: Next::Retry(None),
+        no_answer: false,
     }
+}
+
+/// A URL's last failure after its retries ran out, and whether anything answered.
+struct GaveUp {
+    error: ImageError,
+    no_answer: bool,
 }
 
 fn next_source(error: ImageError) -> Failure {
     Failure {
         error,
         next: Next::NextSource,
+        no_answer: false,
     }
 }
 
@@ -101,6 +111,8 @@ pub(crate) struct Fetcher {
     /// Strong validator (ETag or Last-Modified) per URL, for `If-Range`.
     validators: Vec<Option<String>>,
     resumes: u32,
+    /// When the last byte arrived (None before the first).
+    last_byte: Option<Instant>,
 }
 
 impl Fetcher {
@@ -147,6 +159,7 @@ impl Fetcher {
             buf: None,
             validators: vec![None; n],
             resumes: 0,
+            last_byte: None,
         }
     }
 
@@ -168,42 +181,61 @@ impl Fetcher {
     }
 
     fn run_sources(&mut self) -> Result<Served, ImageError> {
-        let mut failures: Vec<ImageError> = Vec::new();
-        for idx in 0..self.urls.len() {
-            match self.run_one(idx) {
-                Ok(()) => return self.finish(idx),
-                Err(ImageError::Cancelled) => return Err(ImageError::Cancelled),
-                Err(e) => {
-                    crate::runner::log::warn(&format!("image source failed: {e}"));
-                    failures.push(e);
+        let policy = self.cfg.retry.clone();
+        loop {
+            let mut failures: Vec<GaveUp> = Vec::new();
+            for idx in 0..self.urls.len() {
+                match self.run_one(idx) {
+                    Ok(()) => return self.finish(idx),
+                    Err(g) if matches!(g.error, ImageError::Cancelled) => return Err(g.error),
+                    Err(g) => {
+                        crate::runner::log::warn(&format!("image source failed: {}", g.error));
+                        failures.push(g);
+                    }
                 }
             }
+            // A download that had begun and now reaches nobody is a network outage, not
+            // a wrong URL: keep trying every source for a while, then give up.
+            let quiet = self.last_byte.map(|t| t.elapsed());
+            if failures.iter().all(|g| g.no_answer) && quiet.is_some_and(|q| q < policy.outage) {
+                let left = policy.outage - quiet.unwrap_or_default();
+                crate::runner::log::warn(&format!(
+                    "no image source answers {} into the download; trying them again for up to {} s more",
+                    crate::units::Bytes(self.offset).human(),
+                    left.as_secs()
+                ));
+                self.sleep(policy.max_backoff.min(left))?;
+                continue;
+            }
+            let mut errors: Vec<ImageError> = failures.into_iter().map(|g| g.error).collect();
+            if errors.len() == 1 {
+                return Err(errors.remove(0));
+            }
+            return Err(ImageError::AllSourcesFailed {
+                attempts: errors.iter().map(|e| e.to_string()).collect(),
+            });
         }
-        if failures.len() == 1 {
-            return Err(failures.remove(0));
-        }
-        Err(ImageError::AllSourcesFailed {
-            attempts: failures.iter().map(|e| e.to_string()).collect(),
-        })
     }
 
     /// Tries one URL until the stream ends, it fails for good, or its retries run out.
-    fn run_one(&mut self, idx: usize) -> Result<(), ImageError> {
+    fn run_one(&mut self, idx: usize) -> Result<(), GaveUp> {
         let policy = self.cfg.retry.clone();
         let mut failed_in_a_row = 0u32;
         let mut backoff = policy.initial_backoff;
+        let cancelled = || GaveUp { error: ImageError::Cancelled, no_answer: false };
         loop {
-            self.check_cancel()?;
+            self.check_cancel().map_err(|_| cancelled())?;
             let before = self.offset;
             let failure = match self.attempt(idx) {
                 Ok(()) => return Ok(()),
                 Err(f) => f,
             };
             if matches!(failure.error, ImageError::Cancelled) {
-                return Err(ImageError::Cancelled);
+                return Err(cancelled());
             }
+            let gave_up = |f: Failure| GaveUp { error: f.error, no_answer: f.no_answer };
             let wait = match failure.next {
-                Next::NextSource => return Err(failure.error),
+                Next::NextSource => return Err(gave_up(failure)),
                 Next::Retry(wait) => wait,
             };
             // Progress resets the budget: a flaky link that keeps delivering is not a dead one.
@@ -214,7 +246,7 @@ impl Fetcher {
             }
             failed_in_a_row += 1;
             if failed_in_a_row > policy.attempts {
-                return Err(failure.error);
+                return Err(gave_up(failure));
             }
             let wait = match wait {
                 Some(w) => w.min(policy.max_retry_after),
@@ -227,8 +259,13 @@ impl Fetcher {
                     w
                 }
             };
-            crate::runner::log::debug(&format!("{}; retrying in {wait:?}", failure.error));
-            self.sleep(wait)?;
+            crate::runner::log::warn(&format!(
+                "{}; retrying in {:.1} s ({failed_in_a_row} of {})",
+                failure.error,
+                wait.as_secs_f64(),
+                policy.attempts
+            ));
+            self.sleep(wait).map_err(|_| cancelled())?;
         }
     }
 
@@ -285,9 +322,7 @@ impl Fetcher {
         if self.total.is_some_and(|t| t == self.offset) {
             return Ok(());
         }
-        if self.offset > 0 {
-            self.resumes += 1;
-        }
+        let resuming = self.offset > 0;
         let (body, skip) = if url.starts_with("http://") || url.starts_with("https://") {
             self.open_http(idx, &url)?
         } else if url.starts_with("file:") {
@@ -296,6 +331,9 @@ impl Fetcher {
             let cause = "unsupported URL scheme (use http, https or file)".to_string();
             return Err(next_source(ImageError::Fetch { url, cause }));
         };
+        if resuming {
+            self.resumes += 1;
+        }
         self.read_body(&url, body, skip)
     }
 
@@ -328,7 +366,7 @@ impl Fetcher {
                 req = req.header(IF_RANGE, v.as_str());
             }
         }
-        let resp = req.send().map_err(|e| retry(self.request_error(url, e)))?;
+        let resp = req.send().map_err(|e| Failure { no_answer: true, ..retry(self.request_error(url, e)) })?;
         let status = resp.status().as_u16();
         match status {
             200 | 206 => {}
@@ -344,6 +382,7 @@ impl Fetcher {
                 return Err(Failure {
                     error,
                     next: Next::Retry(after.map(Duration::from_secs)),
+                    no_answer: false,
                 });
             }
             408 | 500 | 502 | 504 => {
@@ -503,6 +542,7 @@ impl Fetcher {
                     buf.set_len(len + n);
                     let full = buf.len() == buf.capacity();
                     self.offset += n as u64;
+                    self.last_byte = Some(Instant::now());
                     self.shared.downloaded.store(self.offset, Ordering::Relaxed);
                     if let Some(t) = self.total.filter(|&t| self.offset > t) {
                         let cause = format!("sent more than the {t} bytes it announced");

@@ -114,6 +114,8 @@ fn fast() -> WriteOptions<'static> {
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
             max_retry_after: Duration::from_secs(5),
+            // Long enough that a test wrongly waiting out an "outage" shows.
+            outage: Duration::from_secs(30),
         },
         ..WriteOptions::default()
     }

@@ -178,6 +178,8 @@ fn not_found_everywhere_names_each_url() {
 
 #[test]
 fn unreachable_server_is_a_fetch_error_naming_the_url() {
+    // Never reached at all: a wrong URL, not an outage to wait out.
+    let t = Instant::now();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -198,6 +200,62 @@ fn unreachable_server_is_a_fetch_error_naming_the_url() {
         "{err}"
     );
     assert!(err.to_string().contains(&url));
+    assert!(t.elapsed() < Duration::from_secs(10), "failed after {:?}", t.elapsed());
+}
+
+/// Streams `url` in a thread while the server serving it goes away after the first
+/// stall and (if `back_after` is given) comes back on the same port.
+fn outage(back_after: Option<Duration>, outage: Duration) -> (Result<WriteOutcome, ImageError>, Duration, Vec<imprint_tests::server::RequestRecord>) {
+    let f = fixture();
+    let first = Server::start();
+    let port = first.port();
+    let url = serve(&first, "/outage.zst", &f.zst);
+    first.set_fault("/outage.zst", Fault::Stall { after: 4 * MIB, secs: 60 });
+    let mut opts = fast();
+    opts.stall_timeout = Duration::from_millis(800);
+    opts.retry.outage = outage;
+    let dir = tempfile::tempdir().unwrap();
+    let target = file_target(&dir, 0, 0);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| stream_to(std::slice::from_ref(&url), &sha(DigestAlgorithm::Sha256, &f.zst), &target, &opts));
+        while first.requests().is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(first);
+        let second = back_after.map(|d| {
+            std::thread::sleep(d);
+            let second = Server::start_on(port);
+            serve(&second, "/outage.zst", &f.zst);
+            second
+        });
+        let res = writer.join().unwrap();
+        let elapsed = t.elapsed();
+        if res.is_ok() {
+            assert!(std::fs::read(&target).unwrap() == f.raw);
+        }
+        (res, elapsed, second.map(|s| s.requests()).unwrap_or_default())
+    })
+}
+
+#[test]
+fn a_network_outage_mid_download_is_waited_out_and_resumed() {
+    // Gone for 3 s: longer than the stall timeout plus every retry of the one URL.
+    let (res, _, after) = outage(Some(Duration::from_secs(3)), Duration::from_secs(20));
+    let o = res.unwrap();
+    // The server's going away cut the first response short of its stall point.
+    let from: u64 = after[0].range.as_deref().and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()).unwrap_or(0);
+    assert!(from > 0 && from <= 4 * MIB, "resumed, not restarted: {after:?}");
+    assert_eq!(o.resumes, 1, "one resumed connection; the refused attempts are not resumes");
+}
+
+#[test]
+fn an_outage_longer_than_the_budget_fails_naming_the_url() {
+    let (res, elapsed, _) = outage(None, Duration::from_millis(1500));
+    let err = res.unwrap_err();
+    assert!(matches!(&err, ImageError::Fetch { .. }) && err.to_string().contains("/outage.zst"), "{err}");
+    assert!(elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
 
 #[test]
