@@ -75,3 +75,44 @@ fn a_cable_pulled_mid_download_resumes_where_it_stopped() {
     assert!(log.contains("no image source answers"), "the console says it waits for the network:\n{tail}");
     assert_single_disk_deployed(vm.disk_path(0).to_str().unwrap(), &img, "net-01");
 }
+
+/// A switch port that has carrier but forwards nothing yet (spanning tree listening and
+/// learning, 30-50 s on a port without portfast): a QEMU packet filter holds every
+/// frame until the test removes it. The first DHCP round gets no answer; a later one
+/// does, and the host provisions.
+#[test]
+fn dhcp_is_retried_until_the_switch_port_forwards() {
+    let img = TestImage::build(48, 512);
+    let data = img.zstd();
+    let sha = sha256_hex(&data);
+    let server = Server::start();
+    server.serve_bytes(IMAGE, data);
+    let base = guest_base(&server);
+    let doc = vm_single_disk_document("stp-01", &base, &format!("{base}{IMAGE}"), &sha, "imprint-ok", "stp-token");
+    server.serve_bytes("/host.yaml", doc.into_bytes());
+    let out = repo_root().join("out");
+    let mut vm = Vm::builder()
+        .boot(Boot::Direct {
+            kernel: out.join("vmlinuz"),
+            initrd: out.join("initramfs.img"),
+            append: format!("console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"),
+        })
+        .disk(Disk::virtio(4 << 30, "SN-STP-1"))
+        .memory_mib(512)
+        // Buffers every frame both ways for an hour: nothing gets through while it exists.
+        .arg("-object")
+        .arg("filter-buffer,id=stp,netdev=n,queue=all,interval=3600000000")
+        .start()
+        .expect("start QEMU");
+    vm.wait_for_serial("no DHCP lease yet", Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("the first DHCP round should go unanswered and be retried: {e}"));
+    assert!(server.requests().is_empty(), "nothing passed the blocked port");
+    let out = vm.monitor("object_del stp").expect("unblock the port");
+    assert!(!out.contains("rror"), "object_del: {out}");
+    vm.wait_for_serial("provisioning succeeded", Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("no success once the port forwarded: {e}"));
+    let _ = vm.wait_exit(Duration::from_secs(60));
+    let log = vm.serial_log();
+    assert!(log.contains("network: eth0") && log.contains("(dhcp)"), "a lease on a later round");
+    assert_single_disk_deployed(vm.disk_path(0).to_str().unwrap(), &img, "stp-01");
+}

@@ -10,6 +10,7 @@
 //! | `imprint.report=URL` | where to report failures before a document is found |
 //! | `imprint.on_failure=poweroff\|reboot\|halt` | what PID 1 does after a failure (default `poweroff`) |
 //! | `imprint.failure_delay=SECONDS` | how long the error stays on screen first (default 60) |
+//! | `imprint.net_timeout=SECONDS` | how long DHCP keeps trying for a lease (default 90) |
 //! | `imprint.report_timeout=SECONDS` | cap on report retries (read by the CLI through [`Cmdline::get`]) |
 //! | `imprint.iso=1` | set by the ISO's boot loader: wait for the boot medium |
 //! | `ip=dhcp`, `ip=DEV:dhcp`, `ip=off`, `ip=CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEV:AUTOCONF:DNS0:DNS1` | network |
@@ -83,6 +84,8 @@ pub struct Cmdline {
     pub iso: bool,
     pub on_failure: FailureAction,
     pub failure_delay: Duration,
+    /// How long DHCP keeps trying (`imprint.net_timeout=`).
+    pub net_timeout: Duration,
     pub ip: Vec<IpConfig>,
     pub vlans: Vec<Vlan>,
     /// A document found on the boot medium during early boot: (source, text).
@@ -123,6 +126,7 @@ impl Cmdline {
     fn from_args(args: Vec<(String, Option<String>)>) -> Result<Cmdline, CmdlineError> {
         let mut c = Cmdline {
             failure_delay: Duration::from_secs(60),
+            net_timeout: Duration::from_secs(90),
             ..Default::default()
         };
         for (key, value) in &args {
@@ -148,11 +152,16 @@ impl Cmdline {
                         _ => return Err(invalid("expected poweroff, reboot or halt")),
                     }
                 }
-                "imprint.failure_delay" => {
+                "imprint.failure_delay" | "imprint.net_timeout" => {
                     let s: u64 = v
                         .parse()
                         .map_err(|_| invalid("expected a number of seconds"))?;
-                    c.failure_delay = Duration::from_secs(s);
+                    let d = Duration::from_secs(s);
+                    if key == "imprint.net_timeout" {
+                        c.net_timeout = d;
+                    } else {
+                        c.failure_delay = d;
+                    }
                 }
                 "ip" => {
                     let ip = parse_ip(v).map_err(|why| invalid(&why))?;
@@ -329,7 +338,12 @@ mod tests {
         assert!(c.debug);
         assert_eq!(c.on_failure, FailureAction::Reboot);
         assert_eq!(c.failure_delay, Duration::from_secs(5));
+        assert_eq!(c.net_timeout, Duration::from_secs(90), "the default");
         assert_eq!(c.get("console"), Some("ttyS0"));
+        let c = Cmdline::parse("imprint.net_timeout=300").unwrap();
+        assert_eq!(c.net_timeout, Duration::from_secs(300));
+        let e = Cmdline::parse("imprint.net_timeout=soon").unwrap_err().to_string();
+        assert!(e.contains("imprint.net_timeout=soon") && e.contains("seconds"), "{e}");
     }
 
     #[test]

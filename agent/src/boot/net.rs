@@ -18,8 +18,8 @@ pub enum NetError {
     NoInterface,
     #[error("no network link has carrier after {0} s (is a cable connected? interfaces: {1})")]
     NoCarrier(u64, String),
-    #[error("DHCP got no lease on {0} (is a DHCP server on that network?)")]
-    NoLease(String),
+    #[error("DHCP got no lease on {0} in {1} s (is a DHCP server on that network? imprint.net_timeout= waits longer)")]
+    NoLease(String, u64),
     #[error("configuring {what}: {source}")]
     Command {
         what: String,
@@ -141,9 +141,9 @@ pub fn bring_up(cmdline: &Cmdline) -> Result<NetState, NetError> {
             Some(d) => vec![d],
             None => carrier.clone(),
         };
-        state.configured = dhcp(&wanted);
+        state.configured = dhcp_until(&wanted, cmdline.net_timeout);
         if state.configured.is_empty() {
-            return Err(NetError::NoLease(wanted.join(", ")));
+            return Err(NetError::NoLease(wanted.join(", "), cmdline.net_timeout.as_secs()));
         }
     }
     write_hosts();
@@ -177,6 +177,27 @@ fn configure_static(s: &StaticIp, dev: &str) -> Result<(), NetError> {
         set_hostname(h);
     }
     Ok(())
+}
+
+/// DHCP in rounds until a lease or `limit`: a switch port still blocked by spanning
+/// tree after the link came up (30-50 s with classic STP) answers on a later round.
+fn dhcp_until(devs: &[String], limit: Duration) -> Vec<String> {
+    let start = Instant::now();
+    log::info(&format!("network: DHCP on {}", devs.join(", ")));
+    loop {
+        let got = dhcp(devs);
+        if !got.is_empty() || start.elapsed() >= limit {
+            return got;
+        }
+        log::warn(&format!(
+            "no DHCP lease yet on {} after {} s; trying again until {} s",
+            devs.join(", "),
+            start.elapsed().as_secs(),
+            limit.as_secs()
+        ));
+        // udhcpc gives up at once on a link without carrier: do not spin.
+        std::thread::sleep(Duration::from_secs(2).min(limit.saturating_sub(start.elapsed())));
+    }
 }
 
 /// Runs udhcpc on each device in parallel; returns the ones that got a lease.
