@@ -10,6 +10,24 @@ use std::time::{Duration, Instant};
 
 const IMAGE: &str = "/images/web.raw.zst";
 
+/// The ramdisk booted directly with `<base>/host.yaml`, one fresh 4 GiB disk, `extra`
+/// QEMU arguments.
+fn agent_vm(base: &str, serial: &str, extra: &[&str]) -> Vm {
+    let out = repo_root().join("out");
+    let mut b = Vm::builder()
+        .boot(Boot::Direct {
+            kernel: out.join("vmlinuz"),
+            initrd: out.join("initramfs.img"),
+            append: format!("console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"),
+        })
+        .disk(Disk::virtio(4 << 30, serial))
+        .memory_mib(512);
+    for a in extra {
+        b = b.arg(a);
+    }
+    b.start().expect("start QEMU")
+}
+
 #[test]
 fn a_cable_pulled_mid_download_resumes_where_it_stopped() {
     let img = TestImage::build(48, 512);
@@ -24,17 +42,7 @@ fn a_cable_pulled_mid_download_resumes_where_it_stopped() {
     let base = guest_base(&server);
     let doc = vm_single_disk_document("net-01", &base, &format!("{base}{IMAGE}"), &sha, "imprint-ok", "net-token");
     server.serve_bytes("/host.yaml", doc.into_bytes());
-    let out = repo_root().join("out");
-    let mut vm = Vm::builder()
-        .boot(Boot::Direct {
-            kernel: out.join("vmlinuz"),
-            initrd: out.join("initramfs.img"),
-            append: format!("console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"),
-        })
-        .disk(Disk::virtio(4 << 30, "SN-NET-1"))
-        .memory_mib(512)
-        .start()
-        .expect("start QEMU");
+    let mut vm = agent_vm(&base, "SN-NET-1", &[]);
 
     let image_gets = |s: &Server| s.requests().into_iter().filter(|r| r.path == IMAGE && r.method == "GET").collect::<Vec<_>>();
     let t0 = Instant::now();
@@ -90,20 +98,8 @@ fn dhcp_is_retried_until_the_switch_port_forwards() {
     let base = guest_base(&server);
     let doc = vm_single_disk_document("stp-01", &base, &format!("{base}{IMAGE}"), &sha, "imprint-ok", "stp-token");
     server.serve_bytes("/host.yaml", doc.into_bytes());
-    let out = repo_root().join("out");
-    let mut vm = Vm::builder()
-        .boot(Boot::Direct {
-            kernel: out.join("vmlinuz"),
-            initrd: out.join("initramfs.img"),
-            append: format!("console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"),
-        })
-        .disk(Disk::virtio(4 << 30, "SN-STP-1"))
-        .memory_mib(512)
-        // Buffers every frame both ways for an hour: nothing gets through while it exists.
-        .arg("-object")
-        .arg("filter-buffer,id=stp,netdev=n,queue=all,interval=3600000000")
-        .start()
-        .expect("start QEMU");
+    // Buffers every frame both ways for an hour: nothing gets through while it exists.
+    let mut vm = agent_vm(&base, "SN-STP-1", &["-object", "filter-buffer,id=stp,netdev=n,queue=all,interval=3600000000"]);
     vm.wait_for_serial("no DHCP lease yet", Duration::from_secs(240))
         .unwrap_or_else(|e| panic!("the first DHCP round should go unanswered and be retried: {e}"));
     assert!(server.requests().is_empty(), "nothing passed the blocked port");

@@ -52,6 +52,15 @@ finish: reboot
     )
 }
 
+/// A server with `img` served zstd-compressed at `/images/web.raw.zst`, and its digest.
+fn serving(img: &TestImage) -> (Server, String) {
+    let server = Server::start();
+    let data = img.zstd();
+    let sha = sha256_hex(&data);
+    server.serve_bytes("/images/web.raw.zst", data);
+    (server, sha)
+}
+
 struct Run {
     code: i32,
     stderr: String,
@@ -241,10 +250,7 @@ fn ambiguous_hint_is_a_clear_failure() {
 #[test]
 fn grow_extends_the_root_partition_and_leaves_room_for_the_configdrive() {
     let img = image();
-    let server = Server::start();
-    let data = img.zstd();
-    let sha = sha256_hex(&data);
-    server.serve_bytes("/images/web.raw.zst", data);
+    let (server, sha) = serving(img);
     let disk = LoopDev::new(2 << 30, 512);
     let run = apply(&document_with(&server, "/images/web.raw.zst", &sha, "", "\n  grow: true"), &disk);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -264,10 +270,7 @@ fn grow_extends_the_root_partition_and_leaves_room_for_the_configdrive() {
 #[test]
 fn data_partitions_beside_the_image_are_added_after_it_and_formatted() {
     let img = image();
-    let server = Server::start();
-    let data = img.zstd();
-    let sha = sha256_hex(&data);
-    server.serve_bytes("/images/web.raw.zst", data);
+    let (server, sha) = serving(img);
     let disk = LoopDev::new(2 << 30, 512);
     let doc = document(&server, "/images/web.raw.zst", &sha, "").replace(
         "image:\n",
@@ -308,10 +311,7 @@ fn data_partitions_beside_the_image_are_added_after_it_and_formatted() {
 #[test]
 fn grow_leaves_room_for_the_data_partitions_and_the_configdrive() {
     let img = image();
-    let server = Server::start();
-    let data = img.zstd();
-    let sha = sha256_hex(&data);
-    server.serve_bytes("/images/web.raw.zst", data);
+    let (server, sha) = serving(img);
     let disk = LoopDev::new(2 << 30, 512);
     let doc = document_with(&server, "/images/web.raw.zst", &sha, "", "\n  grow: true").replace(
         "image:\n",
@@ -337,10 +337,7 @@ fn grow_leaves_room_for_the_data_partitions_and_the_configdrive() {
 #[test]
 fn single_steps_write_image_and_configdrive_work_alone() {
     let img = image();
-    let server = Server::start();
-    let data = img.zstd();
-    let sha = sha256_hex(&data);
-    server.serve_bytes("/images/web.raw.zst", data);
+    let (server, sha) = serving(img);
     let disk = LoopDev::new(256 << 20, 512);
     let out = Command::new(imprint_bin())
         .args(["write-image", "--yes", "--url", &server.url("/images/web.raw.zst"), "--sha256", &sha, "--target", disk.dev()])
