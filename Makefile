@@ -47,9 +47,11 @@ images:
 # stable toolchain with RUSTC_BOOTSTRAP). Crashes land in agent/fuzz/artifacts/<target>/.
 # agent/fuzz/seeds/<target>/ (committed, where present) seeds the corpus: archives GNU tar
 # makes, a tang advertisement and clevis JWEs the fuzzer could not forge, a GPT, an ISO
-# customization area. An input that takes over 10 s counts as a hang (a crash).
+# customization area, swtpm's responses to a whole tpm2 seal and unseal. An input that
+# takes over 10 s counts as a hang (a crash).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := document gpt iso_area cmdline inventory qcow2_header tar tang_adv zstd_frames
+FUZZ_TARGETS := document gpt iso_area cmdline inventory qcow2_header tar tang_adv zstd_frames \
+  tpm2_responses
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd agent/fuzz && for t in $(FUZZ_TARGETS); do \

@@ -3,6 +3,7 @@
 
 use super::transport::Transport;
 use super::wire::{build, Command, Reader, RS_PW, ST_NO_SESSIONS, ST_SESSIONS};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 const CC_CREATE_PRIMARY: u32 = 0x131;
@@ -58,6 +59,8 @@ pub enum CommandError {
         command: &'static str,
         source: super::wire::Short,
     },
+    #[error("the TPM's response to {command} is malformed: {what}")]
+    Invalid { command: &'static str, what: String },
 }
 
 impl CommandError {
@@ -154,15 +157,101 @@ pub fn pcr_selection(bank: u16, pcrs: &[u8]) -> Vec<u8> {
     })
 }
 
+/// The size of a digest of `bank`, for the banks imprint seals to.
+fn digest_size(bank: u16) -> Option<usize> {
+    match bank {
+        ALG_SHA1 => Some(20),
+        ALG_SHA256 => Some(32),
+        _ => None,
+    }
+}
+
+/// The (PCR, digest) pairs of a TPM2_PCR_Read response (after the header) to a read of
+/// `asked` in `bank`. The TPM may return fewer PCRs than asked, but only PCRs asked for,
+/// each once, in that bank, one digest of the bank's size each, and nothing after them.
+fn parse_pcr_read(
+    resp: &[u8],
+    bank: u16,
+    asked: &[u8],
+) -> Result<Vec<(u8, Vec<u8>)>, CommandError> {
+    const CMD: &str = "TPM2_PCR_Read";
+    let invalid = |what: String| CommandError::Invalid { command: CMD, what };
+    let short = |source| CommandError::Malformed {
+        command: CMD,
+        source,
+    };
+    let mut r = Reader::new(resp);
+    r.u32().map_err(short)?; // pcrUpdateCounter
+    let mut got: Vec<u8> = Vec::new();
+    for _ in 0..r.u32().map_err(short)? {
+        let sel_bank = r.u16().map_err(short)?;
+        let n = r.u8().map_err(short)? as usize;
+        let map = r.bytes(n).map_err(short)?;
+        for (i, byte) in map.iter().enumerate() {
+            for b in (0..8).filter(|b| byte & (1 << b) != 0) {
+                let pcr = i * 8 + b;
+                if sel_bank != bank {
+                    return Err(invalid(format!(
+                        "PCR {pcr} of bank 0x{sel_bank:04X}, asked for bank 0x{bank:04X}"
+                    )));
+                }
+                let Some(pcr) = u8::try_from(pcr).ok().filter(|p| asked.contains(p)) else {
+                    return Err(invalid(format!("PCR {pcr} was not asked for")));
+                };
+                if got.contains(&pcr) {
+                    return Err(invalid(format!("PCR {pcr} is selected twice")));
+                }
+                got.push(pcr);
+            }
+        }
+    }
+    let count = r.u32().map_err(short)? as usize;
+    if count != got.len() {
+        return Err(invalid(format!(
+            "{count} digests for {} selected PCRs",
+            got.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(got.len());
+    for pcr in got {
+        let digest = r.tpm2b().map_err(short)?;
+        if let Some(want) = digest_size(bank).filter(|w| *w != digest.len()) {
+            return Err(invalid(format!(
+                "the digest of PCR {pcr} has {} bytes, not {want}",
+                digest.len()
+            )));
+        }
+        out.push((pcr, digest.to_vec()));
+    }
+    if r.remaining() != 0 {
+        return Err(invalid(format!(
+            "{} bytes after the digests",
+            r.remaining()
+        )));
+    }
+    Ok(out)
+}
+
 /// A TPM reached through a transport.
 pub struct Tpm {
     transport: Box<dyn Transport>,
+    retry_pause: Duration,
 }
 
 impl Tpm {
     /// Wraps a transport.
     pub fn new(transport: Box<dyn Transport>) -> Tpm {
-        Tpm { transport }
+        Tpm {
+            transport,
+            retry_pause: Duration::from_millis(50),
+        }
+    }
+
+    /// Sets the pause before the n-th resend of a command the TPM asked to retry
+    /// (n × `pause`; 50 ms by default). The fuzzer replays responses without pausing.
+    pub fn with_retry_pause(mut self, pause: Duration) -> Tpm {
+        self.retry_pause = pause;
+        self
     }
 
     /// Sends `cmd`, returns the response after the 10-byte header if TPM_RC_SUCCESS.
@@ -188,11 +277,25 @@ impl Tpm {
             })?);
             let mut r = Reader::new(&resp);
             let hdr = (|| Ok::<_, super::wire::Short>((r.u16()?, r.u32()?, r.u32()?)))();
-            let (_, _, rc) = hdr.map_err(|source| CommandError::Malformed { command, source })?;
+            let (tag, size, rc) =
+                hdr.map_err(|source| CommandError::Malformed { command, source })?;
+            let invalid = |what: String| CommandError::Invalid { command, what };
+            if size as usize != resp.len() {
+                return Err(invalid(format!(
+                    "its header says {size} bytes, {} arrived",
+                    resp.len()
+                )));
+            }
+            // A success answers a command with sessions with sessions (parameterSize
+            // first), one without without.
+            let want = u16::from_be_bytes([cmd[0], cmd[1]]);
+            if rc == 0 && tag != want {
+                return Err(invalid(format!("tag 0x{tag:04X}, expected 0x{want:04X}")));
+            }
             match rc {
                 0 => return Ok(Zeroizing::new(resp[10..].to_vec())),
                 RC_RETRY | RC_YIELDED | RC_TESTING if attempt < RETRIES => {
-                    std::thread::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)));
+                    std::thread::sleep(self.retry_pause * attempt);
                 }
                 _ => {
                     return Err(CommandError::Refused {
@@ -238,9 +341,8 @@ impl Tpm {
         c.tpm2b(&sensitive).tpm2b(template).u16(0).u32(0);
         let resp = self.execute("TPM2_Create", c.finish())?;
         let parse = || {
-            let mut r = Reader::new(&resp);
-            r.u32()?; // parameterSize
-            Ok((r.tpm2b_with_size()?.to_vec(), r.tpm2b_with_size()?.to_vec()))
+            let mut p = Reader::new(&resp).parameters()?;
+            Ok((p.tpm2b_with_size()?.to_vec(), p.tpm2b_with_size()?.to_vec()))
         };
         parse().map_err(|source| CommandError::Malformed {
             command: "TPM2_Create",
@@ -297,12 +399,12 @@ impl Tpm {
         let mut c = Command::new(ST_SESSIONS, CC_UNSEAL);
         c.u32(item).auth_session(session);
         let resp = self.execute("TPM2_Unseal", c.finish())?;
-        let mut r = Reader::new(&resp);
-        let parse = |r: &mut Reader| -> Result<Zeroizing<Vec<u8>>, super::wire::Short> {
-            r.u32()?;
-            Ok(Zeroizing::new(r.tpm2b()?.to_vec()))
+        let parse = || -> Result<Zeroizing<Vec<u8>>, super::wire::Short> {
+            Ok(Zeroizing::new(
+                Reader::new(&resp).parameters()?.tpm2b()?.to_vec(),
+            ))
         };
-        parse(&mut r).map_err(|source| CommandError::Malformed {
+        parse().map_err(|source| CommandError::Malformed {
             command: "TPM2_Unseal",
             source,
         })
@@ -326,31 +428,7 @@ impl Tpm {
             let mut c = Command::new(ST_NO_SESSIONS, CC_PCR_READ);
             c.raw(&pcr_selection(bank, &left));
             let resp = self.execute("TPM2_PCR_Read", c.finish())?;
-            let parse = || -> Result<Vec<(u8, Vec<u8>)>, super::wire::Short> {
-                let mut r = Reader::new(&resp);
-                r.u32()?; // pcrUpdateCounter
-                let mut got = Vec::new();
-                for _ in 0..r.u32()? {
-                    let _bank = r.u16()?;
-                    let n = r.u8()? as usize;
-                    let map = r.bytes(n)?;
-                    for (i, byte) in map.iter().enumerate() {
-                        (0..8)
-                            .filter(|b| byte & (1 << b) != 0)
-                            .for_each(|b| got.push((i * 8 + b) as u8));
-                    }
-                }
-                let count = r.u32()? as usize;
-                let mut out = Vec::new();
-                for pcr in got.into_iter().take(count) {
-                    out.push((pcr, r.tpm2b()?.to_vec()));
-                }
-                Ok(out)
-            };
-            let got = parse().map_err(|source| CommandError::Malformed {
-                command: "TPM2_PCR_Read",
-                source,
-            })?;
+            let got = parse_pcr_read(&resp, bank, &left)?;
             if got.is_empty() {
                 return Err(CommandError::Refused {
                     device: self.transport.describe(),
@@ -376,6 +454,158 @@ impl Tpm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
+
+    /// A TPM that gives canned responses, then fails.
+    struct Canned(VecDeque<Vec<u8>>);
+
+    impl Transport for Canned {
+        fn transact(&mut self, _command: &[u8]) -> std::io::Result<Vec<u8>> {
+            self.0
+                .pop_front()
+                .ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into())
+        }
+        fn describe(&self) -> String {
+            "canned".into()
+        }
+    }
+
+    fn tpm(responses: Vec<Vec<u8>>) -> Tpm {
+        Tpm::new(Box::new(Canned(responses.into()))).with_retry_pause(Duration::ZERO)
+    }
+
+    /// A response: tag, size (of all of it), rc, then `body`.
+    fn response(tag: u16, rc: u32, body: &[u8]) -> Vec<u8> {
+        let mut r = tag.to_be_bytes().to_vec();
+        r.extend_from_slice(&(10 + body.len() as u32).to_be_bytes());
+        r.extend_from_slice(&rc.to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    /// A TPM2_PCR_Read response body: one selection of `bank` with bitmap `map`, then
+    /// the digests as given.
+    fn pcr_read_body(bank: u16, map: &[u8], digests: &[&[u8]]) -> Vec<u8> {
+        build(|c| {
+            c.u32(0x14).u32(1).u16(bank).u8(map.len() as u8).raw(map);
+            c.u32(digests.len() as u32);
+            digests.iter().for_each(|d| {
+                c.tpm2b(d);
+            });
+        })
+    }
+
+    fn invalid(e: CommandError) -> String {
+        assert!(matches!(e, CommandError::Invalid { .. }), "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn pcr_read_refuses_digests_of_the_wrong_size() {
+        // Found by the tpm2_responses fuzz target: PCR 1's digest size zeroed in an
+        // 8-PCR read. PCRs 1-7 used to read as empty digests (224 bytes left over) and
+        // the policy was computed from them.
+        let mut body = hex::decode("0000001400000001000b03ff000000000008").unwrap();
+        for pcr in 0..8 {
+            body.extend_from_slice(if pcr == 1 { &[0, 0] } else { &[0, 32] });
+            let mut digest = [0u8; 32];
+            if pcr == 0 {
+                digest[30..].copy_from_slice(&[0x61, 0x06]);
+            }
+            body.extend_from_slice(&digest);
+        }
+        let resp = response(ST_NO_SESSIONS, 0, &body);
+        assert_eq!(resp.len(), 300);
+        let e = tpm(vec![resp]).pcr_read(ALG_SHA256, &(0..8).collect::<Vec<_>>());
+        let e = invalid(e.unwrap_err());
+        assert!(e.contains("PCR 1 has 0 bytes, not 32"), "{e}");
+    }
+
+    #[test]
+    fn pcr_read_takes_only_the_pcrs_bank_and_digests_asked_for() {
+        let d32 = [7u8; 32];
+        let ok = pcr_read_body(ALG_SHA256, &[0x80, 0, 0], &[&d32]);
+        let got = tpm(vec![response(ST_NO_SESSIONS, 0, &ok)]).pcr_read(ALG_SHA256, &[7]);
+        assert_eq!(got.unwrap(), vec![d32.to_vec()]);
+
+        // PCR 263: bit 7 of the 33rd bitmap byte (it used to wrap around to PCR 7).
+        let mut wide = vec![0u8; 33];
+        wide[32] = 0x80;
+        let cases: [(Vec<u8>, &str); 5] = [
+            (
+                pcr_read_body(ALG_SHA256, &[0, 1, 0], &[&d32]),
+                "PCR 8 was not asked for",
+            ),
+            (
+                pcr_read_body(ALG_SHA1, &[0x80, 0, 0], &[&d32]),
+                "of bank 0x0004",
+            ),
+            (
+                pcr_read_body(ALG_SHA256, &wide, &[&d32]),
+                "PCR 263 was not asked for",
+            ),
+            (
+                pcr_read_body(ALG_SHA256, &[0x80, 0, 0], &[&d32, &d32]),
+                "2 digests for 1 selected PCRs",
+            ),
+            ([ok.clone(), vec![0]].concat(), "1 bytes after the digests"),
+        ];
+        for (body, want) in cases {
+            let e = tpm(vec![response(ST_NO_SESSIONS, 0, &body)]).pcr_read(ALG_SHA256, &[7]);
+            let e = invalid(e.unwrap_err());
+            assert!(e.contains(want), "{e}, wanted {want:?}");
+        }
+    }
+
+    #[test]
+    fn responses_must_agree_with_their_header() {
+        let handle = 0x8000_0000u32.to_be_bytes();
+        let good = response(ST_SESSIONS, 0, &handle);
+        assert_eq!(
+            tpm(vec![good.clone()]).create_primary(&[]).unwrap(),
+            0x8000_0000
+        );
+
+        let mut long = good.clone();
+        long.push(0);
+        let e = invalid(tpm(vec![long]).create_primary(&[]).unwrap_err());
+        assert!(e.contains("says 14 bytes, 15 arrived"), "{e}");
+        let e = invalid(
+            tpm(vec![good[..12].to_vec()])
+                .create_primary(&[])
+                .unwrap_err(),
+        );
+        assert!(e.contains("says 14 bytes, 12 arrived"), "{e}");
+        let e = tpm(vec![response(ST_NO_SESSIONS, 0, &handle)]).create_primary(&[]);
+        assert!(invalid(e.unwrap_err()).contains("tag 0x8001, expected 0x8002"));
+        let e = tpm(vec![good[..7].to_vec()])
+            .create_primary(&[])
+            .unwrap_err();
+        assert!(matches!(e, CommandError::Malformed { .. }), "{e}");
+
+        // Errors: refused whatever their tag; "retry" is retried.
+        let e = tpm(vec![response(ST_NO_SESSIONS, 0x101, &[])]).create_primary(&[]);
+        assert_eq!(e.unwrap_err().base_rc(), Some(0x101));
+        let retry = response(ST_NO_SESSIONS, RC_RETRY, &[]);
+        let mut t = tpm(vec![retry.clone(), retry, good]);
+        assert_eq!(t.create_primary(&[]).unwrap(), 0x8000_0000);
+    }
+
+    #[test]
+    fn parameters_past_the_end_are_malformed() {
+        // parameterSize 9 with 6 bytes left; a TPM2B claiming 5 bytes in 4.
+        for body in [
+            &[0, 0, 0, 9, 0, 4, 1, 2, 3, 4][..],
+            &[0, 0, 0, 6, 0, 5, 1, 2, 3, 4],
+        ] {
+            let e = tpm(vec![response(ST_SESSIONS, 0, body)]).unseal(1, RS_PW);
+            let e = e.unwrap_err();
+            assert!(matches!(e, CommandError::Malformed { .. }), "{e}");
+        }
+        let body = [0, 0, 0, 6, 0, 4, 1, 2, 3, 4, 0, 0, 1, 0, 0];
+        let got = tpm(vec![response(ST_SESSIONS, 0, &body)]).unseal(1, RS_PW);
+        assert_eq!(&got.unwrap()[..], &[1, 2, 3, 4]);
+    }
 
     #[test]
     fn ecc_primary_template_is_the_documented_26_bytes() {

@@ -124,11 +124,16 @@ fn with_primary<T>(
 
 /// Seals a fresh content key and encrypts `plaintext` with it: the clevis tpm2 JWE.
 pub fn encrypt(loc: &TpmLocation, cfg: &Tpm2Config, plaintext: &[u8]) -> Result<Jwe, Tpm2Error> {
-    let mut tpm = Tpm::new(transport::open(loc)?);
+    encrypt_with(&mut Tpm::new(transport::open(loc)?), cfg, plaintext)
+}
+
+/// [`encrypt`] through an open [`Tpm`] (any [`Transport`]). Every response the TPM gives
+/// is untrusted: anything malformed is an error.
+pub fn encrypt_with(tpm: &mut Tpm, cfg: &Tpm2Config, plaintext: &[u8]) -> Result<Jwe, Tpm2Error> {
     let mut cek = Zeroizing::new([0u8; 32]);
     jose::random_bytes(&mut cek[..])?;
     let jwk = jose::oct_jwk(&cek);
-    let (private, public) = with_primary(&mut tpm, PrimaryKey::Ecc, |tpm, primary| {
+    let (private, public) = with_primary(tpm, PrimaryKey::Ecc, |tpm, primary| {
         let policy = if cfg.pcrs.is_empty() {
             None
         } else {
@@ -154,7 +159,29 @@ pub fn encrypt(loc: &TpmLocation, cfg: &Tpm2Config, plaintext: &[u8]) -> Result<
 }
 
 /// Unseals the content key of a clevis tpm2 JWE (ours or clevis') and decrypts it.
+/// The header is read in full before the TPM is opened.
 pub fn decrypt(loc: &TpmLocation, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, Tpm2Error> {
+    let sealed = read_header(jwe)?;
+    unseal_and_open(&mut Tpm::new(transport::open(loc)?), &sealed, jwe)
+}
+
+/// [`decrypt`] through an open [`Tpm`] (any [`Transport`]). Every response the TPM gives
+/// is untrusted: anything malformed is an error.
+pub fn decrypt_with(tpm: &mut Tpm, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, Tpm2Error> {
+    unseal_and_open(tpm, &read_header(jwe)?, jwe)
+}
+
+/// What the header of a clevis tpm2 JWE says about its sealed key.
+struct Sealed {
+    key: PrimaryKey,
+    public: Vec<u8>,
+    private: Vec<u8>,
+    bank: PcrBank,
+    pcrs: Vec<u8>,
+}
+
+/// Reads the sealed key's description from the header of a clevis tpm2 JWE.
+fn read_header(jwe: &Jwe) -> Result<Sealed, Tpm2Error> {
     let hdr = jwe.header()?;
     let t = &hdr["clevis"]["tpm2"];
     let field = |k: &str| {
@@ -202,11 +229,21 @@ pub fn decrypt(loc: &TpmLocation, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, Tpm2E
     } else {
         PcrBank::parse(field("pcr_bank")?)?
     };
+    Ok(Sealed {
+        key,
+        public,
+        private,
+        bank,
+        pcrs,
+    })
+}
 
-    let mut tpm = Tpm::new(transport::open(loc)?);
-    let jwk = with_primary(&mut tpm, key, |tpm, primary| {
-        let item = tpm.load(primary, &private, &public)?;
-        let out = unseal_item(tpm, item, bank, &pcrs);
+/// Loads the sealed object under a fresh primary key, unseals the content key (through
+/// the PCR policy, if any) and opens the JWE with it.
+fn unseal_and_open(tpm: &mut Tpm, s: &Sealed, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, Tpm2Error> {
+    let jwk = with_primary(tpm, s.key, |tpm, primary| {
+        let item = tpm.load(primary, &s.private, &s.public)?;
+        let out = unseal_item(tpm, item, s.bank, &s.pcrs);
         tpm.flush(item);
         out
     })?;

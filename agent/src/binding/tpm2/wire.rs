@@ -116,6 +116,16 @@ impl<'a> Reader<'a> {
         let n = self.u16()? as usize;
         self.bytes(n)
     }
+    /// How many bytes are left.
+    pub fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+    /// The parameter area of a response to a command with sessions: a u32
+    /// parameterSize, then that many bytes (the authorization area follows).
+    pub fn parameters(&mut self) -> Result<Reader<'a>, Short> {
+        let n = self.u32()? as usize;
+        Ok(Reader::new(self.bytes(n)?))
+    }
     /// A TPM2B including its size prefix (how clevis stores jwk_pub / jwk_priv).
     pub fn tpm2b_with_size(&mut self) -> Result<&'a [u8], Short> {
         let start = self.pos;
