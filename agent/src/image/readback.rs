@@ -90,7 +90,7 @@ pub(crate) fn read_back(path: &Path, written: &Written) -> Result<String, ImageE
                 let (tx, rx) = sync_channel(AHEAD);
                 let (layout, file) = (&layout, &file);
                 let worker = s.spawn(move || {
-                    let mut buf = AlignedBuf::new(READ_BUF);
+                    let mut buf = AlignedBuf::with_capacity(READ_BUF);
                     for run in layout.runs().skip(w).step_by(WORKERS) {
                         let digests = read_run(file, sector, layout, run, &mut buf)?;
                         // The combiner stopped (another worker failed): nothing more to do.

@@ -130,7 +130,7 @@ impl Sink {
             kind,
             file,
             tail,
-            head: AlignedBuf::new(HOLD_BACK as usize),
+            head: AlignedBuf::with_capacity(HOLD_BACK as usize),
             offset: 0,
             pending_zero: None,
             zero_skipped: 0,
@@ -337,7 +337,7 @@ impl Sink {
 
     /// Writes the held-back first MiB. Call only after the stream verified.
     pub(crate) fn commit_head(&mut self) -> Result<(), ImageError> {
-        let head = std::mem::replace(&mut self.head, AlignedBuf::new(ALIGN));
+        let head = std::mem::replace(&mut self.head, AlignedBuf::with_capacity(ALIGN));
         self.write_data(0, &head)?;
         self.head = head;
         self.synced = false;
@@ -404,7 +404,7 @@ impl Sink {
             return Ok(());
         }
         let zeros = self.zeros.take().unwrap_or_else(|| {
-            let mut z = AlignedBuf::new(ZERO_BLOCK);
+            let mut z = AlignedBuf::with_capacity(ZERO_BLOCK);
             z.set_len(ZERO_BLOCK);
             z
         });
