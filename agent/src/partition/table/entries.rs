@@ -48,7 +48,10 @@ pub(super) fn write(
             last_lba + 1
         )));
     }
-    if let Some((n, p)) = parts.iter().find(|(_, p)| p.last_lba > last_usable || p.first_lba < h.first_usable) {
+    if let Some((n, p)) = parts
+        .iter()
+        .find(|(_, p)| p.last_lba > last_usable || p.first_lba < h.first_usable)
+    {
         return Err(PartitionError::Layout(format!(
             "partition {n} (LBA {}-{}) lies outside the usable sectors {}-{last_usable}",
             p.first_lba, p.last_lba, h.first_usable
@@ -81,7 +84,11 @@ pub(super) fn write(
     };
     // Arrays before headers: a header is only ever written over a valid array.
     put("backup GPT entries", backup_array, &array)?;
-    put("backup GPT header", last_lba, &header(last_lba, 1, backup_array))?;
+    put(
+        "backup GPT header",
+        last_lba,
+        &header(last_lba, 1, backup_array),
+    )?;
     put("GPT entries", h.part_start, &array)?;
     put("primary GPT header", 1, &header(1, last_lba, h.part_start))
 }
