@@ -3,10 +3,11 @@
 #
 #   images/disk.sh OUTDIR
 #
-# Layout (GPT, 512-byte sectors):
-#   3  bios_grub  sectors 34-2047  GRUB i386-pc core.img (BIOS boot; boot.img in the MBR)
-#   1  ESP        64 MiB vfat      /EFI/BOOT/BOOTX64.EFI (grub-mkstandalone, x86_64-efi)
-#   2  root       ext4 `debroot`   the rootfs of rootfs.sh, sized to its content + ~15%
+# Layout (GPT, 512-byte sectors), numbered as Debian's and Ubuntu's cloud images are,
+# with entries 2-13 empty (so the tests deploy a table with gaps, as operators do):
+#   14 bios_grub  sectors 34-2047  GRUB i386-pc core.img (BIOS boot; boot.img in the MBR)
+#   15 ESP        64 MiB vfat      /EFI/BOOT/BOOTX64.EFI (grub-mkstandalone, x86_64-efi)
+#   1  root       ext4 `debroot`   the rootfs of rootfs.sh, sized to its content + ~15%
 # Both loaders find the root filesystem by label and read /boot/grub/grub.cfg from it,
 # which boots /boot/vmlinuz + /boot/initrd.img with root=LABEL=debroot. No configdrive
 # partition: the agent appends one after the root.
@@ -100,7 +101,7 @@ grub-mkstandalone -O x86_64-efi -d "$root/usr/lib/grub/x86_64-efi" \
   -o "$work/BOOTX64.EFI" "boot/grub/grub.cfg=$work/early.cfg"
 
 # BIOS: core.img with everything built in, embedded in the bios_grub partition.
-grub-mkimage -O i386-pc -d "$root/usr/lib/grub/i386-pc" -p '(hd0,gpt2)/boot/grub' \
+grub-mkimage -O i386-pc -d "$root/usr/lib/grub/i386-pc" -p '(hd0,gpt1)/boot/grub' \
   -c "$work/early.cfg" -o "$work/core.img" biosdisk $modules
 
 # Sizes: root = content + 15% + 32 MiB for the journal and metadata, in whole MiB.
@@ -112,16 +113,16 @@ disk_mib=$((1 + esp_mib + root_mib + 1))
 raw=$work/disk.raw
 truncate -s "${disk_mib}M" "$raw"
 # Two runs: sgdisk applies one alignment to the whole command line.
-sgdisk -a 1 -n 3:34:2047 -t 3:ef02 -c 3:bios "$raw" > /dev/null
-sgdisk -n "1:1MiB:+${esp_mib}MiB" -t 1:ef00 -c 1:esp -n 2:0:0 -t 2:8300 -c 2:root "$raw" > /dev/null
+sgdisk -a 1 -n 14:34:2047 -t 14:ef02 -c 14:bios "$raw" > /dev/null
+sgdisk -n "15:1MiB:+${esp_mib}MiB" -t 15:ef00 -c 15:esp -n 1:0:0 -t 1:8300 -c 1:root "$raw" > /dev/null
 
 # `sgdisk -i N` prints "First sector: S (at ...)" and "Last sector: E (at ...)".
 part_sectors() {
   sgdisk -i "$1" "$raw" | awk '/^First sector:/ {f=$3} /^Last sector:/ {l=$3} END {print f, l - f + 1}'
 }
-read -r esp_start esp_len < <(part_sectors 1)
-read -r root_start root_len < <(part_sectors 2)
-read -r bios_start bios_len < <(part_sectors 3)
+read -r esp_start esp_len < <(part_sectors 15)
+read -r root_start root_len < <(part_sectors 1)
+read -r bios_start bios_len < <(part_sectors 14)
 
 truncate -s "$((root_len * 512))" "$work/root.ext4"
 mkfs.ext4 -q -F -L "$label" -N $((files * 12 / 10 + 4096)) -d "$root" "$work/root.ext4" "$((root_len / 2))k"

@@ -204,6 +204,12 @@ impl TestImage {
     /// Builds a `size_mib` MiB GPT image for disks with `sector`-byte logical sectors
     /// (sgdisk + mkfs.ext4 -d + mkfs.vfat, no mounts).
     pub fn build(size_mib: u64, sector: u32) -> TestImage {
+        TestImage::build_numbered(size_mib, sector, 1, 2)
+    }
+
+    /// As [`TestImage::build`], with the ESP and root in GPT entries `esp` and `root`
+    /// (stock cloud images use 15 and 1); `partitions` lists them by number.
+    pub fn build_numbered(size_mib: u64, sector: u32, esp: u32, root: u32) -> TestImage {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.raw");
         std::fs::File::create(&img)
@@ -221,21 +227,22 @@ impl TestImage {
             "sgdisk",
             &[
                 "-n",
-                "1:1MiB:+8MiB",
+                &format!("{esp}:1MiB:+8MiB"),
                 "-t",
-                "1:ef00",
+                &format!("{esp}:ef00"),
                 "-c",
-                "1:esp",
+                &format!("{esp}:esp"),
                 "-n",
-                "2:0:0",
+                &format!("{root}:0:0"),
                 "-t",
-                "2:8300",
+                &format!("{root}:8300"),
                 "-c",
-                "2:root",
+                &format!("{root}:root"),
                 &l,
             ],
         );
         let parts = gpt_partitions(&l);
+        let by_number = |n: u32| *parts.iter().find(|p| p.0 == n).expect("partition made above");
         sh("losetup", &["-d", &l]);
         let files = vec![
             ("etc/hostname".to_string(), "image-default\n".to_string()),
@@ -251,7 +258,7 @@ impl TestImage {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, c).unwrap();
         }
-        let (_, rs, rl) = parts[1];
+        let (_, rs, rl) = by_number(root);
         let rootfs = dir.path().join("root.ext4");
         std::fs::File::create(&rootfs).unwrap().set_len(rl).unwrap();
         sh(
@@ -266,7 +273,7 @@ impl TestImage {
                 rootfs.to_str().unwrap(),
             ],
         );
-        let (_, es, el) = parts[0];
+        let (_, es, el) = by_number(esp);
         let esp = dir.path().join("esp.vfat");
         std::fs::File::create(&esp).unwrap().set_len(el).unwrap();
         sh("mkfs.vfat", &["-n", "IMGESP", esp.to_str().unwrap()]);

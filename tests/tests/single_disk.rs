@@ -335,6 +335,30 @@ fn grow_leaves_room_for_the_data_partitions_and_the_configdrive() {
 }
 
 #[test]
+fn an_image_numbered_like_stock_cloud_images_keeps_its_numbers() {
+    // Debian and Ubuntu cloud images: root in entry 1, the ESP in entry 15, 2-14 empty.
+    let img = TestImage::build_numbered(48, 512, 15, 1);
+    let (server, sha) = serving(&img);
+    let disk = LoopDev::new(2 << 30, 512);
+    let run = apply(&document(&server, "/images/web.raw.zst", &sha, ""), &disk);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_sgdisk_clean(disk.dev());
+    let parts = disk.partition_offsets();
+    let numbers: Vec<u32> = parts.iter().map(|p| p.0).collect();
+    assert_eq!(numbers, [1, 2, 15], "the image's 1 and 15 kept, the configdrive in the first free entry");
+    for &(n, start, len) in &img.partitions {
+        assert!(parts.contains(&(n, start, len)), "partition {n} kept its place: {parts:?}");
+        let on_disk = disk.read_at(start, len as usize);
+        assert!(on_disk == img.raw[start as usize..(start + len) as usize], "partition {n} byte-identical");
+    }
+    let (_, cs, cl) = parts[1];
+    assert!(cs >= img.raw.len() as u64, "the configdrive after the image");
+    assert!(blkid_at(disk.dev(), cs, cl).contains("LABEL=cidata"));
+    let (_, rs, rl) = img.partitions[0];
+    assert!(blkid_at(disk.dev(), rs, rl).contains("LABEL=imgroot"));
+}
+
+#[test]
 fn single_steps_write_image_and_configdrive_work_alone() {
     let img = image();
     let (server, sha) = serving(img);

@@ -228,37 +228,35 @@ fn open_gpt(disk: &Path) -> Result<Option<OpenGpt>, PartitionError> {
     }
 }
 
-/// The used partitions of a GPT, refusing tables with numbering gaps: the gpt crate
-/// would renumber them when writing, and an image's fstab may name `/dev/sda4`.
-fn contiguous(disk: &Path, g: &GptDisk<File>) -> Result<BTreeMap<u32, Partition>, PartitionError> {
-    let parts: BTreeMap<u32, Partition> = g
-        .partitions()
+/// The used partitions of a GPT by entry slot (gaps kept: see [`entries`]).
+fn used(g: &GptDisk<File>) -> BTreeMap<u32, Partition> {
+    g.partitions()
         .iter()
         .filter(|(_, p)| p.is_used())
         .map(|(k, p)| (*k, p.clone()))
-        .collect();
-    if parts.keys().copied().ne(1..=parts.len() as u32) {
-        return Err(PartitionError::Layout(format!(
-            "the GPT of {} numbers its partitions with gaps ({:?}); imprint cannot rewrite it without renumbering",
-            disk.display(),
-            parts.keys().collect::<Vec<_>>()
-        )));
-    }
-    Ok(parts)
+        .collect()
 }
 
-/// Writes `g` (with `parts`) back, recomputing both headers for the disk's real size.
+/// Writes `parts` back as the GPT of `disk`, every partition in its slot, both headers
+/// recomputed for the disk's real size; flushes.
 fn rewrite(
     disk: &Path,
-    mut g: GptDisk<File>,
+    g: GptDisk<File>,
     f: &File,
     parts: BTreeMap<u32, Partition>,
 ) -> Result<(), PartitionError> {
-    g.update_partitions(parts)
-        .map_err(|e| io_err("updating the GPT of", disk, e))?;
-    g.write_inplace()
-        .map_err(|e| io_err("writing the GPT of", disk, e))?;
+    let (size, sector) = (
+        blockdev::size_bytes(f).map_err(|e| PartitionError::Io(e.to_string()))?,
+        blockdev::logical_sector(f).map_err(|e| PartitionError::Io(e.to_string()))?,
+    );
+    entries::write(f, size, sector, g.header(), &parts)
+        .map_err(|e| io_err("rewriting the GPT of", disk, e))?;
     blockdev::flush(f).map_err(|e| PartitionError::Io(e.to_string()))
+}
+
+/// The lowest free entry slot (1-based): where sgdisk, too, puts a new partition.
+fn free_slot(parts: &BTreeMap<u32, Partition>) -> u32 {
+    (1..).find(|n| !parts.contains_key(n)).expect("a free number")
 }
 
 /// Reads the GPT of `disk` as placed partitions (name = label, or `partN`).
@@ -286,7 +284,7 @@ pub fn relocate_backup_gpt(disk: &Path) -> Result<bool, PartitionError> {
     if h.backup_lba == end_lba && g.backup_header().is_ok() {
         return Ok(false);
     }
-    let parts = contiguous(disk, &g)?;
+    let parts = used(&g);
     // The stale backup (entries + header) in the middle of the disk would confuse tools
     // that scan for headers; it lies beyond the old last_usable, so no partition holds it.
     if h.backup_lba < end_lba && h.last_usable < h.backup_lba {
@@ -326,7 +324,7 @@ pub fn grow_last_partition(disk: &Path, reserve_bytes: u64) -> Result<Option<(u3
             disk.display()
         )));
     };
-    let mut parts = contiguous(disk, &g)?;
+    let mut parts = used(&g);
     let last_usable = g.header().last_usable;
     let Some((&n, _)) = parts.iter().max_by_key(|(_, p)| p.last_lba) else {
         return Ok(None);
@@ -383,7 +381,7 @@ pub fn append_partitions(
             disk.display()
         )));
     };
-    let mut parts = contiguous(disk, &g)?;
+    let mut parts = used(&g);
     let h = g.header();
     let align = ALIGN_BYTES / sector;
     let mut after = parts
@@ -426,7 +424,7 @@ pub fn append_partitions(
                 Bytes(size).human()
             )));
         }
-        let number = parts.len() as u32 + 1;
+        let number = free_slot(&parts);
         let new = Partition {
             part_type_guid: gpt_type(&r.type_guid)?,
             part_guid: uuid::Uuid::new_v4(),
@@ -458,6 +456,8 @@ pub fn append_partitions(
     publish(disk, sector, &read_table(disk)?)?;
     Ok(placed)
 }
+
+mod entries;
 
 #[cfg(test)]
 mod tests;

@@ -237,6 +237,64 @@ fn appended_partitions_that_do_not_fit_are_refused_before_the_table_changes() {
     assert_eq!(read_table(&lo.dev).unwrap(), before, "the image's table is untouched");
 }
 
+/// A disk holding an image numbered as stock cloud images are: 14 BIOS boot, 15 ESP,
+/// 1 root, slots 2-13 empty.
+fn cloud_imaged_disk() -> Loop {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("cloud.raw");
+    File::create(&img).unwrap().set_len(64 * MIB).unwrap();
+    let (ok, out) = tool(
+        "sgdisk",
+        &[
+            "-n", "14:2048:+4M", "-t", "14:ef02", "-c", "14:bios",
+            "-n", "15:0:+8M", "-t", "15:ef00", "-c", "15:esp",
+            "-n", "1:0:0", "-t", "1:8300", "-c", "1:cloudimg-rootfs",
+            "-A", "1:set:2",
+            img.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    let lo = Loop::new(256 * MIB, 512);
+    let (ok, out) = tool(
+        "dd",
+        &[&format!("if={}", img.display()), &format!("of={}", lo.dev.display()), "bs=1M", "conv=notrunc,fsync"],
+    );
+    assert!(ok, "{out}");
+    lo
+}
+
+/// `sgdisk -i N`: everything it says about partition N.
+fn sgdisk_info(dev: &Path, n: u32) -> String {
+    tool("sgdisk", &["-i", &n.to_string(), dev.to_str().unwrap()]).1
+}
+
+#[test]
+fn a_cloud_image_numbered_with_gaps_keeps_its_numbers() {
+    let lo = cloud_imaged_disk();
+    let before: Vec<String> = [1, 14, 15].iter().map(|&n| sgdisk_info(&lo.dev, n)).collect();
+    assert!(relocate_backup_gpt(&lo.dev).unwrap());
+    sgdisk_verify_clean(&lo.dev);
+    // Same slots, GUIDs, sectors, names and attributes as the image had.
+    for (i, n) in [1, 14, 15].into_iter().enumerate() {
+        assert_eq!(sgdisk_info(&lo.dev, n), before[i], "partition {n}");
+    }
+    let numbers: Vec<u32> = read_table(&lo.dev).unwrap().iter().map(|p| p.number).collect();
+    assert_eq!(numbers, [1, 14, 15]);
+    for n in [1, 14, 15] {
+        assert!(crate::blockdev::is_block_device(&crate::blockdev::partition_node(&lo.dev, n)), "node of {n}");
+    }
+    // Appended partitions take the free slots, as sgdisk would number them.
+    let cd = append_partition(&lo.dev, 16 * MIB, &type_guid("linux").unwrap(), "cidata").unwrap();
+    assert_eq!(cd.number, 2);
+    sgdisk_verify_clean(&lo.dev);
+    let (n, _) = grow_last_partition(&lo.dev, 0).unwrap().unwrap();
+    assert_eq!(n, 2, "the partition that ends last grows");
+    sgdisk_verify_clean(&lo.dev);
+    for (i, n) in [1, 14, 15].into_iter().enumerate() {
+        assert_eq!(sgdisk_info(&lo.dev, n), before[i], "partition {n} after append and grow");
+    }
+}
+
 #[test]
 fn relocate_without_gpt_is_a_no_op() {
     let lo = Loop::new(64 * MIB, 512);
