@@ -168,10 +168,28 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
 
     // 5. Disk a gone: firmware finds GRUB on disk b, the arrays start degraded, the
     //    passphrase unlocks, the system comes up without the ESP it had mounted.
-    let (mut vm, t) = boot_and_unlock(&[(b.clone(), SERIAL_B)]);
-    vm.login("root", "imprint", Duration::from_secs(900)).unwrap();
-    eprintln!("degraded: logged in {:.0} s after the passphrase", t.elapsed().as_secs_f64());
-    let mounts = vm.run("findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS", Duration::from_secs(60)).unwrap();
+    //    Once in many runs, under TCG on a loaded machine, this boot came up with `/`
+    //    read-only and only some fstab mounts, after systemd had spent ~90 s (its limit
+    //    for generators) before starting any unit: most likely the fstab generator was
+    //    stopped half-way. Such a boot is shown with its journal and booted once more;
+    //    a second one fails the test.
+    let mut attempt = 0;
+    let (mut vm, mounts) = loop {
+        attempt += 1;
+        let (mut vm, t) = boot_and_unlock(&[(b.clone(), SERIAL_B)]);
+        vm.login("root", "imprint", Duration::from_secs(900)).unwrap();
+        eprintln!("degraded: logged in {:.0} s after the passphrase", t.elapsed().as_secs_f64());
+        let mounts = vm.run("findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS", Duration::from_secs(60)).unwrap();
+        let root_ro = mounts.lines().any(|l| l.starts_with("/ ") && l.contains(" ro,"));
+        if root_ro && attempt == 1 {
+            let journal = vm
+                .run("journalctl -b --no-pager -o short-monotonic | grep -iE 'generator|timed out|timeout' | tail -20", Duration::from_secs(120))
+                .unwrap_or_default();
+            eprintln!("degraded boot 1: / is read-only, mounts missing:\n{mounts}\njournal:\n{journal}\nbooting again");
+            continue;
+        }
+        break (vm, mounts);
+    };
     let mdstat = vm.run("cat /proc/mdstat", Duration::from_secs(60)).unwrap();
     let state = vm.run("systemctl is-system-running", Duration::from_secs(60)).unwrap();
     // Disk b carries its own copy of the configdrive: the same instance as provisioned.
