@@ -61,6 +61,11 @@ fn serving(img: &TestImage) -> (Server, String) {
     (server, sha)
 }
 
+/// `doc` with a `storage` section (`body`, its indented lines) before `image`.
+fn with_storage(doc: &str, body: &str) -> String {
+    doc.replacen("image:\n", &format!("storage:\n{body}image:\n"), 1)
+}
+
 struct Run {
     code: i32,
     stderr: String,
@@ -272,9 +277,9 @@ fn data_partitions_beside_the_image_are_added_after_it_and_formatted() {
     let img = image();
     let (server, sha) = serving(img);
     let disk = LoopDev::new(2 << 30, 512);
-    let doc = document(&server, "/images/web.raw.zst", &sha, "").replace(
-        "image:\n",
-        "storage:\n  partitions:\n    - { name: scratch, disk: root, size: 256MiB, label: scratch }\n    - { name: bulk, disk: root, size: rest }\n  filesystems:\n    - { device: scratch, type: ext4, label: scratch }\n    - { device: bulk, type: xfs, label: bulk }\nimage:\n",
+    let doc = with_storage(
+        &document(&server, "/images/web.raw.zst", &sha, ""),
+        "  partitions:\n    - { name: scratch, disk: root, size: 256MiB, label: scratch }\n    - { name: bulk, disk: root, size: rest }\n  filesystems:\n    - { device: scratch, type: ext4, label: scratch }\n    - { device: bulk, type: xfs, label: bulk }\n",
     );
     let run = apply(&doc, &disk);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -313,9 +318,9 @@ fn grow_leaves_room_for_the_data_partitions_and_the_configdrive() {
     let img = image();
     let (server, sha) = serving(img);
     let disk = LoopDev::new(2 << 30, 512);
-    let doc = document_with(&server, "/images/web.raw.zst", &sha, "", "\n  grow: true").replace(
-        "image:\n",
-        "storage:\n  partitions:\n    - { name: scratch, disk: root, size: 300MiB }\n  filesystems:\n    - { device: scratch, type: xfs }\nimage:\n",
+    let doc = with_storage(
+        &document_with(&server, "/images/web.raw.zst", &sha, "", "\n  grow: true"),
+        "  partitions:\n    - { name: scratch, disk: root, size: 300MiB }\n  filesystems:\n    - { device: scratch, type: xfs }\n",
     );
     let run = apply(&doc, &disk);
     assert_eq!(run.code, 0, "{}", run.stderr);

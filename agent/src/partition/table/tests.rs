@@ -93,35 +93,26 @@ fn write_table_refuses_a_plan_for_another_sector_size() {
 }
 
 /// A 64 MiB disk image (made by sgdisk, not by us) written to a 256 MiB disk.
-fn imaged_disk() -> Loop {
+/// A 256 MiB loop disk holding a 64 MiB image whose table `sgdisk` made with `args`.
+fn disk_with_image(args: &[&str]) -> Loop {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("image.raw");
     File::create(&img).unwrap().set_len(64 * MIB).unwrap();
-    let (ok, out) = tool(
-        "sgdisk",
-        &[
-            "-n",
-            "1:2048:+40M",
-            "-t",
-            "1:8300",
-            "-c",
-            "1:rootfs",
-            img.to_str().unwrap(),
-        ],
-    );
+    let path = img.to_str().unwrap();
+    let (ok, out) = tool("sgdisk", &[args, &[path]].concat());
     assert!(ok, "{out}");
     let lo = Loop::new(256 * MIB, 512);
     let (ok, out) = tool(
         "dd",
-        &[
-            &format!("if={}", img.display()),
-            &format!("of={}", lo.dev.display()),
-            "bs=1M",
-            "conv=notrunc,fsync",
-        ],
+        &[&format!("if={path}"), &format!("of={}", lo.dev.display()), "bs=1M", "conv=notrunc,fsync"],
     );
     assert!(ok, "{out}");
     lo
+}
+
+/// One 40 MiB root partition, numbered 1.
+fn imaged_disk() -> Loop {
+    disk_with_image(&["-n", "1:2048:+40M", "-t", "1:8300", "-c", "1:rootfs"])
 }
 
 #[test]
@@ -240,27 +231,12 @@ fn appended_partitions_that_do_not_fit_are_refused_before_the_table_changes() {
 /// A disk holding an image numbered as stock cloud images are: 14 BIOS boot, 15 ESP,
 /// 1 root, slots 2-13 empty.
 fn cloud_imaged_disk() -> Loop {
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("cloud.raw");
-    File::create(&img).unwrap().set_len(64 * MIB).unwrap();
-    let (ok, out) = tool(
-        "sgdisk",
-        &[
-            "-n", "14:2048:+4M", "-t", "14:ef02", "-c", "14:bios",
-            "-n", "15:0:+8M", "-t", "15:ef00", "-c", "15:esp",
-            "-n", "1:0:0", "-t", "1:8300", "-c", "1:cloudimg-rootfs",
-            "-A", "1:set:2",
-            img.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{out}");
-    let lo = Loop::new(256 * MIB, 512);
-    let (ok, out) = tool(
-        "dd",
-        &[&format!("if={}", img.display()), &format!("of={}", lo.dev.display()), "bs=1M", "conv=notrunc,fsync"],
-    );
-    assert!(ok, "{out}");
-    lo
+    disk_with_image(&[
+        "-n", "14:2048:+4M", "-t", "14:ef02", "-c", "14:bios",
+        "-n", "15:0:+8M", "-t", "15:ef00", "-c", "15:esp",
+        "-n", "1:0:0", "-t", "1:8300", "-c", "1:cloudimg-rootfs",
+        "-A", "1:set:2",
+    ])
 }
 
 /// `sgdisk -i N`: everything it says about partition N.
