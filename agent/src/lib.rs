@@ -1,9 +1,10 @@
 //! imprint: an image-based bare-metal provisioning agent.
 //!
 //! A byte travels document → [`config`] → [`plan`] → [`engine`], which runs each
-//! [`plan::Step`]: [`wipe`], [`partition`], [`image`] (source → decode → verify → sink),
-//! [`configdrive`], [`raid`], [`luks`], [`lvm`], [`fs`], [`rootfs`], [`finalize`], and
-//! reports every step through [`report`]; [`teardown`] clears stacks a previous run left.
+//! [`plan::Step`]: the block stack in [`storage`] (wipe, partition, raid, luks, lvm, fs),
+//! [`image`] (source → decode → verify → sink), [`configdrive`], [`rootfs`], [`finalize`],
+//! and reports every step through [`report`]; `storage::teardown` clears stacks a
+//! previous run left.
 
 pub mod binding;
 pub mod blockdev;
@@ -14,20 +15,14 @@ pub mod disks;
 pub mod engine;
 pub mod finalize;
 pub mod finish;
-pub mod fs;
 pub mod http;
 pub mod image;
 pub mod iso;
-pub mod luks;
-pub mod lvm;
-pub mod partition;
 pub mod plan;
 pub mod planner;
-pub mod raid;
 pub mod report;
 pub mod rootfs;
 pub mod runner;
 pub mod secret;
-pub mod teardown;
+pub mod storage;
 pub mod units;
-pub mod wipe;

@@ -256,7 +256,7 @@ pub enum Finish {
 }
 
 /// How disks are cleared before use (the wipe module's policy).
-pub use crate::wipe::Policy as WipePolicy;
+pub use crate::storage::wipe::Policy as WipePolicy;
 
 /// An md RAID1 array to create.
 #[derive(Debug, Clone, Serialize)]

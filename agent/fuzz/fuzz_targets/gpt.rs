@@ -10,5 +10,5 @@ fuzz_target!(|data: &[u8]| {
     if f.write_all(head).is_err() || f.as_file().set_len(1 << 20).is_err() {
         return;
     }
-    let _ = imprint::partition::read_table(f.path());
+    let _ = imprint::storage::partition::read_table(f.path());
 });

@@ -31,7 +31,7 @@ pub struct Session {
     /// What to undo, in the order it was started.
     pub undo: Vec<Undo>,
     /// Open LUKS volumes with their keys (for bindings; zeroized when dropped).
-    pub volumes: Vec<crate::luks::OpenVolume>,
+    pub volumes: Vec<crate::storage::luks::OpenVolume>,
     /// Where the deployed tree is mounted.
     pub root: PathBuf,
     /// Partitions appended after a whole-disk image: the plan's stand-in path → the node.
@@ -39,12 +39,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// A fresh session assembling the tree under [`crate::fs::STAGING_ROOT`].
+    /// A fresh session assembling the tree under [`crate::storage::fs::STAGING_ROOT`].
     pub fn new() -> Self {
         Session {
             undo: Vec::new(),
             volumes: Vec::new(),
-            root: PathBuf::from(crate::fs::STAGING_ROOT),
+            root: PathBuf::from(crate::storage::fs::STAGING_ROOT),
             appended: Default::default(),
         }
     }
@@ -82,23 +82,23 @@ impl Session {
             match u {
                 Undo::Unmount(p) => note(
                     format!("unmounted {}", p.display()),
-                    crate::fs::unmount(&p).map_err(|e| e.to_string()),
+                    crate::storage::fs::unmount(&p).map_err(|e| e.to_string()),
                 ),
                 Undo::CloseLuks(n) => note(
                     format!("closed LUKS mapping {n}"),
-                    crate::luks::close(&n).map_err(|e| e.to_string()),
+                    crate::storage::luks::close(&n).map_err(|e| e.to_string()),
                 ),
                 Undo::DeactivateVg(vg) => note(
                     format!("deactivated volume group {vg}"),
-                    crate::lvm::deactivate(&vg).map_err(|e| e.to_string()),
+                    crate::storage::lvm::deactivate(&vg).map_err(|e| e.to_string()),
                 ),
                 Undo::StopMd(p, members) => {
                     note(
                         format!("stopped md array {}", p.display()),
-                        crate::raid::stop(&p).map_err(|e| e.to_string()),
+                        crate::storage::raid::stop(&p).map_err(|e| e.to_string()),
                     );
                     if wipe {
-                        let failed = crate::raid::zero_superblocks(&members);
+                        let failed = crate::storage::raid::zero_superblocks(&members);
                         note(
                             format!(
                                 "erased md superblocks on {}",
@@ -118,7 +118,7 @@ impl Session {
                 }
                 Undo::Disk(p) if wipe => note(
                     format!("wiped {} (signatures, partition tables)", p.display()),
-                    crate::wipe::wipe_disk(&p, crate::wipe::Policy::Signatures, true)
+                    crate::storage::wipe::wipe_disk(&p, crate::storage::wipe::Policy::Signatures, true)
                         .map(|_| ())
                         .map_err(|e| e.to_string()),
                 ),
@@ -137,27 +137,27 @@ impl Default for Session {
 
 pub(super) fn raid(r: &RaidPlan, plan: &Plan, s: &mut Session) -> Result<Value, StepError> {
     s.push(Undo::StopMd(r.path.clone(), r.members.clone()));
-    Ok(json!(crate::raid::create(r, &plan.host.hostname)?))
+    Ok(json!(crate::storage::raid::create(r, &plan.host.hostname)?))
 }
 
 pub(super) fn luks(l: &LuksPlan, s: &mut Session) -> Result<Value, StepError> {
     let l = &LuksPlan { device: s.node(&l.device), ..l.clone() };
     s.push(Undo::CloseLuks(l.name.clone()));
-    let (vol, mut out) = crate::luks::format(l, true)?;
+    let (vol, mut out) = crate::storage::luks::format(l, true)?;
     // Binding point: tang/TPM2 keyslots are added here from the open volume's key.
-    out["bindings"] = json!(crate::luks::bind_pins(&vol, l)?);
+    out["bindings"] = json!(crate::storage::luks::bind_pins(&vol, l)?);
     s.volumes.push(vol);
     Ok(out)
 }
 
 pub(super) fn lvm(v: &LvmPlan, s: &mut Session) -> Result<Value, StepError> {
     s.push(Undo::DeactivateVg(v.vg.clone()));
-    Ok(crate::lvm::create(v)?)
+    Ok(crate::storage::lvm::create(v)?)
 }
 
 pub(super) fn mkfs(m: &MkfsPlan, s: &Session) -> Result<Value, StepError> {
     let m = &MkfsPlan { device: s.node(&m.device), ..m.clone() };
-    crate::fs::mkfs(m)?;
+    crate::storage::fs::mkfs(m)?;
     Ok(
         json!({ "device": m.device, "fstype": m.fstype, "label": m.label, "uuid": m.uuid, "mount": m.mount }),
     )
@@ -166,7 +166,7 @@ pub(super) fn mkfs(m: &MkfsPlan, s: &Session) -> Result<Value, StepError> {
 pub(super) fn mount(m: &MountPlan, s: &mut Session) -> Result<Value, StepError> {
     std::fs::create_dir_all(&s.root)
         .map_err(|e| StepError::Io(format!("creating {}: {e}", s.root.display())))?;
-    let at = crate::fs::mount(m, &s.root)?;
+    let at = crate::storage::fs::mount(m, &s.root)?;
     s.push(Undo::Unmount(at.clone()));
     Ok(
         json!({ "device": m.device, "mountpoint": m.mountpoint, "staged_at": at, "options": m.options }),
@@ -222,7 +222,7 @@ pub(super) fn filesystem(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<
     tracker.finish();
     let outcome = res?;
     let fstype = detect_fstype(&img.target_path)?;
-    let grown = crate::fs::grow(&img.target_path, &fstype)?;
+    let grown = crate::storage::fs::grow(&img.target_path, &fstype)?;
     Ok(
         json!({ "format": "filesystem", "image": outcome, "target": img.target_path, "fstype": fstype, "grown": grown }),
     )

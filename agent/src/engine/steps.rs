@@ -12,9 +12,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error(transparent)]
-    Wipe(#[from] crate::wipe::WipeError),
+    Wipe(#[from] crate::storage::wipe::WipeError),
     #[error(transparent)]
-    Partition(#[from] crate::partition::PartitionError),
+    Partition(#[from] crate::storage::partition::PartitionError),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
@@ -22,19 +22,19 @@ pub enum StepError {
     #[error("{0}")]
     SectorSize(String),
     #[error(transparent)]
-    Raid(#[from] crate::raid::RaidError),
+    Raid(#[from] crate::storage::raid::RaidError),
     #[error(transparent)]
-    Luks(#[from] crate::luks::LuksError),
+    Luks(#[from] crate::storage::luks::LuksError),
     #[error(transparent)]
-    Lvm(#[from] crate::lvm::LvmError),
+    Lvm(#[from] crate::storage::lvm::LvmError),
     #[error(transparent)]
-    Fs(#[from] crate::fs::FsError),
+    Fs(#[from] crate::storage::fs::FsError),
     #[error(transparent)]
     Rootfs(#[from] crate::rootfs::RootfsError),
     #[error(transparent)]
     Finalize(#[from] crate::finalize::FinalizeError),
     #[error(transparent)]
-    Teardown(#[from] crate::teardown::TeardownError),
+    Teardown(#[from] crate::storage::teardown::TeardownError),
     #[error("{0}")]
     Io(String),
 }
@@ -60,17 +60,17 @@ pub fn run(step: &Step, plan: &Plan, ctx: &Context, session: &mut Session) -> Re
     }
 }
 
-fn wipe(disk: &Path, policy: crate::wipe::Policy) -> Result<Value, StepError> {
+fn wipe(disk: &Path, policy: crate::storage::wipe::Policy) -> Result<Value, StepError> {
     // A previous deployment's arrays, mappings and volumes on this disk go first.
-    let released = if crate::blockdev::is_block_device(disk) { crate::teardown::release(disk)? } else { Vec::new() };
+    let released = if crate::blockdev::is_block_device(disk) { crate::storage::teardown::release(disk)? } else { Vec::new() };
     // Mounted disks were refused before the run (apply) or are the ramdisk's own
     // (run); the engine does not force.
-    let report = crate::wipe::wipe_disk(disk, policy, false)?;
+    let report = crate::storage::wipe::wipe_disk(disk, policy, false)?;
     Ok(json!({ "disk": disk, "released": released, "erased": report }))
 }
 
 fn partition(disk: &Path, logical_sector: u64, parts: &[PartitionPlan]) -> Result<Value, StepError> {
-    let guid = crate::partition::write_table(disk, logical_sector, parts)?;
+    let guid = crate::storage::partition::write_table(disk, logical_sector, parts)?;
     Ok(json!({ "disk": disk, "disk_guid": guid, "partitions": parts }))
 }
 
@@ -85,7 +85,7 @@ fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, Ste
     tracker.finish();
     let outcome = outcome?;
     // The image's backup GPT sits where the image ended; move it to the disk's end.
-    let relocated = crate::partition::relocate_backup_gpt(&img.target_path)?;
+    let relocated = crate::storage::partition::relocate_backup_gpt(&img.target_path)?;
     if !relocated {
         check_sector_size_mismatch(&img.target_path)?;
     }
@@ -104,8 +104,8 @@ fn write_image(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, Ste
         })
         .sum();
     let grown =
-        if img.grow && relocated { crate::partition::grow_last_partition(&img.target_path, reserve)? } else { None };
-    let table = if relocated { crate::partition::read_table(&img.target_path)? } else { Vec::new() };
+        if img.grow && relocated { crate::storage::partition::grow_last_partition(&img.target_path, reserve)? } else { None };
+    let table = if relocated { crate::storage::partition::read_table(&img.target_path)? } else { Vec::new() };
     Ok(json!({
         "image": outcome,
         "target": img.target_path,
@@ -137,17 +137,17 @@ fn check_sector_size_mismatch(target: &Path) -> Result<(), StepError> {
 }
 
 fn append(a: &AppendPlan, session: &mut super::Session) -> Result<Value, StepError> {
-    let reqs: Vec<crate::partition::PartitionRequest> = a
+    let reqs: Vec<crate::storage::partition::PartitionRequest> = a
         .partitions
         .iter()
-        .map(|p| crate::partition::PartitionRequest {
+        .map(|p| crate::storage::partition::PartitionRequest {
             name: p.name.clone(),
             label: p.label.clone(),
             type_guid: p.type_guid.clone(),
             size: p.size_bytes.map_or(crate::units::SizeSpec::Rest, |b| crate::units::SizeSpec::Bytes(crate::units::Bytes(b))),
         })
         .collect();
-    let placed = crate::partition::append_partitions(&a.path, &reqs, a.reserve_bytes)?;
+    let placed = crate::storage::partition::append_partitions(&a.path, &reqs, a.reserve_bytes)?;
     for (want, got) in a.partitions.iter().zip(&placed) {
         session.appended.insert(want.node.clone(), got.path.clone());
     }
@@ -166,7 +166,7 @@ fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {
         Some(node) => (node.clone(), None),
         // After a whole-disk image: a new partition after the image's.
         None => {
-            let p = crate::partition::append_partition(&cd.disk_path, cd.size_bytes, basic_data, label)?;
+            let p = crate::storage::partition::append_partition(&cd.disk_path, cd.size_bytes, basic_data, label)?;
             (p.path.clone(), Some(p))
         }
     };
@@ -179,5 +179,5 @@ fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> StepError {
-    StepError::Partition(crate::partition::PartitionError::Io(format!("{}: {e}", path.display())))
+    StepError::Partition(crate::storage::partition::PartitionError::Io(format!("{}: {e}", path.display())))
 }

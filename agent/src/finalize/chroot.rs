@@ -1,7 +1,7 @@
 //! A chroot of the target with /dev, /proc, /sys, /run and a working resolv.conf; torn
 //! down in reverse on drop.
 
-use crate::fs::{mount_raw, unmount, FsError};
+use crate::storage::fs::{mount_raw, unmount, FsError};
 use crate::runner::{self, RunError};
 use nix::mount::MsFlags;
 use std::path::{Path, PathBuf};

@@ -32,7 +32,7 @@ pub enum FinalizeError {
     #[error("the target's /etc/os-release names {0:?}, which has no built-in boot setup: give boot.finalize commands")]
     UnknownFamily(String),
     #[error(transparent)]
-    Fs(#[from] crate::fs::FsError),
+    Fs(#[from] crate::storage::fs::FsError),
     #[error("finalize command in the target failed: {0}")]
     Command(#[from] crate::runner::RunError),
 }

@@ -3,7 +3,7 @@
 //!
 //! Disk selection and partition placement come through [`Backend`], so the planner can
 //! be tested alone; [`build`] uses the real ones ([`crate::disks::select`],
-//! [`crate::partition::place`]).
+//! [`crate::storage::partition::place`]).
 
 mod chosen;
 mod finalize;
@@ -12,7 +12,7 @@ mod storage;
 
 use crate::config::{self, DocError, Document};
 use crate::disks::{Disk, Hints};
-use crate::partition::PartitionRequest;
+use crate::storage::partition::PartitionRequest;
 use crate::plan::{ConfigdrivePlan, HostPlan, PartitionPlan, Plan, ReportPlan};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ pub trait Backend {
     ) -> Result<Vec<PartitionPlan>, String>;
 }
 
-/// The real [`Backend`]: [`crate::disks::select`] and [`crate::partition::place`].
+/// The real [`Backend`]: [`crate::disks::select`] and [`crate::storage::partition::place`].
 pub struct System;
 
 impl Backend for System {
@@ -72,7 +72,7 @@ impl Backend for System {
         logical_sector: u64,
         reqs: &[PartitionRequest],
     ) -> Result<Vec<PartitionPlan>, String> {
-        crate::partition::place(disk_path, disk_bytes, logical_sector, reqs)
+        crate::storage::partition::place(disk_path, disk_bytes, logical_sector, reqs)
             .map_err(|e| e.to_string())
     }
 }

@@ -4,7 +4,7 @@
 use super::{derived_uuid, Backend, Chosen, PlanError};
 use crate::config::{Document, ExplicitStorage, FsType, Origin};
 use crate::disks::Disk;
-use crate::partition::PartitionRequest;
+use crate::storage::partition::PartitionRequest;
 use crate::plan::*;
 use crate::units::{Bytes, SizeSpec, MIB};
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::blockdev::testutil::{tool, Loop};
-use crate::partition::{place, type_guid, PartitionRequest};
+use crate::storage::partition::{place, type_guid, PartitionRequest};
 use crate::units::MIB;
 use std::io::Read;
 

@@ -89,17 +89,17 @@ fn release_device(name: &str, disk: &Path, done: &mut Vec<String>) -> Result<(),
         let dev = PathBuf::from("/dev").join(name);
         crate::blockdev::wait_for_node(&dev, std::time::Duration::from_secs(2))
             .map_err(|e| stop(e.to_string()))?;
-        crate::raid::stop(&dev).map_err(|e| stop(e.to_string()))?;
+        crate::storage::raid::stop(&dev).map_err(|e| stop(e.to_string()))?;
         done.push(format!("stopped md array {name}"));
     } else if name.starts_with("dm-") {
         let uuid = read(sys(name).join("dm/uuid"));
         let dm_name = read(sys(name).join("dm/name"));
         if uuid.starts_with("CRYPT-") {
-            crate::luks::close(&dm_name).map_err(|e| stop(e.to_string()))?;
+            crate::storage::luks::close(&dm_name).map_err(|e| stop(e.to_string()))?;
             done.push(format!("closed LUKS mapping {dm_name}"));
         } else if uuid.starts_with("LVM-") {
-            let vg = crate::lvm::vg_of_dm_name(&dm_name).unwrap_or(dm_name.clone());
-            crate::lvm::deactivate(&vg).map_err(|e| stop(e.to_string()))?;
+            let vg = crate::storage::lvm::vg_of_dm_name(&dm_name).unwrap_or(dm_name.clone());
+            crate::storage::lvm::deactivate(&vg).map_err(|e| stop(e.to_string()))?;
             done.push(format!("deactivated volume group {vg}"));
         } else {
             return Err(TeardownError::Unknown {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::blockdev::testutil::{tool, Loop};
-use crate::partition::{place, type_guid, write_table, PartitionRequest};
+use crate::storage::partition::{place, type_guid, write_table, PartitionRequest};
 
 fn req(name: &str, size: &str) -> PartitionRequest {
     PartitionRequest {
