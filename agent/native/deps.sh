@@ -22,6 +22,8 @@ packages=(
   grub-common isolinux syslinux-common ipxe-qemu mmdebstrap
   # tang / TPM2 / clevis interoperability
   tang jose clevis clevis-tpm2 swtpm swtpm-tools tpm2-tools
+  # signatures made by the real signers (trust root, signed documents and images)
+  minisign gnupg sqv
   # make fuzz: the gnu build of the library links these dynamically; openssl makes test certificates
   libcryptsetup-dev libblkid-dev openssl
 )

@@ -25,4 +25,5 @@ pub mod rootfs;
 pub mod runner;
 pub mod secret;
 pub mod storage;
+pub mod trust;
 pub mod units;
