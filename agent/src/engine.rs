@@ -2,32 +2,34 @@
 //! and on failure undoes what it started so no half-written disk can boot.
 //!
 //! `run` in the ramdisk and `apply` at a rescue shell both end up here.
+//!
+//! Layout: `context` (how a run is configured), `session` (state and undo across
+//! steps), `steps` (which function runs which step kind), `storage_steps`,
+//! `image_steps` (disk, filesystem, rootfs), `host_steps` (configdrive, finalize),
+//! `progress` and `error`. The step modules depend only on `context`, `session`,
+//! `progress` and `error`, never on each other.
 
 use crate::plan::{Plan, Step};
-use crate::report::{timestamp, Reporter, StepState};
+use crate::report::{timestamp, StepState};
 use crate::runner::log;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-mod layout;
+mod context;
+mod error;
+mod host_steps;
+mod image_steps;
 mod progress;
+mod session;
 mod steps;
+mod storage_steps;
 
-pub use layout::{Session, Undo};
-
+pub use context::Context;
+pub use error::StepError;
 pub use progress::ProgressMode;
-
-/// How the engine runs.
-pub struct Context<'a> {
-    pub reporter: &'a Reporter,
-    /// PEM bundle for https sources (`imprint.ca=`, `--ca`).
-    pub ca_bundle: Option<&'a Path>,
-    pub progress: ProgressMode,
-    /// Leave the disks as they are after a failure (for debugging) instead of undoing.
-    pub keep_on_failure: bool,
-}
+pub use session::{Session, Undo};
 
 /// The record of one step, as the final report lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +77,8 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
     for step in &plan.steps {
         let name = step.name();
         log::info(&format!("step {name}: started"));
-        ctx.reporter.step(&name, StepState::Started, None, None, None);
+        ctx.reporter
+            .step(&name, StepState::Started, None, None, None);
         let started = timestamp(SystemTime::now());
         let s0 = Instant::now();
         // Record the undo before running: a step that fails half-way has touched the disk.
@@ -87,7 +90,13 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
         match res {
             Ok(output) => {
                 log::info(&format!("step {name}: succeeded in {}", secs(dur)));
-                ctx.reporter.step(&name, StepState::Succeeded, Some(dur), None, Some(output.clone()));
+                ctx.reporter.step(
+                    &name,
+                    StepState::Succeeded,
+                    Some(dur),
+                    None,
+                    Some(output.clone()),
+                );
                 records.push(StepRecord {
                     step: name,
                     state: StepState::Succeeded,
@@ -100,7 +109,8 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
             Err(e) => {
                 let msg = e.to_string();
                 log::info(&format!("step {name}: FAILED after {}: {msg}", secs(dur)));
-                ctx.reporter.step(&name, StepState::Failed, Some(dur), Some(&msg), None);
+                ctx.reporter
+                    .step(&name, StepState::Failed, Some(dur), Some(&msg), None);
                 records.push(StepRecord {
                     step: name.clone(),
                     state: StepState::Failed,
@@ -128,7 +138,11 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
     }
     let (failed_step, error) = failure.map_or((None, None), |(s, e)| (Some(s), Some(e)));
     Outcome {
-        result: if failed_step.is_some() { RunResult::Failure } else { RunResult::Success },
+        result: if failed_step.is_some() {
+            RunResult::Failure
+        } else {
+            RunResult::Success
+        },
         steps: records,
         failed_step,
         error,

@@ -1,0 +1,141 @@
+//! The state one run of the engine carries from step to step: what to undo, which
+//! LUKS volumes are open, where the tree is staged, where appended partitions landed.
+
+use crate::storage;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Something started that must be undone if a later step fails (and released at the end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    /// The disk's contents were changed: wipe its signatures and tables again.
+    Disk(PathBuf),
+    /// A filesystem mounted under the staging root.
+    Unmount(PathBuf),
+    /// An open LUKS mapping.
+    CloseLuks(String),
+    /// An active volume group.
+    DeactivateVg(String),
+    /// A running md array and its members.
+    StopMd(PathBuf, Vec<PathBuf>),
+}
+
+/// State that lives for one run of the engine.
+pub struct Session {
+    /// What to undo, in the order it was started.
+    pub undo: Vec<Undo>,
+    /// Open LUKS volumes with their keys (for bindings; zeroized when dropped).
+    pub volumes: Vec<storage::luks::OpenVolume>,
+    /// Where the deployed tree is mounted.
+    pub root: PathBuf,
+    /// Partitions appended after a whole-disk image: the plan's stand-in path → the node.
+    pub appended: HashMap<PathBuf, PathBuf>,
+}
+
+impl Session {
+    /// A fresh session assembling the tree under [`storage::fs::STAGING_ROOT`].
+    pub fn new() -> Self {
+        Session {
+            undo: Vec::new(),
+            volumes: Vec::new(),
+            root: PathBuf::from(storage::fs::STAGING_ROOT),
+            appended: HashMap::new(),
+        }
+    }
+
+    /// The device the plan calls `path`: the node of an appended partition, or `path`.
+    pub fn node(&self, path: &Path) -> PathBuf {
+        self.appended
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| path.to_path_buf())
+    }
+
+    /// Records `u` to be undone (once, however often a step asks).
+    pub fn push(&mut self, u: Undo) {
+        if !self.undo.contains(&u) {
+            self.undo.push(u);
+        }
+    }
+
+    /// Records that `disk` was changed.
+    pub fn touched(&mut self, disk: PathBuf) {
+        self.push(Undo::Disk(disk));
+    }
+
+    /// Takes everything down in reverse order; with `wipe`, also wipes the touched disks
+    /// (after a failure). Returns what was done, failures included.
+    pub fn unwind(&mut self, wipe: bool) -> Vec<String> {
+        // Keys go first: nothing after a failure needs them, and they must not linger.
+        self.volumes.clear();
+        let mut done = Vec::new();
+        for u in std::mem::take(&mut self.undo).into_iter().rev() {
+            for (what, result) in undo(u, wipe) {
+                let line = match result {
+                    Ok(()) => what,
+                    Err(e) => format!("FAILED to {what}: {e}"),
+                };
+                crate::runner::log::info(&format!("undo: {line}"));
+                done.push(line);
+            }
+        }
+        done
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Carries out one undo; returns what was done with its result (none for an untouched
+/// disk when not wiping).
+fn undo(u: Undo, wipe: bool) -> Vec<(String, Result<(), String>)> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    match u {
+        Undo::Unmount(p) => {
+            vec![(
+                format!("unmounted {}", p.display()),
+                storage::fs::unmount(&p).map_err(|e| err(&e)),
+            )]
+        }
+        Undo::CloseLuks(n) => vec![(
+            format!("closed LUKS mapping {n}"),
+            storage::luks::close(&n).map_err(|e| err(&e)),
+        )],
+        Undo::DeactivateVg(vg) => {
+            vec![(
+                format!("deactivated volume group {vg}"),
+                storage::lvm::deactivate(&vg).map_err(|e| err(&e)),
+            )]
+        }
+        Undo::StopMd(p, members) => {
+            let mut out = vec![(
+                format!("stopped md array {}", p.display()),
+                storage::raid::stop(&p).map_err(|e| err(&e)),
+            )];
+            if wipe {
+                let failed = storage::raid::zero_superblocks(&members);
+                let names: Vec<String> = members.iter().map(|m| m.display().to_string()).collect();
+                let result = if failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failed.join("; "))
+                };
+                out.push((
+                    format!("erased md superblocks on {}", names.join(", ")),
+                    result,
+                ));
+            }
+            out
+        }
+        Undo::Disk(p) if wipe => vec![(
+            format!("wiped {} (signatures, partition tables)", p.display()),
+            storage::wipe::wipe_disk(&p, storage::wipe::Policy::Signatures, true)
+                .map(|_| ())
+                .map_err(|e| err(&e)),
+        )],
+        Undo::Disk(_) => Vec::new(),
+    }
+}
