@@ -8,9 +8,15 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("reading CA bundle {path}: {source}")]
-    ReadCa { path: String, source: std::io::Error },
+    ReadCa {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("CA bundle {path} holds no usable PEM certificate: {source}")]
-    BadCa { path: String, source: reqwest::Error },
+    BadCa {
+        path: String,
+        source: reqwest::Error,
+    },
     #[error("building the HTTP client: {0}")]
     Build(#[from] reqwest::Error),
 }
@@ -32,10 +38,14 @@ pub struct ClientOptions<'a> {
 pub fn client(opts: &ClientOptions) -> Result<reqwest::blocking::Client, ClientError> {
     let certs = match opts.ca_bundle {
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|source| ClientError::ReadCa { path: path.display().to_string(), source })?;
-            reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|source| ClientError::BadCa { path: path.display().to_string(), source })?
+            let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
+                path: path.display().to_string(),
+                source,
+            })?;
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::BadCa {
+                path: path.display().to_string(),
+                source,
+            })?
         }
         None => webpki_root_certs::TLS_SERVER_ROOT_CERTS
             .iter()
@@ -51,17 +61,23 @@ pub fn client(opts: &ClientOptions) -> Result<reqwest::blocking::Client, ClientE
     Ok(b.build()?)
 }
 
-/// One line describing a reqwest error with its causes (reqwest's Display hides them).
-pub fn describe(e: &reqwest::Error) -> String {
+/// One line describing an error with its causes, `: `-separated (reqwest's Display
+/// hides them); a cause already in the line is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        let c_s = c.to_string();
-        if !s.contains(&c_s) {
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
             s.push_str(": ");
-            s.push_str(&c_s);
+            s.push_str(&t);
         }
-        src = c.source();
+        cur = c.source();
     }
     s
+}
+
+/// [`error_chain`] of a reqwest error (the name its callers know).
+pub fn describe(e: &reqwest::Error) -> String {
+    error_chain(e)
 }

@@ -2,12 +2,32 @@
 //! buffers that checks the digest when the stream ends.
 
 use super::buf::Pooled;
-use super::source::{Msg, Served};
+use super::error::ImageError;
 use super::verify::algorithm_name;
-use super::ImageError;
-use crate::plan::Digest;
+use crate::plan::{Digest, DigestAlgorithm};
 use std::io::{self, BufRead, Read};
 use std::sync::mpsc::Receiver;
+
+/// A message from the download to the decoder.
+pub(crate) enum Msg {
+    Data(Pooled),
+    End(Served),
+}
+
+/// The download's summary, sent after the last byte.
+#[derive(Clone, Debug)]
+pub(crate) struct Served {
+    /// The URL that delivered the end of the stream.
+    pub url: String,
+    /// Size of the served file.
+    pub bytes: u64,
+    /// Algorithm of `actual_hex`.
+    pub algorithm: DigestAlgorithm,
+    /// Digest of every byte as served.
+    pub actual_hex: String,
+    /// Connections resumed (or restarted) after a failure.
+    pub resumes: u32,
+}
 
 /// The served bytes as a `BufRead`; at the end it checks the digest and fails on a mismatch.
 pub(crate) struct ChannelReader {

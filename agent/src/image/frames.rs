@@ -318,7 +318,9 @@ pub fn zero_frame(outline: &Outline, bytes: &[u8], probe: &mut ZeroProbe) -> Opt
     let len = n as u64 + rest;
     let cache = &mut probe.xxh64;
     outline
-        .zeros_check(len, |len| *cache.entry(len).or_insert_with(|| xxh64_of_zeros(len)))
+        .zeros_check(len, |len| {
+            *cache.entry(len).or_insert_with(|| xxh64_of_zeros(len))
+        })
         .then_some(len)
 }
 
@@ -404,7 +406,10 @@ mod tests {
             assert_eq!(f[last_rle] & 0b111, 0b011, "the frame ends on an RLE block");
             f[last_rle] &= !1;
             f.extend_from_slice(&[0x01, 0x00, 0x00]);
-            assert_eq!(zstd::bulk::decompress(&f, 8 << 20).unwrap(), vec![0u8; 8 << 20]);
+            assert_eq!(
+                zstd::bulk::decompress(&f, 8 << 20).unwrap(),
+                vec![0u8; 8 << 20]
+            );
             f
         };
         for frame in [c(&vec![0u8; 8 << 20]), streamed] {
@@ -474,7 +479,11 @@ mod zero_tests {
         let len = 3 << 20;
         let good = zeros_frame(len, true);
         let checksum = u32::from_le_bytes(good[good.len() - 4..].try_into().unwrap());
-        assert_eq!(checksum, xxh64_of_zeros(len as u64) as u32, "zstd's checksum");
+        assert_eq!(
+            checksum,
+            xxh64_of_zeros(len as u64) as u32,
+            "zstd's checksum"
+        );
         assert_eq!(probe_frame(&good), Some(len as u64));
         // A wrong checksum: left to a decoder, which refuses the frame.
         let mut bad = good.clone();

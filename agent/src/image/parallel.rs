@@ -14,12 +14,12 @@
 
 use super::buf::{Pool, Pooled};
 use super::channel::ChannelReader;
-use super::decode::Compression;
+use super::codec::Compression;
+use super::container::Container;
+use super::error::ImageError;
 use super::frames::{zero_frame, FrameError, FrameWalker, Next, ZeroProbe};
-use super::pipeline::{drain, image_error, Out};
 use super::sink::ZERO_BLOCK;
-use super::source::Shared;
-use super::{qcow2, ImageError};
+use super::stages::{drain, image_error, join, Out, Shared};
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
@@ -138,8 +138,8 @@ pub(super) fn decode_zstd(
         // The merge only borrows `tx`: until the stream is drained below, the
         // stages after it must wait, not end and cancel the download.
         let merged = merge(dec_rxs, &tx, shared);
-        let cut = super::pipeline::join(cutter);
-        let decoded: Vec<_> = workers.into_iter().map(super::pipeline::join).collect();
+        let cut = join(cutter);
+        let decoded: Vec<_> = workers.into_iter().map(join).collect();
         (cut, decoded, merged)
     });
     let mut errors = vec![cut.as_ref().err(), merged.as_ref().err()];
@@ -196,7 +196,8 @@ fn cut(
         let to = &jobs[frame % jobs.len()];
         let mut whole = true;
         let outline = walker.frame(&mut |bytes: &[u8]| {
-            let copy = |dst: &mut [u8], from: usize| dst.copy_from_slice(&bytes[from..from + dst.len()]);
+            let copy =
+                |dst: &mut [u8], from: usize| dst.copy_from_slice(&bytes[from..from + dst.len()]);
             let send = |p| {
                 whole = false;
                 to.send(Job::Piece(p, false))
@@ -218,7 +219,10 @@ fn cut(
                 None => break Err(cancelled()),
             },
         };
-        let job = match whole.then(|| zero_frame(&outline, &last, &mut probe)).flatten() {
+        let job = match whole
+            .then(|| zero_frame(&outline, &last, &mut probe))
+            .flatten()
+        {
             Some(len) => Job::Zeros(len),
             None => Job::Piece(last, true),
         };
@@ -324,7 +328,8 @@ fn merge(
             Ok(Decoded::Zeros(len)) => {
                 first = false;
                 if staged.cur.is_none() && len % ZERO_BLOCK as u64 == 0 {
-                    tx.send(Out::Zeros(len)).map_err(|_| ImageError::Cancelled)?;
+                    tx.send(Out::Zeros(len))
+                        .map_err(|_| ImageError::Cancelled)?;
                 } else {
                     // Not whole MiBs, or after such a frame: zeros written out as data.
                     let len = usize::try_from(len).map_err(|_| ImageError::Cancelled)?;
@@ -343,7 +348,7 @@ fn merge(
             Err(_) => return Err(ImageError::Cancelled),
         };
         // Written raw, a compressed qcow2 file would be garbage on the disk.
-        if std::mem::take(&mut first) && qcow2::is_qcow2(&b) {
+        if std::mem::take(&mut first) && Container::random_access_in(&b).is_some() {
             return Err(ImageError::Qcow2Compressed {
                 compression: Compression::Zstd,
             });

@@ -6,9 +6,9 @@
 //! the cost for nothing the data blocks do not already prove about the device.
 
 use super::buf::AlignedBuf;
+use super::error::ImageError;
 use super::sink::ZERO_BLOCK;
 use super::verify::{block_digest, zero_block_prefix, BlockDigest};
-use super::ImageError;
 use crate::units::Bytes;
 use std::fs::{File, OpenOptions};
 use std::ops::Range;

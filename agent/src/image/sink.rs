@@ -6,7 +6,7 @@
 //! in a file, else plain zeros (the device is never assumed to hold zeros).
 
 use super::buf::{AlignedBuf, ALIGN};
-use super::ImageError;
+use super::error::ImageError;
 use crate::units::{Bytes, MIB};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
@@ -35,6 +35,8 @@ pub(crate) struct Sink {
     file: File,
     /// A buffered handle for unaligned tails when `file` is O_DIRECT.
     tail: Option<File>,
+    /// The O_DIRECT handle after [`Sink::buffered`]: kept open, it holds the exclusive claim.
+    claim: Option<File>,
     head: AlignedBuf,
     /// Output bytes seen so far (the next offset).
     offset: u64,
@@ -130,6 +132,7 @@ impl Sink {
             kind,
             file,
             tail,
+            claim: None,
             head: AlignedBuf::with_capacity(HOLD_BACK as usize),
             offset: 0,
             pending_zero: None,
@@ -147,6 +150,14 @@ impl Sink {
     /// Bytes not written as data because they were zero.
     pub(crate) fn zero_skipped(&self) -> u64 {
         self.zero_skipped
+    }
+
+    /// Writes through the page cache from now on (for writes smaller or less aligned
+    /// than the device's sectors), before anything was written.
+    pub(crate) fn buffered(&mut self) {
+        if let Some(tail) = self.tail.take() {
+            self.claim = Some(std::mem::replace(&mut self.file, tail));
+        }
     }
 
     /// Whether writes bypass the page cache.

@@ -1,9 +1,9 @@
 //! The data pass on hand-built files fed through the real channel reader.
 
 use super::*;
+use crate::image::channel::{Msg, Served};
 use crate::image::qcow2::map::layout_of;
 use crate::image::qcow2::testfile::*;
-use crate::image::source::{Msg, Served};
 use crate::plan::{Digest, DigestAlgorithm};
 use std::io::Write;
 use std::sync::mpsc::sync_channel;

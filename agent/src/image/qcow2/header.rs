@@ -126,7 +126,7 @@ pub enum Qcow2Error {
     BadCompressedCluster { offset: u64, cause: String },
     #[error("it is damaged: {0}")]
     Damaged(String),
-    #[error("its {what} at byte {offset} differs from the one read before the download: the file changed on the server; start the write again")]
+    #[error("its {what} at byte {offset} differs from the one the tables were mapped from: the file changed on the server; start the write again")]
     Changed { what: &'static str, offset: u64 },
 }
 

@@ -1,12 +1,14 @@
 //! qcow2 images, written without staging them in memory or on disk.
 //!
-//! Two passes over the served file:
+//! One download of the served file, with a look aside at its tables:
 //!
-//! 1. **Metadata** (`map.rs`): `Range` requests for the header, the L1 table and
-//!    every L2 table; anything this writer does not handle (backing file,
-//!    encryption, external data file, extended L2, unknown features, damage) is
-//!    refused here, before a byte is written.
-//! 2. **Data** (`extract.rs`): the whole file in one GET (resumed and mirrored
+//! 1. **Metadata** (`tables.rs`, `map.rs`): the header from the stream's first
+//!    bytes (which chose this writer), then `Range` reads of the L1 table and
+//!    every L2 table through the same session, while the stream waits; anything
+//!    this writer does not handle (backing file, encryption, external data file,
+//!    extended L2, unknown features, damage) is refused here, before a byte is
+//!    written.
+//! 2. **Data** (`extract.rs`): the same stream read on (resumed and mirrored
 //!    like any image, its sha256/sha512 taken over every byte as served), cut
 //!    into clusters as they stream by and written at their disk offsets; the
 //!    tables must stream by unchanged; the gaps become zero runs.
@@ -16,9 +18,9 @@
 
 mod digest;
 mod extract;
-mod header;
+pub(super) mod header;
 mod map;
-mod range;
+mod tables;
 #[cfg(test)]
 mod testfile;
 
@@ -26,61 +28,39 @@ pub use header::{is_qcow2, parse_header, ClusterCompression, Header, Qcow2Error,
 pub use map::{layout_of, Cluster, Layout};
 
 use super::buf::{Pool, ALIGN};
-use super::pipeline::{
-    finish_outcome, join, stage, PoolUse, Produced, OUT_BUF, OUT_BUFS, OUT_DEPTH,
+use super::channel::ChannelReader;
+use super::codec::Compression;
+use super::container::Container;
+use super::error::ImageError;
+use super::sink::{Sink, ZERO_BLOCK};
+use super::source::{Gate, Session};
+use super::stages::{
+    first_cause, join, report_until_done, stage, Produced, Run, Shared, OUT_BUF, OUT_BUFS,
+    OUT_DEPTH,
 };
-use super::sink::Sink;
-use super::source::{Fetcher, Shared};
-use super::{Compression, ImageError, WriteOptions, WriteOutcome};
-use crate::plan::Digest;
+use super::verify::block_digest;
 use digest::GuestDigest;
 use extract::{Extractor, Op};
-use map::LayoutError;
-use range::RangeSource;
 use std::collections::HashMap;
+use std::io::BufRead;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::time::Instant;
 
-/// The metadata pass over the first URL that answers: its layout and the URL.
-fn read_tables(urls: &[String], opts: &WriteOptions) -> Result<(Layout, String), ImageError> {
-    let cfg = opts.fetch_config();
-    let mut failures = Vec::new();
-    for url in urls {
-        let attempt = RangeSource::open(url, &cfg).and_then(|(mut src, head)| {
-            let len = src.file_len();
-            map::read_layout(&mut src, len, &head).map_err(|e| match e {
-                LayoutError::Read(e) => e,
-                LayoutError::Refused(cause) => ImageError::Qcow2 {
-                    url: src.url().to_string(),
-                    cause,
-                },
-            })
-        });
-        match attempt {
-            Ok(layout) => return Ok((layout, url.clone())),
-            // What the file holds will not differ on a mirror.
-            Err(e @ ImageError::Qcow2 { .. }) => return Err(e),
-            Err(e) => {
-                crate::runner::log::warn(&format!("reading the qcow2 tables: {e}"));
-                failures.push(e.to_string());
-            }
-        }
-    }
-    Err(ImageError::AllSourcesFailed { attempts: failures })
-}
-
-/// Writes the qcow2 image at `urls` onto `target`: its disk, not its file.
-pub(super) fn write(
-    urls: &[String],
-    digest: &Digest,
-    target: &Path,
-    opts: &WriteOptions,
-) -> Result<WriteOutcome, ImageError> {
-    let started = Instant::now();
-    let (layout, url) = read_tables(urls, opts)?;
+/// Writes the qcow2 file streaming in on `input` onto `sink`: its disk, not its file.
+/// The download waits behind `gate` while the tables are read; the head stays held
+/// back for the caller to commit.
+pub(crate) fn write(
+    session: &Session,
+    mut input: ChannelReader,
+    mut gate: Gate,
+    sink: &mut Sink,
+    run: &Run,
+) -> Result<Produced, ImageError> {
+    let head = input.fill_buf().map_err(|_| ImageError::Cancelled)?;
+    let head = head[..head.len().min(tables::HEAD_BYTES)].to_vec();
+    let (layout, url) = tables::read_tables(session, &head, run.shared.total())?;
     let h = &layout.header;
     crate::runner::log::info(&format!(
         "{url} is qcow2 v{}: a {}-byte disk in {} KiB clusters, {} of them with data",
@@ -90,70 +70,72 @@ pub(super) fn write(
         layout.clusters.len()
     ));
     // Clusters smaller than a page would make unaligned direct writes: go through the cache.
-    let mut sink = Sink::open_opts(target, opts.write_zeroes, h.cluster_size() >= ALIGN as u64)?;
+    if h.cluster_size() < ALIGN as u64 {
+        sink.buffered();
+    }
     sink.begin_random(h.size)?;
-    let (fetcher, shared, input) = Fetcher::for_image(urls, digest, opts);
-    let fetcher = fetcher.expect_total(layout.file_len);
+    gate.open();
     let (ext_tx, ext_rx) = sync_channel(OUT_DEPTH);
     let (hash_tx, hash_rx) = sync_channel(OUT_DEPTH);
     let extractor = Extractor::new(&layout, input, &url, Pool::new(OUT_BUF, OUT_BUFS), ext_tx);
-    // The written bytes' hash list is for the read-back only (see the raw pipeline).
-    let mut guest = opts
+    // The written bytes' hash list is for the read-back only (see the sequential writer).
+    let mut guest = run
+        .opts
         .readback
         .then(|| GuestDigest::new(h.size, h.cluster_size(), &layout.guest_data));
-    let (fetched, extracted, hashed, sunk) = std::thread::scope(|s| {
-        let sh = &*shared;
-        let fetch = s.spawn(move || fetcher.run());
+    let sh = run.shared;
+    let (extracted, hashed, sunk) = std::thread::scope(|s| {
         let extract = s.spawn(move || stage(sh, || extractor.run(&sh.cancel)));
         let hash = s.spawn(|| stage(sh, || hash_stage(guest.as_mut(), ext_rx, hash_tx)));
-        let write = s.spawn(|| stage(sh, || sink_stage(&mut sink, hash_rx, sh)));
-        super::pipeline::report_until_done(&write, sh, started, opts);
-        (join(fetch), join(extract), join(hash), join(write))
+        let write = s.spawn(|| stage(sh, || sink_stage(sink, hash_rx, sh)));
+        report_until_done(&write, run);
+        (join(extract), join(hash), join(write))
     });
-    let (served, fetch_bufs) = fetched;
-    super::pipeline::first_cause([
-        served.as_ref().err(),
+    first_cause([
         extracted.as_ref().err(),
         hashed.as_ref().err(),
         sunk.as_ref().err(),
     ])?;
-    let (served, out_bufs) = (served?, extracted?);
-    sunk?;
+    let out_bufs = extracted?;
     let (written_blake3, blocks) = match guest {
         None => (None, None),
-        Some(guest) => {
-            // Blocks too scattered in the file to hash in memory are hashed from the target.
-            let evicted = guest.evicted();
-            if !evicted.is_empty() {
-                crate::runner::log::warn(&format!(
-                    "{} MiB of the disk came in too scattered to hash as they streamed: their digests are read from {}",
-                    evicted.len(),
-                    target.display()
-                ));
-            }
-            let from_target = hash_from_target(target, h.size, &evicted)?;
-            let (hex, blocks) = guest.finish(true, &from_target).map_err(|block| ImageError::Qcow2 {
-                url: url.clone(),
-                cause: Qcow2Error::Damaged(format!(
-                    "the stream ended before all of MiB {block} of the disk came"
-                )),
-            })?;
-            (Some(hex), blocks)
-        }
+        Some(guest) => written_hash_list(guest, run.target, h.size, &url)?,
     };
-    sink.commit_head()?;
-    let produced = Produced {
-        served,
+    Ok(Produced {
         compression: Compression::None,
-        qcow2: true,
+        container: Container::Qcow2,
         written_blake3,
         blocks,
-        pools: PoolUse {
-            fetch: fetch_bufs,
-            out: out_bufs,
-        },
-    };
-    finish_outcome(&mut sink, target, opts, &shared, started, produced).map(|(outcome, _)| outcome)
+        out_bufs,
+    })
+}
+
+/// The hash list of the disk written, from the stream and, for MiBs too
+/// scattered in the file to hash as they came, from the target.
+fn written_hash_list(
+    guest: GuestDigest,
+    target: &Path,
+    size: u64,
+    url: &str,
+) -> Result<(Option<String>, Option<Vec<u64>>), ImageError> {
+    let evicted = guest.evicted();
+    if !evicted.is_empty() {
+        crate::runner::log::warn(&format!(
+            "{} MiB of the disk came in too scattered to hash as they streamed: their digests are read from {}",
+            evicted.len(),
+            target.display()
+        ));
+    }
+    let from_target = hash_from_target(target, size, &evicted)?;
+    let (hex, blocks) = guest
+        .finish(true, &from_target)
+        .map_err(|block| ImageError::Qcow2 {
+            url: url.to_string(),
+            cause: Qcow2Error::Damaged(format!(
+                "the stream ended before all of MiB {block} of the disk came"
+            )),
+        })?;
+    Ok((Some(hex), blocks))
 }
 
 /// Takes the hash list of the written bytes, keyed by disk offset.
@@ -206,12 +188,12 @@ fn hash_from_target(
         cause: e.to_string(),
     };
     let f = std::fs::File::open(target).map_err(fail)?;
-    let mut buf = vec![0u8; super::sink::ZERO_BLOCK];
+    let mut buf = vec![0u8; ZERO_BLOCK];
     for &b in blocks {
-        let at = b * super::sink::ZERO_BLOCK as u64;
+        let at = b * ZERO_BLOCK as u64;
         let len = (size - at).min(buf.len() as u64) as usize;
         f.read_exact_at(&mut buf[..len], at).map_err(fail)?;
-        out.insert(b, super::verify::block_digest(&buf[..len]));
+        out.insert(b, block_digest(&buf[..len]));
     }
     Ok(out)
 }

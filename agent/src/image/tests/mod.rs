@@ -1,7 +1,6 @@
 //! End-to-end tests of the image pipeline against the harness HTTP server,
 //! onto regular files and loop devices (512- and 4096-byte sectors).
 
-use super::pipeline;
 use super::*;
 use crate::plan::DigestAlgorithm;
 use crate::units::MIB;
@@ -9,8 +8,9 @@ use imprint_tests::server::{Fault, Server};
 use sha2::Digest as _;
 use std::io::Write;
 use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod network;
 mod parallel;
@@ -204,6 +204,9 @@ fn check_outcome(o: &WriteOutcome, c: Compression, served: &[u8], alg: DigestAlg
         sha(alg, served),
         "the digest reported is that of the bytes as served"
     );
-    assert_eq!(o.written_blake3, None, "the written bytes are hashed for a read-back only");
+    assert_eq!(
+        o.written_blake3, None,
+        "the written bytes are hashed for a read-back only"
+    );
     assert_eq!(o.readback_blake3, None, "no read-back unless asked");
 }

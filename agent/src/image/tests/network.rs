@@ -200,17 +200,34 @@ fn unreachable_server_is_a_fetch_error_naming_the_url() {
         "{err}"
     );
     assert!(err.to_string().contains(&url));
-    assert!(t.elapsed() < Duration::from_secs(10), "failed after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "failed after {:?}",
+        t.elapsed()
+    );
 }
 
 /// Streams `url` in a thread while the server serving it goes away after the first
 /// stall and (if `back_after` is given) comes back on the same port.
-fn outage(back_after: Option<Duration>, outage: Duration) -> (Result<WriteOutcome, ImageError>, Duration, Vec<imprint_tests::server::RequestRecord>) {
+fn outage(
+    back_after: Option<Duration>,
+    outage: Duration,
+) -> (
+    Result<WriteOutcome, ImageError>,
+    Duration,
+    Vec<imprint_tests::server::RequestRecord>,
+) {
     let f = fixture();
     let first = Server::start();
     let port = first.port();
     let url = serve(&first, "/outage.zst", &f.zst);
-    first.set_fault("/outage.zst", Fault::Stall { after: 4 * MIB, secs: 60 });
+    first.set_fault(
+        "/outage.zst",
+        Fault::Stall {
+            after: 4 * MIB,
+            secs: 60,
+        },
+    );
     let mut opts = fast();
     opts.stall_timeout = Duration::from_millis(800);
     opts.retry.outage = outage;
@@ -218,7 +235,14 @@ fn outage(back_after: Option<Duration>, outage: Duration) -> (Result<WriteOutcom
     let target = file_target(&dir, 0, 0);
     let t = Instant::now();
     std::thread::scope(|s| {
-        let writer = s.spawn(|| stream_to(std::slice::from_ref(&url), &sha(DigestAlgorithm::Sha256, &f.zst), &target, &opts));
+        let writer = s.spawn(|| {
+            stream_to(
+                std::slice::from_ref(&url),
+                &sha(DigestAlgorithm::Sha256, &f.zst),
+                &target,
+                &opts,
+            )
+        });
         while first.requests().is_empty() {
             assert!(t.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(10));
@@ -235,7 +259,11 @@ fn outage(back_after: Option<Duration>, outage: Duration) -> (Result<WriteOutcom
         if res.is_ok() {
             assert!(std::fs::read(&target).unwrap() == f.raw);
         }
-        (res, elapsed, second.map(|s| s.requests()).unwrap_or_default())
+        (
+            res,
+            elapsed,
+            second.map(|s| s.requests()).unwrap_or_default(),
+        )
     })
 }
 
@@ -245,17 +273,33 @@ fn a_network_outage_mid_download_is_waited_out_and_resumed() {
     let (res, _, after) = outage(Some(Duration::from_secs(3)), Duration::from_secs(20));
     let o = res.unwrap();
     // The server's going away cut the first response short of its stall point.
-    let from: u64 = after[0].range.as_deref().and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()).unwrap_or(0);
-    assert!(from > 0 && from <= 4 * MIB, "resumed, not restarted: {after:?}");
-    assert_eq!(o.resumes, 1, "one resumed connection; the refused attempts are not resumes");
+    let from: u64 = after[0]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        from > 0 && from <= 4 * MIB,
+        "resumed, not restarted: {after:?}"
+    );
+    assert_eq!(
+        o.resumes, 1,
+        "one resumed connection; the refused attempts are not resumes"
+    );
 }
 
 #[test]
 fn an_outage_longer_than_the_budget_fails_naming_the_url() {
     let (res, elapsed, _) = outage(None, Duration::from_millis(1500));
     let err = res.unwrap_err();
-    assert!(matches!(&err, ImageError::Fetch { .. }) && err.to_string().contains("/outage.zst"), "{err}");
-    assert!(elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert!(
+        matches!(&err, ImageError::Fetch { .. }) && err.to_string().contains("/outage.zst"),
+        "{err}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
 }
 
 #[test]

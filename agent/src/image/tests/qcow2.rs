@@ -37,7 +37,7 @@ fn writes_as_raw(qcow: &[u8], raw: &[u8], opts: &WriteOptions) -> WriteOutcome {
         first_diff, None,
         "the written disk differs from the raw image"
     );
-    assert!(o.qcow2);
+    assert_eq!(o.container, Container::Qcow2);
     assert_eq!(
         o.bytes_downloaded,
         qcow.len() as u64,
@@ -51,7 +51,10 @@ fn writes_as_raw(qcow: &[u8], raw: &[u8], opts: &WriteOptions) -> WriteOutcome {
             "hash list in disk order"
         );
     } else {
-        assert_eq!(o.written_blake3, None, "a written digest only for a read-back");
+        assert_eq!(
+            o.written_blake3, None,
+            "a written digest only for a read-back"
+        );
     }
     assert_eq!(o.digest.hex, hex::encode(sha2::Sha256::digest(qcow)));
     o

@@ -72,7 +72,13 @@ fn readback_names_the_first_of_several_changed_mibs_whichever_worker_read_them()
     let backing = lo.backing();
     // The data runs (up to 4 MiB each) alternate between the read-back's workers:
     // MiB 28 is in the 4th run, 42 in the 5th and 47 in the 6th.
-    let flip = || flip_bytes(&backing, &[47 * MIB + 777, 28 * MIB + 777, 42 * MIB + 777], 0xFF);
+    let flip = || {
+        flip_bytes(
+            &backing,
+            &[47 * MIB + 777, 28 * MIB + 777, 42 * MIB + 777],
+            0xFF,
+        )
+    };
     let mut opts = fast();
     opts.before_readback = Some(&flip);
     let err = write_image(&readback_plan(url, &f.zst, &lo.dev), &opts).unwrap_err();

@@ -226,7 +226,7 @@ fn pipeline_memory_is_bounded() {
     let url = serve(&server, "/mem.zst", &f.zst);
     let dir = tempfile::tempdir().unwrap();
     let target = file_target(&dir, 0, 0);
-    let (o, pools) = pipeline::run_pipeline(
+    let (o, pools) = super::super::write_to(
         &[url],
         &sha(DigestAlgorithm::Sha256, &f.zst),
         &target,
@@ -236,12 +236,12 @@ fn pipeline_memory_is_bounded() {
     // 64 MiB went through a few decoded and download buffers: they were recycled.
     let out_bufs = decoders() * DEC_BUFS + MERGE_BUFS;
     assert!(
-        pools.out <= out_bufs && pools.fetch <= source::FETCH_BUFS,
+        pools.out <= out_bufs && pools.fetch <= stages::FETCH_BUFS,
         "{pools:?}"
     );
     assert!(
         o.bytes_written as usize > out_bufs * DEC_BUF
-            && o.bytes_downloaded as usize > source::FETCH_BUFS * source::FETCH_BUF
+            && o.bytes_downloaded as usize > stages::FETCH_BUFS * stages::FETCH_BUF
     );
 }
 

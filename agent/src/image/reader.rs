@@ -1,11 +1,12 @@
 //! The reader-level API: the decompressed image as a `Read`, verified at its end
 //! (for the rootfs extractor, which consumes the stream itself).
 
-use super::channel::ChannelReader;
-use super::decode::{self, detect, Compression, Decoder};
-use super::pipeline::{decode_failure, drain, image_error};
-use super::source::{self, Fetcher, Shared};
-use super::{ImageError, WriteOptions};
+use super::channel::{ChannelReader, Served};
+use super::codec::{detect, Compression, Decoder};
+use super::error::ImageError;
+use super::options::WriteOptions;
+use super::source::{Session, Stream};
+use super::stages::{decode_failure, drain, image_error, Shared};
 use crate::plan::Digest;
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::Ordering;
@@ -17,7 +18,7 @@ pub struct VerifiedStream {
     decoder: Option<Decoder<ChannelReader>>,
     compression: Compression,
     shared: Arc<Shared>,
-    fetch: Option<std::thread::JoinHandle<(Result<source::Served, ImageError>, usize)>>,
+    fetch: Option<std::thread::JoinHandle<(Result<Served, ImageError>, usize)>>,
     finished: bool,
 }
 
@@ -30,7 +31,14 @@ pub fn open_verified_stream(
     if urls.is_empty() {
         return Err(ImageError::NoSource);
     }
-    let (fetcher, shared, mut input) = Fetcher::for_image(urls, digest, opts);
+    let Stream {
+        fetcher,
+        shared,
+        mut input,
+        mut gate,
+    } = Session::new(urls, digest, opts.fetch_config()).stream();
+    // The caller reads what it needs: there is no writer to choose, no reason to wait.
+    gate.open();
     let fetch = std::thread::Builder::new()
         .name("image-fetch".into())
         .spawn(move || fetcher.run())
@@ -46,7 +54,7 @@ pub fn open_verified_stream(
         finished: false,
     };
     let compression = match input.fill_buf() {
-        Ok(prefix) => detect(&prefix[..prefix.len().min(decode::MAGIC_LEN)]),
+        Ok(prefix) => detect(prefix),
         Err(e) => return Err(stream.explain(e)),
     };
     stream.compression = compression;

@@ -1,4 +1,6 @@
-//! Decompression chosen by the stream's magic bytes, never by the URL.
+//! The sequential codecs: decompression chosen by the stream's magic bytes, never
+//! by the URL. A new codec is a variant here, its magic in [`detect`] and its
+//! reader in [`Decoder`]; the writers take it as they take the others.
 
 use serde::Serialize;
 use std::io::{self, BufRead, Read};
@@ -23,9 +25,6 @@ impl std::fmt::Display for Compression {
         })
     }
 }
-
-/// Bytes needed to recognise every supported format.
-pub(crate) const MAGIC_LEN: usize = 6;
 
 /// Recognises the compression from the first bytes of the stream.
 pub fn detect(prefix: &[u8]) -> Compression {

@@ -1,0 +1,146 @@
+//! What a write did, and the steps after the stages: the read-back, the last
+//! progress call, the log line.
+
+use super::channel::Served;
+use super::codec::Compression;
+use super::container::Container;
+use super::error::ImageError;
+use super::readback::{read_back, Written};
+use super::sink::Sink;
+use super::stages::{progress, PoolUse, Produced, Run};
+use crate::plan::Digest;
+use crate::units::Bytes;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// What a write did.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteOutcome {
+    /// The URL that delivered the end of the stream.
+    pub url_used: String,
+    /// Compression of the served file (`none` for qcow2: its clusters may be compressed).
+    pub compression: Compression,
+    /// What the served file was; reported as `"qcow2": true` for a qcow2 file
+    /// (written as the disk it describes), and not at all for a stream.
+    #[serde(
+        rename = "qcow2",
+        serialize_with = "is_qcow2",
+        skip_serializing_if = "Container::is_stream"
+    )]
+    pub container: Container,
+    /// Size of the served file.
+    pub bytes_downloaded: u64,
+    /// Decompressed size written to the target.
+    pub bytes_written: u64,
+    /// The verified digest of the served file.
+    pub digest: Digest,
+    /// With read-back verification: the hash list of the decompressed bytes written,
+    /// BLAKE3 over the BLAKE3 of each 1 MiB block (the last may be shorter). See
+    /// `verify.rs` for why a list, and why BLAKE3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written_blake3: Option<String>,
+    /// The same hash list computed from the target after writing (`verify: readback`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readback_blake3: Option<String>,
+    /// Seconds the read-back took (included in `duration`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readback_seconds: Option<f64>,
+    /// Bytes of zero runs not written as data (zeroed by the device or punched).
+    pub zero_bytes_skipped: u64,
+    /// Connections resumed with `Range` (or restarted) after a failure.
+    pub resumes: u32,
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn is_qcow2<S: serde::Serializer>(c: &Container, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(*c == Container::Qcow2)
+}
+
+/// After the head was committed: the read-back (if asked), the last progress call, the outcome.
+pub(crate) fn finish(
+    sink: &mut Sink,
+    served: Served,
+    produced: Produced,
+    fetch_bufs: usize,
+    run: &Run,
+) -> Result<(WriteOutcome, PoolUse), ImageError> {
+    let Produced {
+        compression,
+        container,
+        written_blake3,
+        blocks,
+        out_bufs,
+    } = produced;
+    let (readback_blake3, readback_seconds) =
+        read_back_if_asked(sink, blocks.as_deref(), written_blake3.as_deref(), run)?;
+    let final_progress = progress(run.shared, run.started, true);
+    if let Some(cb) = run.opts.progress {
+        cb(&final_progress);
+    }
+    let outcome = WriteOutcome {
+        url_used: served.url,
+        compression,
+        container,
+        bytes_downloaded: served.bytes,
+        bytes_written: sink.offset(),
+        digest: Digest {
+            algorithm: served.algorithm,
+            hex: served.actual_hex,
+        },
+        written_blake3,
+        readback_blake3,
+        readback_seconds,
+        zero_bytes_skipped: sink.zero_skipped(),
+        resumes: served.resumes,
+        duration: run.started.elapsed(),
+    };
+    crate::runner::log::info(&format!(
+        "wrote {} ({} compressed, {compression}) to {} in {:.1} s, {} zero bytes skipped, {} resumes",
+        Bytes(outcome.bytes_written).human(),
+        Bytes(outcome.bytes_downloaded).human(),
+        run.target.display(),
+        outcome.duration.as_secs_f64(),
+        Bytes(outcome.zero_bytes_skipped).human(),
+        outcome.resumes
+    ));
+    let pools = PoolUse {
+        fetch: fetch_bufs,
+        out: out_bufs,
+    };
+    crate::runner::log::debug(&format!("image pipeline buffers allocated: {pools:?}"));
+    Ok((outcome, pools))
+}
+
+/// The read-back's hash list and seconds, when the options ask for one.
+fn read_back_if_asked(
+    sink: &Sink,
+    blocks: Option<&[u64]>,
+    written_blake3: Option<&str>,
+    run: &Run,
+) -> Result<(Option<String>, Option<f64>), ImageError> {
+    let (Some(blocks), Some(hex), true) = (blocks, written_blake3, run.opts.readback) else {
+        return Ok((None, None));
+    };
+    if let Some(hook) = run.opts.before_readback {
+        hook();
+    }
+    let t = Instant::now();
+    let written = Written {
+        len: sink.offset(),
+        hex,
+        blocks,
+    };
+    let read = read_back(run.target, &written)?;
+    crate::runner::log::info(&format!(
+        "read {} back from {} in {:.1} s: identical",
+        Bytes(sink.offset()).human(),
+        run.target.display(),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok((Some(read), Some(t.elapsed().as_secs_f64())))
+}
