@@ -1,8 +1,8 @@
 //! What imprint trusts: public keys baked into the boot medium, and the detached
-//! signatures they verify. minisign (Ed25519) keys today; OpenPGP certificates slot in
-//! as a second [`TrustedKey`] kind.
+//! signatures they verify: minisign (Ed25519) keys and OpenPGP certificates.
 
 pub mod minisign;
+pub mod openpgp;
 
 /// Why a signature was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,9 @@ pub enum TrustError {
     /// The signature or a key could not be read, or did not verify.
     #[error(transparent)]
     Minisign(#[from] minisign::MinisignError),
+    /// The OpenPGP signature could not be read or did not verify.
+    #[error(transparent)]
+    OpenPgp(#[from] openpgp::OpenPgpError),
 }
 
 /// One trusted public key.
@@ -25,6 +28,8 @@ pub enum TrustError {
 pub enum TrustedKey {
     /// A minisign Ed25519 key.
     Minisign(minisign::PublicKey),
+    /// An OpenPGP certificate (primary key and subkeys).
+    OpenPgp(openpgp::Certificate),
 }
 
 impl TrustedKey {
@@ -32,6 +37,7 @@ impl TrustedKey {
     pub fn fingerprint(&self) -> String {
         match self {
             TrustedKey::Minisign(k) => format!("minisign:{}", k.key_id()),
+            TrustedKey::OpenPgp(c) => format!("openpgp:{}", c.fingerprint()),
         }
     }
 }
@@ -69,7 +75,10 @@ impl TrustRoot {
         let key = self
             .keys
             .iter()
-            .map(|TrustedKey::Minisign(k)| k)
+            .filter_map(|k| match k {
+                TrustedKey::Minisign(k) => Some(k),
+                TrustedKey::OpenPgp(_) => None,
+            })
             .find(|k| k.key_id() == sig.key_id())
             .ok_or_else(|| TrustError::Untrusted {
                 signer: format!("minisign:{}", sig.key_id()),
@@ -77,5 +86,31 @@ impl TrustRoot {
             })?;
         let comment = key.verify(&sig, data)?;
         Ok((format!("minisign:{}", key.key_id()), comment))
+    }
+
+    /// Verifies an OpenPGP detached signature (binary or armored) over `data` by a trusted
+    /// certificate, judging key expiry at `now` (unix seconds); returns the signing key's
+    /// fingerprint.
+    pub fn verify_openpgp(
+        &self,
+        data: &[u8],
+        signature: &[u8],
+        now: u32,
+    ) -> Result<String, TrustError> {
+        let sig = openpgp::Signature::parse(signature)?;
+        let mut signer = None;
+        for cert in self.keys.iter().filter_map(|k| match k {
+            TrustedKey::OpenPgp(c) => Some(c),
+            TrustedKey::Minisign(_) => None,
+        }) {
+            match cert.verify(&sig, data, now) {
+                Err(openpgp::OpenPgpError::OtherKey { signer: s, .. }) => signer = Some(s),
+                other => return Ok(other?),
+            }
+        }
+        Err(TrustError::Untrusted {
+            signer: format!("openpgp:{}", signer.unwrap_or_else(|| "(unknown)".into())),
+            trusted: self.fingerprints().join(", "),
+        })
     }
 }
