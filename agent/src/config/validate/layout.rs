@@ -5,9 +5,17 @@ use crate::config::layout::layout_disks;
 use crate::config::model::{Document, Layout};
 use crate::kinds::FsType;
 
+const P: &str = "storage.layout";
+
 /// Checks `layout`'s fields; the expansion assumes they hold.
 pub(super) fn check(c: &mut Checker, doc: &Document, layout: &Layout) {
-    let p = "storage.layout";
+    disks(c, doc, layout);
+    volumes(c, layout);
+}
+
+/// One disk, or a mirror of two distinct ones, all declared.
+fn disks(c: &mut Checker, doc: &Document, layout: &Layout) {
+    let p = P;
     if let Some(m) = &layout.mirror {
         if layout.disk.is_some() {
             c.err(
@@ -39,6 +47,11 @@ pub(super) fn check(c: &mut Checker, doc: &Document, layout: &Layout) {
     } else if let Err(e) = layout_disks(doc, layout) {
         c.errors.push(e);
     }
+}
+
+/// Root or lvm, not both; a root ext4 or xfs; each volume says what it holds.
+fn volumes(c: &mut Checker, layout: &Layout) {
+    let p = P;
     let lvm = layout.lvm.as_deref().unwrap_or(&[]);
     if layout.root.is_some() && !lvm.is_empty() {
         c.err(
