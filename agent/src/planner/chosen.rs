@@ -7,7 +7,9 @@ use crate::units::Bytes;
 
 /// A disk the document named, and the inventory disk chosen for it.
 pub(super) struct Chosen<'a> {
+    /// The document's name for the disk.
     pub name: String,
+    /// The inventory disk the hints chose.
     pub disk: &'a Disk,
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 /// What the planner knows about every named device.
 #[derive(Default)]
 pub(super) struct Devices {
+    /// Device node, or a stand-in for a partition added after a disk image.
     pub path: HashMap<String, PathBuf>,
     /// Usable bytes (an estimate below md and LUKS).
     pub size: HashMap<String, u64>,
