@@ -18,6 +18,7 @@ pub mod finish;
 pub mod http;
 pub mod image;
 pub mod iso;
+pub mod kinds;
 pub mod plan;
 pub mod planner;
 pub mod report;

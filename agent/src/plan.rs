@@ -4,6 +4,9 @@
 //! records an event per step. Every value here is decided: disks are paths,
 //! partitions have sectors, images have their digests.
 
+pub use crate::kinds::{
+    ConfigdriveFormat, Finish, FsType, ImageFormat, MdMetadata, PcrBank, VerifyMode, WipePolicy,
+};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -59,7 +62,12 @@ pub enum Step {
         policy: WipePolicy,
     },
     /// Write a new GPT.
-    Partition { disk: String, path: PathBuf, logical_sector: u64, partitions: Vec<PartitionPlan> },
+    Partition {
+        disk: String,
+        path: PathBuf,
+        logical_sector: u64,
+        partitions: Vec<PartitionPlan>,
+    },
     /// Stream, decompress, verify and write an image.
     WriteImage(ImagePlan),
     /// Add data partitions after a whole-disk image's own, once it is written.
@@ -163,27 +171,6 @@ pub enum DigestAlgorithm {
     Sha512,
 }
 
-/// How the image's bytes are laid down.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageFormat {
-    /// A whole-disk image (partition table included).
-    #[default]
-    Disk,
-    /// A tar archive extracted across the mounted layout.
-    Rootfs,
-    /// A raw filesystem image written into one volume.
-    Filesystem,
-}
-
-/// Extra verification after an image is written.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum VerifyMode {
-    /// Read the written bytes back (O_DIRECT) and compare their digest with the one taken while writing.
-    Readback,
-}
-
 /// An image to write.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImagePlan {
@@ -199,18 +186,6 @@ pub struct ImagePlan {
     /// Verification after writing (`readback`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyMode>,
-}
-
-/// Configdrive flavours.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConfigdriveFormat {
-    /// cloud-init NoCloud: label `cidata`.
-    #[default]
-    Nocloud,
-    /// OpenStack config drive: label `config-2`.
-    #[serde(rename = "config-2")]
-    Config2,
 }
 
 /// The configdrive to write, into a new partition after the image's partitions.
@@ -244,27 +219,13 @@ pub struct ReportPlan {
     pub heartbeat_secs: u64,
 }
 
-/// What happens after the final report (`run` only; `apply` never reboots).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Finish {
-    #[default]
-    Reboot,
-    Poweroff,
-    Kexec,
-    None,
-}
-
-/// How disks are cleared before use (the wipe module's policy).
-pub use crate::storage::wipe::Policy as WipePolicy;
-
 /// An md RAID1 array to create.
 #[derive(Debug, Clone, Serialize)]
 pub struct RaidPlan {
     pub name: String,
     pub level: u8,
     /// `1.0` (superblock at the end) or `1.2`.
-    pub metadata: String,
+    pub metadata: MdMetadata,
     pub members: Vec<PathBuf>,
     /// `/dev/md/<name>`.
     pub path: PathBuf,
@@ -285,7 +246,7 @@ pub struct TangPin {
 pub struct Tpm2Pin {
     pub pcrs: Vec<u8>,
     /// `sha256` or `sha1`.
-    pub bank: String,
+    pub bank: PcrBank,
 }
 
 /// A LUKS2 volume to format, bind and open.
@@ -333,7 +294,7 @@ pub struct MkfsPlan {
     pub name: String,
     pub device: PathBuf,
     /// `ext4`, `xfs`, `vfat` or `swap`.
-    pub fstype: String,
+    pub fstype: FsType,
     pub label: Option<String>,
     /// Filesystem UUID (vfat: an `XXXX-XXXX` volume id).
     pub uuid: String,
@@ -347,7 +308,7 @@ pub struct MountPlan {
     pub device: PathBuf,
     /// The mount point in the deployed system (the engine prefixes its target root).
     pub mountpoint: String,
-    pub fstype: String,
+    pub fstype: FsType,
     pub options: Vec<String>,
 }
 

@@ -61,7 +61,7 @@ impl Pin {
                 .collect(),
             tpm2: l.tpm2.as_ref().map(|t| Tpm2Config {
                 pcrs: t.pcrs.clone(),
-                bank: if t.bank == "sha1" {
+                bank: if t.bank == crate::plan::PcrBank::Sha1 {
                     PcrBank::Sha1
                 } else {
                     PcrBank::Sha256

@@ -5,47 +5,22 @@
 //! [`validate`] checks what spans fields (references, uniqueness, thresholds);
 //! [`expand`] turns the short form `storage.layout` into the explicit form.
 
-mod checks;
+mod error;
 mod expand;
+mod explicit;
+mod layout;
 mod model;
 mod types;
 mod validate;
 
-pub use expand::{expand, expand_storage, lv_name_for, ExplicitStorage, Origin};
+pub use crate::kinds::{FsType, MdMetadata, PcrBank, WipePolicy};
+pub use error::DocError;
+pub use expand::expand_storage;
+pub use explicit::{ExplicitStorage, Origin};
+pub use layout::lv_name_for;
 pub use model::*;
 pub use types::*;
 pub use validate::{validate, validate_all};
-
-use std::fmt;
-
-/// An error in a document, at a JSON path such as `storage.layout.luks.tang[0].url`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct DocError {
-    /// Dotted JSON path; empty for the document as a whole.
-    pub path: String,
-    /// What is wrong, as a sentence.
-    pub message: String,
-}
-
-impl DocError {
-    /// An error at `path`.
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        DocError {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for DocError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
 
 /// Parses a document: JSON when it starts with `{`, YAML otherwise. Checks structure and
 /// value shapes only; call [`validate`] for what spans fields.
@@ -161,6 +136,18 @@ fn from_serde(path: &str, msg: &str, loc: Option<(usize, usize)>, syntax: bool) 
 pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Document);
     serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)
+}
+
+/// Validates `doc` and returns it with its storage in the explicit form (no `layout`):
+/// what `imprint plan` prints as the expansion, and what parses back to the same plan.
+pub fn expand(doc: &Document) -> Result<Document, DocError> {
+    validate(doc)?;
+    let explicit = expand_storage(doc)?;
+    let mut out = doc.clone();
+    if let Some(storage) = &mut out.storage {
+        *storage = explicit.to_storage();
+    }
+    Ok(out)
 }
 
 /// `<...>` placeholders left in the document, as `(path, value)`; `apply` refuses them.

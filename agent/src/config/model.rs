@@ -2,9 +2,10 @@
 //! explicit storage form (partitions, raid, luks, lvm, filesystems) references by name.
 
 use super::types::*;
-use crate::disks::Hints;
-pub use crate::plan::WipePolicy;
-use crate::plan::{ConfigdriveFormat, Finish, ImageFormat, VerifyMode};
+use crate::kinds::{
+    ConfigdriveFormat, Finish, FsType, Hints, ImageFormat, MdMetadata, PcrBank, VerifyMode,
+    WipePolicy,
+};
 use crate::secret::Secret;
 use crate::units::{Bytes, SizeSpec, MIB};
 use schemars::JsonSchema;
@@ -215,15 +216,6 @@ pub struct Tang {
     pub trust_on_first_use: bool,
 }
 
-/// PCR bank for the TPM2 pin.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum PcrBank {
-    #[default]
-    Sha256,
-    Sha1,
-}
-
 /// A TPM2 pin.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -251,37 +243,6 @@ pub struct VolumeGroup {
 pub struct LogicalVolume {
     pub name: Name,
     pub size: SizeSpec,
-}
-
-/// Filesystem types imprint creates.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum FsType {
-    Ext4,
-    Xfs,
-    Vfat,
-    Swap,
-}
-
-impl FsType {
-    /// As mkfs and fstab spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FsType::Ext4 => "ext4",
-            FsType::Xfs => "xfs",
-            FsType::Vfat => "vfat",
-            FsType::Swap => "swap",
-        }
-    }
-    /// Longest label the filesystem stores.
-    pub fn max_label(self) -> usize {
-        match self {
-            FsType::Ext4 => 16,
-            FsType::Xfs => 12,
-            FsType::Vfat => 11,
-            FsType::Swap => 15,
-        }
-    }
 }
 
 /// A filesystem (or swap) on a named device.

@@ -85,41 +85,8 @@ pub struct Signature {
     pub offset: Option<u64>,
 }
 
-/// Hints selecting one disk. Every given hint must match.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Hints {
-    /// Device path, e.g. `/dev/sda` (symlinks such as `/dev/disk/by-id/…` are resolved).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
-    /// A `/dev/disk/by-path` name, with or without that prefix.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by_path: Option<String>,
-    /// Serial number, exact after trimming.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serial: Option<String>,
-    /// World Wide Name; `0x`, `naa.`, `eui.` prefixes and case are ignored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wwn: Option<String>,
-    /// Model, case-insensitive, after trimming.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// Vendor, case-insensitive, after trimming.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vendor: Option<String>,
-    /// Smallest acceptable size (inclusive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_size: Option<Bytes>,
-    /// Largest acceptable size (inclusive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_size: Option<Bytes>,
-    /// Spinning (true) or solid-state (false).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotational: Option<bool>,
-    /// Of the disks matching every other hint, take the smallest.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub smallest: bool,
-}
+/// Hints selecting one disk (shared with the document's model).
+pub use crate::kinds::Hints;
 
 /// Why selection failed; the message lists every candidate and why it did or did not match.
 #[derive(Debug, thiserror::Error)]

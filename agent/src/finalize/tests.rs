@@ -6,7 +6,7 @@ fn seed_like() -> (Plan, FinalizePlan) {
         Step::Raid(RaidPlan {
             name: "md-root".into(),
             level: 1,
-            metadata: "1.2".into(),
+            metadata: crate::plan::MdMetadata::V1_2,
             members: vec!["/dev/vda5".into(), "/dev/vdb4".into()],
             path: "/dev/md/md-root".into(),
             uuid: "7b7d0d51-cef4-4ff6-ac6d-328639fd5772".into(),
@@ -36,7 +36,7 @@ fn seed_like() -> (Plan, FinalizePlan) {
         Step::Mkfs(MkfsPlan {
             name: "root".into(),
             device: "/dev/vg0/root".into(),
-            fstype: "xfs".into(),
+            fstype: crate::plan::FsType::Xfs,
             label: None,
             uuid: "bc62f174-0fda-4a69-9c16-b98117cfa1ca".into(),
             mount: Some("/".into()),

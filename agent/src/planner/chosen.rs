@@ -1,8 +1,26 @@
-//! What the plan says about each chosen disk: why it was chosen, what it holds now.
+//! The disks the document named, the inventory disks chosen for them, and what the
+//! plan says about each: why it was chosen, what it holds now.
 
 use crate::disks::{Disk, Hints, Signature};
 use crate::plan::DiskPlan;
 use crate::units::Bytes;
+
+/// A disk the document named, and the inventory disk chosen for it.
+pub(super) struct Chosen<'a> {
+    /// The document's name for the disk.
+    pub name: String,
+    /// The inventory disk the hints chose.
+    pub disk: &'a Disk,
+}
+
+/// The inventory disk chosen for document disk `name`.
+pub(super) fn disk<'a>(chosen: &[Chosen<'a>], name: &str) -> &'a Disk {
+    chosen
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.disk)
+        .expect("validated disk reference")
+}
 
 /// A chosen disk as the plan shows it: why it was chosen, what will be destroyed.
 pub(super) fn disk_plan(name: &str, disk: &Disk, hints: &Hints) -> DiskPlan {

@@ -1,11 +1,13 @@
 //! The finalize step: fstab, crypttab, mdadm.conf and boot loader targets of a rootfs deployment.
 
-use super::storage::{Devices, Mounted};
-use crate::config::{Document, ExplicitStorage, FsType};
-use crate::plan::*;
+use super::devices::{Devices, Mounted};
+use crate::config::{Document, ExplicitStorage, FsType, Partition, PartitionType};
+use crate::plan::{FinalizePlan, Plan, Step};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+/// What makes the extracted root boot: the files finalize writes and where the boot
+/// loader goes. `uuids` are the filesystems' by device name.
 pub(super) fn finalize(
     doc: &Document,
     st: &ExplicitStorage,
@@ -14,6 +16,22 @@ pub(super) fn finalize(
     plan: &Plan,
     mounted: &Mounted,
 ) -> FinalizePlan {
+    FinalizePlan {
+        fstab: fstab(st, uuids, mounted),
+        crypttab: crypttab(st, plan),
+        mdadm: mdadm(plan),
+        boot_disks: boot_disks(st, plan),
+        esp_copies: esp_copies(st, dev),
+        kernel_args: kernel_args(st, plan),
+        commands: doc
+            .boot
+            .as_ref()
+            .map(|b| b.finalize.clone())
+            .unwrap_or_default(),
+    }
+}
+
+fn fstab(st: &ExplicitStorage, uuids: &HashMap<String, String>, mounted: &Mounted) -> Vec<String> {
     let mut fstab: Vec<String> = mounted
         .iter()
         .map(|(f, _)| {
@@ -41,6 +59,10 @@ pub(super) fn finalize(
             .filter(|(f, _)| f.fstype == FsType::Swap)
             .map(|(f, _)| format!("UUID={} none swap defaults 0 0", uuids[f.device.as_str()])),
     );
+    fstab
+}
+
+fn crypttab(st: &ExplicitStorage, plan: &Plan) -> Vec<String> {
     let luks_uuids: HashMap<&str, &str> = plan
         .steps
         .iter()
@@ -49,8 +71,7 @@ pub(super) fn finalize(
             _ => None,
         })
         .collect();
-    let crypttab = st
-        .luks
+    st.luks
         .iter()
         .map(|(l, _)| {
             format!(
@@ -59,9 +80,11 @@ pub(super) fn finalize(
                 luks_uuids[l.name.as_str()]
             )
         })
-        .collect();
-    let mdadm = plan
-        .steps
+        .collect()
+}
+
+fn mdadm(plan: &Plan) -> Vec<String> {
+    plan.steps
         .iter()
         .filter_map(|s| match s {
             Step::Raid(r) => {
@@ -75,16 +98,22 @@ pub(super) fn finalize(
             }
             _ => None,
         })
-        .collect();
-    let boot_parts = |alias: &str| {
-        let guid = crate::config::PartitionType::alias(alias).guid();
-        st.partitions
-            .iter()
-            .filter(move |(p, _)| p.ptype.guid() == guid)
-            .map(|(p, _)| p.clone())
-    };
+        .collect()
+}
+
+/// The partitions of type `alias` (`esp`, `bios-boot`), in document order.
+fn boot_parts<'a>(st: &'a ExplicitStorage, alias: &str) -> impl Iterator<Item = &'a Partition> {
+    let guid = PartitionType::alias(alias).guid();
+    st.partitions
+        .iter()
+        .filter(move |(p, _)| p.ptype.guid() == guid)
+        .map(|(p, _)| p)
+}
+
+/// Every disk with a BIOS boot partition or an ESP: the boot loader goes on each.
+fn boot_disks(st: &ExplicitStorage, plan: &Plan) -> Vec<PathBuf> {
     let mut boot_disks: Vec<PathBuf> = Vec::new();
-    for p in boot_parts("bios-boot").chain(boot_parts("esp")) {
+    for p in boot_parts(st, "bios-boot").chain(boot_parts(st, "esp")) {
         let path = plan
             .disks
             .iter()
@@ -95,41 +124,36 @@ pub(super) fn finalize(
             boot_disks.push(path);
         }
     }
+    boot_disks
+}
+
+/// With an ESP mounted at /boot/efi, the unmounted ESPs kept as copies of it.
+fn esp_copies(st: &ExplicitStorage, dev: &Devices) -> Vec<PathBuf> {
     let esp_mounted = st
         .filesystems
         .iter()
         .any(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/boot/efi"));
-    let esp_copies = if esp_mounted {
-        boot_parts("esp")
-            .filter(|p| {
-                st.filesystems
-                    .iter()
-                    .any(|(f, _)| f.device == p.name && f.mount.is_none())
-            })
-            .map(|p| dev.path[p.name.as_str()].clone())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    // Tang pins are reached from the deployed initramfs: it needs the network before
-    // the root volume opens (initramfs-tools and dracut both bring it up for `ip=dhcp`;
-    // finalize adds `rd.neednet=1` for dracut). A document's own `ip=` wins.
+    if !esp_mounted {
+        return Vec::new();
+    }
+    boot_parts(st, "esp")
+        .filter(|p| {
+            st.filesystems
+                .iter()
+                .any(|(f, _)| f.device == p.name && f.mount.is_none())
+        })
+        .map(|p| dev.path[p.name.as_str()].clone())
+        .collect()
+}
+
+/// Tang pins are reached from the deployed initramfs: it needs the network before
+/// the root volume opens (initramfs-tools and dracut both bring it up for `ip=dhcp`;
+/// finalize adds `rd.neednet=1` for dracut). A document's own `ip=` wins.
+fn kernel_args(st: &ExplicitStorage, plan: &Plan) -> Vec<String> {
     let mut kernel_args = plan.kernel_args.clone();
     let tang = st.luks.iter().any(|(l, _)| !l.tang.is_empty());
     if tang && !kernel_args.iter().any(|a| a.starts_with("ip=")) {
         kernel_args.push("ip=dhcp".into());
     }
-    FinalizePlan {
-        fstab,
-        crypttab,
-        mdadm,
-        boot_disks,
-        esp_copies,
-        kernel_args,
-        commands: doc
-            .boot
-            .as_ref()
-            .map(|b| b.finalize.clone())
-            .unwrap_or_default(),
-    }
+    kernel_args
 }

@@ -5,17 +5,30 @@
 //! be tested alone; [`build`] uses the real ones ([`crate::disks::select`],
 //! [`crate::storage::partition::place`]).
 
+mod backend;
 mod chosen;
+mod configdrive;
+mod devices;
+mod error;
+mod filesystems;
 mod finalize;
+mod ids;
+mod image;
+mod partitions;
 mod render;
+mod stack;
 mod storage;
+mod targets;
+
+pub use backend::{Backend, System};
+pub use error::PlanError;
 
 use crate::config::{self, DocError, Document};
-use crate::disks::{Disk, Hints};
-use crate::storage::partition::PartitionRequest;
-use crate::plan::{ConfigdrivePlan, HostPlan, PartitionPlan, Plan, ReportPlan};
+use crate::disks::Disk;
+use crate::plan::{ConfigdrivePlan, HostPlan, Plan, ReportPlan};
+use chosen::Chosen;
 use sha2::{Digest as _, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Options that come from the machine rather than the document.
 #[derive(Debug, Clone, Default)]
@@ -25,56 +38,6 @@ pub struct PlanOptions {
     /// Accept `<...>` placeholders (digests, thumbprints): for `plan` and `validate`,
     /// never for `apply`.
     pub allow_placeholders: bool,
-}
-
-/// Why a document cannot be planned on this machine. Every variant names a JSON path.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    /// The document itself is invalid.
-    #[error("{0}")]
-    Document(#[from] DocError),
-    /// A disk could not be chosen.
-    #[error("{path}: {message}")]
-    Disk { path: String, message: String },
-    /// Sizes do not fit.
-    #[error("{path}: {message}")]
-    Layout { path: String, message: String },
-    /// An inventory file could not be read.
-    #[error("reading the disk inventory: {0}; give the JSON `imprint disks --json` prints")]
-    Inventory(String),
-}
-
-/// Disk selection and partition placement, as the planner needs them.
-pub trait Backend {
-    /// Chooses exactly one disk; the error lists the candidates.
-    fn select<'a>(&self, hints: &Hints, disks: &'a [Disk]) -> Result<&'a Disk, String>;
-    /// Places partitions (1 MiB alignment, one `rest`) on a disk.
-    fn place(
-        &self,
-        disk_path: &Path,
-        disk_bytes: u64,
-        logical_sector: u64,
-        reqs: &[PartitionRequest],
-    ) -> Result<Vec<PartitionPlan>, String>;
-}
-
-/// The real [`Backend`]: [`crate::disks::select`] and [`crate::storage::partition::place`].
-pub struct System;
-
-impl Backend for System {
-    fn select<'a>(&self, hints: &Hints, disks: &'a [Disk]) -> Result<&'a Disk, String> {
-        crate::disks::select(hints, disks).map_err(|e| e.to_string())
-    }
-    fn place(
-        &self,
-        disk_path: &Path,
-        disk_bytes: u64,
-        logical_sector: u64,
-        reqs: &[PartitionRequest],
-    ) -> Result<Vec<PartitionPlan>, String> {
-        crate::storage::partition::place(disk_path, disk_bytes, logical_sector, reqs)
-            .map_err(|e| e.to_string())
-    }
 }
 
 /// Plans `doc` on a machine with disks `inventory`.
@@ -88,12 +51,6 @@ pub fn load_inventory(json: &str) -> Result<Vec<Disk>, PlanError> {
     let de = &mut serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(de)
         .map_err(|e| PlanError::Inventory(format!("{}: {}", e.path(), e.inner())))
-}
-
-/// A disk the document named, and the inventory disk chosen for it.
-pub(crate) struct Chosen<'a> {
-    pub name: String,
-    pub disk: &'a Disk,
 }
 
 /// [`build`] with a given [`Backend`].
@@ -113,33 +70,7 @@ pub fn build_with(
             .into());
         }
     }
-    let mut chosen: Vec<Chosen> = Vec::new();
-    for (i, spec) in doc.disks.iter().enumerate() {
-        let disk = backend
-            .select(&spec.hints, inventory)
-            .map_err(|message| PlanError::Disk {
-                path: format!("disks[{i}].match"),
-                message,
-            })?;
-        if let Some((j, other)) = chosen
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.disk.path == disk.path)
-        {
-            return Err(PlanError::Disk {
-                path: format!("disks[{i}].match"),
-                message: format!(
-                    "chooses {}, which disks[{j}] ({:?}) already chose; add a hint that tells them apart (serial, wwn, by_path)",
-                    disk.path.display(),
-                    other.name
-                ),
-            });
-        }
-        chosen.push(Chosen {
-            name: spec.name.to_string(),
-            disk,
-        });
-    }
+    let chosen = choose(doc, inventory, backend)?;
     let host = host_plan(doc, &chosen, opts);
     let seed = format!("{}\0{}", host.instance_id, identity(&chosen));
     let mut plan = Plan {
@@ -175,11 +106,47 @@ pub fn build_with(
     Ok(plan)
 }
 
+/// Chooses an inventory disk for each disk of the document; two names never get one disk.
+fn choose<'a>(
+    doc: &Document,
+    inventory: &'a [Disk],
+    backend: &dyn Backend,
+) -> Result<Vec<Chosen<'a>>, PlanError> {
+    let mut chosen: Vec<Chosen> = Vec::new();
+    for (i, spec) in doc.disks.iter().enumerate() {
+        let disk = backend
+            .select(&spec.hints, inventory)
+            .map_err(|message| PlanError::Disk {
+                path: format!("disks[{i}].match"),
+                message,
+            })?;
+        if let Some((j, other)) = chosen
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.disk.path == disk.path)
+        {
+            return Err(PlanError::Disk {
+                path: format!("disks[{i}].match"),
+                message: format!(
+                    "chooses {}, which disks[{j}] ({:?}) already chose; add a hint that tells them apart (serial, wwn, by_path)",
+                    disk.path.display(),
+                    other.name
+                ),
+            });
+        }
+        chosen.push(Chosen {
+            name: spec.name.to_string(),
+            disk,
+        });
+    }
+    Ok(chosen)
+}
+
 /// The configdrive alone (for `imprint configdrive`): no disks are chosen, so the
 /// instance id comes from the document or the machine id.
 pub fn configdrive_plan(doc: &Document, opts: &PlanOptions) -> Option<ConfigdrivePlan> {
     let host = host_plan(doc, &[], opts);
-    storage::configdrive_for(doc, &host, "", PathBuf::new(), None)
+    configdrive::configdrive_for(doc, &host, "", PathBuf::new(), None)
 }
 
 /// The chosen disks' serials (or paths), in document order.
@@ -219,15 +186,6 @@ fn host_plan(doc: &Document, chosen: &[Chosen], opts: &PlanOptions) -> HostPlan 
         hostname,
         instance_id,
     }
-}
-
-/// A UUID derived from the plan's seed, stable across reruns of the same plan on the
-/// same host, different between hosts.
-pub(crate) fn derived_uuid(seed: &str, purpose: &str) -> uuid::Uuid {
-    let h = Sha256::digest(format!("imprint\0{seed}\0{purpose}").as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&h[..16]);
-    uuid::Builder::from_random_bytes(b).into_uuid()
 }
 
 #[cfg(test)]

@@ -113,62 +113,8 @@ impl Plan {
                 logical_sector,
                 partitions,
                 ..
-            } => {
-                writeln!(
-                    o,
-                    "new GPT on {} ({logical_sector}-byte sectors)",
-                    path.display()
-                )?;
-                writeln!(
-                    o,
-                    "        {:>3}  {:<14} {:<10} {:>12} {:>12} {:>10}  device",
-                    "#", "name", "type", "start", "end", "size"
-                )?;
-                for p in partitions {
-                    let size = Bytes((p.last_lba + 1 - p.first_lba) * logical_sector);
-                    writeln!(
-                        o,
-                        "        {:>3}  {:<14} {:<10} {:>12} {:>12} {:>10}  {}",
-                        p.number,
-                        p.name,
-                        type_name(&p.type_guid),
-                        p.first_lba,
-                        p.last_lba,
-                        size.human(),
-                        p.path.display()
-                    )?;
-                }
-                Ok(())
-            }
-            Step::AppendPartitions(a) => {
-                writeln!(
-                    o,
-                    "add to the image's GPT on {}, after its last partition:",
-                    a.path.display()
-                )?;
-                for p in &a.partitions {
-                    let size = p
-                        .size_bytes
-                        .map(|b| Bytes(b).human())
-                        .unwrap_or_else(|| "the rest".into());
-                    writeln!(
-                        o,
-                        "        {:<14} {:<10} {:>10}  {} (numbered after the image's)",
-                        p.name,
-                        type_name(&p.type_guid),
-                        size,
-                        p.node.display()
-                    )?;
-                }
-                if a.reserve_bytes > 0 {
-                    writeln!(
-                        o,
-                        "        keeping {} at the end for the configdrive",
-                        Bytes(a.reserve_bytes).human()
-                    )?;
-                }
-                Ok(())
-            }
+            } => write_partition(o, path, *logical_sector, partitions),
+            Step::AppendPartitions(a) => write_append(o, a),
             Step::Raid(r) => writeln!(
                 o,
                 "RAID{} {} from {} (metadata {}, UUID {})",
@@ -178,57 +124,8 @@ impl Plan {
                 r.metadata,
                 r.uuid
             ),
-            Step::Luks(l) => {
-                let mut pins: Vec<String> = l
-                    .tang
-                    .iter()
-                    .map(|t| match (&t.thumbprint, t.trust_on_first_use) {
-                        (Some(tp), _) => format!("tang {} (key {tp})", t.url),
-                        (None, _) => format!("tang {} (key trusted on first use)", t.url),
-                    })
-                    .collect();
-                if let Some(t) = &l.tpm2 {
-                    pins.push(format!("tpm2 (PCRs {:?}, {})", t.pcrs, t.bank));
-                }
-                writeln!(
-                    o,
-                    "LUKS2 on {} -> {} ({}, {}-bit key, UUID {})",
-                    l.device.display(),
-                    l.path.display(),
-                    l.cipher,
-                    l.key_size,
-                    l.uuid
-                )?;
-                if !pins.is_empty() {
-                    writeln!(
-                        o,
-                        "        unlocked by {} of: {}",
-                        l.threshold,
-                        pins.join("; ")
-                    )?;
-                }
-                if l.recovery_passphrase.is_some() {
-                    writeln!(o, "        plus a recovery passphrase (not shown)")?;
-                }
-                Ok(())
-            }
-            Step::Lvm(v) => {
-                writeln!(o, "volume group {} on {}", v.vg, paths(&v.pvs))?;
-                for lv in &v.volumes {
-                    let size = lv
-                        .size_bytes
-                        .map(|b| Bytes(b).to_string())
-                        .unwrap_or_else(|| "the rest".into());
-                    writeln!(
-                        o,
-                        "        {:<16} {:>10}  {}",
-                        lv.name,
-                        size,
-                        lv.path.display()
-                    )?;
-                }
-                Ok(())
-            }
+            Step::Luks(l) => write_luks(o, l),
+            Step::Lvm(v) => write_lvm(o, v),
             Step::Mkfs(m) => writeln!(
                 o,
                 "{} on {}{}{} (UUID {})",
@@ -256,90 +153,212 @@ impl Plan {
                     format!(", {}", m.options.join(","))
                 }
             ),
-            Step::WriteImage(i) => {
-                let fmt = match i.format {
-                    ImageFormat::Disk => "whole-disk image",
-                    ImageFormat::Rootfs => "root filesystem archive, extracted",
-                    ImageFormat::Filesystem => "filesystem image",
-                };
-                let alg = match i.digest.algorithm {
-                    DigestAlgorithm::Sha256 => "sha256",
-                    DigestAlgorithm::Sha512 => "sha512",
-                };
-                writeln!(
-                    o,
-                    "{fmt} onto {} (disk {})",
-                    i.target_path.display(),
-                    i.target_disk
-                )?;
-                for (n, u) in i.urls.iter().enumerate() {
-                    writeln!(o, "        {} {u}", if n == 0 { "from" } else { "  or" })?;
-                }
-                writeln!(o, "        verified by {alg} {}", i.digest.hex)?;
-                if i.grow {
-                    writeln!(
-                        o,
-                        "        then the last partition grows to the end of the disk"
-                    )?;
-                }
-                Ok(())
-            }
-            Step::Finalize(f) => {
-                writeln!(o, "make the extracted system boot")?;
-                for l in &f.fstab {
-                    writeln!(o, "        fstab:    {l}")?;
-                }
-                for l in &f.crypttab {
-                    writeln!(o, "        crypttab: {l}")?;
-                }
-                for l in &f.mdadm {
-                    writeln!(o, "        mdadm:    {l}")?;
-                }
-                if !f.boot_disks.is_empty() {
-                    writeln!(o, "        boot loader on {}", paths(&f.boot_disks))?;
-                }
-                if !f.esp_copies.is_empty() {
-                    writeln!(o, "        ESP copied to {}", paths(&f.esp_copies))?;
-                }
-                for c in &f.commands {
-                    writeln!(o, "        run: {}", c.join(" "))?;
-                }
-                Ok(())
-            }
-            Step::Configdrive(c) => {
-                let fmt = match c.format {
-                    ConfigdriveFormat::Nocloud => "NoCloud (cidata)",
-                    ConfigdriveFormat::Config2 => "OpenStack config-2",
-                };
-                let place = match &c.partition {
-                    Some(p) => format!("partition {}", p.display()),
-                    None => "a new partition after the image's".to_string(),
-                };
-                writeln!(
-                    o,
-                    "{fmt}, {}, on disk {} ({}) in {place}",
-                    Bytes(c.size_bytes).human(),
-                    c.disk,
-                    c.disk_path.display()
-                )?;
-                let mut files = vec!["meta-data"];
-                if c.user_data.is_some() {
-                    files.push("user-data");
-                }
-                if c.network_config.is_some() {
-                    files.push("network-config");
-                }
-                if c.vendor_data.is_some() {
-                    files.push("vendor-data");
-                }
-                writeln!(
-                    o,
-                    "        instance-id {}, hostname {}; files: {}",
-                    c.instance_id,
-                    c.hostname,
-                    files.join(", ")
-                )
-            }
+            Step::WriteImage(i) => write_image(o, i),
+            Step::Finalize(f) => write_finalize(o, f),
+            Step::Configdrive(c) => write_configdrive(o, c),
         }
     }
+}
+
+fn write_partition(
+    o: &mut String,
+    path: &std::path::Path,
+    logical_sector: u64,
+    partitions: &[PartitionPlan],
+) -> std::fmt::Result {
+    writeln!(
+        o,
+        "new GPT on {} ({logical_sector}-byte sectors)",
+        path.display()
+    )?;
+    writeln!(
+        o,
+        "        {:>3}  {:<14} {:<10} {:>12} {:>12} {:>10}  device",
+        "#", "name", "type", "start", "end", "size"
+    )?;
+    for p in partitions {
+        let size = Bytes((p.last_lba + 1 - p.first_lba) * logical_sector);
+        writeln!(
+            o,
+            "        {:>3}  {:<14} {:<10} {:>12} {:>12} {:>10}  {}",
+            p.number,
+            p.name,
+            type_name(&p.type_guid),
+            p.first_lba,
+            p.last_lba,
+            size.human(),
+            p.path.display()
+        )?;
+    }
+    Ok(())
+}
+
+fn write_append(o: &mut String, a: &AppendPlan) -> std::fmt::Result {
+    writeln!(
+        o,
+        "add to the image's GPT on {}, after its last partition:",
+        a.path.display()
+    )?;
+    for p in &a.partitions {
+        let size = p
+            .size_bytes
+            .map(|b| Bytes(b).human())
+            .unwrap_or_else(|| "the rest".into());
+        writeln!(
+            o,
+            "        {:<14} {:<10} {:>10}  {} (numbered after the image's)",
+            p.name,
+            type_name(&p.type_guid),
+            size,
+            p.node.display()
+        )?;
+    }
+    if a.reserve_bytes > 0 {
+        writeln!(
+            o,
+            "        keeping {} at the end for the configdrive",
+            Bytes(a.reserve_bytes).human()
+        )?;
+    }
+    Ok(())
+}
+
+fn write_luks(o: &mut String, l: &LuksPlan) -> std::fmt::Result {
+    let mut pins: Vec<String> = l
+        .tang
+        .iter()
+        .map(|t| match (&t.thumbprint, t.trust_on_first_use) {
+            (Some(tp), _) => format!("tang {} (key {tp})", t.url),
+            (None, _) => format!("tang {} (key trusted on first use)", t.url),
+        })
+        .collect();
+    if let Some(t) = &l.tpm2 {
+        pins.push(format!("tpm2 (PCRs {:?}, {})", t.pcrs, t.bank));
+    }
+    writeln!(
+        o,
+        "LUKS2 on {} -> {} ({}, {}-bit key, UUID {})",
+        l.device.display(),
+        l.path.display(),
+        l.cipher,
+        l.key_size,
+        l.uuid
+    )?;
+    if !pins.is_empty() {
+        writeln!(
+            o,
+            "        unlocked by {} of: {}",
+            l.threshold,
+            pins.join("; ")
+        )?;
+    }
+    if l.recovery_passphrase.is_some() {
+        writeln!(o, "        plus a recovery passphrase (not shown)")?;
+    }
+    Ok(())
+}
+
+fn write_lvm(o: &mut String, v: &LvmPlan) -> std::fmt::Result {
+    writeln!(o, "volume group {} on {}", v.vg, paths(&v.pvs))?;
+    for lv in &v.volumes {
+        let size = lv
+            .size_bytes
+            .map(|b| Bytes(b).to_string())
+            .unwrap_or_else(|| "the rest".into());
+        writeln!(
+            o,
+            "        {:<16} {:>10}  {}",
+            lv.name,
+            size,
+            lv.path.display()
+        )?;
+    }
+    Ok(())
+}
+
+fn write_image(o: &mut String, i: &ImagePlan) -> std::fmt::Result {
+    let fmt = match i.format {
+        ImageFormat::Disk => "whole-disk image",
+        ImageFormat::Rootfs => "root filesystem archive, extracted",
+        ImageFormat::Filesystem => "filesystem image",
+    };
+    let alg = match i.digest.algorithm {
+        DigestAlgorithm::Sha256 => "sha256",
+        DigestAlgorithm::Sha512 => "sha512",
+    };
+    writeln!(
+        o,
+        "{fmt} onto {} (disk {})",
+        i.target_path.display(),
+        i.target_disk
+    )?;
+    for (n, u) in i.urls.iter().enumerate() {
+        writeln!(o, "        {} {u}", if n == 0 { "from" } else { "  or" })?;
+    }
+    writeln!(o, "        verified by {alg} {}", i.digest.hex)?;
+    if i.grow {
+        writeln!(
+            o,
+            "        then the last partition grows to the end of the disk"
+        )?;
+    }
+    Ok(())
+}
+
+fn write_finalize(o: &mut String, f: &FinalizePlan) -> std::fmt::Result {
+    writeln!(o, "make the extracted system boot")?;
+    for l in &f.fstab {
+        writeln!(o, "        fstab:    {l}")?;
+    }
+    for l in &f.crypttab {
+        writeln!(o, "        crypttab: {l}")?;
+    }
+    for l in &f.mdadm {
+        writeln!(o, "        mdadm:    {l}")?;
+    }
+    if !f.boot_disks.is_empty() {
+        writeln!(o, "        boot loader on {}", paths(&f.boot_disks))?;
+    }
+    if !f.esp_copies.is_empty() {
+        writeln!(o, "        ESP copied to {}", paths(&f.esp_copies))?;
+    }
+    for c in &f.commands {
+        writeln!(o, "        run: {}", c.join(" "))?;
+    }
+    Ok(())
+}
+
+fn write_configdrive(o: &mut String, c: &ConfigdrivePlan) -> std::fmt::Result {
+    let fmt = match c.format {
+        ConfigdriveFormat::Nocloud => "NoCloud (cidata)",
+        ConfigdriveFormat::Config2 => "OpenStack config-2",
+    };
+    let place = match &c.partition {
+        Some(p) => format!("partition {}", p.display()),
+        None => "a new partition after the image's".to_string(),
+    };
+    writeln!(
+        o,
+        "{fmt}, {}, on disk {} ({}) in {place}",
+        Bytes(c.size_bytes).human(),
+        c.disk,
+        c.disk_path.display()
+    )?;
+    let mut files = vec!["meta-data"];
+    if c.user_data.is_some() {
+        files.push("user-data");
+    }
+    if c.network_config.is_some() {
+        files.push("network-config");
+    }
+    if c.vendor_data.is_some() {
+        files.push("vendor-data");
+    }
+    writeln!(
+        o,
+        "        instance-id {}, hostname {}; files: {}",
+        c.instance_id,
+        c.hostname,
+        files.join(", ")
+    )
 }

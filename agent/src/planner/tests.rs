@@ -2,9 +2,12 @@
 
 use super::*;
 use crate::config::tests_support::{DOC1, DOC2};
-use crate::disks::{PartitionInfo, Signature};
+use crate::disks::{Hints, PartitionInfo, Signature};
+use crate::plan::PartitionPlan;
 use crate::plan::Step;
+use crate::storage::partition::PartitionRequest;
 use crate::units::{SizeSpec, GIB, MIB};
+use std::path::Path;
 use std::path::PathBuf;
 
 /// Selection by serial, min_size and smallest; placement at 1 MiB alignment with `rest`
@@ -249,7 +252,10 @@ fn doc2_plans_the_full_stack_in_order_on_512_and_4096_byte_sectors() {
     );
     assert_eq!(a[3].label, "cidata");
     let b_names: Vec<&str> = b.iter().map(|x| x.name.as_str()).collect();
-    assert_eq!(b_names, ["b-bios", "b-esp", "b-boot", "_configdrive", "b-root"]);
+    assert_eq!(
+        b_names,
+        ["b-bios", "b-esp", "b-boot", "_configdrive", "b-root"]
+    );
     assert_eq!(b[3].label, "cidata");
 
     let Step::Raid(boot) = &p.steps[4] else {
@@ -511,13 +517,31 @@ configdrive: { format: nocloud }
     // The image's table is written first; the data partitions go after its partitions.
     assert_eq!(
         names(&p),
-        ["wipe:root", "write-image", "partition:root", "luks:vault-crypt", "mkfs:scratch", "mkfs:vault-crypt", "configdrive"]
+        [
+            "wipe:root",
+            "write-image",
+            "partition:root",
+            "luks:vault-crypt",
+            "mkfs:scratch",
+            "mkfs:vault-crypt",
+            "configdrive"
+        ]
     );
-    let Step::AppendPartitions(a) = &p.steps[2] else { panic!("{:?}", p.steps[2]) };
+    let Step::AppendPartitions(a) = &p.steps[2] else {
+        panic!("{:?}", p.steps[2])
+    };
     assert_eq!(a.path, PathBuf::from("/dev/sda"));
-    assert_eq!(a.partitions.iter().map(|x| x.size_bytes).collect::<Vec<_>>(), [Some(GIB), None]);
+    assert_eq!(
+        a.partitions
+            .iter()
+            .map(|x| x.size_bytes)
+            .collect::<Vec<_>>(),
+        [Some(GIB), None]
+    );
     // `rest` leaves room for the configdrive appended next.
-    let Some(Step::Configdrive(cd)) = p.steps.last() else { panic!() };
+    let Some(Step::Configdrive(cd)) = p.steps.last() else {
+        panic!()
+    };
     assert!(cd.partition.is_none());
     assert_eq!(a.reserve_bytes, cd.size_bytes);
     // Later steps name the partitions by stand-ins the engine resolves.
@@ -526,6 +550,9 @@ configdrive: { format: nocloud }
     let Step::Mkfs(m) = &p.steps[4] else { panic!() };
     assert_eq!(m.device, PathBuf::from("/dev/sda#scratch"));
     let text = p.render_text();
-    assert!(text.contains("add to the image's GPT on /dev/sda, after its last partition"), "{text}");
+    assert!(
+        text.contains("add to the image's GPT on /dev/sda, after its last partition"),
+        "{text}"
+    );
     assert!(text.contains("the rest"), "{text}");
 }

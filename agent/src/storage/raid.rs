@@ -90,7 +90,7 @@ pub fn create(plan: &RaidPlan, homehost: &str) -> Result<Created, RaidError> {
         path: plan.path.clone(),
         device,
         uuid: plan.uuid.clone(),
-        metadata: plan.metadata.clone(),
+        metadata: plan.metadata.as_str().into(),
         members: plan.members.clone(),
         resync: "background (not awaited; resumes in the deployed system)",
     })
@@ -130,7 +130,7 @@ mod tests {
         let plan = RaidPlan {
             name: "md-boot".into(),
             level: 1,
-            metadata: "1.0".into(),
+            metadata: crate::plan::MdMetadata::V1_0,
             members: vec!["/dev/vda3".into(), "/dev/vdb3".into()],
             path: "/dev/md/md-boot".into(),
             uuid: "89b3bf0d-f454-489c-8a34-d835ca7ecde6".into(),

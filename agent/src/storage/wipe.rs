@@ -10,25 +10,13 @@ use crate::blockdev::{self, BlockError};
 use crate::disks::probe::{self, Area};
 use crate::disks::{self, Disk};
 use crate::units::MIB;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// How thoroughly to wipe.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Erase signatures, the MBR and both GPTs (fast; the default).
-    #[default]
-    Signatures,
-    /// As `signatures`, then discard the whole disk (ignored where unsupported).
-    Discard,
-    /// As `signatures`, then zero the whole disk (BLKZEROOUT; slow without offload).
-    Zero,
-}
+/// How thoroughly to wipe (declared with the document's other shared kinds).
+pub use crate::kinds::WipePolicy as Policy;
 
 /// One erased signature.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
