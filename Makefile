@@ -9,7 +9,7 @@ all: agent initramfs iso
 
 deps:
 	@bash agent/native/deps.sh
-	@bash tests/advisory-db.sh
+	@bash tests/gates/advisory-db.sh
 
 agent: deps
 	$(ENV) cargo build --release -p imprint

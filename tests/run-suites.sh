@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the static gates (tests/gates.sh), then every test suite: the host suites
+# Runs the static gates (tests/gates/run.sh), then every test suite: the host suites
 # (unit tests, loop-device integration) and the QEMU end-to-end suites side by side,
 # since QEMU under TCG is the slow part.
 # Each suite's output goes to out/test-logs/; they are printed in order at the end
@@ -15,7 +15,7 @@ qemu_tests=$(ls tests/tests/qemu_*.rs 2>/dev/null | xargs -rn1 basename | sed 's
 host_tests=$(ls tests/tests/*.rs | xargs -n1 basename | sed 's/\.rs$//' | grep -v '^qemu_')
 
 # The static gates first (fmt, clippy, cargo-deny); any failure fails the run here.
-bash tests/gates.sh 2>&1 | tee "$logs/gates.txt"
+bash tests/gates/run.sh 2>&1 | tee "$logs/gates.txt"
 if [ "${PIPESTATUS[0]}" -ne 0 ]; then
   echo "$(grep '^gates failed:' "$logs/gates.txt"); the suites were not run"
   exit 1

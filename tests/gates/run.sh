@@ -3,12 +3,12 @@
 # clippy with every warning an error (lint levels in the workspace Cargo.toml), and
 # cargo-deny (advisories, bans, licences, sources; deny.toml). Each gate runs even when
 # an earlier one failed; the last line names the failed ones and the exit code says.
-#   bash tests/gates.sh
+#   bash tests/gates/run.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 . agent/native/env.sh || exit 1
 
-# Where `make deps` (tests/advisory-db.sh) keeps the RustSec database.
+# Where `make deps` (tests/gates/advisory-db.sh) keeps the RustSec database.
 export IMPRINT_ADVISORY_DB=${IMPRINT_ADVISORY_DB:-$PWD/target/cache/advisory-dbs}
 
 failed=()
@@ -24,13 +24,13 @@ gate() { # gate NAME CMD...
 }
 
 deny() {
-  command -v cargo-deny >/dev/null || { echo "cargo-deny is not installed: run make deps"; return 1; }
+  command -v cargo-deny >/dev/null || { echo "cargo-deny is missing: run make deps"; return 1; }
   if compgen -G "$IMPRINT_ADVISORY_DB/*/crates" >/dev/null; then
-    cargo deny --locked check --disable-fetch
+    cargo deny --frozen check
   else
     echo "WARNING: no RustSec advisory database in $IMPRINT_ADVISORY_DB (make deps could not"
     echo "WARNING: fetch it: no network?). Checking bans, licenses and sources; NOT advisories."
-    cargo deny --locked check bans licenses sources
+    cargo deny --frozen check bans licenses sources
   fi
 }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Fetches the RustSec advisory database that the cargo-deny gate reads with
-# --disable-fetch (tests/gates.sh), and refreshes it at most once a day (a failed try
+# Fetches the RustSec advisory database that the cargo-deny gate reads offline
+# (tests/gates/run.sh), and refreshes it at most once a day (a failed try
 # is retried after an hour). Never fails: without a network the cached copy is kept,
 # and without any copy the gate skips advisories with a warning. Run by `make deps`.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 db=${IMPRINT_ADVISORY_DB:-$PWD/target/cache/advisory-dbs}
 export IMPRINT_ADVISORY_DB=$db
 mkdir -p "$db"
