@@ -181,8 +181,7 @@ pub fn provision(
         .iter()
         .filter(|p| p.path == doc.report_path())
         .filter_map(|p| serde_json::from_slice::<Value>(&p.body).ok())
-        .filter(|v| v["kind"] == "final")
-        .last()
+        .rfind(|v| v["kind"] == "final")
         .unwrap_or_else(|| {
             panic!(
                 "no final report\n{}",

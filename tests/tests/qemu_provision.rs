@@ -157,7 +157,7 @@ fn pxe_through_ipxe_provisions() {
     let server = Server::start();
     let (url, _) = serve(&server, "pxe-01");
     for f in ["vmlinuz", "initramfs.img", "boot.ipxe"] {
-        server.serve_file(&format!("/boot/{f}"), &out.join(f));
+        server.serve_file(&format!("/boot/{f}"), out.join(f));
     }
     let base = url.trim_end_matches("host.yaml");
     // What a provisioning system's DHCP/TFTP hands out: a tiny script chaining boot.ipxe.

@@ -101,8 +101,7 @@ fn run_agent(server: &Server, base: &str, doc_path: &str, report: &str, disks: V
         .iter()
         .filter(|p| p.path == report)
         .filter_map(|p| serde_json::from_slice::<Value>(&p.body).ok())
-        .filter(|v| v["kind"] == "final")
-        .last()
+        .rfind(|v| v["kind"] == "final")
         .expect("a final report");
     assert_eq!(
         fin["result"],

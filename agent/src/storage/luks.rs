@@ -42,7 +42,8 @@ pub enum LuksError {
     Binding {
         name: String,
         pins: String,
-        source: crate::binding::luks::LuksBindError,
+        // Boxed: the binding error is large, and every LuksError result would carry it.
+        source: Box<crate::binding::luks::LuksBindError>,
     },
 }
 
@@ -198,7 +199,7 @@ pub fn bind_pins(vol: &OpenVolume, plan: &LuksPlan) -> Result<Vec<Value>, LuksEr
         |source| LuksError::Binding {
             name: plan.name.clone(),
             pins: p.join(", "),
-            source,
+            source: Box::new(source),
         },
     )?;
     Ok(vec![json!({
