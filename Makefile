@@ -9,11 +9,13 @@ all: agent initramfs iso
 
 deps:
 	@bash agent/native/deps.sh
+	@bash tests/gates/advisory-db.sh
 
 agent: deps
 	$(ENV) cargo build --release -p imprint
 	@mkdir -p out && cp $(MUSL)/release/imprint out/imprint
 	@file out/imprint | grep -q 'statically linked' || { echo "out/imprint is not statically linked"; exit 1; }
+	@$(ENV) bash agent/native/licenses.sh out/LICENSES
 	@ls -l out/imprint
 
 # Boot artifacts: out/vmlinuz, out/initramfs.img, out/boot.ipxe (initramfs/build.sh caches them).

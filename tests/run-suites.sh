@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test suite: the host suites (unit tests, loop-device integration) and
-# the QEMU end-to-end suites side by side, since QEMU under TCG is the slow part.
+# Runs the static gates (tests/gates/run.sh), then every test suite: the host suites
+# (unit tests, loop-device integration) and the QEMU end-to-end suites side by side,
+# since QEMU under TCG is the slow part.
 # Each suite's output goes to out/test-logs/; they are printed in order at the end
 # with one summary line.
 set -uo pipefail
@@ -12,6 +13,13 @@ rm -f "$logs"/*.log
 
 qemu_tests=$(ls tests/tests/qemu_*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//')
 host_tests=$(ls tests/tests/*.rs | xargs -n1 basename | sed 's/\.rs$//' | grep -v '^qemu_')
+
+# The static gates first (fmt, clippy, cargo-deny); any failure fails the run here.
+bash tests/gates/run.sh 2>&1 | tee "$logs/gates.txt"
+if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+  echo "$(grep '^gates failed:' "$logs/gates.txt"); the suites were not run"
+  exit 1
+fi
 
 # Build every test binary once, before the suites compete for the two cores.
 cargo test --workspace --no-run 2>&1 | tail -3 || { echo "building the tests failed"; exit 1; }

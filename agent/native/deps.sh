@@ -39,4 +39,10 @@ printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/polic
 apt-get install -y -q --no-install-recommends --allow-downgrades "${packages[@]}"
 rm -f /usr/sbin/policy-rc.d
 rustup target add x86_64-unknown-linux-musl
+# cargo-deny for the deny gate of `make test` (tests/gates/run.sh), pinned: a new release
+# may add checks or change deny.toml's format, which is a deliberate update.
+deny_version=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $deny_version" ]; then
+  cargo install --locked cargo-deny --version "$deny_version"
+fi
 touch "$stamp"

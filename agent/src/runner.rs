@@ -12,7 +12,11 @@ pub enum RunError {
     #[error("cannot start `{cmd}`: {source} (is it installed in this system's PATH?)")]
     Spawn { cmd: String, source: std::io::Error },
     #[error("`{cmd}` failed ({status}): {stderr}")]
-    Failed { cmd: String, status: String, stderr: String },
+    Failed {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
     #[error("`{cmd}` did not finish within {secs} s and was killed")]
     Timeout { cmd: String, secs: u64 },
 }
@@ -30,7 +34,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+    let args: Vec<_> = args
+        .into_iter()
+        .map(|a| a.as_ref().to_os_string())
+        .collect();
     let cmd = std::iter::once(program.to_string())
         .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
         .collect::<Vec<_>>()
@@ -42,7 +49,10 @@ where
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| RunError::Spawn { cmd: cmd.clone(), source })?;
+        .map_err(|source| RunError::Spawn {
+            cmd: cmd.clone(),
+            source,
+        })?;
     // Drain both pipes on threads so a chatty tool cannot block on a full pipe.
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
@@ -58,13 +68,19 @@ where
     });
     let start = Instant::now();
     let status = loop {
-        if let Some(st) = child.try_wait().map_err(|source| RunError::Spawn { cmd: cmd.clone(), source })? {
+        if let Some(st) = child.try_wait().map_err(|source| RunError::Spawn {
+            cmd: cmd.clone(),
+            source,
+        })? {
             break st;
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(RunError::Timeout { cmd, secs: timeout.as_secs() });
+            return Err(RunError::Timeout {
+                cmd,
+                secs: timeout.as_secs(),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -73,7 +89,11 @@ where
     if status.success() {
         Ok(Output { stdout, stderr })
     } else {
-        Err(RunError::Failed { cmd, status: status.to_string(), stderr: stderr.trim().to_string() })
+        Err(RunError::Failed {
+            cmd,
+            status: status.to_string(),
+            stderr: stderr.trim().to_string(),
+        })
     }
 }
 
@@ -109,9 +129,17 @@ mod tests {
 
     #[test]
     fn captures_stderr_of_a_failing_command() {
-        let e = run("sh", ["-c", "echo boom >&2; exit 3"], Duration::from_secs(5)).unwrap_err();
+        let e = run(
+            "sh",
+            ["-c", "echo boom >&2; exit 3"],
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("boom") && msg.contains("exit status: 3"), "{msg}");
+        assert!(
+            msg.contains("boom") && msg.contains("exit status: 3"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ impl FromStr for Bytes {
     fn from_str(s: &str) -> Result<Self, SizeError> {
         let err = || SizeError(s.to_string());
         let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         if num.is_empty() {
             return Err(err());
@@ -63,7 +65,7 @@ impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
         for (unit, m) in [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
-            if n >= m && n % m == 0 {
+            if n >= m && n.is_multiple_of(m) {
                 return write!(f, "{}{}", n / m, unit);
             }
         }
@@ -90,7 +92,9 @@ impl FromStr for SizeSpec {
         if s.trim() == "rest" {
             Ok(SizeSpec::Rest)
         } else {
-            s.parse().map(SizeSpec::Bytes).map_err(|_| SizeError(s.to_string()))
+            s.parse()
+                .map(SizeSpec::Bytes)
+                .map_err(|_| SizeError(s.to_string()))
         }
     }
 }
@@ -119,7 +123,9 @@ mod serde_impls {
             Ok(Bytes(v))
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bytes, E> {
-            u64::try_from(v).map(Bytes).map_err(|_| E::custom("expected a size, got a negative number"))
+            u64::try_from(v)
+                .map(Bytes)
+                .map_err(|_| E::custom("expected a size, got a negative number"))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
             v.parse().map_err(E::custom)
@@ -149,7 +155,11 @@ mod serde_impls {
             BytesVisitor.visit_i64(v).map(SizeSpec::Bytes)
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<SizeSpec, E> {
-            v.parse().map_err(|_| E::custom(format!("expected a size such as 512MiB, 4GiB or \"rest\", got {v:?}")))
+            v.parse().map_err(|_| {
+                E::custom(format!(
+                    "expected a size such as 512MiB, 4GiB or \"rest\", got {v:?}"
+                ))
+            })
         }
     }
     impl<'de> Deserialize<'de> for SizeSpec {

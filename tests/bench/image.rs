@@ -256,14 +256,16 @@ pub fn data_frames(zst: &Path) -> PathBuf {
     let mut w = std::io::BufWriter::new(File::create(&out).expect("creating data-frames.zst"));
     let (mut pos, mut head) = (0u64, [0u8; 12]);
     while pos + 12 <= len {
-        f.read_exact_at(&mut head, pos).expect("reading the served image");
+        f.read_exact_at(&mut head, pos)
+            .expect("reading the served image");
         let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
         assert!(
             word(0) & 0xFFFF_FFF0 == 0x184D_2A50 && word(4) == 4,
             "not pzstd's layout at byte {pos}"
         );
         let mut frame = vec![0u8; word(8) as usize];
-        f.read_exact_at(&mut frame, pos + 12).expect("reading a frame");
+        f.read_exact_at(&mut frame, pos + 12)
+            .expect("reading a frame");
         let plain = zstd::stream::decode_all(&frame[..]).expect("decoding a frame");
         if plain.iter().any(|&b| b != 0) {
             w.write_all(&frame).expect("writing data-frames.zst");

@@ -242,7 +242,12 @@ impl TestImage {
             ],
         );
         let parts = gpt_partitions(&l);
-        let by_number = |n: u32| *parts.iter().find(|p| p.0 == n).expect("partition made above");
+        let by_number = |n: u32| {
+            *parts
+                .iter()
+                .find(|p| p.0 == n)
+                .expect("partition made above")
+        };
         sh("losetup", &["-d", &l]);
         let files = vec![
             ("etc/hostname".to_string(), "image-default\n".to_string()),
@@ -394,14 +399,27 @@ pub fn assert_single_disk_deployed(dev: &str, img: &TestImage, hostname: &str) {
 /// The server's base URL as a QEMU guest reaches it (user networking maps the host's
 /// loopback to 10.0.2.2).
 pub fn guest_base(server: &crate::server::Server) -> String {
-    let port = server.url("/").rsplit(':').next().unwrap_or("").trim_end_matches('/').to_string();
+    let port = server
+        .url("/")
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
     format!("http://10.0.2.2:{port}")
 }
 
 /// The product's single-disk document for `host`: the image at `image_url` with its
 /// sha256, the smallest disk of at least 4 GiB, a NoCloud drive whose user-data prints
 /// `marker` on the console, reports to `<base>/report/<host>` with `token`.
-pub fn vm_single_disk_document(host: &str, base: &str, image_url: &str, sha256: &str, marker: &str, token: &str) -> String {
+pub fn vm_single_disk_document(
+    host: &str,
+    base: &str,
+    image_url: &str,
+    sha256: &str,
+    marker: &str,
+    token: &str,
+) -> String {
     format!(
         r#"version: 1
 host: {{ hostname: {host} }}

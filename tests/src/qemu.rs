@@ -213,7 +213,10 @@ impl VmBuilder {
                 "chardev:ser0".into(),
             ]);
         } else {
-            a.extend(["-serial".into(), format!("file:{}", s(&dir.join("serial.log")))]);
+            a.extend([
+                "-serial".into(),
+                format!("file:{}", s(&dir.join("serial.log"))),
+            ]);
         }
         if self.firmware == Firmware::Uefi {
             a.extend(["-bios".into(), OVMF.into()]);
@@ -338,8 +341,12 @@ impl VmBuilder {
             std::fs::File::create(&log).map_err(|e| err(e.to_string()))?;
             std::thread::spawn(move || {
                 use std::io::{Read, Write};
-                let Ok(mut r) = std::fs::File::open(&out) else { return };
-                let Ok(mut w) = std::fs::OpenOptions::new().append(true).open(&log) else { return };
+                let Ok(mut r) = std::fs::File::open(&out) else {
+                    return;
+                };
+                let Ok(mut w) = std::fs::OpenOptions::new().append(true).open(&log) else {
+                    return;
+                };
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = r.read(&mut buf) {
                     if n == 0 || w.write_all(&buf[..n]).is_err() {
@@ -403,7 +410,10 @@ fn start_swtpm(state: &Path, sock: &Path) -> Result<Child, String> {
     let t0 = Instant::now();
     while !sock.exists() {
         if t0.elapsed() > Duration::from_secs(10) {
-            return Err(format!("swtpm did not create {} within 10 s", sock.display()));
+            return Err(format!(
+                "swtpm did not create {} within 10 s",
+                sock.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -447,7 +457,10 @@ impl Vm {
     /// Runs `command` on QEMU's human monitor and returns what it printed (bounded: 10 s).
     pub fn monitor(&self, command: &str) -> Result<String, VmError> {
         use std::io::{Read, Write};
-        let fail = |what: String| VmError { what, log: self.serial_log() };
+        let fail = |what: String| VmError {
+            what,
+            log: self.serial_log(),
+        };
         let path = self.dir.path().join("monitor.sock");
         let t0 = Instant::now();
         let mut sock = loop {
@@ -459,13 +472,16 @@ impl Vm {
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         };
-        sock.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| fail(e.to_string()))?;
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| fail(e.to_string()))?;
         // Read up to the prompt, send, read up to the next prompt.
         let until_prompt = |sock: &mut std::os::unix::net::UnixStream| -> Result<String, VmError> {
             let mut got = Vec::new();
             let mut buf = [0u8; 1024];
             while !String::from_utf8_lossy(&got).contains("(qemu)") {
-                let n = sock.read(&mut buf).map_err(|e| fail(format!("reading the QEMU monitor: {e}")))?;
+                let n = sock
+                    .read(&mut buf)
+                    .map_err(|e| fail(format!("reading the QEMU monitor: {e}")))?;
                 if n == 0 {
                     return Err(fail("the QEMU monitor closed".into()));
                 }
@@ -474,7 +490,8 @@ impl Vm {
             Ok(strip_escapes(&String::from_utf8_lossy(&got)))
         };
         until_prompt(&mut sock)?;
-        sock.write_all(format!("{command}\n").as_bytes()).map_err(|e| fail(e.to_string()))?;
+        sock.write_all(format!("{command}\n").as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
         until_prompt(&mut sock)
     }
 
@@ -482,7 +499,10 @@ impl Vm {
     pub fn set_link(&self, up: bool) -> Result<(), VmError> {
         let out = self.monitor(&format!("set_link n {}", if up { "on" } else { "off" }))?;
         if out.to_lowercase().contains("not found") || out.contains("Error") {
-            return Err(VmError { what: format!("set_link: {out}"), log: self.serial_log() });
+            return Err(VmError {
+                what: format!("set_link: {out}"),
+                log: self.serial_log(),
+            });
         }
         Ok(())
     }
@@ -494,10 +514,16 @@ impl Vm {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .open(&p)
-            .map_err(|e| self.error(format!("opening {} (serial_input not set?): {e}", p.display())))?;
+            .map_err(|e| {
+                self.error(format!(
+                    "opening {} (serial_input not set?): {e}",
+                    p.display()
+                ))
+            })?;
         // Slowly, as a person types: the guest's UART has a 16-byte FIFO.
         for b in text.as_bytes() {
-            f.write_all(&[*b]).map_err(|e| self.error(format!("typing on the console: {e}")))?;
+            f.write_all(&[*b])
+                .map_err(|e| self.error(format!("typing on the console: {e}")))?;
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
@@ -518,7 +544,9 @@ impl Vm {
                 return Ok((log, from + i));
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.error(format!("QEMU exited ({status}) before the console showed {pattern:?}")));
+                return Err(self.error(format!(
+                    "QEMU exited ({status}) before the console showed {pattern:?}"
+                )));
             }
             if start.elapsed() > timeout {
                 return Err(self.error(format!(
@@ -540,10 +568,12 @@ impl Vm {
         self.wait_for_serial_from("Password:", at, Duration::from_secs(120))?;
         self.send(&format!("{password}\r"))?;
         // A shell is there once a command's output comes back.
-        let who = self.run("id -un", Duration::from_secs(120)).map_err(|e| VmError {
-            what: format!("logging in as {user}: {}", e.what),
-            log: e.log,
-        })?;
+        let who = self
+            .run("id -un", Duration::from_secs(120))
+            .map_err(|e| VmError {
+                what: format!("logging in as {user}: {}", e.what),
+                log: e.log,
+            })?;
         if who.trim() != user {
             return Err(self.error(format!("logged in as {user} but `id -un` printed {who:?}")));
         }
@@ -561,11 +591,16 @@ impl Vm {
         let begin = format!("__run_begin_{n}__");
         let done = format!("__run_done_{n}__");
         let from = self.serial_log().len();
-        self.send(&format!("echo __run\"\"_begin_{n}__; {cmd}; echo __run\"\"_done_{n}__\r"))?;
+        self.send(&format!(
+            "echo __run\"\"_begin_{n}__; {cmd}; echo __run\"\"_done_{n}__\r"
+        ))?;
         let (log, end) = self.wait_for_serial_from(&done, from, timeout)?;
         let out = &log[from..end];
         let out = match out.rfind(&begin) {
-            Some(i) => out[i + begin.len()..].split_once('\n').map(|(_, rest)| rest).unwrap_or(""),
+            Some(i) => out[i + begin.len()..]
+                .split_once('\n')
+                .map(|(_, rest)| rest)
+                .unwrap_or(""),
             None => out,
         };
         Ok(strip_escapes(out).replace('\r', ""))
@@ -683,7 +718,10 @@ mod tests {
 
     #[test]
     fn escapes_are_stripped_from_console_output() {
-        assert_eq!(strip_escapes("\u{1b}[?2004l\rroot\r\n\u{1b}[0;32m OK \u{1b}[0m"), "\rroot\r\n OK ");
+        assert_eq!(
+            strip_escapes("\u{1b}[?2004l\rroot\r\n\u{1b}[0;32m OK \u{1b}[0m"),
+            "\rroot\r\n OK "
+        );
     }
 
     #[test]

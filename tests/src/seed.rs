@@ -73,13 +73,20 @@ impl SeedDoc {
     }
 
     pub fn render(&self) -> String {
-        let mut d = format!("version: 1\nhost: {{ hostname: {} }}\ndisks:\n", self.hostname);
+        let mut d = format!(
+            "version: 1\nhost: {{ hostname: {} }}\ndisks:\n",
+            self.hostname
+        );
         d += &format!("  - {{ name: a, match: {{ serial: \"{SERIAL_A}\" }} }}\n");
         if self.mirror {
             d += &format!("  - {{ name: b, match: {{ serial: \"{SERIAL_B}\" }} }}\n");
         }
         d += "storage:\n  layout:\n";
-        d += if self.mirror { "    mirror: [a, b]\n" } else { "    disk: a\n" };
+        d += if self.mirror {
+            "    mirror: [a, b]\n"
+        } else {
+            "    disk: a\n"
+        };
         d += "    luks:\n";
         if !self.tang.is_empty() {
             let pins: Vec<String> = self
@@ -174,9 +181,13 @@ pub fn provision(
         .iter()
         .filter(|p| p.path == doc.report_path())
         .filter_map(|p| serde_json::from_slice::<Value>(&p.body).ok())
-        .filter(|v| v["kind"] == "final")
-        .last()
-        .unwrap_or_else(|| panic!("no final report\n{}", &log[log.len().saturating_sub(6000)..]));
+        .rfind(|v| v["kind"] == "final")
+        .unwrap_or_else(|| {
+            panic!(
+                "no final report\n{}",
+                &log[log.len().saturating_sub(6000)..]
+            )
+        });
     assert_eq!(
         fin["result"],
         "success",
@@ -184,12 +195,22 @@ pub fn provision(
         &log[log.len().saturating_sub(6000)..]
     );
     // No secret in any report body of this host.
-    for p in server.posts().iter().filter(|p| p.path == doc.report_path()) {
+    for p in server
+        .posts()
+        .iter()
+        .filter(|p| p.path == doc.report_path())
+    {
         let body = String::from_utf8_lossy(&p.body);
         if let Some(pw) = &doc.passphrase {
-            assert!(!body.contains(pw.as_str()), "the recovery passphrase reached a report");
+            assert!(
+                !body.contains(pw.as_str()),
+                "the recovery passphrase reached a report"
+            );
         }
-        assert!(!body.contains(&doc.report_token), "the report token reached a report body");
+        assert!(
+            !body.contains(&doc.report_token),
+            "the report token reached a report body"
+        );
     }
     eprintln!("{}: provisioned in {secs:.0} s", doc.hostname);
     (vm, secs, fin)
@@ -225,8 +246,17 @@ pub fn assert_stig_layout(layout: &str, boot_from: &str) {
     };
     let check = |target: &str, fstype: &str, opts: &[&str]| -> String {
         let f = fields(target);
-        assert_eq!(f.get(2).map(String::as_str), Some(fstype), "{target}: {f:?}");
-        let o: Vec<&str> = f.get(3).map(String::as_str).unwrap_or("").split(',').collect();
+        assert_eq!(
+            f.get(2).map(String::as_str),
+            Some(fstype),
+            "{target}: {f:?}"
+        );
+        let o: Vec<&str> = f
+            .get(3)
+            .map(String::as_str)
+            .unwrap_or("")
+            .split(',')
+            .collect();
         for x in opts {
             assert!(o.contains(x), "{target} lacks {x}: {f:?}");
         }
@@ -238,7 +268,10 @@ pub fn assert_stig_layout(layout: &str, boot_from: &str) {
     }
     assert_eq!(check("/", "xfs", &["rw"]), "/dev/mapper/vg0-root");
     let boot = check("/boot", "ext4", &[]);
-    assert!(boot.starts_with(boot_from), "/boot from {boot}, expected {boot_from}…");
+    assert!(
+        boot.starts_with(boot_from),
+        "/boot from {boot}, expected {boot_from}…"
+    );
     check("/boot/efi", "vfat", &[]);
 }
 
@@ -249,7 +282,16 @@ impl Window {
     pub fn new(file: &Path, offset: u64, len: u64) -> Window {
         let dev = sh(
             "losetup",
-            &["-f", "--show", "-r", "-o", &offset.to_string(), "--sizelimit", &len.to_string(), file.to_str().unwrap()],
+            &[
+                "-f",
+                "--show",
+                "-r",
+                "-o",
+                &offset.to_string(),
+                "--sizelimit",
+                &len.to_string(),
+                file.to_str().unwrap(),
+            ],
         );
         Window(dev.trim().to_string())
     }
@@ -297,7 +339,11 @@ mod tests {
     #[test]
     fn the_seed_document_validates_in_each_variant() {
         let bin = crate::fixtures::imprint_bin();
-        for (mirror, image, pins) in [(true, true, false), (false, true, false), (true, false, true)] {
+        for (mirror, image, pins) in [
+            (true, true, false),
+            (false, true, false),
+            (true, false, true),
+        ] {
             let mut s = SeedDoc::new("http://10.0.2.2:8080", "db-17");
             s.mirror = mirror;
             s.passphrase = Some("a phrase".into());
@@ -305,14 +351,21 @@ mod tests {
                 s.rootfs_sha512 = Some("ab".repeat(64));
             }
             if pins {
-                s.tang.push(Tang { url: "http://10.0.2.2:9".into(), thumbprint: "x".repeat(43) });
+                s.tang.push(Tang {
+                    url: "http://10.0.2.2:9".into(),
+                    thumbprint: "x".repeat(43),
+                });
                 s.tpm2 = true;
                 s.threshold = Some(2);
             }
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join("doc.yaml");
             std::fs::write(&p, s.render()).unwrap();
-            let out = std::process::Command::new(&bin).arg("validate").arg(&p).output().unwrap();
+            let out = std::process::Command::new(&bin)
+                .arg("validate")
+                .arg(&p)
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "{}\n{}",

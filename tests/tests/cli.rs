@@ -9,7 +9,10 @@ use imprint_tests::documents::{SEED_DOC, WEB_DOC};
 /// The seed document with its placeholders filled with well-formed values.
 fn seed_doc() -> String {
     SEED_DOC
-        .replace("<S256 thumbprint of a signing key>", "Oq5AZkYvNHBIm0IqKrWtwL4yWBwfGbOzxdAuNYLvKmc")
+        .replace(
+            "<S256 thumbprint of a signing key>",
+            "Oq5AZkYvNHBIm0IqKrWtwL4yWBwfGbOzxdAuNYLvKmc",
+        )
         .replace("<128 hex digits>", &"ab".repeat(64))
 }
 
@@ -38,12 +41,25 @@ fn binary_is_static_and_runs_in_an_empty_chroot() {
     std::fs::copy(&bin, root.path().join("imprint")).unwrap();
     std::fs::write(root.path().join("doc.yaml"), WEB_DOC).unwrap();
     let chroot = |args: &[&str]| {
-        Command::new("/usr/sbin/chroot").arg(root.path()).arg("/imprint").args(args).env_clear().output().unwrap()
+        Command::new("/usr/sbin/chroot")
+            .arg(root.path())
+            .arg("/imprint")
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap()
     };
     let v = chroot(&["--version"]);
-    assert!(v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("imprint "), "{v:?}");
+    assert!(
+        v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("imprint "),
+        "{v:?}"
+    );
     let val = chroot(&["validate", "/doc.yaml"]);
-    assert!(val.status.success(), "validate in an empty chroot: {}", String::from_utf8_lossy(&val.stderr));
+    assert!(
+        val.status.success(),
+        "validate in an empty chroot: {}",
+        String::from_utf8_lossy(&val.stderr)
+    );
 }
 
 #[test]
@@ -66,17 +82,34 @@ fn plan_expands_the_seed_document_against_a_reported_inventory() {
     ]);
     let inv_path = dir.path().join("inv.json");
     std::fs::write(&inv_path, inv.to_string()).unwrap();
-    let (code, out, err) = imprint(&["plan", "--json", "--inventory", inv_path.to_str().unwrap()], Some(&seed_doc()));
+    let (code, out, err) = imprint(
+        &["plan", "--json", "--inventory", inv_path.to_str().unwrap()],
+        Some(&seed_doc()),
+    );
     assert_eq!(code, 0, "{err}");
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(!out.contains("another-token"), "the token is redacted in the plan");
+    assert!(
+        !out.contains("another-token"),
+        "the token is redacted in the plan"
+    );
     let text = out.to_string();
     // The tang pin needs the network in the deployed initramfs, and the plan says so.
-    for want in ["/dev/vda", "/dev/vdb", "/var/log/audit", "nodev", "1.0", "1.2", "ip=dhcp"] {
+    for want in [
+        "/dev/vda",
+        "/dev/vdb",
+        "/var/log/audit",
+        "nodev",
+        "1.0",
+        "1.2",
+        "ip=dhcp",
+    ] {
         assert!(text.contains(want), "plan lacks {want}");
     }
     assert!(plan["steps"].as_array().unwrap().len() > 5);
-    let (code, human, err) = imprint(&["plan", "--inventory", inv_path.to_str().unwrap()], Some(&seed_doc()));
+    let (code, human, err) = imprint(
+        &["plan", "--inventory", inv_path.to_str().unwrap()],
+        Some(&seed_doc()),
+    );
     assert_eq!(code, 0, "{err}");
     assert!(human.contains("/dev/vda") && !human.contains("another-token"));
 }
@@ -87,7 +120,10 @@ fn typo_in_a_document_names_its_path() {
     let (code, _, err) = imprint(&["validate"], Some(&typo));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("image") && err.contains("formt"), "{err}");
-    let bad_url = WEB_DOC.replace("url: http://10.0.2.2:8080/images/web.raw.zst", "url: htp:/nowhere");
+    let bad_url = WEB_DOC.replace(
+        "url: http://10.0.2.2:8080/images/web.raw.zst",
+        "url: htp:/nowhere",
+    );
     let (code, _, err) = imprint(&["plan"], Some(&bad_url));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("image.url"), "{err}");
@@ -103,7 +139,16 @@ fn schema_is_json_and_strict() {
     assert_eq!(code, 0);
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     let text = s.to_string();
-    for key in ["host", "disks", "storage", "image", "configdrive", "boot", "report", "finish"] {
+    for key in [
+        "host",
+        "disks",
+        "storage",
+        "image",
+        "configdrive",
+        "boot",
+        "report",
+        "finish",
+    ] {
         assert!(text.contains(&format!("\"{key}\"")), "schema lacks {key}");
     }
     assert!(text.contains("\"additionalProperties\":false"));
@@ -131,7 +176,14 @@ fn disks_lists_a_loop_device_with_its_attributes() {
 #[test]
 fn every_example_document_in_the_docs_validates() {
     let mut checked = Vec::new();
-    for name in ["README.md", "docs/document.md", "docs/storage.md", "docs/bindings.md", "docs/boot.md", "docs/cli.md"] {
+    for name in [
+        "README.md",
+        "docs/document.md",
+        "docs/storage.md",
+        "docs/bindings.md",
+        "docs/boot.md",
+        "docs/cli.md",
+    ] {
         let text = std::fs::read_to_string(repo_root().join(name)).unwrap();
         for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
             let doc = block.split("```").next().unwrap();
@@ -143,7 +195,10 @@ fn every_example_document_in_the_docs_validates() {
             checked.push(format!("{name}#{}", i + 1));
         }
     }
-    assert!(checked.len() >= 3, "the docs hold the two product documents and the data-partition example: {checked:?}");
+    assert!(
+        checked.len() >= 3,
+        "the docs hold the two product documents and the data-partition example: {checked:?}"
+    );
 }
 
 #[test]
@@ -175,5 +230,8 @@ fn the_document_reference_describes_every_schema_field() {
     }
     missing.sort();
     missing.dedup();
-    assert!(missing.is_empty(), "docs/document.md does not describe: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/document.md does not describe: {missing:?}"
+    );
 }

@@ -85,7 +85,7 @@ fn provision_with(path: &str, faults: &[Fault], expect: Expect) -> (Server, Run)
                 );
             }
             assert!(
-                !fin["undone"].as_array().map_or(true, |u| u.is_empty()),
+                !fin["undone"].as_array().is_none_or(|u| u.is_empty()),
                 "nothing listed as undone: {fin:#}"
             );
             assert_no_partition_table(disk.dev());
@@ -120,7 +120,7 @@ fn drops_at_chosen_offsets_are_resumed_with_range() {
 
 #[test]
 fn drops_at_seeded_random_offsets_are_resumed() {
-    let mut rng = Rng::from_env(0x1_F4_0017);
+    let mut rng = Rng::from_env(0x01F4_0017);
     for _ in 0..3 {
         let at = rng.range(1, zstd().len() as u64);
         provision_with(IMAGE, &[Fault::DropAfter(at)], Expect::Deploys);

@@ -9,7 +9,9 @@
 use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
-use imprint_tests::seed::{disk_file, provision, step, SeedDoc, Tang, BOOTED, MARKER, SERIAL_A, SERIAL_B};
+use imprint_tests::seed::{
+    disk_file, provision, step, SeedDoc, Tang, BOOTED, MARKER, SERIAL_A, SERIAL_B,
+};
 use imprint_tests::server::Server;
 use imprint_tests::tang::TangServer;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,12 @@ const PASSPHRASE: &str = "binding-test recovery phrase";
 const PROMPT: &str = "Please unlock disk";
 
 fn boot(disks: &[PathBuf], tpm: &Path) -> Vm {
-    let mut b = Vm::builder().boot(Boot::Disk).firmware(Firmware::Uefi).memory_mib(1536).tpm(tpm).serial_input();
+    let mut b = Vm::builder()
+        .boot(Boot::Disk)
+        .firmware(Firmware::Uefi)
+        .memory_mib(1536)
+        .tpm(tpm)
+        .serial_input();
     for (p, serial) in disks.iter().zip([SERIAL_A, SERIAL_B]) {
         b = b.disk(Disk::existing(p, serial));
     }
@@ -29,9 +36,13 @@ fn boot(disks: &[PathBuf], tpm: &Path) -> Vm {
 /// Waits at the unlock prompt for `secs` and asserts the system did not come up by itself
 /// (cloud-init's every-boot `bootcmd` output would show it had).
 fn stays_locked(vm: &mut Vm, secs: u64, why: &str) {
-    vm.wait_for_serial(PROMPT, Duration::from_secs(900)).unwrap_or_else(|e| panic!("{why}: {e}"));
+    vm.wait_for_serial(PROMPT, Duration::from_secs(900))
+        .unwrap_or_else(|e| panic!("{why}: {e}"));
     std::thread::sleep(Duration::from_secs(secs));
-    assert!(!vm.serial_log().contains(BOOTED), "{why}: the volume unlocked by itself");
+    assert!(
+        !vm.serial_log().contains(BOOTED),
+        "{why}: the volume unlocked by itself"
+    );
 }
 
 #[test]
@@ -42,7 +53,10 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
     server.serve_file("/images/debian-12-rootfs.tar.zst", &img.path);
     let base = guest_base(&server);
     let mut doc = SeedDoc::new(&base, "db-17");
-    doc.tang.push(Tang { url: format!("http://10.0.2.2:{}", tang.port()), thumbprint: tang.thumbprint() });
+    doc.tang.push(Tang {
+        url: format!("http://10.0.2.2:{}", tang.port()),
+        thumbprint: tang.thumbprint(),
+    });
     doc.tpm2 = true;
     doc.threshold = Some(2);
     doc.passphrase = Some(PASSPHRASE.into());
@@ -50,14 +64,20 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
     server.serve_bytes("/db-17.yaml", doc.render().into_bytes());
     let tpm = tempfile::tempdir().unwrap();
     let keep = tempfile::tempdir().unwrap();
-    let disks = vec![disk_file(keep.path(), "a.raw", 12 << 30), disk_file(keep.path(), "b.raw", 12 << 30)];
+    let disks = vec![
+        disk_file(keep.path(), "a.raw", 12 << 30),
+        disk_file(keep.path(), "b.raw", 12 << 30),
+    ];
 
     // Provision with tang reachable and the TPM attached.
     let (agent, _, fin) = provision(
         &server,
         &doc,
         "/db-17.yaml",
-        vec![Disk::existing(&disks[0], SERIAL_A), Disk::existing(&disks[1], SERIAL_B)],
+        vec![
+            Disk::existing(&disks[0], SERIAL_A),
+            Disk::existing(&disks[1], SERIAL_B),
+        ],
         Firmware::Uefi,
         Some(tpm.path()),
     );
@@ -65,20 +85,28 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
     drop(agent);
     let luks = step(&fin, "luks:luks-root");
     let binding = &luks["output"]["bindings"][0];
-    assert_eq!(binding["verified"], true, "the agent verified the binding: {luks:#}");
+    assert_eq!(
+        binding["verified"], true,
+        "the agent verified the binding: {luks:#}"
+    );
     assert_eq!(binding["threshold"], 2);
 
     // 1. Same TPM, tang up: unattended unlock, cloud-init runs.
     let mut vm = boot(&disks, tpm.path());
-    vm.wait_for_serial(MARKER, Duration::from_secs(900)).unwrap();
-    eprintln!("unattended unlock: marker after {:.0} s", vm.elapsed().as_secs_f64());
+    vm.wait_for_serial(MARKER, Duration::from_secs(900))
+        .unwrap();
+    eprintln!(
+        "unattended unlock: marker after {:.0} s",
+        vm.elapsed().as_secs_f64()
+    );
     assert!(!vm.serial_log().contains(PASSPHRASE));
 
     // The secrets the agent generated, read back by the deployed system's own tools: the
     // volume key (through the recovery passphrase) and the clevis binding's passphrase
     // (through tang and the TPM). None of them, nor the recovery passphrase or the report
     // token, is in the agent's console output or in any report body.
-    vm.login("root", "imprint", Duration::from_secs(600)).unwrap();
+    vm.login("root", "imprint", Duration::from_secs(600))
+        .unwrap();
     let t = Duration::from_secs(300);
     let dev = "$(blkid -t TYPE=crypto_LUKS -o device | head -1)";
     let dump = vm
@@ -92,7 +120,9 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
         .take_while(|w| w.len() == 2 && w.chars().all(|c| c.is_ascii_hexdigit()))
         .collect();
     assert_eq!(volume_key.len(), 128, "a 512-bit volume key: {dump}");
-    let slot = binding["keyslot"].as_u64().expect("the binding's keyslot in the report");
+    let slot = binding["keyslot"]
+        .as_u64()
+        .expect("the binding's keyslot in the report");
     // Through tang and the TPM: with a DHCP lease of its own if the deployed system has
     // no route yet, and bounded tries.
     let net = vm
@@ -120,8 +150,15 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
             .unwrap_or_else(|e| panic!("{e}: {pass:?}\nnetwork: {net}"));
         String::from_utf8(raw).expect("a text passphrase")
     };
-    assert!(binding_pass.len() >= 32, "the binding's passphrase from clevis: {pass:?}\nnetwork: {net}");
-    let reports: String = server.posts().iter().map(|p| String::from_utf8_lossy(&p.body).into_owned()).collect();
+    assert!(
+        binding_pass.len() >= 32,
+        "the binding's passphrase from clevis: {pass:?}\nnetwork: {net}"
+    );
+    let reports: String = server
+        .posts()
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.body).into_owned())
+        .collect();
     for (what, secret) in [
         ("the recovery passphrase", PASSPHRASE.to_string()),
         ("the report token", doc.report_token.clone()),
@@ -129,7 +166,10 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
         ("the LUKS volume key", volume_key.to_ascii_uppercase()),
         ("the binding passphrase", binding_pass.clone()),
     ] {
-        assert!(!agent_console.contains(&secret), "{what} is on the agent's console");
+        assert!(
+            !agent_console.contains(&secret),
+            "{what} is on the agent's console"
+        );
         assert!(!reports.contains(&secret), "{what} is in a report body");
     }
     vm.kill();
@@ -141,7 +181,8 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
     stays_locked(&mut vm, 60, "tang stopped");
     vm.send(&format!("{PASSPHRASE}\r")).unwrap();
     // Not the first boot any more: cloud-init's per-boot output, not runcmd's marker.
-    vm.wait_for_serial(BOOTED, Duration::from_secs(900)).unwrap();
+    vm.wait_for_serial(BOOTED, Duration::from_secs(900))
+        .unwrap();
     vm.kill();
     drop(vm);
 

@@ -18,20 +18,31 @@ fn the_deployed_debian_image_boots_and_cloud_init_runs_the_user_data() {
     server.serve_file("/images/debian-12.raw.zst", &img.path);
     let base = guest_base(&server);
     // Only a run command can print 42: the document's own text says $((6*7)).
-    let doc = vm_single_disk_document("deb-01", &base, &format!("{base}/images/debian-12.raw.zst"), &img.sha256, "imprint-$((6*7))-ok", "deb-token");
+    let doc = vm_single_disk_document(
+        "deb-01",
+        &base,
+        &format!("{base}/images/debian-12.raw.zst"),
+        &img.sha256,
+        "imprint-$((6*7))-ok",
+        "deb-token",
+    );
     server.serve_bytes("/host.yaml", doc.into_bytes());
 
     let mut agent = Vm::builder()
         .boot(Boot::Direct {
             kernel: out.join("vmlinuz"),
             initrd: out.join("initramfs.img"),
-            append: format!("console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"),
+            append: format!(
+                "console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"
+            ),
         })
         .disk(Disk::virtio(4 << 30, "SN-DEB-0001"))
         .memory_mib(512)
         .start()
         .unwrap();
-    agent.wait_for_serial("provisioning succeeded", Duration::from_secs(600)).unwrap();
+    agent
+        .wait_for_serial("provisioning succeeded", Duration::from_secs(600))
+        .unwrap();
     let provision_secs = agent.elapsed().as_secs_f64();
     agent.wait_exit(Duration::from_secs(60)).unwrap();
     let fin: Value = server
@@ -53,7 +64,9 @@ fn the_deployed_debian_image_boots_and_cloud_init_runs_the_user_data() {
         .no_network()
         .start()
         .unwrap();
-    booted.wait_for_serial("imprint-42-ok", Duration::from_secs(420)).unwrap();
+    booted
+        .wait_for_serial("imprint-42-ok", Duration::from_secs(420))
+        .unwrap();
     eprintln!(
         "provisioned in {provision_secs:.1} s; the deployed OS ran the user-data after {:.1} s",
         booted.elapsed().as_secs_f64()

@@ -29,7 +29,11 @@ const PHASES: &[(&str, &str, u64)] = &[
 fn vm(disk: Disk, append: &str) -> Vm {
     let out = repo_root().join("out");
     Vm::builder()
-        .boot(Boot::Direct { kernel: out.join("vmlinuz"), initrd: out.join("initramfs.img"), append: append.to_string() })
+        .boot(Boot::Direct {
+            kernel: out.join("vmlinuz"),
+            initrd: out.join("initramfs.img"),
+            append: append.to_string(),
+        })
         .disk(disk)
         .memory_mib(512)
         .start()
@@ -42,7 +46,9 @@ fn cut_and_rerun(i: usize, phase: usize, delay_ms: u64, server: &Server, append:
     if marker.is_empty() {
         std::thread::sleep(Duration::from_millis(delay_ms));
     } else {
-        first.wait_for_serial(marker, Duration::from_secs(240)).unwrap_or_else(|e| panic!("cut {i}: {e}"));
+        first
+            .wait_for_serial(marker, Duration::from_secs(240))
+            .unwrap_or_else(|e| panic!("cut {i}: {e}"));
         std::thread::sleep(Duration::from_millis(delay_ms));
     }
     first.kill();
@@ -69,7 +75,10 @@ fn cut_and_rerun(i: usize, phase: usize, delay_ms: u64, server: &Server, append:
         let found = [
             (mbr[510..512] == [0x55, 0xAA], "an MBR boot signature"),
             (&lba1[..8] == b"EFI PART", "a primary GPT header"),
-            (&last[..8] == b"EFI PART", "a backup GPT header at the disk's end"),
+            (
+                &last[..8] == b"EFI PART",
+                "a backup GPT header at the disk's end",
+            ),
         ];
         // The image between its held-back first MiB and its own backup table at its end.
         let raw = &image().raw;
@@ -96,7 +105,10 @@ fn cut_and_rerun(i: usize, phase: usize, delay_ms: u64, server: &Server, append:
         .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&p.body).ok())
         .filter(|v| v["kind"] == "final")
         .collect();
-    assert!(finals.iter().any(|f| f["result"] == "success"), "cut {i}: no successful final report after the rerun");
+    assert!(
+        finals.iter().any(|f| f["result"] == "success"),
+        "cut {i}: no successful final report after the rerun"
+    );
     assert_single_disk_deployed(&dev, image(), "cut-01");
     drop(again);
     drop(first);
@@ -110,7 +122,14 @@ fn reruns_after_power_cuts_at_seeded_points_always_succeed() {
     let sha = sha256_hex(&data);
     server.serve_bytes("/images/web.raw.zst", data);
     let base = guest_base(&server);
-    let doc = vm_single_disk_document("cut-01", &base, &format!("{base}/images/web.raw.zst"), &sha, "imprint-ok", "cut-token");
+    let doc = vm_single_disk_document(
+        "cut-01",
+        &base,
+        &format!("{base}/images/web.raw.zst"),
+        &sha,
+        "imprint-ok",
+        "cut-token",
+    );
     server.serve_bytes("/host.yaml", doc.into_bytes());
     let append = format!("console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0");
 
@@ -119,7 +138,11 @@ fn reruns_after_power_cuts_at_seeded_points_always_succeed() {
     let mut rng = Rng::from_env(20261121);
     let cuts: Vec<(usize, u64)> = (0..CUTS)
         .map(|i| {
-            let phase = if i < 2 * PHASES.len() { i % PHASES.len() } else { rng.range(0, PHASES.len() as u64) as usize };
+            let phase = if i < 2 * PHASES.len() {
+                i % PHASES.len()
+            } else {
+                rng.range(0, PHASES.len() as u64) as usize
+            };
             let max = PHASES[phase].2;
             let lo = if phase == 0 { 2000 } else { 0 };
             (phase, rng.range(lo, max))
@@ -131,9 +154,16 @@ fn reruns_after_power_cuts_at_seeded_points_always_succeed() {
     let queue = Arc::new(Mutex::new(cuts.into_iter().enumerate().collect::<Vec<_>>()));
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let (queue, results, server, append) = (queue.clone(), results.clone(), server.clone(), append.clone());
+            let (queue, results, server, append) = (
+                queue.clone(),
+                results.clone(),
+                server.clone(),
+                append.clone(),
+            );
             std::thread::spawn(move || loop {
-                let Some((i, (phase, delay))) = queue.lock().unwrap().pop() else { break };
+                let Some((i, (phase, delay))) = queue.lock().unwrap().pop() else {
+                    break;
+                };
                 let line = cut_and_rerun(i, phase, delay, &server, &append);
                 eprintln!("{line}");
                 results.lock().unwrap().push(line);
@@ -146,5 +176,8 @@ fn reruns_after_power_cuts_at_seeded_points_always_succeed() {
         }
     }
     assert_eq!(results.lock().unwrap().len(), CUTS);
-    eprintln!("{CUTS} power cuts and reruns in {:.0} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "{CUTS} power cuts and reruns in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
 }

@@ -17,8 +17,18 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(420);
 
 fn out_dir() -> PathBuf {
     let out = repo_root().join("out");
-    for f in ["vmlinuz", "initramfs.img", "boot.ipxe", "imprint.iso", "imprint"] {
-        assert!(out.join(f).exists(), "{} is missing: run `make` first", out.join(f).display());
+    for f in [
+        "vmlinuz",
+        "initramfs.img",
+        "boot.ipxe",
+        "imprint.iso",
+        "imprint",
+    ] {
+        assert!(
+            out.join(f).exists(),
+            "{} is missing: run `make` first",
+            out.join(f).display()
+        );
     }
     out
 }
@@ -34,14 +44,24 @@ fn serve(server: &Server, host: &str) -> (String, String) {
     let sha = sha256_hex(&data);
     server.serve_bytes("/images/web.raw.zst", data);
     let base = guest_base(server);
-    let doc = vm_single_disk_document(host, &base, &format!("{base}/images/web.raw.zst"), &sha, "imprint-ok", "vm-token");
+    let doc = vm_single_disk_document(
+        host,
+        &base,
+        &format!("{base}/images/web.raw.zst"),
+        &sha,
+        "imprint-ok",
+        "vm-token",
+    );
     server.serve_bytes("/host.yaml", doc.clone().into_bytes());
     (format!("{base}/host.yaml"), doc)
 }
 
 /// Two disks: the smaller (4 GiB) is the one `smallest: true, min_size: 4GiB` must pick.
 fn disks() -> [Disk; 2] {
-    [Disk::virtio(6 << 30, "SN-BIG-0001"), Disk::virtio(4 << 30, "SN-SMALL-0002")]
+    [
+        Disk::virtio(6 << 30, "SN-BIG-0001"),
+        Disk::virtio(4 << 30, "SN-SMALL-0002"),
+    ]
 }
 
 fn customized_iso(dir: &Path, doc: &str) -> PathBuf {
@@ -66,22 +86,35 @@ fn customized_iso(dir: &Path, doc: &str) -> PathBuf {
 /// Waits for the run to end (finish: reboot ends QEMU under -no-reboot), then checks
 /// the reports and the disks.
 fn provisioned(mut vm: Vm, server: &Server, host: &str, what: &str) {
-    vm.wait_for_serial("provisioning succeeded", RUN_TIMEOUT).unwrap_or_else(|e| panic!("{what}: {e}"));
+    vm.wait_for_serial("provisioning succeeded", RUN_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     let took = vm.elapsed();
-    vm.wait_exit(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{what}: the finish action (reboot) did not happen: {e}"));
+    vm.wait_exit(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{what}: the finish action (reboot) did not happen: {e}"));
     let log = vm.serial_log();
     assert!(!log.contains("Kernel panic"), "{what}: {log}");
-    assert!(!log.contains("vm-token"), "{what}: the report token reached the console");
-    eprintln!("{what}: provisioned in {:.1} s from QEMU start", took.as_secs_f64());
+    assert!(
+        !log.contains("vm-token"),
+        "{what}: the report token reached the console"
+    );
+    eprintln!(
+        "{what}: provisioned in {:.1} s from QEMU start",
+        took.as_secs_f64()
+    );
     let reports: Vec<Value> = server
         .posts()
         .into_iter()
         .filter(|p| p.path == format!("/report/{host}"))
         .map(|p| serde_json::from_slice(&p.body).unwrap())
         .collect();
-    let fin = reports.iter().find(|r| r["kind"] == "final").unwrap_or_else(|| panic!("{what}: no final report"));
+    let fin = reports
+        .iter()
+        .find(|r| r["kind"] == "final")
+        .unwrap_or_else(|| panic!("{what}: no final report"));
     assert_eq!(fin["result"], "success", "{what}: {fin:#}");
-    assert!(reports.iter().any(|r| r["kind"] == "step" && r["step"] == "write-image" && r["state"] == "succeeded"));
+    assert!(reports
+        .iter()
+        .any(|r| r["kind"] == "step" && r["step"] == "write-image" && r["state"] == "succeeded"));
     // The small disk was chosen and deployed; the big one was left alone.
     assert_eq!(fin["disks"][0]["serial"], "SN-SMALL-0002", "{fin:#}");
     assert_single_disk_deployed(vm.disk_path(1).to_str().unwrap(), image(), host);
@@ -91,7 +124,14 @@ fn provisioned(mut vm: Vm, server: &Server, host: &str, what: &str) {
 
 fn vm_with(boot: Boot, firmware: Firmware) -> Vm {
     let [a, b] = disks();
-    Vm::builder().boot(boot).firmware(firmware).disk(a).disk(b).memory_mib(512).start().unwrap()
+    Vm::builder()
+        .boot(boot)
+        .firmware(firmware)
+        .disk(a)
+        .disk(b)
+        .memory_mib(512)
+        .start()
+        .unwrap()
 }
 
 #[test]
@@ -100,7 +140,14 @@ fn direct_kernel_boot_provisions_with_512_mib() {
     let server = Server::start();
     let (url, _) = serve(&server, "direct-01");
     let append = format!("console=ttyS0 imprint.config={url} imprint.failure_delay=0");
-    let vm = vm_with(Boot::Direct { kernel: out.join("vmlinuz"), initrd: out.join("initramfs.img"), append }, Firmware::Bios);
+    let vm = vm_with(
+        Boot::Direct {
+            kernel: out.join("vmlinuz"),
+            initrd: out.join("initramfs.img"),
+            append,
+        },
+        Firmware::Bios,
+    );
     provisioned(vm, &server, "direct-01", "direct boot");
 }
 
@@ -110,7 +157,7 @@ fn pxe_through_ipxe_provisions() {
     let server = Server::start();
     let (url, _) = serve(&server, "pxe-01");
     for f in ["vmlinuz", "initramfs.img", "boot.ipxe"] {
-        server.serve_file(&format!("/boot/{f}"), &out.join(f));
+        server.serve_file(&format!("/boot/{f}"), out.join(f));
     }
     let base = url.trim_end_matches("host.yaml");
     // What a provisioning system's DHCP/TFTP hands out: a tiny script chaining boot.ipxe.
@@ -123,7 +170,13 @@ fn pxe_through_ipxe_provisions() {
         ),
     )
     .unwrap();
-    let vm = vm_with(Boot::Pxe { tftp_dir: tftp.path().into(), bootfile: "start.ipxe".into() }, Firmware::Bios);
+    let vm = vm_with(
+        Boot::Pxe {
+            tftp_dir: tftp.path().into(),
+            bootfile: "start.ipxe".into(),
+        },
+        Firmware::Bios,
+    );
     provisioned(vm, &server, "pxe-01", "PXE");
 }
 
@@ -132,7 +185,10 @@ fn customized_iso_as_cd_under_bios_provisions() {
     let server = Server::start();
     let (_, doc) = serve(&server, "cd-bios-01");
     let dir = tempfile::tempdir().unwrap();
-    let vm = vm_with(Boot::Cdrom(customized_iso(dir.path(), &doc)), Firmware::Bios);
+    let vm = vm_with(
+        Boot::Cdrom(customized_iso(dir.path(), &doc)),
+        Firmware::Bios,
+    );
     provisioned(vm, &server, "cd-bios-01", "CD/BIOS");
 }
 
@@ -141,7 +197,10 @@ fn customized_iso_as_cd_under_uefi_provisions() {
     let server = Server::start();
     let (_, doc) = serve(&server, "cd-uefi-01");
     let dir = tempfile::tempdir().unwrap();
-    let vm = vm_with(Boot::Cdrom(customized_iso(dir.path(), &doc)), Firmware::Uefi);
+    let vm = vm_with(
+        Boot::Cdrom(customized_iso(dir.path(), &doc)),
+        Firmware::Uefi,
+    );
     provisioned(vm, &server, "cd-uefi-01", "CD/UEFI");
 }
 
@@ -162,9 +221,20 @@ fn a_static_address_from_ip_provisions() {
     // Linux's nfsroot form: client::gateway:netmask:hostname:device:autoconf:dns
     let ip = "ip=10.0.2.50::10.0.2.2:255.255.255.0:static-01:eth0:off:10.0.2.3";
     let append = format!("console=ttyS0 {ip} imprint.config={url} imprint.failure_delay=0");
-    let mut vm = vm_with(Boot::Direct { kernel: out.join("vmlinuz"), initrd: out.join("initramfs.img"), append }, Firmware::Bios);
-    vm.wait_for_serial("10.0.2.50", Duration::from_secs(120)).unwrap();
-    assert!(!vm.serial_log().contains("(dhcp)"), "DHCP ran although ip= gave a static address");
+    let mut vm = vm_with(
+        Boot::Direct {
+            kernel: out.join("vmlinuz"),
+            initrd: out.join("initramfs.img"),
+            append,
+        },
+        Firmware::Bios,
+    );
+    vm.wait_for_serial("10.0.2.50", Duration::from_secs(120))
+        .unwrap();
+    assert!(
+        !vm.serial_log().contains("(dhcp)"),
+        "DHCP ran although ip= gave a static address"
+    );
     provisioned(vm, &server, "static-01", "static ip=");
 }
 
@@ -176,14 +246,37 @@ fn a_dead_report_server_does_not_stop_provisioning_or_the_reboot() {
     let sha = sha256_hex(&data);
     server.serve_bytes("/images/web.raw.zst", data);
     let base = guest_base(&server);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let doc = vm_single_disk_document("dead-01", &format!("http://10.0.2.2:{dead}"), &format!("{base}/images/web.raw.zst"), &sha, "imprint-ok", "t");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let doc = vm_single_disk_document(
+        "dead-01",
+        &format!("http://10.0.2.2:{dead}"),
+        &format!("{base}/images/web.raw.zst"),
+        &sha,
+        "imprint-ok",
+        "t",
+    );
     server.serve_bytes("/host.yaml", doc.into_bytes());
     let append = format!("console=ttyS0 imprint.config={base}/host.yaml imprint.report_timeout=5 imprint.failure_delay=0");
-    let mut vm = vm_with(Boot::Direct { kernel: out.join("vmlinuz"), initrd: out.join("initramfs.img"), append }, Firmware::Bios);
-    vm.wait_for_serial("provisioning succeeded", RUN_TIMEOUT).unwrap();
+    let mut vm = vm_with(
+        Boot::Direct {
+            kernel: out.join("vmlinuz"),
+            initrd: out.join("initramfs.img"),
+            append,
+        },
+        Firmware::Bios,
+    );
+    vm.wait_for_serial("provisioning succeeded", RUN_TIMEOUT)
+        .unwrap();
     // finish: reboot still happens (QEMU exits under -no-reboot) within a bounded time.
     vm.wait_exit(Duration::from_secs(90)).unwrap();
-    assert!(vm.serial_log().contains("finish: rebooting"), "{}", vm.serial_log());
+    assert!(
+        vm.serial_log().contains("finish: rebooting"),
+        "{}",
+        vm.serial_log()
+    );
     assert_single_disk_deployed(vm.disk_path(1).to_str().unwrap(), image(), "dead-01");
 }

@@ -23,14 +23,28 @@ const MIB: u64 = 1 << 20;
 /// the console output between the typed line and the marker.
 fn run(vm: &mut Vm, tag: &str, cmd: &str, timeout: Duration) -> (i32, String) {
     let before = vm.serial_log().len();
-    vm.send(&format!("{cmd}; echo \"IMP\"\"RINT-{tag}=$?\"\r")).unwrap();
+    vm.send(&format!("{cmd}; echo \"IMP\"\"RINT-{tag}=$?\"\r"))
+        .unwrap();
     let marker = format!("IMPRINT-{tag}=");
-    let log = vm.wait_for_serial(&marker, timeout).unwrap_or_else(|e| panic!("{tag}: {e}"));
+    let log = vm
+        .wait_for_serial(&marker, timeout)
+        .unwrap_or_else(|e| panic!("{tag}: {e}"));
     // The log is read lossily: step back to a character boundary.
-    let before = (0..=before.min(log.len())).rev().find(|i| log.is_char_boundary(*i)).unwrap_or(0);
+    let before = (0..=before.min(log.len()))
+        .rev()
+        .find(|i| log.is_char_boundary(*i))
+        .unwrap_or(0);
     let at = log[before..].find(&marker).map(|i| before + i).unwrap();
-    let code: String = log[at + marker.len()..].chars().take_while(char::is_ascii_digit).collect();
-    let code = code.parse().unwrap_or_else(|_| panic!("{tag}: no exit status after the marker:\n{}", &log[before..]));
+    let code: String = log[at + marker.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let code = code.parse().unwrap_or_else(|_| {
+        panic!(
+            "{tag}: no exit status after the marker:\n{}",
+            &log[before..]
+        )
+    });
     (code, log[before..at].to_string())
 }
 
@@ -57,7 +71,10 @@ fn assert_image_on(disk: &std::path::Path, img: &TestImage, what: &str) {
     let bytes = std::fs::read(disk).unwrap();
     for (n, start, size) in &img.partitions {
         let (s, e) = (*start as usize, (*start + *size) as usize);
-        assert!(bytes[s..e] == img.raw[s..e], "{what}: partition {n} of the image is not on the disk");
+        assert!(
+            bytes[s..e] == img.raw[s..e],
+            "{what}: partition {n} of the image is not on the disk"
+        );
     }
 }
 
@@ -65,7 +82,11 @@ fn assert_image_on(disk: &std::path::Path, img: &TestImage, what: &str) {
 fn disks_held_by_md_or_lvm_are_refused_without_force() {
     let out = repo_root().join("out");
     for f in ["vmlinuz", "initramfs.img"] {
-        assert!(out.join(f).exists(), "{} is missing: run `make` first", out.join(f).display());
+        assert!(
+            out.join(f).exists(),
+            "{} is missing: run `make` first",
+            out.join(f).display()
+        );
     }
     let img = TestImage::build(48, 512);
     let z = img.zstd();
@@ -73,8 +94,14 @@ fn disks_held_by_md_or_lvm_are_refused_without_force() {
     server.serve_bytes(IMAGE, z.clone());
     let base = guest_base(&server);
     let sum = sha256_hex(&z);
-    server.serve_bytes("/md.yaml", document("md-host", "SN-MD-A", &base, &sum).into_bytes());
-    server.serve_bytes("/lvm.yaml", document("lvm-host", "SN-LVM-C", &base, &sum).into_bytes());
+    server.serve_bytes(
+        "/md.yaml",
+        document("md-host", "SN-MD-A", &base, &sum).into_bytes(),
+    );
+    server.serve_bytes(
+        "/lvm.yaml",
+        document("lvm-host", "SN-LVM-C", &base, &sum).into_bytes(),
+    );
 
     let mut vm = Vm::builder()
         .boot(Boot::Direct {
@@ -89,11 +116,20 @@ fn disks_held_by_md_or_lvm_are_refused_without_force() {
         .start()
         .unwrap();
     // No document anywhere: the run fails and debug mode keeps a shell on the console.
-    vm.wait_for_serial("a shell is open on the console", Duration::from_secs(120)).unwrap();
+    vm.wait_for_serial("a shell is open on the console", Duration::from_secs(120))
+        .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let t = Duration::from_secs(30);
-    let (rc, text) = run(&mut vm, "DISKS", "cat /sys/block/vda/serial /sys/block/vdc/serial", t);
-    assert!(rc == 0 && text.contains("SN-MD-A") && text.contains("SN-LVM-C"), "disk order: {text}");
+    let (rc, text) = run(
+        &mut vm,
+        "DISKS",
+        "cat /sys/block/vda/serial /sys/block/vdc/serial",
+        t,
+    );
+    assert!(
+        rc == 0 && text.contains("SN-MD-A") && text.contains("SN-LVM-C"),
+        "disk order: {text}"
+    );
 
     // md RAID1 over vda and vdb (no resync under TCG), data written through the array.
     let (rc, text) = run(
@@ -113,43 +149,106 @@ fn disks_held_by_md_or_lvm_are_refused_without_force() {
          && cat /sys/block/dm-0/dm/name",
         t,
     );
-    assert!(rc == 0 && text.contains("vg0-lv0"), "creating the LVM volume: {text}");
+    assert!(
+        rc == 0 && text.contains("vg0-lv0"),
+        "creating the LVM volume: {text}"
+    );
 
     // Refused: exit 7, the holder named, the way out named.
     let apply_t = Duration::from_secs(90);
-    let (rc, text) = run(&mut vm, "MD-REFUSED", &format!("imprint apply --yes {base}/md.yaml"), apply_t);
+    let (rc, text) = run(
+        &mut vm,
+        "MD-REFUSED",
+        &format!("imprint apply --yes {base}/md.yaml"),
+        apply_t,
+    );
     eprintln!("apply on an md member:{text}");
     assert_eq!(rc, 7, "apply on an md member: {text}");
-    assert!(text.contains("refusing to touch disks in use") && text.contains("/dev/vda is held by md127"), "{text}");
+    assert!(
+        text.contains("refusing to touch disks in use")
+            && text.contains("/dev/vda is held by md127"),
+        "{text}"
+    );
     assert!(text.contains("--force"), "the way out is not named: {text}");
-    let (rc, text) = run(&mut vm, "MD-INTACT", "cat /proc/mdstat; head -c 11 /dev/md127; echo", t);
+    let (rc, text) = run(
+        &mut vm,
+        "MD-INTACT",
+        "cat /proc/mdstat; head -c 11 /dev/md127; echo",
+        t,
+    );
     assert_eq!(rc, 0, "{text}");
-    assert!(text.contains("md127 : active raid1") && text.contains("[UU]"), "the array changed: {text}");
-    assert!(text.contains("precious-md"), "the array's data changed: {text}");
+    assert!(
+        text.contains("md127 : active raid1") && text.contains("[UU]"),
+        "the array changed: {text}"
+    );
+    assert!(
+        text.contains("precious-md"),
+        "the array's data changed: {text}"
+    );
 
-    let (rc, text) = run(&mut vm, "LVM-REFUSED", &format!("imprint apply --yes {base}/lvm.yaml"), apply_t);
+    let (rc, text) = run(
+        &mut vm,
+        "LVM-REFUSED",
+        &format!("imprint apply --yes {base}/lvm.yaml"),
+        apply_t,
+    );
     eprintln!("apply on an LVM physical volume:{text}");
     assert_eq!(rc, 7, "apply on an LVM physical volume: {text}");
     assert!(text.contains("/dev/vdc is held by dm-0"), "{text}");
-    let (rc, text) = run(&mut vm, "LVM-INTACT", "lvm lvs --noheadings -o lv_name,lv_active vg0; head -c 11 /dev/vg0/lv0; echo", t);
+    let (rc, text) = run(
+        &mut vm,
+        "LVM-INTACT",
+        "lvm lvs --noheadings -o lv_name,lv_active vg0; head -c 11 /dev/vg0/lv0; echo",
+        t,
+    );
     assert_eq!(rc, 0, "{text}");
-    assert!(text.contains("lv0") && text.contains("active") && text.contains("precious-lv"), "the volume changed: {text}");
-    assert!(server.requests().iter().all(|r| r.path != IMAGE), "a refused apply fetched the image");
+    assert!(
+        text.contains("lv0") && text.contains("active") && text.contains("precious-lv"),
+        "the volume changed: {text}"
+    );
+    assert!(
+        server.requests().iter().all(|r| r.path != IMAGE),
+        "a refused apply fetched the image"
+    );
 
     // --force: the holder is stopped and the disk provisioned.
-    let (rc, text) = run(&mut vm, "MD-FORCE", &format!("imprint apply --yes --force {base}/md.yaml"), apply_t);
+    let (rc, text) = run(
+        &mut vm,
+        "MD-FORCE",
+        &format!("imprint apply --yes --force {base}/md.yaml"),
+        apply_t,
+    );
     assert_eq!(rc, 0, "apply --force on an md member: {text}");
     let (rc, text) = run(&mut vm, "MD-GONE", "cat /proc/mdstat", t);
-    assert!(rc == 0 && !text.contains("md127"), "md127 still runs after --force: {text}");
-    let (rc, text) = run(&mut vm, "LVM-FORCE", &format!("imprint apply --yes --force {base}/lvm.yaml"), apply_t);
+    assert!(
+        rc == 0 && !text.contains("md127"),
+        "md127 still runs after --force: {text}"
+    );
+    let (rc, text) = run(
+        &mut vm,
+        "LVM-FORCE",
+        &format!("imprint apply --yes --force {base}/lvm.yaml"),
+        apply_t,
+    );
     assert_eq!(rc, 0, "apply --force on an LVM physical volume: {text}");
     let (rc, text) = run(&mut vm, "LVM-GONE", "ls /sys/block; sync", t);
-    assert!(rc == 0 && !text.contains("dm-0"), "dm-0 still exists after --force: {text}");
+    assert!(
+        rc == 0 && !text.contains("dm-0"),
+        "dm-0 still exists after --force: {text}"
+    );
     // The agent itself took the holders down (its wipe step says so in the final report).
     let md = final_reports(&server, "md-host");
-    assert!(md.len() == 1 && md[0].contains("\"success\"") && md[0].contains("stopped md array md127"), "{md:?}");
+    assert!(
+        md.len() == 1 && md[0].contains("\"success\"") && md[0].contains("stopped md array md127"),
+        "{md:?}"
+    );
     let lv = final_reports(&server, "lvm-host");
-    assert!(lv.len() == 1 && lv[0].contains("\"success\"") && lv[0].contains("deactivated volume group vg0"), "{lv:?}");
+    assert!(
+        lv.len() == 1
+            && lv[0].contains("\"success\"")
+            && lv[0].contains("deactivated volume group vg0"),
+        "{lv:?}"
+    );
     eprintln!("all checks done after {:.1} s", vm.elapsed().as_secs_f64());
     vm.kill();
 

@@ -16,7 +16,10 @@
 use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
-use imprint_tests::seed::{assert_stig_layout, disk_file, examine, md_member_data, provision, step, SeedDoc, MARKER, SERIAL_A, SERIAL_B};
+use imprint_tests::seed::{
+    assert_stig_layout, disk_file, examine, md_member_data, provision, step, SeedDoc, MARKER,
+    SERIAL_A, SERIAL_B,
+};
 use imprint_tests::server::Server;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -100,7 +103,9 @@ fn boot_and_unlock(disks: &[(PathBuf, &str)]) -> (Vm, Instant) {
 
 /// The `LAYOUT-BEGIN … LAYOUT-END` block cloud-init's bootcmd printed.
 fn printed_layout(vm: &mut Vm) -> String {
-    let log = vm.wait_for_serial("LAYOUT-END", Duration::from_secs(900)).unwrap();
+    let log = vm
+        .wait_for_serial("LAYOUT-END", Duration::from_secs(900))
+        .unwrap();
     let begin = log.rfind("LAYOUT-BEGIN").expect("layout printed");
     let end = log[begin..].find("LAYOUT-END").map(|e| begin + e).unwrap();
     log[begin..end].replace('\r', "")
@@ -121,7 +126,14 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
     let mut first = SeedDoc::new(&base, "db-16");
     first.passphrase = Some("an older phrase".into());
     server.serve_bytes("/db-16.yaml", first.render().into_bytes());
-    let (_, _, fin1) = provision(&server, &first, "/db-16.yaml", disks(), Firmware::Uefi, None);
+    let (_, _, fin1) = provision(
+        &server,
+        &first,
+        "/db-16.yaml",
+        disks(),
+        Firmware::Uefi,
+        None,
+    );
     for s in ["raid:md-root", "luks:luks-root", "lvm:vg0"] {
         step(&fin1, s);
     }
@@ -131,7 +143,8 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
     doc.passphrase = Some(PASSPHRASE.into());
     doc.rootfs_sha512 = Some(img.sha512.clone());
     server.serve_bytes("/db-17.yaml", doc.render().into_bytes());
-    let (_, provision_secs, fin) = provision(&server, &doc, "/db-17.yaml", disks(), Firmware::Uefi, None);
+    let (_, provision_secs, fin) =
+        provision(&server, &doc, "/db-17.yaml", disks(), Firmware::Uefi, None);
     for disk in ["a", "b"] {
         let kinds: Vec<String> = step(&fin, &format!("wipe:{disk}"))["output"]["erased"]["erased"]
             .as_array()
@@ -140,30 +153,60 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
             .map(|e| e["kind"].as_str().unwrap().to_string())
             .collect();
         for k in ["linux_raid_member", "gpt"] {
-            assert!(kinds.iter().any(|x| x == k), "wipe:{disk} erased the old {k}: {kinds:?}");
+            assert!(
+                kinds.iter().any(|x| x == k),
+                "wipe:{disk} erased the old {k}: {kinds:?}"
+            );
         }
     }
-    for s in ["raid:md-boot", "raid:md-root", "luks:luks-root", "lvm:vg0", "mount:/var/log/audit", "write-image", "finalize"] {
+    for s in [
+        "raid:md-boot",
+        "raid:md-root",
+        "luks:luks-root",
+        "lvm:vg0",
+        "mount:/var/log/audit",
+        "write-image",
+        "finalize",
+    ] {
         step(&fin, s);
     }
     let fz = &step(&fin, "finalize")["output"];
     assert_eq!(fz["family"], "debian", "{fz:#}");
-    assert!(fz["kernel_cmdline"].to_string().contains("root=/dev/mapper/vg0-root"), "{fz:#}");
+    assert!(
+        fz["kernel_cmdline"]
+            .to_string()
+            .contains("root=/dev/mapper/vg0-root"),
+        "{fz:#}"
+    );
     // The first run's array UUIDs are gone: the new arrays are the second run's.
-    assert_ne!(step(&fin1, "raid:md-root")["output"]["uuid"], step(&fin, "raid:md-root")["output"]["uuid"]);
+    assert_ne!(
+        step(&fin1, "raid:md-root")["output"]["uuid"],
+        step(&fin, "raid:md-root")["output"]["uuid"]
+    );
 
     // 3. As an operator would check the disks.
     host_checks(&a, &b, &fin);
 
     // 4. Both disks: passphrase, cloud-init, every mount and both mirrors healthy.
     let (mut vm, t) = boot_and_unlock(&[(a.clone(), SERIAL_A), (b.clone(), SERIAL_B)]);
-    vm.wait_for_serial(MARKER, Duration::from_secs(900)).unwrap();
-    eprintln!("unlocked; cloud-init marker {:.0} s after the passphrase", t.elapsed().as_secs_f64());
+    vm.wait_for_serial(MARKER, Duration::from_secs(900))
+        .unwrap();
+    eprintln!(
+        "unlocked; cloud-init marker {:.0} s after the passphrase",
+        t.elapsed().as_secs_f64()
+    );
     let layout = printed_layout(&mut vm);
     assert_stig_layout(&layout, "/dev/md");
-    assert_eq!(layout.matches("[UU]").count(), 2, "both arrays healthy:\n{layout}");
+    assert_eq!(
+        layout.matches("[UU]").count(),
+        2,
+        "both arrays healthy:\n{layout}"
+    );
     let boot_secs = vm.elapsed().as_secs_f64();
-    assert!(!vm.serial_log().contains(PASSPHRASE), "the passphrase was echoed on the console");
+    assert!(
+        !vm.serial_log().contains(PASSPHRASE),
+        "the passphrase was echoed on the console"
+    );
     drop(vm);
 
     // 5. Disk a gone: firmware finds GRUB on disk b, the arrays start degraded, the
@@ -177,10 +220,21 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
     let (mut vm, mounts) = loop {
         attempt += 1;
         let (mut vm, t) = boot_and_unlock(&[(b.clone(), SERIAL_B)]);
-        vm.login("root", "imprint", Duration::from_secs(900)).unwrap();
-        eprintln!("degraded: logged in {:.0} s after the passphrase", t.elapsed().as_secs_f64());
-        let mounts = vm.run("findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS", Duration::from_secs(60)).unwrap();
-        let root_ro = mounts.lines().any(|l| l.starts_with("/ ") && l.contains(" ro,"));
+        vm.login("root", "imprint", Duration::from_secs(900))
+            .unwrap();
+        eprintln!(
+            "degraded: logged in {:.0} s after the passphrase",
+            t.elapsed().as_secs_f64()
+        );
+        let mounts = vm
+            .run(
+                "findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS",
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let root_ro = mounts
+            .lines()
+            .any(|l| l.starts_with("/ ") && l.contains(" ro,"));
         if root_ro && attempt == 1 {
             let journal = vm
                 .run("journalctl -b --no-pager -o short-monotonic | grep -iE 'generator|timed out|timeout' | tail -20", Duration::from_secs(120))
@@ -191,7 +245,9 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
         break (vm, mounts);
     };
     let mdstat = vm.run("cat /proc/mdstat", Duration::from_secs(60)).unwrap();
-    let state = vm.run("systemctl is-system-running", Duration::from_secs(60)).unwrap();
+    let state = vm
+        .run("systemctl is-system-running", Duration::from_secs(60))
+        .unwrap();
     // Disk b carries its own copy of the configdrive: the same instance as provisioned.
     let iid = vm
         .run(
@@ -200,15 +256,34 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
         )
         .unwrap();
     let want_iid = fin["instance_id"].as_str().unwrap();
-    assert!(iid.contains(want_iid) && iid.contains("db-17"), "instance {want_iid}, host db-17 kept: {iid}");
+    assert!(
+        iid.contains(want_iid) && iid.contains("db-17"),
+        "instance {want_iid}, host db-17 kept: {iid}"
+    );
     let layout = format!("{mounts}{mdstat}");
-    for target in ["/", "/home", "/tmp", "/var", "/var/log", "/var/log/audit", "/var/tmp", "/boot"] {
+    for target in [
+        "/",
+        "/home",
+        "/tmp",
+        "/var",
+        "/var/log",
+        "/var/log/audit",
+        "/var/tmp",
+        "/boot",
+    ] {
         assert!(
             layout.lines().any(|l| l.split(' ').next() == Some(target)),
             "{target} is mounted on the degraded system:\n{layout}"
         );
     }
-    assert_eq!(mdstat.matches("[2/1] [_U]").count() + mdstat.matches("[2/1] [U_]").count(), 2, "{mdstat}");
-    assert!(!state.contains("maintenance") && !state.contains("offline"), "system state: {state}");
+    assert_eq!(
+        mdstat.matches("[2/1] [_U]").count() + mdstat.matches("[2/1] [U_]").count(),
+        2,
+        "{mdstat}"
+    );
+    assert!(
+        !state.contains("maintenance") && !state.contains("offline"),
+        "system state: {state}"
+    );
     eprintln!("timings: provisioning {provision_secs:.0} s; boot to layout {boot_secs:.0} s; degraded state {}", state.trim());
 }

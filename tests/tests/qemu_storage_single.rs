@@ -7,7 +7,9 @@
 use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
-use imprint_tests::seed::{assert_stig_layout, disk_file, provision, step, SeedDoc, MARKER, SERIAL_A};
+use imprint_tests::seed::{
+    assert_stig_layout, disk_file, provision, step, SeedDoc, MARKER, SERIAL_A,
+};
 use imprint_tests::server::Server;
 use std::time::Duration;
 
@@ -27,16 +29,36 @@ fn the_seed_layout_on_one_disk_deploys_and_boots_under_bios() {
     let keep = tempfile::tempdir().unwrap();
     let disk = disk_file(keep.path(), "a.raw", 12 << 30);
 
-    let (_, provision_secs, fin) =
-        provision(&server, &doc, "/web-3.yaml", vec![Disk::existing(&disk, SERIAL_A)], Firmware::Bios, None);
-    let steps: Vec<&str> = fin["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert!(!steps.iter().any(|s| s.starts_with("raid:")), "no md on one disk: {steps:?}");
+    let (_, provision_secs, fin) = provision(
+        &server,
+        &doc,
+        "/web-3.yaml",
+        vec![Disk::existing(&disk, SERIAL_A)],
+        Firmware::Bios,
+        None,
+    );
+    let steps: Vec<&str> = fin["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert!(
+        !steps.iter().any(|s| s.starts_with("raid:")),
+        "no md on one disk: {steps:?}"
+    );
     let fz = &step(&fin, "finalize")["output"];
     let commands = fz.to_string();
-    assert!(commands.contains("--target=i386-pc"), "GRUB for BIOS was installed: {fz:#}");
+    assert!(
+        commands.contains("--target=i386-pc"),
+        "GRUB for BIOS was installed: {fz:#}"
+    );
     assert_sgdisk_clean(disk.to_str().unwrap());
     let parts = gpt_partitions(disk.to_str().unwrap());
-    assert!(parts.len() >= 4, "bios, esp, boot, root (and the configdrive): {parts:?}");
+    assert!(
+        parts.len() >= 4,
+        "bios, esp, boot, root (and the configdrive): {parts:?}"
+    );
 
     let mut vm = Vm::builder()
         .boot(Boot::Disk)
@@ -47,16 +69,27 @@ fn the_seed_layout_on_one_disk_deploys_and_boots_under_bios() {
         .disk(Disk::existing(&disk, SERIAL_A))
         .start()
         .unwrap();
-    vm.wait_for_serial("Please unlock disk luks-root", Duration::from_secs(900)).unwrap();
+    vm.wait_for_serial("Please unlock disk luks-root", Duration::from_secs(900))
+        .unwrap();
     vm.send(&format!("{PASSPHRASE}\r")).unwrap();
-    let log = vm.wait_for_serial(MARKER, Duration::from_secs(900)).unwrap();
-    let log = vm.wait_for_serial("LAYOUT-END", Duration::from_secs(300)).unwrap_or(log);
+    let log = vm
+        .wait_for_serial(MARKER, Duration::from_secs(900))
+        .unwrap();
+    let log = vm
+        .wait_for_serial("LAYOUT-END", Duration::from_secs(300))
+        .unwrap_or(log);
     let begin = log.rfind("LAYOUT-BEGIN").expect("layout printed");
-    let end = log[begin..].find("LAYOUT-END").map(|e| begin + e).unwrap_or(log.len());
+    let end = log[begin..]
+        .find("LAYOUT-END")
+        .map(|e| begin + e)
+        .unwrap_or(log.len());
     let layout = log[begin..end].replace('\r', "");
     assert_stig_layout(&layout, "/dev/vda");
     assert!(!layout.contains("active raid1"), "no md arrays:\n{layout}");
-    assert!(!log.contains(PASSPHRASE), "the passphrase was echoed on the console");
+    assert!(
+        !log.contains(PASSPHRASE),
+        "the passphrase was echoed on the console"
+    );
     eprintln!(
         "timings: provisioning {provision_secs:.0} s; boot to layout {:.0} s",
         vm.elapsed().as_secs_f64()

@@ -39,11 +39,40 @@ fn ext4_image(dir: &Path) -> (PathBuf, String, String) {
     std::fs::write(tree.join("payload.bin"), &payload).unwrap();
     std::fs::write(tree.join("etc/hostname"), "fsimg-1\n").unwrap();
     let raw = dir.join("vol.ext4");
-    std::fs::File::create(&raw).unwrap().set_len(64 << 20).unwrap();
-    sh("mkfs.ext4", &["-q", "-F", "-L", "fsimg", "-d", tree.to_str().unwrap(), raw.to_str().unwrap()]);
+    std::fs::File::create(&raw)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    sh(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "fsimg",
+            "-d",
+            tree.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ],
+    );
     let zst = dir.join("vol.ext4.zst");
-    sh("zstd", &["-q", "-f", "-o", zst.to_str().unwrap(), raw.to_str().unwrap()]);
-    let sha = |p: &Path| sh("sha256sum", &[p.to_str().unwrap()]).split_whitespace().next().unwrap().to_string();
+    sh(
+        "zstd",
+        &[
+            "-q",
+            "-f",
+            "-o",
+            zst.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ],
+    );
+    let sha = |p: &Path| {
+        sh("sha256sum", &[p.to_str().unwrap()])
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
     let payload_sha = sha(&tree.join("payload.bin"));
     (zst.clone(), sha(&zst), payload_sha)
 }
@@ -54,24 +83,32 @@ fn run_agent(server: &Server, base: &str, doc_path: &str, report: &str, disks: V
         .boot(Boot::Direct {
             kernel: out.join("vmlinuz"),
             initrd: out.join("initramfs.img"),
-            append: format!("console=ttyS0 imprint.config={base}{doc_path} imprint.failure_delay=0"),
+            append: format!(
+                "console=ttyS0 imprint.config={base}{doc_path} imprint.failure_delay=0"
+            ),
         })
         .memory_mib(768);
     for d in disks {
         b = b.disk(d);
     }
     let mut vm = b.start().unwrap();
-    let log = vm.wait_for_serial("imprint: provisioning ", Duration::from_secs(900)).unwrap();
+    let log = vm
+        .wait_for_serial("imprint: provisioning ", Duration::from_secs(900))
+        .unwrap();
     vm.wait_exit(Duration::from_secs(120)).unwrap();
     let fin = server
         .posts()
         .iter()
         .filter(|p| p.path == report)
         .filter_map(|p| serde_json::from_slice::<Value>(&p.body).ok())
-        .filter(|v| v["kind"] == "final")
-        .last()
+        .rfind(|v| v["kind"] == "final")
         .expect("a final report");
-    assert_eq!(fin["result"], "success", "{fin:#}\n{}", &log[log.len().saturating_sub(4000)..]);
+    assert_eq!(
+        fin["result"],
+        "success",
+        "{fin:#}\n{}",
+        &log[log.len().saturating_sub(4000)..]
+    );
     fin
 }
 
@@ -147,12 +184,26 @@ finish: poweroff
 
     let (fin_app, fin_fs) = std::thread::scope(|s| {
         let app = s.spawn(|| {
-            run_agent(&server, &base, "/app-1.yaml", "/report/app-1", vec![
-                Disk::existing(&a, "SN-A-0001"),
-                Disk::existing(&b, "SN-B-0002"),
-            ])
+            run_agent(
+                &server,
+                &base,
+                "/app-1.yaml",
+                "/report/app-1",
+                vec![
+                    Disk::existing(&a, "SN-A-0001"),
+                    Disk::existing(&b, "SN-B-0002"),
+                ],
+            )
         });
-        let fs = s.spawn(|| run_agent(&server, &base, "/fsimg-1.yaml", "/report/fsimg-1", vec![Disk::existing(&c, "SN-C-0003")]));
+        let fs = s.spawn(|| {
+            run_agent(
+                &server,
+                &base,
+                "/fsimg-1.yaml",
+                "/report/fsimg-1",
+                vec![Disk::existing(&c, "SN-C-0003")],
+            )
+        });
         (app.join().unwrap(), fs.join().unwrap())
     });
     step(&fin_app, "luks:data-crypt");
@@ -161,9 +212,17 @@ finish: poweroff
     let appended = step(&fin_app, "partition:os");
     // The image numbers its partitions 1, 14, 15 (as stock cloud images do): the vault
     // takes the first free entry.
-    assert_eq!(appended["output"]["appended"][0]["number"], 2, "{appended:#}");
+    assert_eq!(
+        appended["output"]["appended"][0]["number"], 2,
+        "{appended:#}"
+    );
     let vault = step(&fin_app, "luks:vault-crypt");
-    assert!(vault["output"]["device"].as_str().is_some_and(|d| !d.contains('#')), "{vault:#}");
+    assert!(
+        vault["output"]["device"]
+            .as_str()
+            .is_some_and(|d| !d.contains('#')),
+        "{vault:#}"
+    );
     let img_step = step(&fin_fs, "write-image");
     assert_eq!(img_step["output"]["fstype"], "ext4", "{img_step:#}");
     for d in [&a, &b, &c] {
@@ -182,7 +241,8 @@ finish: poweroff
         .disk(Disk::existing(&c, "SN-C-0003"))
         .start()
         .unwrap();
-    vm.login("root", "imprint", Duration::from_secs(900)).unwrap();
+    vm.login("root", "imprint", Duration::from_secs(900))
+        .unwrap();
     let t = Duration::from_secs(300);
     // Opens the LUKS2 volume in partition 1 of the disk with `serial` as /dev/mapper/`name`.
     let mut open = |serial: &str, phrase: &str, name: &str| {
@@ -190,30 +250,52 @@ finish: poweroff
         let out = vm
             .run(&format!("printf %s '{phrase}' | cryptsetup open --key-file=- {dev} {name} && echo OPENED"), t)
             .unwrap();
-        assert!(out.contains("OPENED"), "{dev} opens with its passphrase: {out}");
+        assert!(
+            out.contains("OPENED"),
+            "{dev} opens with its passphrase: {out}"
+        );
     };
     open("SN-B-0002", DATA_PHRASE, "data");
     open("SN-C-0003", FS_PHRASE, "vol");
-    let repair = vm.run("xfs_repair -n /dev/mapper/data; echo rc=$?", t).unwrap();
+    let repair = vm
+        .run("xfs_repair -n /dev/mapper/data; echo rc=$?", t)
+        .unwrap();
     assert!(repair.contains("rc=0"), "xfs_repair -n: {repair}");
     let blkid = vm.run("blkid -o export /dev/mapper/data", t).unwrap();
-    assert!(blkid.contains("TYPE=xfs") && blkid.contains("LABEL=appdata"), "{blkid}");
+    assert!(
+        blkid.contains("TYPE=xfs") && blkid.contains("LABEL=appdata"),
+        "{blkid}"
+    );
 
     // The vault added after the image on its own disk: found by its GPT name, opened and
     // checked by the deployed system; the image's root partition is still the image's.
     let vault = vm
         .run(&format!("printf %s '{VAULT_PHRASE}' | cryptsetup open --key-file=- /dev/disk/by-partlabel/os-vault vault && e2fsck -fn /dev/mapper/vault; echo rc=$?"), t)
         .unwrap();
-    assert!(vault.contains("rc=0"), "the vault beside the image: {vault}");
-    let label = vm.run("blkid -o value -s LABEL /dev/mapper/vault; findmnt -no SOURCE /", t).unwrap();
-    assert!(label.contains("osvault") && label.contains("/dev/vda1"), "{label}");
+    assert!(
+        vault.contains("rc=0"),
+        "the vault beside the image: {vault}"
+    );
+    let label = vm
+        .run(
+            "blkid -o value -s LABEL /dev/mapper/vault; findmnt -no SOURCE /",
+            t,
+        )
+        .unwrap();
+    assert!(
+        label.contains("osvault") && label.contains("/dev/vda1"),
+        "{label}"
+    );
 
     let fsck = vm.run("e2fsck -fn /dev/mapper/vol; echo rc=$?", t).unwrap();
     assert!(fsck.contains("rc=0"), "e2fsck -fn: {fsck}");
     let sizes = vm
         .run("mount -o ro /dev/mapper/vol /mnt && df -B1 --output=size /mnt | tail -1; blockdev --getsize64 /dev/mapper/vol", t)
         .unwrap();
-    let nums: Vec<u64> = sizes.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let nums: Vec<u64> = sizes
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
     assert_eq!(nums.len(), 2, "{sizes}");
     assert!(
         nums[0] > nums[1] / 10 * 8,
@@ -222,7 +304,12 @@ finish: poweroff
         nums[0]
     );
     let sum = vm.run("sha256sum /mnt/payload.bin", t).unwrap();
-    assert!(sum.contains(&payload_sha), "the payload survived: {sum} vs {payload_sha}");
-    let label = vm.run("blkid -o value -s LABEL /dev/mapper/vol", t).unwrap();
+    assert!(
+        sum.contains(&payload_sha),
+        "the payload survived: {sum} vs {payload_sha}"
+    );
+    let label = vm
+        .run("blkid -o value -s LABEL /dev/mapper/vol", t)
+        .unwrap();
     assert_eq!(label.trim(), "fsimg");
 }

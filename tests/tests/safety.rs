@@ -39,14 +39,33 @@ fn a_disk_with_a_mounted_filesystem_is_refused() {
     std::fs::write(mnt.0.path().join("precious.txt"), "keep me").unwrap();
     let before = read_at(disk.dev(), 0, 1 << 20);
 
-    let doc = single_disk_document("http://127.0.0.1:9/none.raw.zst", &"ab".repeat(32), "http://127.0.0.1:9/r");
+    let doc = single_disk_document(
+        "http://127.0.0.1:9/none.raw.zst",
+        &"ab".repeat(32),
+        "http://127.0.0.1:9/r",
+    );
     let doc = doc.replace("min_size: 1GiB", "min_size: 512MiB");
     let run = apply(&doc, &disk, &[]);
     assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(run.stderr.contains("mounted") && run.stderr.contains(path_str(mnt.0.path())), "{}", run.stderr);
-    assert!(run.stderr.contains("--force"), "the way out is named: {}", run.stderr);
-    assert_eq!(read_at(disk.dev(), 0, 1 << 20), before, "the refused disk changed");
-    assert_eq!(std::fs::read_to_string(mnt.0.path().join("precious.txt")).unwrap(), "keep me");
+    assert!(
+        run.stderr.contains("mounted") && run.stderr.contains(path_str(mnt.0.path())),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("--force"),
+        "the way out is named: {}",
+        run.stderr
+    );
+    assert_eq!(
+        read_at(disk.dev(), 0, 1 << 20),
+        before,
+        "the refused disk changed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mnt.0.path().join("precious.txt")).unwrap(),
+        "keep me"
+    );
 }
 
 /// An ISO holding a blank imprint customization area (magic line, then its length at
@@ -61,7 +80,20 @@ fn boot_medium() -> (LoopDev, tempfile::TempDir) {
     area[32..36].copy_from_slice(&len.to_le_bytes());
     std::fs::write(tree.join("config.img"), area).unwrap();
     let iso = dir.path().join("imprint.iso");
-    sh("xorriso", &["-as", "mkisofs", "-quiet", "-r", "-V", "IMPRINT_ISO", "-o", path_str(&iso), path_str(&dir.path().join("tree"))]);
+    sh(
+        "xorriso",
+        &[
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-r",
+            "-V",
+            "IMPRINT_ISO",
+            "-o",
+            path_str(&iso),
+            path_str(&dir.path().join("tree")),
+        ],
+    );
     let bytes = std::fs::read(&iso).unwrap();
     let medium = LoopDev::new((bytes.len() as u64).div_ceil(1 << 20) << 20, 512);
     std::fs::write(&medium.path, &bytes).unwrap();
@@ -72,7 +104,11 @@ fn boot_medium() -> (LoopDev, tempfile::TempDir) {
 fn the_boot_medium_is_refused_and_never_a_candidate() {
     let (medium, _dir) = boot_medium();
     let shown = imprint(&["iso", "show", medium.dev()]);
-    assert_eq!(shown.code, 0, "the fixture is an imprint medium: {}", shown.stderr);
+    assert_eq!(
+        shown.code, 0,
+        "the fixture is an imprint medium: {}",
+        shown.stderr
+    );
     let doc = format!(
         "version: 1\nhost: {{ hostname: h1 }}\ndisks:\n  - {{ name: root, match: {{ smallest: true }} }}\n\
          image: {{ url: 'http://127.0.0.1:9/i.raw', sha256: '{}' }}\n",
@@ -82,13 +118,28 @@ fn the_boot_medium_is_refused_and_never_a_candidate() {
     // Named explicitly: refused, whatever the hint.
     let run = imprint_with_doc(&["apply", "--yes", "--disks", medium.dev()], &doc);
     assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(run.stderr.contains("boot medium") && run.stderr.contains(medium.dev()), "{}", run.stderr);
-    assert_eq!(read_at(medium.dev(), 0, 1 << 20), before, "the boot medium changed");
+    assert!(
+        run.stderr.contains("boot medium") && run.stderr.contains(medium.dev()),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        read_at(medium.dev(), 0, 1 << 20),
+        before,
+        "the boot medium changed"
+    );
     // Discovered: not a candidate at all (a read-only `plan` over this host's real inventory).
     let doc = doc.replace("smallest: true", &format!("path: {}", medium.dev()));
     let run = imprint_with_doc(&["plan"], &doc);
     assert_eq!(run.code, 4, "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("{} is an imprint boot medium: not a candidate", medium.dev())), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "{} is an imprint boot medium: not a candidate",
+            medium.dev()
+        )),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Runs `imprint apply` (no --yes) on a pseudo-terminal made by `script`, typing `answer`.
@@ -96,13 +147,21 @@ fn apply_on_a_terminal(doc: &str, disk: &LoopDev, answer: &str) -> (i32, String)
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("host.yaml");
     std::fs::write(&path, doc).unwrap();
-    let cmd = format!("{} apply --disks {} {}", imprint_bin().display(), disk.dev(), path.display());
+    let cmd = format!(
+        "{} apply --disks {} {}",
+        imprint_bin().display(),
+        disk.dev(),
+        path.display()
+    );
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("printf '{answer}\\n' | script -qec \"{cmd}\" /dev/null"))
+        .arg(format!(
+            "printf '{answer}\\n' | script -qec \"{cmd}\" /dev/null"
+        ))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -114,15 +173,28 @@ fn a_plain_apply_shows_what_will_be_destroyed_and_asks() {
     s.serve_bytes(IMAGE, z.clone());
     let doc = single_disk_document(&s.url(IMAGE), &sha256_hex(&z), &s.url("/report/web-01"));
     let disk = LoopDev::new(2 << 30, 512);
-    sh("sgdisk", &["-n", "1:1MiB:+16MiB", "-c", "1:old-data", disk.dev()]);
+    sh(
+        "sgdisk",
+        &["-n", "1:1MiB:+16MiB", "-c", "1:old-data", disk.dev()],
+    );
     let before = read_at(disk.dev(), 0, 1 << 20);
 
     let (code, text) = apply_on_a_terminal(&doc, &disk, "no");
     assert_eq!(code, 6, "{text}");
-    assert!(text.contains("WILL BE DESTROYED") && text.contains(disk.dev()), "the plan names what is destroyed: {text}");
+    assert!(
+        text.contains("WILL BE DESTROYED") && text.contains(disk.dev()),
+        "the plan names what is destroyed: {text}"
+    );
     assert!(text.contains("Type 'yes'"), "{text}");
-    assert_eq!(read_at(disk.dev(), 0, 1 << 20), before, "answering no changed the disk");
-    assert!(s.requests().iter().all(|r| r.path != IMAGE), "answering no fetched the image");
+    assert_eq!(
+        read_at(disk.dev(), 0, 1 << 20),
+        before,
+        "answering no changed the disk"
+    );
+    assert!(
+        s.requests().iter().all(|r| r.path != IMAGE),
+        "answering no fetched the image"
+    );
 
     let (code, text) = apply_on_a_terminal(&doc, &disk, "yes");
     assert_eq!(code, 0, "{text}");

@@ -74,7 +74,12 @@ pub fn bind_luks(
     existing_key: &[u8],
     pin: &Pin,
 ) -> Result<BindOutcome, LuksBindError> {
-    bind_luks_with(&Context::default(), device, Existing::Passphrase(existing_key), pin)
+    bind_luks_with(
+        &Context::default(),
+        device,
+        Existing::Passphrase(existing_key),
+        pin,
+    )
 }
 
 /// What unlocks the volume today, to authorise the new keyslot.
@@ -115,9 +120,10 @@ pub fn bind_luks_with(
             .activate_handle()
             .activate_by_passphrase(None, None, p, CryptActivate::empty())
             .map(drop),
-        Existing::VolumeKey(k) => cd
-            .activate_handle()
-            .activate_by_volume_key(None, Some(k), CryptActivate::empty()),
+        Existing::VolumeKey(k) => {
+            cd.activate_handle()
+                .activate_by_volume_key(None, Some(k), CryptActivate::empty())
+        }
     };
     checked.map_err(|_| LuksBindError::ExistingKey { device: dev() })?;
 
@@ -152,9 +158,10 @@ pub fn bind_luks_with(
         .set_pbkdf_type(&pbkdf)
         .map_err(|e| header("setting PBKDF2 for the new keyslot", e))?;
     let added = match existing {
-        Existing::Passphrase(p) => cd
-            .keyslot_handle()
-            .add_by_passphrase(None, p, passphrase.as_bytes()),
+        Existing::Passphrase(p) => {
+            cd.keyslot_handle()
+                .add_by_passphrase(None, p, passphrase.as_bytes())
+        }
         Existing::VolumeKey(k) => cd.keyslot_handle().add_by_key(
             None,
             Some(libcryptsetup_rs::Either::Left(k)),

@@ -263,13 +263,20 @@ mod tests {
         let share = Zeroizing::new(vec![1u8; 2 * BYTES]);
         for p in [0u8, 1] {
             let err = combine(&BigUint::from(p), std::slice::from_ref(&share)).unwrap_err();
-            assert!(err.to_string().contains(&format!("the prime {p} is not")), "{err}");
+            assert!(
+                err.to_string().contains(&format!("the prime {p} is not")),
+                "{err}"
+            );
             // The same prime as a JWE header carries it (32 big-endian bytes).
             let mut raw = [0u8; BYTES];
             raw[BYTES - 1] = p;
             let hdr = json!({"clevis": {"pin": "sss", "sss": {"t": 1, "p": jose::b64(&raw), "jwe": ["a..b.c.d"]}}});
             let err = parse(&hdr).unwrap_err();
-            assert!(err.to_string().contains(&format!("clevis.sss.p is {p}, not an odd prime")), "{err}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("clevis.sss.p is {p}, not an odd prime")),
+                "{err}"
+            );
         }
     }
 

@@ -506,12 +506,20 @@ mod tests {
         let off_curve = br#"{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}"#;
         for reply in [&b"not json"[..], b"{}", off_curve] {
             let r = decrypt_with(&jwe, |_, _| Ok(reply.to_vec()));
-            assert!(matches!(r, Err(TangError::BadReply { .. })), "{:?}", r.err());
+            assert!(
+                matches!(r, Err(TangError::BadReply { .. })),
+                "{:?}",
+                r.err()
+            );
         }
         // Any other point on the curve: the key is wrong, and the tag says so.
         let other = jose::ec_jwk(sig.public_key().as_affine()).to_string();
         let r = decrypt_with(&jwe, |_, _| Ok(other.clone().into_bytes()));
-        assert!(matches!(r, Err(TangError::Jose(JoseError::Decrypt))), "{:?}", r.err());
+        assert!(
+            matches!(r, Err(TangError::Jose(JoseError::Decrypt))),
+            "{:?}",
+            r.err()
+        );
     }
 
     #[test]

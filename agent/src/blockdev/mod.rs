@@ -336,11 +336,14 @@ fn range_op(
 
 /// Deallocates `len` bytes at `offset` of a regular file, keeping its size (reads back zeros).
 pub fn punch_hole(f: &File, offset: u64, len: u64) -> Result<()> {
-    let flags = nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE;
-    nix::fcntl::fallocate(f, flags, offset as i64, len as i64).map_err(|e| BlockError::Unsupported {
-        op: "fallocate punch hole",
-        path: name_of(f),
-        source: e.into(),
+    let flags = nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+        | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    nix::fcntl::fallocate(f, flags, offset as i64, len as i64).map_err(|e| {
+        BlockError::Unsupported {
+            op: "fallocate punch hole",
+            path: name_of(f),
+            source: e.into(),
+        }
     })
 }
 

@@ -342,8 +342,13 @@ mod tests {
         assert_eq!(c.get("console"), Some("ttyS0"));
         let c = Cmdline::parse("imprint.net_timeout=300").unwrap();
         assert_eq!(c.net_timeout, Duration::from_secs(300));
-        let e = Cmdline::parse("imprint.net_timeout=soon").unwrap_err().to_string();
-        assert!(e.contains("imprint.net_timeout=soon") && e.contains("seconds"), "{e}");
+        let e = Cmdline::parse("imprint.net_timeout=soon")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("imprint.net_timeout=soon") && e.contains("seconds"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -200,15 +200,11 @@ fn from_labelled_filesystem() -> Option<(String, String)> {
 
 /// (label, type) of the filesystem on `dev`, by libblkid.
 fn probe_label(dev: &Path) -> Option<(String, String)> {
-    let probe = blkid::prober::Prober::new_from_filename(dev).ok()?;
-    match probe.do_safe_probe() {
-        Ok(blkid::prober::ProbeState::Success) => {}
-        _ => return None,
+    let mut probe = crate::disks::blkid::Probe::from_path(dev).ok()?;
+    if !probe.safe_probe().ok()? {
+        return None;
     }
-    Some((
-        probe.lookup_value("LABEL").ok()?,
-        probe.lookup_value("TYPE").ok()?,
-    ))
+    Some((probe.value("LABEL")?, probe.value("TYPE")?))
 }
 
 /// Mounts `dev` read-only, reads the first of [`FILES`], unmounts.

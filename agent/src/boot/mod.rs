@@ -153,8 +153,14 @@ pub fn run_ramdisk(
 /// through the same reporter and retry policy as every other report.
 fn early_report(url: &str, error: &str) {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let plan = crate::plan::ReportPlan { url: url.to_string(), token: None, heartbeat_secs: 10 };
-    let Ok(r) = crate::report::Reporter::new(host.trim(), Some(&plan), None) else { return };
+    let plan = crate::plan::ReportPlan {
+        url: url.to_string(),
+        token: None,
+        heartbeat_secs: 10,
+    };
+    let Ok(r) = crate::report::Reporter::new(host.trim(), Some(&plan), None) else {
+        return;
+    };
     let body = serde_json::json!({ "result": "failure", "failed_step": "discover", "error": error, "steps": [] });
     match r.finish(body) {
         Ok(()) => log::info(&format!("failure reported to {url}")),

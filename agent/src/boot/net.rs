@@ -143,7 +143,10 @@ pub fn bring_up(cmdline: &Cmdline) -> Result<NetState, NetError> {
         };
         state.configured = dhcp_until(&wanted, cmdline.net_timeout);
         if state.configured.is_empty() {
-            return Err(NetError::NoLease(wanted.join(", "), cmdline.net_timeout.as_secs()));
+            return Err(NetError::NoLease(
+                wanted.join(", "),
+                cmdline.net_timeout.as_secs(),
+            ));
         }
     }
     write_hosts();

@@ -323,7 +323,7 @@ fn plan_or_report(text: &str, source: &str, scope: &DiskScope, ca: Option<&Path>
 /// A failure before a plan exists still gets a failure report when the document
 /// names a report URL, read leniently from the raw text.
 fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>, t: ReportTimeout) {
-    let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(text) else { return };
+    let Ok(v) = serde_norway::from_str::<serde_norway::Value>(text) else { return };
     let Some(url) = v.get("report").and_then(|r| r.get("url")).and_then(|u| u.as_str()) else { return };
     let token = v.get("report").and_then(|r| r.get("token")).and_then(|t| t.as_str()).map(imprint::secret::Secret::new);
     let host = v.get("host").and_then(|h| h.get("hostname")).and_then(|h| h.as_str()).unwrap_or("unknown");

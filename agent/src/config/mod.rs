@@ -45,17 +45,24 @@ pub fn parse(text: &str) -> Result<Document, DocError> {
         })?;
         Ok(doc)
     } else {
-        let de = serde_yaml::Deserializer::from_str(text);
+        let de = serde_norway::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let loc = e.inner().location().map(|l| (l.line(), l.column()));
             let mut msg = e.inner().to_string();
             if let Some((l, c)) = loc {
                 msg = strip_suffix_location(&msg, l, c);
             }
-            let syntax = msg.contains("while scanning") || msg.contains("while parsing");
-            from_serde(&e.path().to_string(), &msg, loc, syntax)
+            from_serde(&e.path().to_string(), &msg, loc, !yaml_well_formed(text))
         })
     }
+}
+
+/// Whether `text` is well-formed YAML of any shape. Only what the YAML parser itself
+/// refuses makes reading it into `IgnoredAny` fail, so a failing document is a syntax
+/// error without looking at the parser's wording. Called on the error path only.
+fn yaml_well_formed(text: &str) -> bool {
+    use serde::Deserialize;
+    serde::de::IgnoredAny::deserialize(serde_norway::Deserializer::from_str(text)).is_ok()
 }
 
 fn strip_suffix_location(msg: &str, line: usize, col: usize) -> String {
@@ -79,7 +86,7 @@ fn from_serde(path: &str, msg: &str, loc: Option<(usize, usize)>, syntax: bool) 
         }
     };
     let tick_list = |s: &str| s.replace('`', "");
-    // serde_yaml puts its own idea of the path in front of the message; ours is better.
+    // The YAML error puts its own idea of the path in front of the message; ours is better.
     let msg = match msg.split_once(": ") {
         Some((p, rest))
             if !p.is_empty()

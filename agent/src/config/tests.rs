@@ -212,7 +212,7 @@ fn expansion_round_trips_through_the_explicit_form() {
     let doc = parse(DOC2).unwrap();
     let explicit = expand(&doc).unwrap();
     assert!(explicit.storage.as_ref().unwrap().layout.is_none());
-    let yaml = serde_yaml::to_string(&explicit).unwrap();
+    let yaml = serde_norway::to_string(&explicit).unwrap();
     let back = check(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let again = expand_storage(&back).unwrap().to_storage();
     assert_eq!(

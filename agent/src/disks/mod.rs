@@ -4,6 +4,7 @@
 //! serial, partitions, holders) and libblkid for what is written on the disk
 //! (signatures, partition tables the kernel may not have parsed).
 
+pub(crate) mod blkid;
 pub mod probe;
 mod select;
 

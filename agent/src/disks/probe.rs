@@ -2,11 +2,9 @@
 //! and LUKS superblocks, partition tables), erasing them, and reading partition tables
 //! the kernel may not know.
 
+use super::blkid::Probe;
 use super::Signature;
-use blkid::prober::{ProbeState, Prober};
-use blkid::{PartitionsFlags, SuperblocksFlags};
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// No device carries more signatures than this; the bound keeps a confused probe finite.
@@ -45,33 +43,15 @@ fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
 }
 
 /// A prober over `area` of the open `file`, with every chain that finds signatures.
-fn prober(file: &File, path: &Path, area: Area) -> Result<Prober, String> {
-    let mut p = Prober::new().map_err(|e| err(path, "creating a libblkid probe for", e))?;
-    p.set_device(
-        file.as_raw_fd(),
-        area.offset as i64,
-        area.size.map(|s| s as i64),
-    )
-    .map_err(|e| err(path, "setting up libblkid on", e))?;
-    p.enable_superblocks(true)
-        .map_err(|e| err(path, "probing", e))?;
-    p.set_superblocks_flags(
-        SuperblocksFlags::TYPE
-            | SuperblocksFlags::LABEL
-            | SuperblocksFlags::UUID
-            | SuperblocksFlags::MAGIC,
-    )
-    .map_err(|e| err(path, "probing", e))?;
-    p.enable_partitions(true)
-        .map_err(|e| err(path, "probing", e))?;
-    p.set_partitions_flags(PartitionsFlags::MAGIC)
-        .map_err(|e| err(path, "probing", e))?;
-    Ok(p)
+fn prober<'f>(file: &'f File, path: &Path, area: Area) -> Result<Probe<'f>, String> {
+    Probe::on_file(file, area.offset, area.size)
+        .and_then(Probe::with_signature_chains)
+        .map_err(|e| err(path, "setting up libblkid on", e))
 }
 
 /// The signature the prober currently stands on; offsets are absolute on the device.
-fn current(p: &Prober, area: Area) -> Signature {
-    let get = |k: &str| p.lookup_value(k).ok().filter(|v| !v.is_empty());
+fn current(p: &Probe, area: Area) -> Signature {
+    let get = |k: &str| p.value(k).filter(|v| !v.is_empty());
     let kind = get("TYPE")
         .or_else(|| get("PTTYPE"))
         .unwrap_or_else(|| "unknown".into());
@@ -88,13 +68,10 @@ fn current(p: &Prober, area: Area) -> Signature {
 
 /// Every signature libblkid finds in `area` of `file` (opened from `path`).
 pub fn signatures(file: &File, path: &Path, area: Area) -> Result<Vec<Signature>, String> {
-    let p = prober(file, path, area)?;
+    let mut p = prober(file, path, area)?;
     let mut out = Vec::new();
-    while out.len() < MAX_SIGNATURES {
-        match p.do_probe().map_err(|e| err(path, "probing", e))? {
-            ProbeState::Success => out.push(current(&p, area)),
-            _ => break,
-        }
+    while out.len() < MAX_SIGNATURES && p.next().map_err(|e| err(path, "probing", e))? {
+        out.push(current(&p, area));
     }
     Ok(out)
 }
@@ -103,22 +80,16 @@ pub fn signatures(file: &File, path: &Path, area: Area) -> Result<Vec<Signature>
 /// and returns what it erased. `file` must be open read-write.
 pub fn wipe_signatures(file: &File, path: &Path, area: Area) -> Result<Vec<Signature>, String> {
     let mut erased = Vec::new();
-    // do_wipe steps the probe back, so one pass erases stacked signatures at one place;
+    // wipe_current steps the probe back, so one pass erases stacked signatures at one place;
     // a fresh pass catches what the erasure uncovered (a GPT's backup once the primary is gone).
     for _pass in 0..8 {
-        let p = prober(file, path, area)?;
+        let mut p = prober(file, path, area)?;
         let before = erased.len();
-        while erased.len() < MAX_SIGNATURES {
-            match p.do_probe().map_err(|e| err(path, "probing", e))? {
-                ProbeState::Success => {
-                    let sig = current(&p, area);
-                    p.do_wipe(false).map_err(|e| {
-                        err(path, &format!("erasing the {} signature on", sig.kind), e)
-                    })?;
-                    erased.push(sig);
-                }
-                _ => break,
-            }
+        while erased.len() < MAX_SIGNATURES && p.next().map_err(|e| err(path, "probing", e))? {
+            let sig = current(&p, area);
+            p.wipe_current()
+                .map_err(|e| err(path, &format!("erasing the {} signature on", sig.kind), e))?;
+            erased.push(sig);
         }
         if erased.len() == before {
             return Ok(erased);
@@ -141,30 +112,21 @@ pub fn wipe_signatures(file: &File, path: &Path, area: Area) -> Result<Vec<Signa
 
 /// The partitions of the table libblkid reads on the whole device (empty without a table).
 pub fn table_partitions(file: &File, path: &Path) -> Result<Vec<TablePartition>, String> {
-    let mut p = Prober::new().map_err(|e| err(path, "creating a libblkid probe for", e))?;
-    p.set_device(file.as_raw_fd(), 0, None)
-        .map_err(|e| err(path, "setting up libblkid on", e))?;
-    let list = match p.part_list() {
-        Ok(l) => l,
-        // No partition table at all.
-        Err(_) => return Ok(Vec::new()),
-    };
+    let mut p =
+        Probe::on_file(file, 0, None).map_err(|e| err(path, "setting up libblkid on", e))?;
     let mut out = Vec::new();
-    for part in list
-        .get_partitions()
+    for part in p
+        .table()
         .map_err(|e| err(path, "reading the partition table of", e))?
     {
         // libblkid counts in 512-byte units whatever the sector size.
-        let (Ok(n), Ok(start), Ok(size)) = (part.partno(), part.start(), part.size()) else {
-            continue;
-        };
-        if n <= 0 || start < 0 || size <= 0 || part.is_extended() {
+        if part.partno <= 0 || part.start < 0 || part.size <= 0 || part.extended {
             continue;
         }
         out.push(TablePartition {
-            number: n as u32,
-            start_bytes: start as u64 * 512,
-            len_bytes: size as u64 * 512,
+            number: part.partno as u32,
+            start_bytes: part.start as u64 * 512,
+            len_bytes: part.size as u64 * 512,
         });
     }
     Ok(out)

@@ -1,8 +1,8 @@
 //! A chroot of the target with /dev, /proc, /sys, /run and a working resolv.conf; torn
 //! down in reverse on drop.
 
-use crate::storage::fs::{mount_raw, unmount, FsError};
 use crate::runner::{self, RunError};
+use crate::storage::fs::{mount_raw, unmount, FsError};
 use nix::mount::MsFlags;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -120,7 +120,11 @@ pub fn kernel_cmdline(plan: &Plan, fin: &FinalizePlan, fam: Family) -> Vec<Strin
         // Debian's clevis initramfs script reads field 6 of `ip=` as the interface to
         // wait for, so a bare `ip=dhcp` makes it wait for an interface named "dhcp".
         // The nfsroot form with every field empty means the same to initramfs-tools.
-        let a = if fam == Family::Debian && a == "ip=dhcp" { "ip=::::::dhcp".to_string() } else { a.clone() };
+        let a = if fam == Family::Debian && a == "ip=dhcp" {
+            "ip=::::::dhcp".to_string()
+        } else {
+            a.clone()
+        };
         if !args.contains(&a) {
             args.push(a);
         }

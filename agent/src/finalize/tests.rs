@@ -154,7 +154,13 @@ fn ip_dhcp_is_spelled_for_debians_clevis_script() {
     let (plan, mut fin) = seed_like();
     fin.kernel_args = vec!["ip=dhcp".into()];
     let deb = kernel_cmdline(&plan, &fin, Family::Debian);
-    assert!(deb.contains(&"ip=::::::dhcp".to_string()) && !deb.contains(&"ip=dhcp".to_string()), "{deb:?}");
+    assert!(
+        deb.contains(&"ip=::::::dhcp".to_string()) && !deb.contains(&"ip=dhcp".to_string()),
+        "{deb:?}"
+    );
     let rhel = kernel_cmdline(&plan, &fin, Family::Rhel);
-    assert!(rhel.contains(&"ip=dhcp".to_string()) && rhel.contains(&"rd.neednet=1".to_string()), "{rhel:?}");
+    assert!(
+        rhel.contains(&"ip=dhcp".to_string()) && rhel.contains(&"rd.neednet=1".to_string()),
+        "{rhel:?}"
+    );
 }

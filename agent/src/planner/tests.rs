@@ -380,7 +380,7 @@ fn generated_ids_are_stable_per_host_and_differ_between_hosts() {
 fn the_explicit_expansion_plans_the_same() {
     let doc = crate::config::parse(DOC2).unwrap();
     let explicit = crate::config::expand(&doc).unwrap();
-    let yaml = serde_yaml::to_string(&explicit).unwrap();
+    let yaml = serde_norway::to_string(&explicit).unwrap();
     let again = crate::config::parse(&yaml).unwrap();
     let p1 = build_with(&doc, &doc2_inventory(), &opts(), &TestBackend).unwrap();
     let p2 = build_with(&again, &doc2_inventory(), &opts(), &TestBackend).unwrap();

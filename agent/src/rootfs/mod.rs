@@ -75,7 +75,7 @@ pub fn extract<R: Read>(
         write::entry(root, &e, &mut ar, &mut counts, &mut later)
             .map_err(|x| fail(&name, ar.position, x))?;
         entries += 1;
-        if entries % 256 == 0 {
+        if entries.is_multiple_of(256) {
             progress(ar.position);
         }
     }

@@ -506,7 +506,10 @@ mod tests {
     fn pax_mtime_with_a_multibyte_fraction_is_read_not_a_panic() {
         // Found by fuzzing: the fraction was cut at byte 9, inside a character.
         assert_eq!(parse_decimal_time(b"1.22913178\xff"), (1, 229_131_780));
-        assert_eq!(parse_decimal_time("5.1234567890é".as_bytes()), (5, 123_456_789));
+        assert_eq!(
+            parse_decimal_time("5.1234567890é".as_bytes()),
+            (5, 123_456_789)
+        );
         let ar = with_pax(&[b"mtime=1700000000.22913178\xff"], b"x");
         let e = Archive::new(&ar[..]).next_entry().unwrap().unwrap();
         assert_eq!(e.mtime, (1_700_000_000, 229_131_780));
@@ -516,7 +519,9 @@ mod tests {
     fn a_size_near_two_to_the_64_is_an_error_not_an_overflow() {
         // Base-256 size 2^64 - 1: the padding after it does not fit in a u64.
         let mut h = header("big", b'0', 0);
-        h[124..136].copy_from_slice(&[0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        h[124..136].copy_from_slice(&[
+            0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ]);
         h[148..156].copy_from_slice(b"        ");
         let sum: u32 = h.iter().map(|b| *b as u32).sum();
         h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
@@ -535,20 +540,34 @@ mod tests {
     fn sparse_maps_with_extreme_numbers_are_errors_or_values_never_overflows() {
         // PAX 0.0 map whose last chunk ends past 2^64.
         let ar = with_pax(
-            &[b"GNU.sparse.offset=18446744073709551615", b"GNU.sparse.numbytes=10"],
+            &[
+                b"GNU.sparse.offset=18446744073709551615",
+                b"GNU.sparse.numbytes=10",
+            ],
             b"",
         );
         let e = Archive::new(&ar[..]).next_entry().unwrap().unwrap();
         assert_eq!(e.sparse, Some((vec![(u64::MAX, 10)], u64::MAX)));
         // 1.0 map announcing 2^64 - 1 chunks: read until the archive ends, then an error.
         let data = [&b"18446744073709551615\n1\n2\n"[..], &[0u8; 509]].concat();
-        let ar = with_pax(&[b"GNU.sparse.major=1", b"GNU.sparse.minor=0", b"GNU.sparse.realsize=3"], &data);
+        let ar = with_pax(
+            &[
+                b"GNU.sparse.major=1",
+                b"GNU.sparse.minor=0",
+                b"GNU.sparse.realsize=3",
+            ],
+            &data,
+        );
         assert!(Archive::new(&ar[..]).next_entry().is_err());
         // A number that is not one.
         let data = [&b"1\n1x\n2\n"[..], &[0u8; 506]].concat();
         let ar = with_pax(&[b"GNU.sparse.major=1", b"GNU.sparse.minor=0"], &data);
         let err = Archive::new(&ar[..]).next_entry().unwrap_err();
-        assert!(err.to_string().contains("bad number \"1x\" in a sparse map"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("bad number \"1x\" in a sparse map"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -562,7 +581,14 @@ mod tests {
         data.resize(data.len().div_ceil(512) * 512, 0);
         let map_len = data.len() as u64;
         data.extend_from_slice(&[b'x'; 100]);
-        let ar = with_pax(&[b"GNU.sparse.major=1", b"GNU.sparse.minor=0", b"GNU.sparse.realsize=99000001"], &data);
+        let ar = with_pax(
+            &[
+                b"GNU.sparse.major=1",
+                b"GNU.sparse.minor=0",
+                b"GNU.sparse.realsize=99000001",
+            ],
+            &data,
+        );
         let mut a = Archive::new(&ar[..]);
         let e = a.next_entry().unwrap().unwrap();
         let (chunks, real) = e.sparse.clone().unwrap();

@@ -279,27 +279,49 @@ add("./copied-file", kind=tarfile.LNKTYPE, link="./boot/file")
 t.close()
 "#;
     let tarp = dir.path().join("a.tar");
-    assert!(Command::new("python3").args(["-c", py]).arg(&tarp).status().unwrap().success());
+    assert!(Command::new("python3")
+        .args(["-c", py])
+        .arg(&tarp)
+        .status()
+        .unwrap()
+        .success());
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("boot")).unwrap();
     // /boot on its own file system, as in a layout: hard links into it fail with EXDEV.
-    sh(&format!("mount -t tmpfs imprint-test {}", root.join("boot").display()), dir.path());
+    sh(
+        &format!(
+            "mount -t tmpfs imprint-test {}",
+            root.join("boot").display()
+        ),
+        dir.path(),
+    );
     let _m = Mount(root.join("boot"));
     let (tx, rx) = std::sync::mpsc::channel();
     let (tarp2, root2) = (tarp.clone(), root.clone());
     std::thread::spawn(move || {
-        let _ = tx.send(extract(std::fs::File::open(&tarp2).unwrap(), &root2, |_| {}).map(|x| x.entries));
+        let _ = tx
+            .send(extract(std::fs::File::open(&tarp2).unwrap(), &root2, |_| {}).map(|x| x.entries));
     });
     let r = rx
         .recv_timeout(std::time::Duration::from_secs(20))
         .expect("extraction hung (reading a FIFO?)");
     assert_eq!(r.unwrap(), 6);
     let link = std::fs::symlink_metadata(root.join("copied-link")).unwrap();
-    assert!(link.file_type().is_symlink(), "the symlink was followed out of the root");
-    assert_eq!(std::fs::read_link(root.join("copied-link")).unwrap(), Path::new("/etc/hostname"));
+    assert!(
+        link.file_type().is_symlink(),
+        "the symlink was followed out of the root"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("copied-link")).unwrap(),
+        Path::new("/etc/hostname")
+    );
     let fifo = std::fs::symlink_metadata(root.join("copied-fifo")).unwrap();
     assert!(fifo.file_type().is_fifo());
     let file = std::fs::symlink_metadata(root.join("copied-file")).unwrap();
-    assert!(file.is_file() && file.mode() & 0o7777 == 0o640, "{:o}", file.mode());
+    assert!(
+        file.is_file() && file.mode() & 0o7777 == 0o640,
+        "{:o}",
+        file.mode()
+    );
     assert_eq!(std::fs::read(root.join("copied-file")).unwrap(), b"data");
 }

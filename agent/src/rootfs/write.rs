@@ -221,13 +221,18 @@ fn copy_across(target: &Path, path: &Path) -> io::Result<()> {
             .mode(0o600)
             .open(path)
             .map_err(|x| err(path, "creating", x))?;
-        io::copy(&mut src, &mut dst).map_err(|x| err(path, "copying (cross-device hard link)", x))?;
+        io::copy(&mut src, &mut dst)
+            .map_err(|x| err(path, "copying (cross-device hard link)", x))?;
     } else if t.is_fifo() || t.is_char_device() || t.is_block_device() {
         let kind = SFlag::from_bits_truncate(m.mode() & libc::S_IFMT);
         mknod(path, kind, Mode::from_bits_truncate(0o600), m.rdev())
             .map_err(|x| err(path, "making node (cross-device hard link)", x))?;
     } else {
-        return Err(err(path, "hard-linking across mount points to", target.display()));
+        return Err(err(
+            path,
+            "hard-linking across mount points to",
+            target.display(),
+        ));
     }
     fchownat(
         nix::fcntl::AT_FDCWD,

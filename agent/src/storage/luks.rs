@@ -39,7 +39,12 @@ pub enum LuksError {
     #[error("reading random bytes for the volume key: {0}")]
     Random(std::io::Error),
     #[error("LUKS volume {name}: binding to {pins}: {source}")]
-    Binding { name: String, pins: String, source: crate::binding::luks::LuksBindError },
+    Binding {
+        name: String,
+        pins: String,
+        // Boxed: the binding error is large, and every LuksError result would carry it.
+        source: Box<crate::binding::luks::LuksBindError>,
+    },
 }
 
 /// An open LUKS volume: its mapping and the volume key (zeroized on drop).
@@ -190,9 +195,13 @@ pub fn bind_pins(vol: &OpenVolume, plan: &LuksPlan) -> Result<Vec<Value>, LuksEr
     let pin = crate::binding::Pin::from_plan(plan);
     let ctx = crate::binding::Context::default();
     let existing = crate::binding::luks::Existing::VolumeKey(vol.volume_key());
-    let out = crate::binding::luks::bind_luks_with(&ctx, &plan.device, existing, &pin).map_err(|source| {
-        LuksError::Binding { name: plan.name.clone(), pins: p.join(", "), source }
-    })?;
+    let out = crate::binding::luks::bind_luks_with(&ctx, &plan.device, existing, &pin).map_err(
+        |source| LuksError::Binding {
+            name: plan.name.clone(),
+            pins: p.join(", "),
+            source: Box::new(source),
+        },
+    )?;
     Ok(vec![json!({
         "pins": p,
         "threshold": pin.threshold,

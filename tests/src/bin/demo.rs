@@ -3,7 +3,9 @@
 //! server that serves a small test image and receives the reports; shows the console
 //! and every report as it arrives, then the final report and where the artifacts are.
 
-use imprint_tests::fixtures::{guest_base, repo_root, sha256_hex, vm_single_disk_document, TestImage};
+use imprint_tests::fixtures::{
+    guest_base, repo_root, sha256_hex, vm_single_disk_document, TestImage,
+};
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
 use imprint_tests::server::Server;
 use serde_json::Value;
@@ -21,7 +23,14 @@ fn main() {
     let server = Server::start();
     server.serve_bytes("/images/web.raw.zst", zst);
     let base = guest_base(&server);
-    let doc = vm_single_disk_document("demo-01", &base, &format!("{base}/images/web.raw.zst"), &sha, "imprint-ok", "demo-token");
+    let doc = vm_single_disk_document(
+        "demo-01",
+        &base,
+        &format!("{base}/images/web.raw.zst"),
+        &sha,
+        "imprint-ok",
+        "demo-token",
+    );
     let dir = tempfile::tempdir().unwrap();
     let doc_path = dir.path().join("demo-01.yaml");
     std::fs::write(&doc_path, &doc).unwrap();

@@ -197,22 +197,45 @@ fn bind_luks_with_a_wrong_key_or_unreachable_tang_changes_nothing() {
 #[test]
 fn bind_luks_by_volume_key_adds_a_keyslot_the_real_tools_open() {
     let dir = tempfile::tempdir().unwrap();
-    let key: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+    let key: Vec<u8> = (0..64u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
     let key_file = dir.path().join("vk");
     std::fs::write(&key_file, &key).unwrap();
     let f = dir.path().join("luks.img");
-    std::fs::File::create(&f).unwrap().set_len(32 << 20).unwrap();
+    std::fs::File::create(&f)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
     run_with_input(
         "cryptsetup",
-        &["luksFormat", "--type", "luks2", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
-          "--volume-key-file", key_file.to_str().unwrap(), "--key-size", "512", "--key-file", "-", f.to_str().unwrap()],
+        &[
+            "luksFormat",
+            "--type",
+            "luks2",
+            "--batch-mode",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--volume-key-file",
+            key_file.to_str().unwrap(),
+            "--key-size",
+            "512",
+            "--key-file",
+            "-",
+            f.to_str().unwrap(),
+        ],
         EXISTING,
         &[],
         dir.path(),
     )
     .unwrap();
     let tang = TangServer::start();
-    let pin = Pin { tang: vec![tang_pin(&tang)], ..Default::default() };
+    let pin = Pin {
+        tang: vec![tang_pin(&tang)],
+        ..Default::default()
+    };
     let mut wrong = key.clone();
     wrong[0] ^= 1;
     let e = bind_luks_with(&ctx(None), &f, Existing::VolumeKey(&wrong), &pin).unwrap_err();
@@ -221,14 +244,37 @@ fn bind_luks_by_volume_key_adds_a_keyslot_the_real_tools_open() {
     let out = bind_luks_with(&ctx(None), &f, Existing::VolumeKey(&key), &pin).unwrap();
     assert_eq!(counts(&f), (2, 1));
     // The token's JWE, decrypted by clevis itself, opens the new keyslot.
-    let token = sh("cryptsetup", &["token", "export", "--token-id", &out.token_id.to_string(), f.to_str().unwrap()]);
+    let token = sh(
+        "cryptsetup",
+        &[
+            "token",
+            "export",
+            "--token-id",
+            &out.token_id.to_string(),
+            f.to_str().unwrap(),
+        ],
+    );
     let jwe: Value = serde_json::from_str(&token).unwrap();
-    let compact =
-        run_with_input("jose", &["jwe", "fmt", "-i-", "-c"], jwe["jwe"].to_string().as_bytes(), &[], dir.path()).unwrap();
+    let compact = run_with_input(
+        "jose",
+        &["jwe", "fmt", "-i-", "-c"],
+        jwe["jwe"].to_string().as_bytes(),
+        &[],
+        dir.path(),
+    )
+    .unwrap();
     let pass = clevis(&["decrypt"], &compact, &[]).unwrap();
     run_with_input(
         "cryptsetup",
-        &["open", "--test-passphrase", "--key-slot", &out.keyslot.to_string(), "--key-file", "-", f.to_str().unwrap()],
+        &[
+            "open",
+            "--test-passphrase",
+            "--key-slot",
+            &out.keyslot.to_string(),
+            "--key-file",
+            "-",
+            f.to_str().unwrap(),
+        ],
         &pass,
         &[],
         dir.path(),

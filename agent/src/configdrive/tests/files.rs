@@ -4,7 +4,7 @@ use super::*;
 use crate::configdrive::{files, write_dir, ConfigdriveError};
 
 fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).expect("valid YAML")
+    serde_norway::from_str(text).expect("valid YAML")
 }
 
 fn json_of(text: &str) -> Value {

@@ -1,10 +1,10 @@
 //! The on-disk GPT: writing a planned table, reading one back, and the fix-ups a
 //! whole-disk image needs (backup header at the real end, grow, append).
 
-use crate::units::MIB;
 use super::{Geometry, PartitionError, PartitionRequest, ALIGN_BYTES};
 use crate::blockdev;
 use crate::plan::PartitionPlan;
+use crate::units::MIB;
 use crate::units::{Bytes, SizeSpec};
 use gpt::disk::LogicalBlockSize;
 use gpt::mbr::ProtectiveMBR;
@@ -256,7 +256,9 @@ fn rewrite(
 
 /// The lowest free entry slot (1-based): where sgdisk, too, puts a new partition.
 fn free_slot(parts: &BTreeMap<u32, Partition>) -> u32 {
-    (1..).find(|n| !parts.contains_key(n)).expect("a free number")
+    (1..)
+        .find(|n| !parts.contains_key(n))
+        .expect("a free number")
 }
 
 /// Reads the GPT of `disk` as placed partitions (name = label, or `partN`).
@@ -317,7 +319,10 @@ pub fn relocate_backup_gpt(disk: &Path) -> Result<bool, PartitionError> {
 /// Extends the partition that ends last to the end of the usable space, less
 /// `reserve_bytes` kept free after it (for a configdrive appended next).
 /// Returns its number and new size in bytes, or None if it already reaches the end.
-pub fn grow_last_partition(disk: &Path, reserve_bytes: u64) -> Result<Option<(u32, u64)>, PartitionError> {
+pub fn grow_last_partition(
+    disk: &Path,
+    reserve_bytes: u64,
+) -> Result<Option<(u32, u64)>, PartitionError> {
     let Some((g, f, _, sector)) = open_gpt(disk)? else {
         return Err(PartitionError::Io(format!(
             "{} has no GPT; there is no partition to grow",
@@ -408,7 +413,8 @@ pub fn append_partitions(
                     .sum();
                 let keep = later + reserve_bytes.div_ceil(MIB) * MIB;
                 let end = (h.last_usable + 1) / align * align;
-                end.saturating_sub(keep.div_ceil(sector)).saturating_sub(first)
+                end.saturating_sub(keep.div_ceil(sector))
+                    .saturating_sub(first)
             }
         };
         if len == 0 || first + len - 1 > h.last_usable {

@@ -104,7 +104,12 @@ fn disk_with_image(args: &[&str]) -> Loop {
     let lo = Loop::new(256 * MIB, 512);
     let (ok, out) = tool(
         "dd",
-        &[&format!("if={path}"), &format!("of={}", lo.dev.display()), "bs=1M", "conv=notrunc,fsync"],
+        &[
+            &format!("if={path}"),
+            &format!("of={}", lo.dev.display()),
+            "bs=1M",
+            "conv=notrunc,fsync",
+        ],
     );
     assert!(ok, "{out}");
     lo
@@ -192,25 +197,48 @@ fn data_partitions_appended_after_an_image_leave_room_for_the_configdrive() {
     let reserve = 64 * MIB;
     let placed = append_partitions(
         &lo.dev,
-        &[req("vault", "luks", "rest"), req("scratch", "linux", "16MiB")],
+        &[
+            req("vault", "luks", "rest"),
+            req("scratch", "linux", "16MiB"),
+        ],
         reserve,
     )
     .unwrap();
     sgdisk_verify_clean(&lo.dev);
     let numbers: Vec<(String, u32)> = placed.iter().map(|p| (p.name.clone(), p.number)).collect();
-    assert_eq!(numbers, [("vault".to_string(), 2), ("scratch".to_string(), 3)], "after the image's partition 1");
+    assert_eq!(
+        numbers,
+        [("vault".to_string(), 2), ("scratch".to_string(), 3)],
+        "after the image's partition 1"
+    );
     let (vault, scratch) = (&placed[0], &placed[1]);
-    assert_eq!(vault.first_lba, 2048 + 40 * 2048, "right after the image's partition, aligned");
-    assert_eq!(scratch.first_lba, vault.last_lba + 1, "the rest ends on a MiB boundary");
+    assert_eq!(
+        vault.first_lba,
+        2048 + 40 * 2048,
+        "right after the image's partition, aligned"
+    );
+    assert_eq!(
+        scratch.first_lba,
+        vault.last_lba + 1,
+        "the rest ends on a MiB boundary"
+    );
     assert_eq!(getsize64(&scratch.path), 16 * MIB);
-    assert_eq!(getsize64(&vault.path), (scratch.first_lba - vault.first_lba) * 512);
+    assert_eq!(
+        getsize64(&vault.path),
+        (scratch.first_lba - vault.first_lba) * 512
+    );
     let (_, out) = tool("sgdisk", &["-i", "2", lo.dev.to_str().unwrap()]);
-    assert!(out.contains("CA7D7CCB-63ED-4C53-861C-1742536059CC") && out.contains("'vault'"), "{out}");
+    assert!(
+        out.contains("CA7D7CCB-63ED-4C53-861C-1742536059CC") && out.contains("'vault'"),
+        "{out}"
+    );
     // The configdrive fits in what was kept, and nothing more does.
     let cd = append_partition(&lo.dev, reserve, &type_guid("linux").unwrap(), "cidata").unwrap();
     assert_eq!(cd.number, 4);
     sgdisk_verify_clean(&lo.dev);
-    let e = append_partition(&lo.dev, MIB, &type_guid("linux").unwrap(), "x").unwrap_err().to_string();
+    let e = append_partition(&lo.dev, MIB, &type_guid("linux").unwrap(), "x")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("does not fit"), "{e}");
 }
 
@@ -219,23 +247,52 @@ fn appended_partitions_that_do_not_fit_are_refused_before_the_table_changes() {
     let lo = imaged_disk();
     assert!(relocate_backup_gpt(&lo.dev).unwrap());
     let before = read_table(&lo.dev).unwrap();
-    let e = append_partitions(&lo.dev, &[req("a", "linux", "100MiB"), req("b", "linux", "200MiB")], 0)
+    let e = append_partitions(
+        &lo.dev,
+        &[req("a", "linux", "100MiB"), req("b", "linux", "200MiB")],
+        0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("partition 'b' (200.0 MiB) does not fit after the last partition"),
+        "{e}"
+    );
+    let e = append_partitions(&lo.dev, &[req("a", "linux", "rest")], 300 * MIB)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("partition 'b' (200.0 MiB) does not fit after the last partition"), "{e}");
-    let e = append_partitions(&lo.dev, &[req("a", "linux", "rest")], 300 * MIB).unwrap_err().to_string();
     assert!(e.contains("'a' (the rest) does not fit"), "{e}");
-    assert_eq!(read_table(&lo.dev).unwrap(), before, "the image's table is untouched");
+    assert_eq!(
+        read_table(&lo.dev).unwrap(),
+        before,
+        "the image's table is untouched"
+    );
 }
 
 /// A disk holding an image numbered as stock cloud images are: 14 BIOS boot, 15 ESP,
 /// 1 root, slots 2-13 empty.
 fn cloud_imaged_disk() -> Loop {
     disk_with_image(&[
-        "-n", "14:2048:+4M", "-t", "14:ef02", "-c", "14:bios",
-        "-n", "15:0:+8M", "-t", "15:ef00", "-c", "15:esp",
-        "-n", "1:0:0", "-t", "1:8300", "-c", "1:cloudimg-rootfs",
-        "-A", "1:set:2",
+        "-n",
+        "14:2048:+4M",
+        "-t",
+        "14:ef02",
+        "-c",
+        "14:bios",
+        "-n",
+        "15:0:+8M",
+        "-t",
+        "15:ef00",
+        "-c",
+        "15:esp",
+        "-n",
+        "1:0:0",
+        "-t",
+        "1:8300",
+        "-c",
+        "1:cloudimg-rootfs",
+        "-A",
+        "1:set:2",
     ])
 }
 
@@ -247,17 +304,27 @@ fn sgdisk_info(dev: &Path, n: u32) -> String {
 #[test]
 fn a_cloud_image_numbered_with_gaps_keeps_its_numbers() {
     let lo = cloud_imaged_disk();
-    let before: Vec<String> = [1, 14, 15].iter().map(|&n| sgdisk_info(&lo.dev, n)).collect();
+    let before: Vec<String> = [1, 14, 15]
+        .iter()
+        .map(|&n| sgdisk_info(&lo.dev, n))
+        .collect();
     assert!(relocate_backup_gpt(&lo.dev).unwrap());
     sgdisk_verify_clean(&lo.dev);
     // Same slots, GUIDs, sectors, names and attributes as the image had.
     for (i, n) in [1, 14, 15].into_iter().enumerate() {
         assert_eq!(sgdisk_info(&lo.dev, n), before[i], "partition {n}");
     }
-    let numbers: Vec<u32> = read_table(&lo.dev).unwrap().iter().map(|p| p.number).collect();
+    let numbers: Vec<u32> = read_table(&lo.dev)
+        .unwrap()
+        .iter()
+        .map(|p| p.number)
+        .collect();
     assert_eq!(numbers, [1, 14, 15]);
     for n in [1, 14, 15] {
-        assert!(crate::blockdev::is_block_device(&crate::blockdev::partition_node(&lo.dev, n)), "node of {n}");
+        assert!(
+            crate::blockdev::is_block_device(&crate::blockdev::partition_node(&lo.dev, n)),
+            "node of {n}"
+        );
     }
     // Appended partitions take the free slots, as sgdisk would number them.
     let cd = append_partition(&lo.dev, 16 * MIB, &type_guid("linux").unwrap(), "cidata").unwrap();
@@ -267,7 +334,11 @@ fn a_cloud_image_numbered_with_gaps_keeps_its_numbers() {
     assert_eq!(n, 2, "the partition that ends last grows");
     sgdisk_verify_clean(&lo.dev);
     for (i, n) in [1, 14, 15].into_iter().enumerate() {
-        assert_eq!(sgdisk_info(&lo.dev, n), before[i], "partition {n} after append and grow");
+        assert_eq!(
+            sgdisk_info(&lo.dev, n),
+            before[i],
+            "partition {n} after append and grow"
+        );
     }
 }
 
@@ -288,7 +359,11 @@ fn patched_gpt(at: usize, patch: &[u8]) -> tempfile::NamedTempFile {
         .arg(f.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut h = [0u8; 92];
     std::os::unix::fs::FileExt::read_exact_at(f.as_file(), &mut h, 512).unwrap();
     h[at..at + patch.len()].copy_from_slice(patch);
