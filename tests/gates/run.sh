@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The static gates `make test` runs before any suite (tests/run-suites.sh): formatting,
-# clippy with every warning an error (lint levels in the workspace Cargo.toml), and
-# cargo-deny (advisories, bans, licences, sources; deny.toml). Each gate runs even when
+# clippy with every warning an error (lint levels in the workspace Cargo.toml),
+# cargo-deny (advisories, bans, licences, sources; deny.toml), and the module graph
+# (tests/gates/module_graph.py: no import cycles, no function over 120 lines). Each gate runs even when
 # an earlier one failed; the last line names the failed ones and the exit code says.
 #   bash tests/gates/run.sh
 set -uo pipefail
@@ -37,9 +38,11 @@ deny() {
 gate fmt cargo fmt --all --check
 gate clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 gate deny deny
+# No two files of these module folders import each other; no function over 120 lines.
+gate modules python3 tests/gates/module_graph.py agent/src image planner config engine engine.rs
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "gates failed: ${failed[*]}"
   exit 1
 fi
-echo "gates passed: fmt clippy deny"
+echo "gates passed: fmt clippy deny modules"

@@ -25,45 +25,8 @@ pub(super) fn write(
             size,
         });
     }
-    let io_err = |action: &str| {
-        let target = target.to_path_buf();
-        let action = action.to_string();
-        move |source| ConfigdriveError::Io {
-            action,
-            target,
-            source,
-        }
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(target)
-        .map_err(|source| ConfigdriveError::Open {
-            target: target.to_path_buf(),
-            source,
-        })?;
-    let meta = file.metadata().map_err(io_err("reading metadata"))?;
-    let end = offset.saturating_add(size);
-    let sector_size = if meta.file_type().is_block_device() {
-        let len = (&file)
-            .seek(SeekFrom::End(0))
-            .map_err(io_err("reading the device size"))?;
-        if end > len {
-            return Err(ConfigdriveError::OutOfBounds {
-                target: target.to_path_buf(),
-                offset,
-                size,
-                len,
-            });
-        }
-        logical_sector_size(&file).map_err(io_err("reading the logical sector size (BLKSSZGET)"))?
-    } else {
-        if meta.len() < end {
-            file.set_len(end)
-                .map_err(io_err("extending the file to hold the configdrive"))?;
-        }
-        512
-    };
+    let io_err = |action: &str| io_error(target, action);
+    let (file, sector_size) = open_target(target, offset, size)?;
 
     let geometry =
         Geometry::choose(size, sector_size).ok_or_else(|| ConfigdriveError::TooLarge {
@@ -131,6 +94,54 @@ pub(super) fn write(
     file.sync_all()
         .map_err(io_err("flushing the configdrive to disk (fsync)"))?;
     Ok(geometry.fat_type.name().to_string())
+}
+
+/// Maps an I/O error while doing `action` on `target`.
+fn io_error(target: &Path, action: &str) -> impl FnOnce(io::Error) -> ConfigdriveError {
+    let target = target.to_path_buf();
+    let action = action.to_string();
+    move |source| ConfigdriveError::Io {
+        action,
+        target,
+        source,
+    }
+}
+
+/// Opens `target` for the region `[offset, offset + size)`: a block device must hold it
+/// (its logical sector size is used), a file is extended to hold it (512-byte sectors).
+fn open_target(target: &Path, offset: u64, size: u64) -> Result<(File, u16), ConfigdriveError> {
+    let io_err = |action: &str| io_error(target, action);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(target)
+        .map_err(|source| ConfigdriveError::Open {
+            target: target.to_path_buf(),
+            source,
+        })?;
+    let meta = file.metadata().map_err(io_err("reading metadata"))?;
+    let end = offset.saturating_add(size);
+    if !meta.file_type().is_block_device() {
+        if meta.len() < end {
+            file.set_len(end)
+                .map_err(io_err("extending the file to hold the configdrive"))?;
+        }
+        return Ok((file, 512));
+    }
+    let len = (&file)
+        .seek(SeekFrom::End(0))
+        .map_err(io_err("reading the device size"))?;
+    if end > len {
+        return Err(ConfigdriveError::OutOfBounds {
+            target: target.to_path_buf(),
+            offset,
+            size,
+            len,
+        });
+    }
+    let sector = logical_sector_size(&file)
+        .map_err(io_err("reading the logical sector size (BLKSSZGET)"))?;
+    Ok((file, sector))
 }
 
 fn now() -> DosTime {

@@ -74,6 +74,56 @@ pub fn busy_reasons(d: &Disk) -> Vec<String> {
     r
 }
 
+/// Refuses a mounted or held disk, or warns that it is wiped anyway (`force`).
+fn refuse_if_busy(disk: &Path, name: &str, force: bool) -> Result<(), WipeError> {
+    let inv = disks::inventory_paths(&[disk.to_path_buf()])?;
+    let reasons = inv.first().map(busy_reasons).unwrap_or_default();
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        return Err(WipeError::Busy {
+            disk: name.to_string(),
+            reasons: reasons.join("; "),
+        });
+    }
+    crate::runner::log::warn(&format!(
+        "wiping {name} although it is {} (forced)",
+        reasons.join("; ")
+    ));
+    Ok(())
+}
+
+/// (number, start, length) of every partition: those the kernel knows, then those only
+/// in the table on the disk.
+fn partition_areas(
+    file: &File,
+    disk: &Path,
+    is_block: bool,
+) -> Result<Vec<(u32, u64, u64)>, WipeError> {
+    let mut areas: Vec<(u32, u64, u64)> = Vec::new();
+    if is_block {
+        areas.extend(
+            blockdev::kernel_partitions(disk)?
+                .iter()
+                .map(|p| (p.number, p.start_bytes, p.len_bytes)),
+        );
+    }
+    let table = probe::table_partitions(file, disk).map_err(|msg| WipeError::Probe {
+        disk: disk.display().to_string(),
+        msg,
+    })?;
+    for t in table {
+        if !areas
+            .iter()
+            .any(|a| a.1 == t.start_bytes && a.2 == t.len_bytes)
+        {
+            areas.push((t.number, t.start_bytes, t.len_bytes));
+        }
+    }
+    Ok(areas)
+}
+
 /// Wipes `disk`: every signature on every partition (kernel-known or only in the table),
 /// then on the disk, then the first and last MiB; then the `policy` extra; then the
 /// kernel forgets the partitions. Refuses a mounted or held disk unless `force`.
@@ -81,20 +131,7 @@ pub fn wipe_disk(disk: &Path, policy: Policy, force: bool) -> Result<WipeReport,
     let name = disk.display().to_string();
     let is_block = blockdev::is_block_device(disk);
     if is_block {
-        let inv = disks::inventory_paths(&[disk.to_path_buf()])?;
-        let reasons = inv.first().map(busy_reasons).unwrap_or_default();
-        if !reasons.is_empty() {
-            if !force {
-                return Err(WipeError::Busy {
-                    disk: name,
-                    reasons: reasons.join("; "),
-                });
-            }
-            crate::runner::log::warn(&format!(
-                "wiping {name} although it is {} (forced)",
-                reasons.join("; ")
-            ));
-        }
+        refuse_if_busy(disk, &name, force)?;
     }
     let file = OpenOptions::new()
         .read(true)
@@ -111,27 +148,7 @@ pub fn wipe_disk(disk: &Path, policy: Policy, force: bool) -> Result<WipeReport,
     };
 
     // Every partition area, read before anything is erased: the table goes last.
-    let mut areas: Vec<(u32, u64, u64)> = Vec::new();
-    if is_block {
-        areas.extend(
-            blockdev::kernel_partitions(disk)?
-                .iter()
-                .map(|p| (p.number, p.start_bytes, p.len_bytes)),
-        );
-    }
-    let table = probe::table_partitions(&file, disk).map_err(|msg| WipeError::Probe {
-        disk: name.clone(),
-        msg,
-    })?;
-    for t in table {
-        if !areas
-            .iter()
-            .any(|a| a.1 == t.start_bytes && a.2 == t.len_bytes)
-        {
-            areas.push((t.number, t.start_bytes, t.len_bytes));
-        }
-    }
-    for &(number, start, len) in &areas {
+    for (number, start, len) in partition_areas(&file, disk, is_block)? {
         if start >= size {
             continue;
         }

@@ -29,7 +29,7 @@ pub enum TrustedKey {
     /// A minisign Ed25519 key.
     Minisign(minisign::PublicKey),
     /// An OpenPGP certificate (primary key and subkeys).
-    OpenPgp(openpgp::Certificate),
+    OpenPgp(Box<openpgp::Certificate>),
 }
 
 impl TrustedKey {
