@@ -10,10 +10,9 @@
 //! `progress` and `error`, never on each other.
 
 use crate::plan::{Plan, Step};
-use crate::report::{timestamp, StepState};
+use crate::report::{timestamp, ChosenDisk, FinalReport, StepEvent, StepState};
 use crate::runner::log;
 use serde::Serialize;
-use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,19 +30,7 @@ pub use error::StepError;
 pub use progress::ProgressMode;
 pub use session::{Session, Undo};
 
-/// The record of one step, as the final report lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepRecord {
-    pub step: String,
-    pub state: StepState,
-    pub started: String,
-    pub duration_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// What the step produced (digests, UUIDs, partitions), for the final report.
-    #[serde(skip_serializing_if = "Value::is_null")]
-    pub output: Value,
-}
+pub use crate::report::{RunResult, StepRecord};
 
 /// What a whole run did.
 #[derive(Debug, Clone, Serialize)]
@@ -60,14 +47,6 @@ pub struct Outcome {
     pub duration_ms: u64,
 }
 
-/// Success or failure of a run.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RunResult {
-    Success,
-    Failure,
-}
-
 /// Runs every step of `plan`; never panics on a step failure, always returns the outcome.
 pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
     let t0 = Instant::now();
@@ -77,8 +56,7 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
     for step in &plan.steps {
         let name = step.name();
         log::info(&format!("step {name}: started"));
-        ctx.reporter
-            .step(&name, StepState::Started, None, None, None);
+        ctx.reporter.step(StepEvent::started(&name));
         let started = timestamp(SystemTime::now());
         let s0 = Instant::now();
         // Record the undo before running: a step that fails half-way has touched the disk.
@@ -90,35 +68,27 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
         match res {
             Ok(output) => {
                 log::info(&format!("step {name}: succeeded in {}", secs(dur)));
-                ctx.reporter.step(
-                    &name,
-                    StepState::Succeeded,
-                    Some(dur),
-                    None,
-                    Some(output.clone()),
-                );
+                ctx.reporter
+                    .step(StepEvent::succeeded(&name, dur, output.clone()));
                 records.push(StepRecord {
                     step: name,
                     state: StepState::Succeeded,
-                    started,
+                    started: Some(started),
                     duration_ms: dur.as_millis() as u64,
                     error: None,
-                    output,
+                    output: Some(output),
                 });
             }
             Err(e) => {
                 let msg = e.to_string();
                 log::info(&format!("step {name}: FAILED after {}: {msg}", secs(dur)));
-                ctx.reporter
-                    .step(&name, StepState::Failed, Some(dur), Some(&msg), None);
-                records.push(StepRecord {
-                    step: name.clone(),
-                    state: StepState::Failed,
-                    started,
-                    duration_ms: dur.as_millis() as u64,
-                    error: Some(msg.clone()),
-                    output: Value::Null,
-                });
+                ctx.reporter.step(StepEvent::failed(&name, Some(dur), &msg));
+                records.push(StepRecord::failed(
+                    &name,
+                    Some(started),
+                    dur.as_millis() as u64,
+                    &msg,
+                ));
                 failure = Some((name, msg));
                 break;
             }
@@ -162,29 +132,37 @@ fn touched_disks(step: &Step) -> Vec<PathBuf> {
     }
 }
 
-/// The body of the final report (the reporter adds kind, host, time).
-pub fn final_report(plan: &Plan, outcome: &Outcome, inventory: &[crate::disks::Disk]) -> Value {
-    let chosen: Vec<Value> = plan
+/// The final report of a run (the reporter adds the envelope).
+pub fn final_report(
+    plan: &Plan,
+    outcome: &Outcome,
+    inventory: &[crate::disks::Disk],
+) -> FinalReport {
+    let chosen = plan
         .disks
         .iter()
-        .map(|d| {
-            let inv = inventory.iter().find(|i| i.path == d.path);
-            json!({ "name": d.name, "path": d.path, "size_bytes": d.size_bytes, "logical_sector": d.logical_sector,
-                    "serial": d.serial, "model": d.model, "inventory": inv })
+        .map(|d| ChosenDisk {
+            name: d.name.clone(),
+            path: d.path.clone(),
+            size_bytes: d.size_bytes,
+            logical_sector: d.logical_sector,
+            serial: d.serial.clone(),
+            model: d.model.clone(),
+            inventory: inventory.iter().find(|i| i.path == d.path).cloned(),
         })
         .collect();
-    json!({
-        "result": outcome.result,
-        "failed_step": outcome.failed_step,
-        "error": outcome.error,
-        "undone": outcome.undone,
-        "instance_id": plan.host.instance_id,
-        "hostname": plan.host.hostname,
-        "agent_version": env!("CARGO_PKG_VERSION"),
-        "duration_ms": outcome.duration_ms,
-        "steps": outcome.steps,
-        "disks": chosen,
-    })
+    FinalReport {
+        result: outcome.result,
+        failed_step: outcome.failed_step.clone(),
+        error: outcome.error.clone(),
+        undone: outcome.undone.clone(),
+        hostname: Some(plan.host.hostname.clone()),
+        instance_id: Some(plan.host.instance_id.clone()),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        duration_ms: Some(outcome.duration_ms),
+        steps: outcome.steps.clone(),
+        disks: Some(chosen),
+    }
 }
 
 fn secs(d: Duration) -> String {

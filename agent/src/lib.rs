@@ -24,6 +24,7 @@ pub mod planner;
 pub mod report;
 pub mod rootfs;
 pub mod runner;
+pub mod schema;
 pub mod secret;
 pub mod storage;
 pub mod trust;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The resolved plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     pub host: HostPlan,
     /// The disks chosen by the document's hints, with what is on them now.
@@ -26,7 +26,7 @@ pub struct Plan {
 }
 
 /// Host identity.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HostPlan {
     pub hostname: String,
     /// Stable per host: the document's, or derived from the hostname and the disks' serials.
@@ -34,7 +34,7 @@ pub struct HostPlan {
 }
 
 /// One chosen disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DiskPlan {
     /// The name the document gave it.
     pub name: String,
@@ -50,7 +50,7 @@ pub struct DiskPlan {
 }
 
 /// A step of the plan. `name()` is what step events carry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
     /// Remove every signature on the disk and its partitions, the MBR and both GPT headers.
@@ -109,7 +109,7 @@ impl Step {
 }
 
 /// One GPT partition, fully placed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct PartitionPlan {
     /// The document's name for it (references use this).
     pub name: String,
@@ -128,7 +128,7 @@ pub struct PartitionPlan {
 
 /// Partitions added after a whole-disk image: their numbers and sectors follow from the
 /// image's own table, so they are placed when the image is on the disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AppendPlan {
     pub disk: String,
     pub path: PathBuf,
@@ -138,7 +138,7 @@ pub struct AppendPlan {
 }
 
 /// One partition to append.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AppendedPartition {
     pub name: String,
     pub label: String,
@@ -156,7 +156,7 @@ pub fn appended_node(disk: &std::path::Path, name: &str) -> PathBuf {
 }
 
 /// Digest algorithm and expected value.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Digest {
     pub algorithm: DigestAlgorithm,
     /// Lower-case hex.
@@ -172,7 +172,7 @@ pub enum DigestAlgorithm {
 }
 
 /// An image to write.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ImagePlan {
     /// The URL first, then its mirrors, tried in turn.
     pub urls: Vec<String>,
@@ -189,7 +189,7 @@ pub struct ImagePlan {
 }
 
 /// The configdrive to write, into a new partition after the image's partitions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ConfigdrivePlan {
     pub disk: String,
     pub disk_path: PathBuf,
@@ -212,7 +212,7 @@ pub struct ConfigdrivePlan {
 }
 
 /// Where reports go.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReportPlan {
     pub url: String,
     pub token: Option<Secret>,
@@ -220,7 +220,7 @@ pub struct ReportPlan {
 }
 
 /// An md RAID1 array to create.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RaidPlan {
     pub name: String,
     pub level: u8,
@@ -234,7 +234,7 @@ pub struct RaidPlan {
 }
 
 /// A tang pin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TangPin {
     pub url: String,
     pub thumbprint: Option<String>,
@@ -242,7 +242,7 @@ pub struct TangPin {
 }
 
 /// A TPM2 pin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Tpm2Pin {
     pub pcrs: Vec<u8>,
     /// `sha256` or `sha1`.
@@ -250,7 +250,7 @@ pub struct Tpm2Pin {
 }
 
 /// A LUKS2 volume to format, bind and open.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LuksPlan {
     pub name: String,
     /// The device it is formatted on.
@@ -270,7 +270,7 @@ pub struct LuksPlan {
 }
 
 /// A logical volume.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LvPlan {
     pub name: String,
     /// `/dev/<vg>/<lv>`.
@@ -280,7 +280,7 @@ pub struct LvPlan {
 }
 
 /// A volume group and its volumes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LvmPlan {
     pub vg: String,
     pub pvs: Vec<PathBuf>,
@@ -288,7 +288,7 @@ pub struct LvmPlan {
 }
 
 /// A filesystem to make.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MkfsPlan {
     /// The document's name of the device.
     pub name: String,
@@ -303,7 +303,7 @@ pub struct MkfsPlan {
 }
 
 /// A mount under the target root, parents first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MountPlan {
     pub device: PathBuf,
     /// The mount point in the deployed system (the engine prefixes its target root).
@@ -313,7 +313,7 @@ pub struct MountPlan {
 }
 
 /// What makes the extracted root filesystem boot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FinalizePlan {
     /// `/etc/fstab` lines.
     pub fstab: Vec<String>,

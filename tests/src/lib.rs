@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod images;
 pub mod provision;
 pub mod qemu;
+pub mod report_schema;
 pub mod seed;
 pub mod server;
 pub mod swtpm;

@@ -161,8 +161,9 @@ fn early_report(url: &str, error: &str) {
     let Ok(r) = crate::report::Reporter::new(host.trim(), Some(&plan), None) else {
         return;
     };
-    let body = serde_json::json!({ "result": "failure", "failed_step": "discover", "error": error, "steps": [] });
-    match r.finish(body) {
+    match r.finish(crate::report::FinalReport::early_failure(
+        "discover", error, false,
+    )) {
         Ok(()) => log::info(&format!("failure reported to {url}")),
         Err(e) => log::warn(&e.to_string()),
     }

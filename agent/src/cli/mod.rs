@@ -47,8 +47,11 @@ enum Cmd {
         #[command(flatten)]
         scope: DiskScope,
     },
-    /// Print the JSON Schema of the document.
-    Schema,
+    /// Print a JSON Schema: of the document (default), the plan, the inventory or a report event.
+    Schema {
+        #[arg(value_enum, default_value_t)]
+        kind: imprint::schema::Kind,
+    },
     /// Stream one image onto a device or file (the write-image step alone).
     WriteImage(provision::WriteImageArgs),
     /// Write a document's configdrive onto a device, a file or a directory (the configdrive step alone).
@@ -78,7 +81,7 @@ pub fn main() -> i32 {
         Cmd::Plan(a) => provision::plan(a),
         Cmd::Validate { document } => validate(&document),
         Cmd::Disks { json, scope } => disks(json, &scope),
-        Cmd::Schema => schema(),
+        Cmd::Schema { kind } => schema(kind),
         Cmd::WriteImage(a) => provision::write_image(a),
         Cmd::Configdrive(a) => provision::configdrive(a),
         Cmd::Iso { cmd } => imprint::iso::run_command(&cmd).map_err(|e| Exit::new(exit::INTERNAL, format!("{e:#}"))),
@@ -111,8 +114,8 @@ fn disks(json: bool, scope: &DiskScope) -> Result<(), Exit> {
     Ok(())
 }
 
-fn schema() -> Result<(), Exit> {
-    let s = imprint::config::json_schema();
+fn schema(kind: imprint::schema::Kind) -> Result<(), Exit> {
+    let s = imprint::schema::of(kind);
     println!("{}", serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)?);
     Ok(())
 }

@@ -7,9 +7,8 @@ use imprint::disks::Disk;
 use imprint::engine::{self, Context, ProgressMode, RunResult};
 use imprint::plan::{Finish, Plan};
 use imprint::planner::{self, PlanOptions};
-use imprint::report::{Reporter, StepState};
+use imprint::report::{FinalReport, Reporter, StepEvent};
 use imprint::runner::log;
-use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -329,10 +328,8 @@ fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>, 
     let host = v.get("host").and_then(|h| h.get("hostname")).and_then(|h| h.as_str()).unwrap_or("unknown");
     let rp = imprint::plan::ReportPlan { url: url.to_string(), token, heartbeat_secs: 10 };
     let Ok(r) = t.reporter(host, Some(&rp), ca) else { return };
-    r.step(step, StepState::Failed, None, Some(error), None);
-    let body = json!({ "result": "failure", "failed_step": step, "error": error, "steps": [
-        { "step": step, "state": "failed", "duration_ms": 0, "error": error } ], "undone": [] });
-    if let Err(e) = r.finish(body) {
+    r.step(StepEvent::failed(step, None, error));
+    if let Err(e) = r.finish(FinalReport::early_failure(step, error, true)) {
         log::warn(&e.to_string());
     }
 }

@@ -85,7 +85,7 @@ pub enum ConfigdriveError {
 }
 
 /// What [`write`] put on the target.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ConfigdriveOutcome {
     /// Volume label: `cidata` or `config-2`.
     pub label: String,

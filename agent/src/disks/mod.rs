@@ -19,7 +19,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// One block device with the attributes hints match on.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Disk {
     /// `/dev/sda`, `/dev/nvme0n1`, `/dev/loop3`.
@@ -57,7 +57,7 @@ pub struct Disk {
 }
 
 /// A partition of a disk, known to the kernel or only to the on-disk table.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(default)]
 pub struct PartitionInfo {
     /// Device node (it may not exist when only the table knows the partition).
@@ -73,7 +73,7 @@ pub struct PartitionInfo {
 }
 
 /// A signature found by libblkid (filesystem, RAID member, LUKS, partition table).
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Signature {
     /// `ext4`, `crypto_LUKS`, `linux_raid_member`, `LVM2_member`, `gpt`, …

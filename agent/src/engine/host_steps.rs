@@ -4,14 +4,15 @@
 use super::error::StepError;
 use super::session::Session;
 use crate::plan::{ConfigdriveFormat, ConfigdrivePlan, FinalizePlan, Plan};
-use serde_json::{json, Value};
+use crate::report::output::ConfigdriveWritten;
+use crate::report::StepOutput;
 
 /// Microsoft basic data: what firmware and cloud-init expect a vfat config drive to be.
 const BASIC_DATA: &str = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";
 
 /// Formats the configdrive on its reserved partition, or on one appended after a
 /// whole-disk image.
-pub fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {
+pub fn configdrive(cd: &ConfigdrivePlan) -> Result<StepOutput, StepError> {
     let label = match cd.format {
         ConfigdriveFormat::Nocloud => "cidata",
         ConfigdriveFormat::Config2 => "config-2",
@@ -35,10 +36,16 @@ pub fn configdrive(cd: &ConfigdrivePlan) -> Result<Value, StepError> {
         crate::blockdev::size_bytes(&f)?
     };
     let outcome = crate::configdrive::write(&node, 0, size, cd)?;
-    Ok(json!({ "device": node, "partition": part, "configdrive": outcome }))
+    Ok(StepOutput::Configdrive(ConfigdriveWritten {
+        device: node,
+        partition: part,
+        configdrive: outcome,
+    }))
 }
 
 /// Writes the deployed system's boot configuration into the staged tree.
-pub fn finalize(f: &FinalizePlan, plan: &Plan, s: &Session) -> Result<Value, StepError> {
-    Ok(crate::finalize::run(plan, f, &s.root)?)
+pub fn finalize(f: &FinalizePlan, plan: &Plan, s: &Session) -> Result<StepOutput, StepError> {
+    Ok(StepOutput::Finalize(crate::finalize::run(
+        plan, f, &s.root,
+    )?))
 }

@@ -6,9 +6,12 @@ use super::context::Context;
 use super::error::StepError;
 use super::progress::Tracker;
 use super::session::Session;
-use crate::plan::{ImagePlan, Plan, Step};
+use crate::plan::{ImageFormat, ImagePlan, Plan, Step};
+use crate::report::output::{
+    DiskImageWritten, FilesystemImageWritten, GrownPartition, RootfsExtracted,
+};
+use crate::report::StepOutput;
 use crate::storage::partition;
-use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,7 @@ fn write_options<'p>(
 }
 
 /// Streams a whole-disk image onto its disk, then fits its GPT to the disk.
-pub fn disk(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, StepError> {
+pub fn disk(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<StepOutput, StepError> {
     let tracker = tracker(plan, ctx);
     let progress = |p: &crate::image::Progress| {
         tracker.update(
@@ -60,12 +63,12 @@ pub fn disk(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, StepEr
     } else {
         Vec::new()
     };
-    Ok(json!({
-        "image": outcome,
-        "target": img.target_path,
-        "gpt_backup_relocated": relocated,
-        "grown_partition": grown.map(|(n, bytes)| json!({"number": n, "size_bytes": bytes})),
-        "partitions": table,
+    Ok(StepOutput::DiskImage(DiskImageWritten {
+        image: outcome,
+        target: img.target_path.clone(),
+        gpt_backup_relocated: relocated,
+        grown_partition: grown.map(|(number, size_bytes)| GrownPartition { number, size_bytes }),
+        partitions: table,
     }))
 }
 
@@ -111,7 +114,7 @@ fn check_sector_size(target: &Path) -> Result<(), StepError> {
 }
 
 /// Streams a filesystem image onto a partition, then grows the filesystem to fill it.
-pub fn filesystem(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, StepError> {
+pub fn filesystem(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<StepOutput, StepError> {
     let tracker = tracker(plan, ctx);
     let progress = |p: &crate::image::Progress| {
         tracker.update(
@@ -131,9 +134,13 @@ pub fn filesystem(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<Value, 
     let outcome = res?;
     let fstype = detect_fstype(&img.target_path)?;
     let grown = crate::storage::fs::grow(&img.target_path, &fstype)?;
-    Ok(
-        json!({ "format": "filesystem", "image": outcome, "target": img.target_path, "fstype": fstype, "grown": grown }),
-    )
+    Ok(StepOutput::FilesystemImage(FilesystemImageWritten {
+        format: ImageFormat::Filesystem,
+        image: outcome,
+        target: img.target_path.clone(),
+        fstype,
+        grown,
+    }))
 }
 
 fn detect_fstype(dev: &Path) -> Result<String, StepError> {
@@ -156,7 +163,7 @@ pub fn rootfs(
     plan: &Plan,
     ctx: &Context,
     s: &Session,
-) -> Result<Value, StepError> {
+) -> Result<StepOutput, StepError> {
     let tracker = tracker(plan, ctx);
     let t0 = Instant::now();
     let res =
@@ -166,8 +173,14 @@ pub fn rootfs(
         });
     tracker.finish();
     let (x, compression, downloaded) = res?;
-    Ok(json!({
-        "format": "rootfs", "root": s.root, "compression": compression, "bytes_downloaded": downloaded,
-        "digest": img.digest, "verified": true, "extracted": x, "duration_s": t0.elapsed().as_secs_f64(),
+    Ok(StepOutput::Rootfs(RootfsExtracted {
+        format: ImageFormat::Rootfs,
+        root: s.root.clone(),
+        compression,
+        bytes_downloaded: downloaded,
+        digest: img.digest.clone(),
+        verified: true,
+        extracted: x,
+        duration_s: t0.elapsed().as_secs_f64(),
     }))
 }

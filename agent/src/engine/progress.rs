@@ -1,10 +1,9 @@
 //! Progress for long steps: indicatif bars on a terminal, plain lines otherwise,
 //! and `progress` report events at the heartbeat interval.
 
-use crate::report::Reporter;
+use crate::report::{ProgressEvent, Reporter};
 use crate::runner::log;
 use crate::units::Bytes;
-use serde_json::json;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -42,7 +41,13 @@ pub struct Tracker<'a> {
 
 impl<'a> Tracker<'a> {
     /// A tracker for `step`; `heartbeat` is how often report events go out.
-    pub fn new(step: &str, reporter: &'a Reporter, mode: ProgressMode, heartbeat: Duration, total: Option<u64>) -> Self {
+    pub fn new(
+        step: &str,
+        reporter: &'a Reporter,
+        mode: ProgressMode,
+        heartbeat: Duration,
+        total: Option<u64>,
+    ) -> Self {
         let bar = (mode == ProgressMode::Bars).then(|| {
             let b = indicatif::ProgressBar::new(total.unwrap_or(0));
             let style = indicatif::ProgressStyle::with_template(
@@ -55,7 +60,14 @@ impl<'a> Tracker<'a> {
             b
         });
         let now = Instant::now();
-        Tracker { step: step.into(), reporter, mode, bar, every: heartbeat, state: Mutex::new((now, now)) }
+        Tracker {
+            step: step.into(),
+            reporter,
+            mode,
+            bar,
+            every: heartbeat,
+            state: Mutex::new((now, now)),
+        }
     }
 
     /// Records that `done` of `total` bytes are through; `written` is what reached the disk.
@@ -70,7 +82,9 @@ impl<'a> Tracker<'a> {
         let now = Instant::now();
         if self.mode == ProgressMode::Lines && now.duration_since(st.0) >= Duration::from_secs(5) {
             st.0 = now;
-            let of = total.map(|t| format!(" of {}", Bytes(t).human())).unwrap_or_default();
+            let of = total
+                .map(|t| format!(" of {}", Bytes(t).human()))
+                .unwrap_or_default();
             log::info(&format!(
                 "{}: {}{of} downloaded, {} written, {}/s",
                 self.step,
@@ -81,10 +95,13 @@ impl<'a> Tracker<'a> {
         }
         if now.duration_since(st.1) >= self.every {
             st.1 = now;
-            self.reporter.progress(
-                &self.step,
-                json!({ "bytes_downloaded": done, "bytes_total": total, "bytes_written": written, "rate_bytes_per_sec": rate as u64 }),
-            );
+            self.reporter.progress(ProgressEvent {
+                step: self.step.clone(),
+                bytes_downloaded: done,
+                bytes_total: total,
+                bytes_written: written,
+                rate_bytes_per_sec: rate as u64,
+            });
         }
     }
 

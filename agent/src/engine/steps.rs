@@ -5,7 +5,7 @@ use super::error::StepError;
 use super::session::Session;
 use super::{host_steps, image_steps, storage_steps};
 use crate::plan::{ImageFormat, Plan, Step};
-use serde_json::Value;
+use crate::report::StepOutput;
 
 /// Runs one step; returns what it produced, for the step event and the final report.
 pub fn run(
@@ -13,7 +13,7 @@ pub fn run(
     plan: &Plan,
     ctx: &Context,
     session: &mut Session,
-) -> Result<Value, StepError> {
+) -> Result<StepOutput, StepError> {
     match step {
         Step::Wipe { path, policy, .. } => storage_steps::wipe(path, *policy),
         Step::Partition {

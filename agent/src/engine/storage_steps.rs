@@ -6,12 +6,13 @@ use super::session::{Session, Undo};
 use crate::plan::{
     AppendPlan, LuksPlan, LvmPlan, MkfsPlan, MountPlan, PartitionPlan, Plan, RaidPlan,
 };
+use crate::report::output::{Appended, Made, Mounted, Partitioned, Wiped};
+use crate::report::StepOutput;
 use crate::storage;
-use serde_json::{json, Value};
 use std::path::Path;
 
 /// Releases what a previous deployment left active on `disk`, then erases it.
-pub fn wipe(disk: &Path, policy: storage::wipe::Policy) -> Result<Value, StepError> {
+pub fn wipe(disk: &Path, policy: storage::wipe::Policy) -> Result<StepOutput, StepError> {
     // A previous deployment's arrays, mappings and volumes on this disk go first.
     let released = if crate::blockdev::is_block_device(disk) {
         storage::teardown::release(disk)?
@@ -21,7 +22,11 @@ pub fn wipe(disk: &Path, policy: storage::wipe::Policy) -> Result<Value, StepErr
     // Mounted disks were refused before the run (apply) or are the ramdisk's own
     // (run); the engine does not force.
     let report = storage::wipe::wipe_disk(disk, policy, false)?;
-    Ok(json!({ "disk": disk, "released": released, "erased": report }))
+    Ok(StepOutput::Wipe(Wiped {
+        disk: disk.to_path_buf(),
+        released,
+        erased: report,
+    }))
 }
 
 /// Writes the planned GPT.
@@ -29,13 +34,17 @@ pub fn partition(
     disk: &Path,
     logical_sector: u64,
     parts: &[PartitionPlan],
-) -> Result<Value, StepError> {
+) -> Result<StepOutput, StepError> {
     let guid = storage::partition::write_table(disk, logical_sector, parts)?;
-    Ok(json!({ "disk": disk, "disk_guid": guid, "partitions": parts }))
+    Ok(StepOutput::Partition(Partitioned {
+        disk: disk.to_path_buf(),
+        disk_guid: guid,
+        partitions: parts.to_vec(),
+    }))
 }
 
 /// Appends partitions after a whole-disk image's; later steps find them through the session.
-pub fn append(a: &AppendPlan, session: &mut Session) -> Result<Value, StepError> {
+pub fn append(a: &AppendPlan, session: &mut Session) -> Result<StepOutput, StepError> {
     let reqs: Vec<storage::partition::PartitionRequest> = a
         .partitions
         .iter()
@@ -52,17 +61,23 @@ pub fn append(a: &AppendPlan, session: &mut Session) -> Result<Value, StepError>
     for (want, got) in a.partitions.iter().zip(&placed) {
         session.appended.insert(want.node.clone(), got.path.clone());
     }
-    Ok(json!({ "disk": a.path, "appended": placed }))
+    Ok(StepOutput::Append(Appended {
+        disk: a.path.clone(),
+        appended: placed,
+    }))
 }
 
 /// Creates an md array.
-pub fn raid(r: &RaidPlan, plan: &Plan, s: &mut Session) -> Result<Value, StepError> {
+pub fn raid(r: &RaidPlan, plan: &Plan, s: &mut Session) -> Result<StepOutput, StepError> {
     s.push(Undo::StopMd(r.path.clone(), r.members.clone()));
-    Ok(json!(storage::raid::create(r, &plan.host.hostname)?))
+    Ok(StepOutput::Raid(storage::raid::create(
+        r,
+        &plan.host.hostname,
+    )?))
 }
 
 /// Formats and opens a LUKS volume, then adds its tang/TPM2 keyslots.
-pub fn luks(l: &LuksPlan, s: &mut Session) -> Result<Value, StepError> {
+pub fn luks(l: &LuksPlan, s: &mut Session) -> Result<StepOutput, StepError> {
     let l = &LuksPlan {
         device: s.node(&l.device),
         ..l.clone()
@@ -70,35 +85,42 @@ pub fn luks(l: &LuksPlan, s: &mut Session) -> Result<Value, StepError> {
     s.push(Undo::CloseLuks(l.name.clone()));
     let (vol, mut out) = storage::luks::format(l, true)?;
     // Binding point: tang/TPM2 keyslots are added here from the open volume's key.
-    out["bindings"] = json!(storage::luks::bind_pins(&vol, l)?);
+    out.bindings = storage::luks::bind_pins(&vol, l)?;
     s.volumes.push(vol);
-    Ok(out)
+    Ok(StepOutput::Luks(out))
 }
 
 /// Creates a volume group and its logical volumes.
-pub fn lvm(v: &LvmPlan, s: &mut Session) -> Result<Value, StepError> {
+pub fn lvm(v: &LvmPlan, s: &mut Session) -> Result<StepOutput, StepError> {
     s.push(Undo::DeactivateVg(v.vg.clone()));
-    Ok(storage::lvm::create(v)?)
+    Ok(StepOutput::Lvm(storage::lvm::create(v)?))
 }
 
 /// Makes a filesystem.
-pub fn mkfs(m: &MkfsPlan, s: &Session) -> Result<Value, StepError> {
+pub fn mkfs(m: &MkfsPlan, s: &Session) -> Result<StepOutput, StepError> {
     let m = &MkfsPlan {
         device: s.node(&m.device),
         ..m.clone()
     };
     storage::fs::mkfs(m)?;
-    Ok(
-        json!({ "device": m.device, "fstype": m.fstype, "label": m.label, "uuid": m.uuid, "mount": m.mount }),
-    )
+    Ok(StepOutput::Mkfs(Made {
+        device: m.device.clone(),
+        fstype: m.fstype,
+        label: m.label.clone(),
+        uuid: m.uuid.clone(),
+        mount: m.mount.clone(),
+    }))
 }
 
 /// Mounts a filesystem under the staging root.
-pub fn mount(m: &MountPlan, s: &mut Session) -> Result<Value, StepError> {
+pub fn mount(m: &MountPlan, s: &mut Session) -> Result<StepOutput, StepError> {
     std::fs::create_dir_all(&s.root).map_err(StepError::io("creating", &s.root))?;
     let at = storage::fs::mount(m, &s.root)?;
     s.push(Undo::Unmount(at.clone()));
-    Ok(
-        json!({ "device": m.device, "mountpoint": m.mountpoint, "staged_at": at, "options": m.options }),
-    )
+    Ok(StepOutput::Mount(Mounted {
+        device: m.device.clone(),
+        mountpoint: m.mountpoint.clone(),
+        staged_at: at,
+        options: m.options.clone(),
+    }))
 }

@@ -12,8 +12,7 @@ mod chroot;
 
 use crate::plan::{FinalizePlan, Plan, Step};
 use chroot::Chroot;
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,7 +37,9 @@ pub enum FinalizeError {
 }
 
 /// Distribution families with built-in commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Debian,
@@ -225,6 +226,43 @@ pub fn files(
     v
 }
 
+/// What [`run`] did, for the step's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Finalized {
+    pub family: Family,
+    /// The deployed kernel's extra arguments, one per item.
+    pub kernel_cmdline: Vec<String>,
+    /// Files written in the target, as absolute paths inside it.
+    pub files: Vec<String>,
+    pub bios_disks: Vec<PathBuf>,
+    pub esps: Vec<Esp>,
+    /// The boot setup commands run in the chroot, in order.
+    pub commands: Vec<CommandRun>,
+}
+
+/// An EFI system partition the boot loader went to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Esp {
+    pub device: PathBuf,
+    /// Its mount point inside the target.
+    pub mounted_at: String,
+}
+
+/// One command run in the chroot; the output is its tail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CommandRun {
+    pub command: Vec<String>,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    /// Why an optional command failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Where the boot loader goes: BIOS disks and the ESPs (device, mount point in the target).
 struct Targets {
     bios_disks: Vec<PathBuf>,
@@ -342,7 +380,7 @@ fn tail(s: &str) -> &str {
 }
 
 /// Writes the configuration and runs the boot setup in a chroot of `root`.
-pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Value, FinalizeError> {
+pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Finalized, FinalizeError> {
     let os_release = std::fs::read_to_string(root.join("etc/os-release"))
         .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
         .unwrap_or_default();
@@ -378,23 +416,39 @@ pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Value, Finali
     for (argv, required) in &commands {
         crate::runner::log::info(&format!("finalize: {}", argv.join(" ")));
         match ch.run(argv, COMMAND_TIMEOUT) {
-            Ok(o) => ran.push(json!({"command": argv, "ok": true, "stdout": tail(&o.stdout), "stderr": tail(&o.stderr)})),
+            Ok(o) => ran.push(CommandRun {
+                command: argv.clone(),
+                ok: true,
+                stdout: Some(tail(&o.stdout).to_string()),
+                stderr: Some(tail(&o.stderr).to_string()),
+                error: None,
+            }),
             Err(e) if !required => {
                 crate::runner::log::warn(&format!("finalize: optional step failed: {e}"));
-                ran.push(json!({"command": argv, "ok": false, "error": tail(&e.to_string())}));
+                ran.push(CommandRun {
+                    command: argv.clone(),
+                    ok: false,
+                    stdout: None,
+                    stderr: None,
+                    error: Some(tail(&e.to_string()).to_string()),
+                });
             }
             Err(e) => return Err(e.into()),
         }
     }
     drop(ch);
-    Ok(json!({
-        "family": fam,
-        "kernel_cmdline": cmdline,
-        "files": files.iter().map(|(p, _)| format!("/{p}")).collect::<Vec<_>>(),
-        "bios_disks": t.bios_disks,
-        "esps": t.esps.iter().map(|(d, m)| json!({"device": d, "mounted_at": m})).collect::<Vec<_>>(),
-        "commands": ran,
-    }))
+    Ok(Finalized {
+        family: fam,
+        kernel_cmdline: cmdline,
+        files: files.iter().map(|(p, _)| format!("/{p}")).collect(),
+        bios_disks: t.bios_disks,
+        esps: t
+            .esps
+            .into_iter()
+            .map(|(device, mounted_at)| Esp { device, mounted_at })
+            .collect(),
+        commands: ran,
+    })
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 //! by the URL. A new codec is a variant here, its magic in [`detect`] and its
 //! reader in [`Decoder`]; the writers take it as they take the others.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::{self, BufRead, Read};
 
 /// Compression of a served image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// What a write did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct WriteOutcome {
     /// The URL that delivered the end of the stream.
     pub url_used: String,
@@ -25,8 +25,11 @@ pub struct WriteOutcome {
     #[serde(
         rename = "qcow2",
         serialize_with = "is_qcow2",
+        deserialize_with = "from_qcow2",
+        default = "stream",
         skip_serializing_if = "Container::is_stream"
     )]
+    #[schemars(with = "bool")]
     pub container: Container,
     /// Size of the served file.
     pub bytes_downloaded: u64,
@@ -49,8 +52,25 @@ pub struct WriteOutcome {
     pub zero_bytes_skipped: u64,
     /// Connections resumed with `Range` (or restarted) after a failure.
     pub resumes: u32,
-    #[serde(serialize_with = "seconds")]
+    /// Seconds the write took.
+    #[serde(serialize_with = "seconds", deserialize_with = "from_seconds")]
+    #[schemars(with = "f64")]
     pub duration: Duration,
+}
+
+fn from_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let secs = <f64 as serde::Deserialize>::deserialize(d)?;
+    Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+}
+
+/// A report read back names only qcow2; a stream's compression is the `compression` field.
+fn stream() -> Container {
+    Container::Stream(Compression::None)
+}
+
+fn from_qcow2<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Container, D::Error> {
+    let qcow2 = <bool as serde::Deserialize>::deserialize(d)?;
+    Ok(if qcow2 { Container::Qcow2 } else { stream() })
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -34,7 +34,7 @@ pub enum RootfsError {
 }
 
 /// What an extraction did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Extracted {
     pub entries: u64,
     pub counts: Counts,

@@ -14,7 +14,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Counts for the report.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(
+    Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Counts {
     pub files: u64,
     pub dirs: u64,

@@ -13,7 +13,7 @@ use crate::plan::LuksPlan;
 use libcryptsetup_rs::consts::flags::{CryptActivate, CryptDeactivate, CryptPbkdf, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat};
 use libcryptsetup_rs::{CryptInit, CryptPbkdfType, Either, LibcryptErr};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -22,6 +22,59 @@ use zeroize::Zeroizing;
 pub const MAX_MEMORY_KIB: u32 = 256 * 1024;
 /// Target unlock time on the formatting machine.
 pub const ITER_TIME_MS: u32 = 2000;
+
+/// What [`format`] made (and [`bind_pins`] added), for the step's report. Never a key
+/// or a passphrase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Formatted {
+    pub name: String,
+    /// The formatted device.
+    pub device: PathBuf,
+    /// `/dev/mapper/<name>`.
+    pub mapping: PathBuf,
+    pub uuid: String,
+    pub cipher: String,
+    pub key_size: u32,
+    pub pbkdf: Pbkdf,
+    /// Keyslots added while formatting (the recovery passphrase's).
+    pub keyslots: Vec<Keyslot>,
+    /// Tang/TPM2 bindings, one clevis token and keyslot each.
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
+}
+
+/// Key derivation settings of the keyslots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Pbkdf {
+    /// Always `argon2id`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub max_memory_kib: u32,
+    pub time_ms: u32,
+}
+
+/// One keyslot added while formatting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Keyslot {
+    pub slot: u32,
+    /// What unlocks it: `recovery-passphrase`.
+    pub kind: String,
+}
+
+/// A verified binding to the volume's pins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Binding {
+    /// `tang <url>` and `tpm2`, in the document's order.
+    pub pins: Vec<String>,
+    pub threshold: u32,
+    pub keyslot: u32,
+    /// The clevis token's id in the LUKS2 header.
+    pub token: u32,
+    pub tang_thumbprints_used: Vec<String>,
+    /// The token was decrypted back before the step ended.
+    pub verified: bool,
+}
 
 /// Why a LUKS operation failed. Never carries a passphrase or key.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +156,7 @@ pub fn pins(plan: &LuksPlan) -> Vec<String> {
 
 /// Formats `plan.device` as LUKS2, adds the recovery passphrase's keyslot (slot 0), and
 /// opens it as `/dev/mapper/<name>` when `open` (false: format only, e.g. on a file).
-pub fn format(plan: &LuksPlan, open: bool) -> Result<(OpenVolume, Value), LuksError> {
+pub fn format(plan: &LuksPlan, open: bool) -> Result<(OpenVolume, Formatted), LuksError> {
     let dev = &plan.device;
     let (cipher, mode) = split_cipher(&plan.cipher)?;
     if plan.recovery_passphrase.is_none() && (plan.tang.is_empty() && plan.tpm2.is_none()) {
@@ -156,7 +209,10 @@ pub fn format(plan: &LuksPlan, open: bool) -> Result<(OpenVolume, Value), LuksEr
                 CryptVolumeKey::empty(),
             )
             .map_err(crypt("adding the recovery passphrase keyslot to", dev))?;
-        keyslots.push(json!({"slot": slot, "kind": "recovery-passphrase"}));
+        keyslots.push(Keyslot {
+            slot,
+            kind: "recovery-passphrase".into(),
+        });
     }
     if open {
         cd.activate_handle()
@@ -176,18 +232,28 @@ pub fn format(plan: &LuksPlan, open: bool) -> Result<(OpenVolume, Value), LuksEr
         path: plan.path.clone(),
         volume_key: key,
     };
-    let out = json!({
-        "name": plan.name, "device": dev, "mapping": plan.path, "uuid": plan.uuid, "cipher": plan.cipher,
-        "key_size": plan.key_size, "pbkdf": {"type": "argon2id", "max_memory_kib": MAX_MEMORY_KIB, "time_ms": ITER_TIME_MS},
-        "keyslots": keyslots,
-    });
+    let out = Formatted {
+        name: plan.name.clone(),
+        device: dev.clone(),
+        mapping: plan.path.clone(),
+        uuid: plan.uuid.clone(),
+        cipher: plan.cipher.clone(),
+        key_size: plan.key_size,
+        pbkdf: Pbkdf {
+            kind: "argon2id".into(),
+            max_memory_kib: MAX_MEMORY_KIB,
+            time_ms: ITER_TIME_MS,
+        },
+        keyslots,
+        bindings: Vec::new(),
+    };
     Ok((vol, out))
 }
 
 /// Binds the volume to its tang/TPM2 pins (with the document's threshold, as one clevis
 /// token and keyslot), authorised by the open volume's key, and verified by decrypting
 /// the token before this returns; nothing is half-bound on failure.
-pub fn bind_pins(vol: &OpenVolume, plan: &LuksPlan) -> Result<Vec<Value>, LuksError> {
+pub fn bind_pins(vol: &OpenVolume, plan: &LuksPlan) -> Result<Vec<Binding>, LuksError> {
     let p = pins(plan);
     if p.is_empty() {
         return Ok(Vec::new());
@@ -202,14 +268,14 @@ pub fn bind_pins(vol: &OpenVolume, plan: &LuksPlan) -> Result<Vec<Value>, LuksEr
             source: Box::new(source),
         },
     )?;
-    Ok(vec![json!({
-        "pins": p,
-        "threshold": pin.threshold,
-        "keyslot": out.keyslot,
-        "token": out.token_id,
-        "tang_thumbprints_used": out.thumbprints_used,
-        "verified": true,
-    })])
+    Ok(vec![Binding {
+        pins: p,
+        threshold: pin.threshold,
+        keyslot: out.keyslot,
+        token: out.token_id,
+        tang_thumbprints_used: out.thumbprints_used,
+        verified: true,
+    }])
 }
 
 /// Closes the mapping `name`.
@@ -264,8 +330,10 @@ mod tests {
             .unwrap();
         let (vol, out) = format(&plan(f.clone()), false).unwrap();
         assert_eq!(vol.volume_key().len(), 64);
-        assert_eq!(out["keyslots"][0]["slot"], 0);
-        assert!(!out.to_string().contains("correct horse"));
+        assert_eq!(out.keyslots[0].slot, 0);
+        assert!(!serde_json::to_string(&out)
+            .unwrap()
+            .contains("correct horse"));
         let dump = std::process::Command::new("cryptsetup")
             .arg("luksDump")
             .arg(&f)

@@ -6,7 +6,7 @@
 
 use crate::plan::LvmPlan;
 use crate::runner::{self, RunError};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +16,24 @@ pub const NO_UDEV_CONFIG: &str = "devices { obtain_device_list_from_udev=0 } \
      activation { udev_sync=0 udev_rules=0 monitoring=0 } global { use_lvmetad=0 }";
 
 /// Why an LVM operation failed.
+/// What [`create`] made, for the step's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Created {
+    pub vg: String,
+    pub pvs: Vec<PathBuf>,
+    /// The logical volumes as `lvs` lists them after creation.
+    pub volumes: Vec<Volume>,
+}
+
+/// One logical volume as `lvs` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Volume {
+    pub name: String,
+    pub size_bytes: Option<u64>,
+    pub lv_uuid: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LvmError {
     #[error("{what}: {source}")]
@@ -44,7 +62,7 @@ pub fn size_args(size_bytes: Option<u64>) -> Vec<String> {
 }
 
 /// Creates the physical volumes, the group and its volumes; waits for every volume's node.
-pub fn create(plan: &LvmPlan) -> Result<Value, LvmError> {
+pub fn create(plan: &LvmPlan) -> Result<Created, LvmError> {
     let pvs: Vec<String> = plan.pvs.iter().map(|p| p.display().to_string()).collect();
     let mut a = vec!["pvcreate".to_string(), "--yes".into(), "--force".into()];
     a.extend(pvs.iter().cloned());
@@ -94,14 +112,22 @@ pub fn create(plan: &LvmPlan) -> Result<Value, LvmError> {
         ],
     )
     .unwrap_or_default();
-    let volumes: Vec<Value> = listing
+    let volumes: Vec<Volume> = listing
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 3).then(|| json!({"name": f[0], "size_bytes": f[1].trim_end_matches('B').parse::<u64>().ok(), "lv_uuid": f[2]}))
+            (f.len() == 3).then(|| Volume {
+                name: f[0].to_string(),
+                size_bytes: f[1].trim_end_matches('B').parse::<u64>().ok(),
+                lv_uuid: f[2].to_string(),
+            })
         })
         .collect();
-    Ok(json!({ "vg": plan.vg, "pvs": plan.pvs, "volumes": volumes }))
+    Ok(Created {
+        vg: plan.vg.clone(),
+        pvs: plan.pvs.clone(),
+        volumes,
+    })
 }
 
 /// Deactivates every volume of `vg`.

@@ -37,7 +37,8 @@ pub enum RaidError {
 }
 
 /// What `create` made, for the step's report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Created {
     pub name: String,
     /// `/dev/md/<name>`.
@@ -48,7 +49,7 @@ pub struct Created {
     pub metadata: String,
     pub members: Vec<PathBuf>,
     /// How the initial resync is handled.
-    pub resync: &'static str,
+    pub resync: String,
 }
 
 /// The mdadm arguments that create `plan`'s array.
@@ -92,7 +93,7 @@ pub fn create(plan: &RaidPlan, homehost: &str) -> Result<Created, RaidError> {
         uuid: plan.uuid.clone(),
         metadata: plan.metadata.as_str().into(),
         members: plan.members.clone(),
-        resync: "background (not awaited; resumes in the deployed system)",
+        resync: "background (not awaited; resumes in the deployed system)".into(),
     })
 }
 

@@ -10,7 +10,7 @@ use crate::blockdev::{self, BlockError};
 use crate::disks::probe::{self, Area};
 use crate::disks::{self, Disk};
 use crate::units::MIB;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 pub use crate::kinds::WipePolicy as Policy;
 
 /// One erased signature.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Erased {
     /// The device it was on: the disk, or the partition (node name, even if the kernel had none).
     pub device: PathBuf,
@@ -30,7 +30,7 @@ pub struct Erased {
 }
 
 /// What a wipe did.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 pub struct WipeReport {
     /// The wiped disk.
     pub disk: PathBuf,

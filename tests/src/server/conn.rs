@@ -91,12 +91,11 @@ fn handle_connection(stream: TcpStream, state: &State, stop: &AtomicBool) -> std
 
     match req.method.as_str() {
         "POST" | "PUT" => {
-            lock(&state.posts).push(Post {
+            state.record_post(Post {
                 path: req.path.clone(),
                 headers: req.headers,
                 body: req.body,
             });
-            state.posts_changed.notify_all();
             respond_simple(&mut out, 200, "", b"ok\n")
         }
         "GET" | "HEAD" => {

@@ -2,14 +2,19 @@
 //! buffers with Range/If-Range/ETag/Last-Modified, records every request and
 //! POST, and injects faults (drops, stalls, bad statuses, bit flips) per path.
 //!
+//! Every POST to a `/report…` path is checked against the report schema of the binary
+//! under test ([`ReportSchema::of_binary`]); an event that does not match fails the
+//! test when it reads the POSTs or drops the server, so every suite checks every event.
+//!
 //! One thread per connection (bounded), `Connection: close` on every response,
 //! and everything stops when the [`Server`] is dropped.
 
+use crate::report_schema::{ReportSchema, REPORT_PREFIX};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -115,6 +120,25 @@ struct State {
     posts: Mutex<Vec<Post>>,
     posts_changed: Condvar,
     generation: AtomicUsize,
+    /// The schema report POSTs are checked against (the binary's unless a test set one).
+    report_schema: OnceLock<&'static ReportSchema>,
+    /// Why report POSTs did not match it, one message each.
+    invalid_reports: Mutex<Vec<String>>,
+}
+
+impl State {
+    /// Records a POST, first checking a report body against the report schema.
+    fn record_post(&self, post: Post) {
+        if post.path.starts_with(REPORT_PREFIX) {
+            let schema = self.report_schema.get_or_init(ReportSchema::of_binary);
+            if let Err(e) = schema.check_body(&post.body) {
+                eprintln!("test server: POST {}: {e}", post.path);
+                lock(&self.invalid_reports).push(format!("POST {}: {e}", post.path));
+            }
+        }
+        lock(&self.posts).push(post);
+        self.posts_changed.notify_all();
+    }
 }
 
 /// Locks a mutex, ignoring poisoning (a panicking test thread must not hide the log).
@@ -234,7 +258,27 @@ impl Server {
 
     /// Every POST received so far, in order.
     pub fn posts(&self) -> Vec<Post> {
+        self.assert_reports_valid();
         lock(&self.state.posts).clone()
+    }
+
+    /// Checks report POSTs against `schema` instead of the binary's (before any arrives).
+    pub fn set_report_schema(&self, schema: &'static ReportSchema) {
+        assert!(
+            self.state.report_schema.set(schema).is_ok(),
+            "a report schema is already in use"
+        );
+    }
+
+    /// Panics with every report POST so far that did not match the report schema.
+    pub fn assert_reports_valid(&self) {
+        let invalid = lock(&self.state.invalid_reports);
+        assert!(
+            invalid.is_empty(),
+            "{} invalid report event(s):\n{}",
+            invalid.len(),
+            invalid.join("\n")
+        );
     }
 
     /// Waits until `pred` holds for the POSTs received so far, or `timeout` passes; returns them.
@@ -244,7 +288,9 @@ impl Server {
         loop {
             let now = Instant::now();
             if pred(&posts) || now >= deadline {
-                return posts.clone();
+                let posts = posts.clone();
+                self.assert_reports_valid();
+                return posts;
             }
             posts = match self.state.posts_changed.wait_timeout(posts, deadline - now) {
                 Ok((g, _)) => g,
@@ -267,6 +313,10 @@ impl Drop for Server {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.accept.take() {
             let _ = h.join();
+        }
+        // A test that never read its reports still fails on an invalid one.
+        if !std::thread::panicking() {
+            self.assert_reports_valid();
         }
     }
 }
@@ -397,11 +447,50 @@ mod tests {
     #[test]
     fn posts_are_recorded_and_awaited() {
         let s = Server::start();
-        let (head, _) = raw(&s, "POST /report/x HTTP/1.1\r\nAuthorization: Bearer t\r\nContent-Length: 7\r\n\r\n{\"a\":1}");
+        let (head, _) = raw(&s, "POST /hook/x HTTP/1.1\r\nAuthorization: Bearer t\r\nContent-Length: 7\r\n\r\n{\"a\":1}");
         assert!(head.starts_with("HTTP/1.1 200"));
         let posts = s.wait_posts(|p| !p.is_empty(), Duration::from_secs(5));
-        assert_eq!(posts[0].path, "/report/x");
+        assert_eq!(posts[0].path, "/hook/x");
         assert_eq!(posts[0].header("Authorization"), Some("Bearer t"));
         assert_eq!(posts[0].json()["a"], 1);
+    }
+
+    fn strict_schema() -> &'static ReportSchema {
+        let schema = serde_json::json!({
+            "type": "object", "required": ["kind"],
+            "properties": {"kind": {"enum": ["step", "final"]}}
+        });
+        Box::leak(Box::new(ReportSchema::new(&schema)))
+    }
+
+    #[test]
+    fn report_posts_are_checked_against_the_schema() {
+        let s = Server::start();
+        s.set_report_schema(strict_schema());
+        let ok = "{\"kind\":\"step\"}";
+        raw(
+            &s,
+            &format!(
+                "POST /report/h HTTP/1.1\r\nContent-Length: {}\r\n\r\n{ok}",
+                ok.len()
+            ),
+        );
+        s.assert_reports_valid();
+        let bad = "{\"kind\":\"nope\"}";
+        raw(
+            &s,
+            &format!(
+                "POST /report/h HTTP/1.1\r\nContent-Length: {}\r\n\r\n{bad}",
+                bad.len()
+            ),
+        );
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.posts())).unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            msg.contains("1 invalid report event") && msg.contains("nope"),
+            "{msg}"
+        );
+        // Dropping the server would panic again: the invalid event stays recorded.
+        lock(&s.state.invalid_reports).clear();
     }
 }

@@ -1,0 +1,362 @@
+//! Every event type and every step output: serialized, it matches the schema
+//! `imprint schema report` prints, and it reads back as what was sent.
+
+use super::output::*;
+use super::*;
+use crate::plan::{Digest, DigestAlgorithm, ImageFormat, PartitionPlan};
+use crate::storage::{luks, lvm, raid};
+use imprint_tests::report_schema::ReportSchema;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn schema() -> &'static ReportSchema {
+    static S: OnceLock<ReportSchema> = OnceLock::new();
+    S.get_or_init(|| ReportSchema::new(&crate::schema::of(crate::schema::Kind::Report)))
+}
+
+fn envelope(seq: u64, body: Body) -> Event {
+    Event {
+        protocol: PROTOCOL,
+        run_id: uuid::Uuid::from_u128(0x6f1c_9a52_0000_4000_8000_0000_0000_0001),
+        host: "web-01".into(),
+        time: "2026-11-21T21:04:05.123Z".into(),
+        seq,
+        body,
+    }
+}
+
+/// Serializes, checks against the schema, reads back and compares what it would send again.
+fn round_trip(ev: &Event) -> serde_json::Value {
+    let json = serde_json::to_value(ev).unwrap();
+    schema().check(&json).unwrap_or_else(|e| panic!("{e}"));
+    let back: Event =
+        serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{e}: {json:#}"));
+    assert_eq!(
+        serde_json::to_value(&back).unwrap(),
+        json,
+        "read back differently"
+    );
+    json
+}
+
+fn part(n: u32) -> PartitionPlan {
+    PartitionPlan {
+        name: format!("p{n}"),
+        number: n,
+        label: "root".into(),
+        type_guid: "0FC63DAF-8483-4772-8E79-3D69D8477DE4".into(),
+        first_lba: 2048,
+        last_lba: 4095,
+        path: PathBuf::from(format!("/dev/sda{n}")),
+    }
+}
+
+fn digest() -> Digest {
+    Digest {
+        algorithm: DigestAlgorithm::Sha256,
+        hex: "ab".repeat(32),
+    }
+}
+
+fn written() -> crate::image::WriteOutcome {
+    crate::image::WriteOutcome {
+        url_used: "http://prov/img.zst".into(),
+        compression: crate::image::Compression::Zstd,
+        container: crate::image::Container::Stream(crate::image::Compression::Zstd),
+        bytes_downloaded: 10,
+        bytes_written: 20,
+        digest: digest(),
+        written_blake3: Some("cd".repeat(32)),
+        readback_blake3: Some("cd".repeat(32)),
+        readback_seconds: Some(0.5),
+        zero_bytes_skipped: 4,
+        resumes: 1,
+        duration: std::time::Duration::from_millis(1500),
+    }
+}
+
+/// One output of every step kind.
+fn outputs() -> Vec<StepOutput> {
+    let sda = PathBuf::from("/dev/sda");
+    vec![
+        StepOutput::Wipe(Wiped {
+            disk: sda.clone(),
+            released: vec!["stopped md array /dev/md127".into()],
+            erased: crate::storage::wipe::WipeReport {
+                disk: sda.clone(),
+                erased: vec![crate::storage::wipe::Erased {
+                    device: sda.clone(),
+                    kind: "gpt".into(),
+                    offset: Some(512),
+                }],
+                zeroed: vec![(0, 1 << 20)],
+                discarded: false,
+                forgot_partitions: vec![1],
+            },
+        }),
+        StepOutput::Partition(Partitioned {
+            disk: sda.clone(),
+            disk_guid: uuid::Uuid::nil(),
+            partitions: vec![part(1)],
+        }),
+        StepOutput::Append(Appended {
+            disk: sda.clone(),
+            appended: vec![part(3)],
+        }),
+        StepOutput::DiskImage(DiskImageWritten {
+            image: written(),
+            target: sda.clone(),
+            gpt_backup_relocated: true,
+            grown_partition: Some(GrownPartition {
+                number: 1,
+                size_bytes: 1 << 30,
+            }),
+            partitions: vec![part(1)],
+        }),
+        StepOutput::Rootfs(RootfsExtracted {
+            format: ImageFormat::Rootfs,
+            root: "/run/imprint/root".into(),
+            compression: crate::image::Compression::Xz,
+            bytes_downloaded: 9,
+            digest: digest(),
+            verified: true,
+            extracted: crate::rootfs::Extracted {
+                entries: 3,
+                counts: Default::default(),
+                archive_bytes: 30,
+            },
+            duration_s: 1.25,
+        }),
+        StepOutput::FilesystemImage(FilesystemImageWritten {
+            format: ImageFormat::Filesystem,
+            image: crate::image::WriteOutcome {
+                written_blake3: None,
+                readback_blake3: None,
+                readback_seconds: None,
+                ..written()
+            },
+            target: "/dev/sda2".into(),
+            fstype: "ext4".into(),
+            grown: "resize2fs: grown to 1 GiB".into(),
+        }),
+        StepOutput::Configdrive(ConfigdriveWritten {
+            device: "/dev/sda4".into(),
+            partition: Some(part(4)),
+            configdrive: crate::configdrive::ConfigdriveOutcome {
+                label: "cidata".into(),
+                volume_id: 7,
+                fs_uuid: "0000-0007".into(),
+                fat_type: "FAT16".into(),
+                files: vec!["meta-data".into()],
+                bytes: 42,
+            },
+        }),
+        StepOutput::Raid(raid::Created {
+            name: "root".into(),
+            path: "/dev/md/root".into(),
+            device: "/dev/md127".into(),
+            uuid: "a".repeat(8),
+            metadata: "1.2".into(),
+            members: vec!["/dev/sda2".into(), "/dev/sdb2".into()],
+            resync: "background".into(),
+        }),
+        StepOutput::Luks(luks::Formatted {
+            name: "cryptroot".into(),
+            device: "/dev/md127".into(),
+            mapping: "/dev/mapper/cryptroot".into(),
+            uuid: uuid::Uuid::nil().to_string(),
+            cipher: "aes-xts-plain64".into(),
+            key_size: 512,
+            pbkdf: luks::Pbkdf {
+                kind: "argon2id".into(),
+                max_memory_kib: 262_144,
+                time_ms: 2000,
+            },
+            keyslots: vec![luks::Keyslot {
+                slot: 0,
+                kind: "recovery-passphrase".into(),
+            }],
+            bindings: vec![luks::Binding {
+                pins: vec!["tang http://tang".into(), "tpm2".into()],
+                threshold: 1,
+                keyslot: 1,
+                token: 0,
+                tang_thumbprints_used: vec!["thp".into()],
+                verified: true,
+            }],
+        }),
+        StepOutput::Lvm(lvm::Created {
+            vg: "vg0".into(),
+            pvs: vec!["/dev/mapper/cryptroot".into()],
+            volumes: vec![lvm::Volume {
+                name: "root".into(),
+                size_bytes: Some(1 << 30),
+                lv_uuid: "x".into(),
+            }],
+        }),
+        StepOutput::Mkfs(Made {
+            device: "/dev/vg0/root".into(),
+            fstype: crate::kinds::FsType::Ext4,
+            label: Some("root".into()),
+            uuid: uuid::Uuid::nil().to_string(),
+            mount: Some("/".into()),
+        }),
+        StepOutput::Mount(Mounted {
+            device: "/dev/vg0/root".into(),
+            mountpoint: "/".into(),
+            staged_at: "/run/imprint/root".into(),
+            options: vec!["noatime".into()],
+        }),
+        StepOutput::Finalize(crate::finalize::Finalized {
+            family: crate::finalize::Family::Debian,
+            kernel_cmdline: vec!["quiet".into()],
+            files: vec!["/etc/fstab".into()],
+            bios_disks: vec![sda.clone()],
+            esps: vec![crate::finalize::Esp {
+                device: "/dev/sda1".into(),
+                mounted_at: "/boot/efi".into(),
+            }],
+            commands: vec![crate::finalize::CommandRun {
+                command: vec!["update-grub".into()],
+                ok: true,
+                stdout: Some(String::new()),
+                stderr: Some("done".into()),
+                error: None,
+            }],
+        }),
+    ]
+}
+
+#[test]
+fn every_step_output_round_trips_and_matches_the_schema() {
+    for (i, out) in outputs().into_iter().enumerate() {
+        let ev = envelope(
+            i as u64 + 1,
+            Body::Step(StepEvent::succeeded(
+                "s",
+                std::time::Duration::from_millis(5),
+                out,
+            )),
+        );
+        round_trip(&ev);
+    }
+}
+
+#[test]
+fn step_progress_and_final_events_round_trip_and_match_the_schema() {
+    let started = round_trip(&envelope(1, Body::Step(StepEvent::started("wipe:root"))));
+    assert_eq!(started["kind"], "step");
+    assert_eq!(started["protocol"], 1);
+    assert!(
+        started.get("duration_ms").is_none() && started.get("details").is_none(),
+        "{started}"
+    );
+    round_trip(&envelope(
+        2,
+        Body::Step(StepEvent::failed(
+            "write-image",
+            Some(std::time::Duration::from_secs(1)),
+            "boom",
+        )),
+    ));
+    let progress = round_trip(&envelope(
+        3,
+        Body::Progress(ProgressEvent {
+            step: "write-image".into(),
+            bytes_downloaded: 1,
+            bytes_total: None,
+            bytes_written: 2,
+            rate_bytes_per_sec: 3,
+        }),
+    ));
+    assert!(progress["bytes_total"].is_null(), "{progress}");
+    let steps = outputs()
+        .into_iter()
+        .map(|o| StepRecord {
+            step: "s".into(),
+            state: StepState::Succeeded,
+            started: Some("2026-11-21T21:04:05.123Z".into()),
+            duration_ms: 5,
+            error: None,
+            output: Some(o),
+        })
+        .chain([StepRecord::failed(
+            "finalize",
+            Some("2026-11-21T21:04:06.000Z".into()),
+            7,
+            "boom",
+        )])
+        .collect();
+    let fin = FinalReport {
+        result: RunResult::Failure,
+        failed_step: Some("finalize".into()),
+        error: Some("boom".into()),
+        undone: vec!["wiped /dev/sda (signatures, partition tables)".into()],
+        hostname: Some("web-01".into()),
+        instance_id: Some("i-1".into()),
+        agent_version: "0.1.0".into(),
+        duration_ms: Some(12),
+        steps,
+        disks: Some(vec![ChosenDisk {
+            name: "root".into(),
+            path: "/dev/sda".into(),
+            size_bytes: 1 << 30,
+            logical_sector: 512,
+            serial: None,
+            model: Some("QEMU".into()),
+            inventory: Some(crate::disks::Disk {
+                path: "/dev/sda".into(),
+                ..Default::default()
+            }),
+        }]),
+    };
+    let json = round_trip(&envelope(4, Body::Final(fin)));
+    assert_eq!(json["kind"], "final");
+    assert!(json["disks"][0]["serial"].is_null(), "{json}");
+    round_trip(&envelope(
+        5,
+        Body::Final(FinalReport::early_failure("plan", "no disk matches", true)),
+    ));
+    round_trip(&envelope(
+        6,
+        Body::Final(FinalReport::early_failure("discover", "no document", false)),
+    ));
+}
+
+#[test]
+fn the_schema_refuses_what_the_protocol_does_not_allow() {
+    let mut ev =
+        serde_json::to_value(envelope(1, Body::Step(StepEvent::started("wipe:root")))).unwrap();
+    assert!(schema().check(&ev).is_ok());
+    for (field, bad) in [("kind", "stop"), ("state", "paused"), ("run_id", "")] {
+        let mut e = ev.clone();
+        e[field] = serde_json::json!(bad);
+        assert!(schema().check(&e).is_err(), "{field}={bad} accepted");
+    }
+    ev.as_object_mut().unwrap().remove("protocol");
+    assert!(
+        schema().check(&ev).is_err(),
+        "an event without a protocol version was accepted"
+    );
+}
+
+#[test]
+fn every_schema_compiles() {
+    use crate::schema::Kind;
+    for kind in [Kind::Document, Kind::Plan, Kind::Inventory, Kind::Report] {
+        let s = crate::schema::of(kind);
+        assert!(s.is_object(), "{kind:?}");
+        ReportSchema::new(&s);
+    }
+}
+
+#[test]
+fn a_reporter_numbers_its_events_under_one_run_id() {
+    let r = Reporter::new("h", None, None).unwrap();
+    let a = r.envelope(Body::Step(StepEvent::started("a")));
+    let b = r.envelope(Body::Step(StepEvent::started("b")));
+    assert_eq!((a.seq, b.seq), (1, 2));
+    assert_eq!(a.run_id, b.run_id);
+    assert_eq!(a.run_id, r.run_id());
+    assert_ne!(Reporter::new("h", None, None).unwrap().run_id(), r.run_id());
+}
