@@ -155,6 +155,44 @@ fn schema_is_json_and_strict() {
 }
 
 #[test]
+fn schema_kinds_describe_what_the_binary_prints() {
+    use imprint_tests::report_schema::ReportSchema;
+    let schema = |kind: &str| -> serde_json::Value {
+        let (code, out, err) = imprint(&["schema", kind], None);
+        assert_eq!(code, 0, "schema {kind}: {err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let (_, default, _) = imprint(&["schema"], None);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&default).unwrap(), schema("document"));
+    // The report schema is what the test server checks every report against.
+    ReportSchema::new(&schema("report"));
+    let disk = LoopDev::new(64 << 20, 512);
+    let (code, out, err) = imprint(&["disks", "--json", "--disks", disk.dev()], None);
+    assert_eq!(code, 0, "{err}");
+    let inventory: serde_json::Value = serde_json::from_str(&out).unwrap();
+    ReportSchema::new(&schema("inventory")).check(&inventory).unwrap_or_else(|e| panic!("{e}"));
+    // The seed document's plan against a reported two-disk inventory.
+    let dir = tempfile::tempdir().unwrap();
+    let inv_path = dir.path().join("inv.json");
+    let mut disks = inventory.as_array().unwrap().clone();
+    for (i, path) in ["/dev/vda", "/dev/vdb"].iter().enumerate() {
+        let mut d = inventory[0].clone();
+        d["path"] = serde_json::json!(path);
+        d["size_bytes"] = serde_json::json!(20u64 << 30);
+        d["serial"] = serde_json::json!(["SN-A-0001", "SN-B-0002"][i]);
+        d["rotational"] = serde_json::json!(false);
+        d["by_path"] = serde_json::json!([]);
+        disks.push(d);
+    }
+    disks.remove(0);
+    std::fs::write(&inv_path, serde_json::Value::Array(disks).to_string()).unwrap();
+    let (code, out, err) = imprint(&["plan", "--json", "--inventory", inv_path.to_str().unwrap()], Some(&seed_doc()));
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    ReportSchema::new(&schema("plan")).check(&plan).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
 fn missing_document_is_a_clear_error() {
     let (code, _, err) = imprint(&["validate", "/nonexistent/host.yaml"], None);
     assert_eq!(code, 8);
