@@ -100,25 +100,52 @@ where
 /// Minimal logging to stderr, so the ramdisk console and a rescue shell see the same lines.
 pub mod log {
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::RwLock;
 
     static VERBOSE: AtomicBool = AtomicBool::new(false);
+    static QUIET: AtomicBool = AtomicBool::new(false);
+
+    /// Where console lines go instead of straight to stderr (a progress bar that must
+    /// be cleared before a line is printed and redrawn after it).
+    pub type Console = Box<dyn Fn(&str) + Send + Sync>;
+    static CONSOLE: RwLock<Option<Console>> = RwLock::new(None);
 
     /// Turns debug lines on or off.
     pub fn set_verbose(v: bool) {
         VERBOSE.store(v, Ordering::Relaxed);
     }
+    /// Turns operator lines off (`--quiet`); warnings and errors still show.
+    pub fn set_quiet(q: bool) {
+        QUIET.store(q, Ordering::Relaxed);
+    }
+    /// Whether `--quiet` is in effect.
+    pub fn quiet() -> bool {
+        QUIET.load(Ordering::Relaxed)
+    }
+    /// Routes every console line through `console` until it is set back to `None`.
+    pub fn set_console(console: Option<Console>) {
+        *CONSOLE.write().unwrap_or_else(|e| e.into_inner()) = console;
+    }
+    fn emit(line: &str) {
+        match &*CONSOLE.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(console) => console(line),
+            None => eprintln!("{line}"),
+        }
+    }
     /// A line for operators.
     pub fn info(msg: &str) {
-        eprintln!("imprint: {msg}");
+        if !quiet() {
+            emit(&format!("imprint: {msg}"));
+        }
     }
     /// A warning that does not stop the run.
     pub fn warn(msg: &str) {
-        eprintln!("imprint: warning: {msg}");
+        emit(&format!("imprint: warning: {msg}"));
     }
     /// Details shown with `--verbose`.
     pub fn debug(msg: &str) {
         if VERBOSE.load(Ordering::Relaxed) {
-            eprintln!("imprint: debug: {msg}");
+            emit(&format!("imprint: debug: {msg}"));
         }
     }
 }

@@ -57,6 +57,11 @@ impl<'a> Tracker<'a> {
             .progress_chars("=> ");
             b.set_style(style);
             b.set_message(step.to_string());
+            // Log lines while the bar is up are printed above it, never through it.
+            let console = b.clone();
+            log::set_console(Some(Box::new(move |line| {
+                console.suspend(|| eprintln!("{line}"))
+            })));
             b
         });
         let now = Instant::now();
@@ -105,10 +110,17 @@ impl<'a> Tracker<'a> {
         }
     }
 
-    /// Ends the bar.
+    /// Ends the bar; log lines go straight to the console again.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+            log::set_console(None);
         }
+    }
+}
+
+impl Drop for Tracker<'_> {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
