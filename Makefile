@@ -17,6 +17,8 @@ agent: deps
 	@file out/imprint | grep -q 'statically linked' || { echo "out/imprint is not statically linked"; exit 1; }
 	@$(ENV) bash agent/native/licenses.sh out/LICENSES
 	@ls -l out/imprint
+	@# Man pages (out/man/*.1) and completions (out/completions/) from the clap definitions.
+	@rm -rf out/man out/completions && out/imprint --quiet generate-docs out
 
 # Boot artifacts: out/vmlinuz, out/initramfs.img, out/boot.ipxe (initramfs/build.sh caches them).
 initramfs: agent

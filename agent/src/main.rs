@@ -8,7 +8,9 @@ fn main() {
     eprintln!("imprint: THIS BUILD DOES NOT VERIFY IMAGES (feature bench-unverified): for measurement only");
     if imprint::boot::is_pid1() {
         // Never returns: failures end on the console and in a report, never in a panic.
-        imprint::boot::pid1_main(|c| imprint::boot::run_ramdisk(c, &|text, source| cli::ramdisk_apply(text, source, c)));
+        imprint::boot::pid1_main(|c| {
+            imprint::boot::run_ramdisk(c, &|text, source| cli::ramdisk_apply(text, source, c))
+        });
     }
     std::process::exit(cli::main());
 }

@@ -273,3 +273,323 @@ fn the_document_reference_describes_every_schema_field() {
         "docs/document.md does not describe: {missing:?}"
     );
 }
+
+// ---- exit codes, safety and output of the command line (docs/cli.md) ----
+
+use imprint_tests::provision as run;
+use imprint_tests::server::Server;
+
+/// Unmounts on drop.
+struct Mounted(tempfile::TempDir);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn run_keeps_each_failure_its_documented_exit_code() {
+    let server = Server::start();
+    // A document URL the server does not have: it could not be fetched (8), not "a step failed" (5).
+    let url = server.url("/no/such/host.yaml");
+    let r = run::imprint(&["run", "--no-finish", "--config", &url]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&url),
+        "the message names the URL: {}",
+        r.stderr
+    );
+    // A document that is there but invalid: 3, with its JSON path.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, WEB_DOC.replace("format: disk", "formt: disk")).unwrap();
+    let r = run::imprint(&[
+        "run",
+        "--no-finish",
+        "--config",
+        &format!("file://{}", bad.display()),
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("formt"), "{}", r.stderr);
+}
+
+/// A file holding a blank customization area 64 KiB in, where the sector scan finds it.
+fn iso_with_area() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let len: u32 = 256 * 1024;
+    let mut bytes = vec![0u8; 1 << 20];
+    let area = &mut bytes[64 << 10..];
+    area[..23].copy_from_slice(b"IMPRINT-CONFIG-AREA-v1\n");
+    area[32..36].copy_from_slice(&len.to_le_bytes());
+    let iso = dir.path().join("imprint.iso");
+    std::fs::write(&iso, &bytes).unwrap();
+    (dir, iso)
+}
+
+#[test]
+fn iso_customize_refuses_an_invalid_document_and_leaves_the_iso_untouched() {
+    let (dir, iso) = iso_with_area();
+    let iso_s = iso.to_str().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, WEB_DOC).unwrap();
+    let r = run::imprint(&[
+        "iso",
+        "customize",
+        "--config",
+        good.to_str().unwrap(),
+        "--karg",
+        "ip=dhcp",
+        iso_s,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let before = std::fs::read(&iso).unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        WEB_DOC.replace("min_size: 4GiB", "min_size: 4 parsecs"),
+    )
+    .unwrap();
+    let r = run::imprint(&["iso", "customize", "--config", bad.to_str().unwrap(), iso_s]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("disks[0].match.min_size"),
+        "the JSON path is named: {}",
+        r.stderr
+    );
+    assert!(std::fs::read(&iso).unwrap() == before, "the ISO changed");
+    let shown = run::imprint(&["iso", "show", iso_s]);
+    assert!(
+        shown.code == 0 && shown.stdout.contains("web-01") && shown.stdout.contains("ip=dhcp"),
+        "{shown:?}"
+    );
+    // A document that cannot be read: 8; a file that is no imprint ISO: 9; a bad argument: 2.
+    let r = run::imprint(&[
+        "iso",
+        "customize",
+        "--config",
+        "/nonexistent/doc.yaml",
+        iso_s,
+    ]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    let plain = dir.path().join("plain.bin");
+    std::fs::write(&plain, vec![0u8; 1 << 20]).unwrap();
+    let r = run::imprint(&["iso", "show", plain.to_str().unwrap()]);
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    let r = run::imprint(&["iso", "customize", "--karg", "a\nb", iso_s]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(std::fs::read(&iso).unwrap() == before, "the ISO changed");
+}
+
+#[test]
+fn configdrive_onto_a_device_asks_first() {
+    let disk = LoopDev::new(64 << 20, 512);
+    let before = disk.read_at(0, 1 << 20);
+    // No terminal, no --yes: refused (6), nothing written.
+    let r = run::imprint_with_doc(&["configdrive", "--target", disk.dev()], WEB_DOC);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert_eq!(
+        disk.read_at(0, 1 << 20),
+        before,
+        "the device changed without consent"
+    );
+    // With --yes it is written: a vfat labelled cidata.
+    let r = run::imprint_with_doc(&["configdrive", "--yes", "--target", disk.dev()], WEB_DOC);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let label = sh("blkid", &["-o", "value", "-s", "LABEL", disk.dev()]);
+    assert_eq!(label.trim(), "cidata");
+}
+
+#[test]
+fn configdrive_refuses_a_mounted_device_even_with_force() {
+    let disk = LoopDev::new(64 << 20, 512);
+    sh("mkfs.ext4", &["-q", "-F", "-L", "busy", disk.dev()]);
+    let mnt = Mounted(tempfile::tempdir().unwrap());
+    sh("mount", &[disk.dev(), mnt.0.path().to_str().unwrap()]);
+    let before = disk.read_at(0, 1 << 20);
+    let r = run::imprint_with_doc(&["configdrive", "--yes", "--target", disk.dev()], WEB_DOC);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains("mounted"), "{}", r.stderr);
+    // --force passes the disk-level checks, but the exclusive open still refuses the target.
+    let r = run::imprint_with_doc(
+        &["configdrive", "--yes", "--force", "--target", disk.dev()],
+        WEB_DOC,
+    );
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains("in use"), "{}", r.stderr);
+    assert_eq!(
+        disk.read_at(0, 1 << 20),
+        before,
+        "the mounted device changed"
+    );
+}
+
+#[test]
+fn configdrive_refuses_a_device_held_by_device_mapper() {
+    let disk = LoopDev::new(64 << 20, 512);
+    let name = format!("imprint-cli-test-{}", std::process::id());
+    let sectors = (64u64 << 20) / 512;
+    sh(
+        "dmsetup",
+        &[
+            "create",
+            &name,
+            "--table",
+            &format!("0 {sectors} linear {} 0", disk.dev()),
+        ],
+    );
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("dmsetup").args(["remove", &self.0]).status();
+        }
+    }
+    let _dm = Remove(name);
+    let before = disk.read_at(0, 1 << 20);
+    let r = run::imprint_with_doc(&["configdrive", "--yes", "--target", disk.dev()], WEB_DOC);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains("held by"), "{}", r.stderr);
+    assert_eq!(disk.read_at(0, 1 << 20), before, "the held device changed");
+}
+
+#[test]
+fn validate_json_lists_every_error_with_its_place() {
+    let (code, out, _) = imprint(&["validate", "--json"], Some(WEB_DOC));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["hostname"], "web-01");
+    assert_eq!(v["errors"], serde_json::json!([]));
+    // A parse error: path, line and column.
+    let (code, out, _) = imprint(
+        &["validate", "--json"],
+        Some(&WEB_DOC.replace("format: disk", "formt: disk")),
+    );
+    assert_eq!(code, 3);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    let e = &v["errors"][0];
+    assert_eq!(e["path"], "image.formt", "{v:#}");
+    assert_eq!(e["line"], 9, "{v:#}");
+    assert!(e["column"].as_u64().is_some(), "{v:#}");
+    assert!(
+        e["message"].as_str().unwrap().starts_with("unknown field"),
+        "{v:#}"
+    );
+    assert!(
+        !e["message"].as_str().unwrap().contains("(line"),
+        "the place is in the fields: {v:#}"
+    );
+    // An unreadable document: still JSON on stdout, exit 8.
+    let (code, out, _) = imprint(&["validate", "--json", "/nonexistent/host.yaml"], None);
+    assert_eq!(code, 8);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/host.yaml"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn quiet_prints_no_progress() {
+    let img = TestImage::build(48, 512);
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, &img.raw).unwrap();
+    let url = format!("file://{}", raw.display());
+    let sha = sha256_hex(&img.raw);
+    let disk = LoopDev::new(128 << 20, 512);
+    let args = [
+        "write-image",
+        "--yes",
+        "--url",
+        &url,
+        "--sha256",
+        &sha,
+        "--target",
+        disk.dev(),
+    ];
+    let loud = run::imprint(&args);
+    assert_eq!(loud.code, 0, "{}", loud.stderr);
+    assert!(
+        loud.stderr.contains("step write-image"),
+        "without --quiet the step is logged: {}",
+        loud.stderr
+    );
+    let mut quiet_args = vec!["--quiet"];
+    quiet_args.extend_from_slice(&args);
+    let quiet = run::imprint(&quiet_args);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert_eq!(quiet.stderr, "", "--quiet printed on stderr");
+}
+
+#[test]
+fn man_pages_and_completions_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = imprint(&["generate-docs", dir.path().to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    for page in [
+        "imprint",
+        "imprint-apply",
+        "imprint-run",
+        "imprint-validate",
+        "imprint-iso",
+        "imprint-iso-customize",
+    ] {
+        let path = dir.path().join(format!("man/{page}.1"));
+        let out = Command::new("man")
+            .arg("-l")
+            .arg(&path)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.len() > 200,
+            "man -l {}: {text}",
+            path.display()
+        );
+    }
+    let apply = std::fs::read_to_string(dir.path().join("man/imprint-apply.1")).unwrap();
+    assert!(
+        apply.contains("keep\\-on\\-failure") || apply.contains("keep-on-failure"),
+        "{apply}"
+    );
+    assert!(
+        !dir.path().join("man/imprint-generate-docs.1").exists(),
+        "the hidden command has no page"
+    );
+    for name in ["imprint.bash", "_imprint", "imprint.fish"] {
+        let text = std::fs::read_to_string(dir.path().join("completions").join(name)).unwrap();
+        assert!(
+            text.contains("write-image") && text.contains("--quiet"),
+            "{name}: {text}"
+        );
+    }
+    let bash = sh_any(
+        "bash",
+        &[
+            "-n",
+            dir.path()
+                .join("completions/imprint.bash")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert!(
+        bash.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bash.stderr)
+    );
+    // `make agent` leaves them in out/ too.
+    let out = repo_root().join("out");
+    if imprint_bin() == out.join("imprint") {
+        assert!(out.join("man/imprint.1").exists() && out.join("completions/_imprint").exists());
+    }
+}

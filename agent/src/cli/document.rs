@@ -1,18 +1,27 @@
 //! Reading documents from a path, a URL or stdin; parsing; the disk inventory.
 
 use super::exit::{self, Exit};
-use super::DiskScope;
-use imprint::config::Document;
+use imprint::config::{DocError, Document};
 use imprint::disks::Disk;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Options shared by commands that choose disks.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct DiskScope {
+    /// Consider only these devices when matching disk hints (comma-separated).
+    #[arg(long = "disks", env = "IMPRINT_DISKS", value_delimiter = ',')]
+    pub only: Vec<PathBuf>,
+}
 
 /// Reads `src` (path, `-`, `http(s)://`, `file://`); returns the text and a name for messages.
 pub fn read(src: &str, ca: Option<&Path>) -> Result<(String, String), Exit> {
     let fail = |msg: String| Exit::new(exit::NO_DOCUMENT, msg);
     if src == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| fail(format!("reading the document from stdin: {e}")))?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| fail(format!("reading the document from stdin: {e}")))?;
         return Ok((s, "stdin".into()));
     }
     if let Some(path) = src.strip_prefix("file://") {
@@ -25,30 +34,49 @@ pub fn read(src: &str, ca: Option<&Path>) -> Result<(String, String), Exit> {
             ..Default::default()
         })
         .map_err(|e| fail(e.to_string()))?;
-        let resp = client
-            .get(src)
-            .send()
-            .map_err(|e| fail(format!("fetching the document {src}: {}", imprint::http::describe(&e))))?;
+        let resp = client.get(src).send().map_err(|e| {
+            fail(format!(
+                "fetching the document {src}: {}",
+                imprint::http::describe(&e)
+            ))
+        })?;
         if !resp.status().is_success() {
-            return Err(fail(format!("fetching the document {src}: HTTP {}", resp.status())));
+            return Err(fail(format!(
+                "fetching the document {src}: HTTP {}",
+                resp.status()
+            )));
         }
-        let text = resp.text().map_err(|e| fail(format!("reading the document {src}: {}", imprint::http::describe(&e))))?;
+        let text = resp.text().map_err(|e| {
+            fail(format!(
+                "reading the document {src}: {}",
+                imprint::http::describe(&e)
+            ))
+        })?;
         return Ok((text, src.to_string()));
     }
-    let text = std::fs::read_to_string(src).map_err(|e| fail(format!("reading the document {src}: {e}")))?;
+    let text = std::fs::read_to_string(src)
+        .map_err(|e| fail(format!("reading the document {src}: {e}")))?;
     Ok((text, src.to_string()))
 }
 
 /// Parses and validates (structure, then what spans fields); errors name the JSON path.
 /// Every validation error is listed, one per line, so one pass fixes them all.
 pub fn parse(text: &str, source: &str) -> Result<Document, Exit> {
-    let doc = imprint::config::parse(text).map_err(|e| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: {e}")))?;
-    let errors = imprint::config::validate_all(&doc);
-    if !errors.is_empty() {
+    check(text).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("{source}: {e}")).collect();
-        return Err(Exit::new(exit::INVALID_DOCUMENT, lines.join("\n")));
+        Exit::new(exit::INVALID_DOCUMENT, lines.join("\n"))
+    })
+}
+
+/// The document, or every error in it: the first structural one, else all validation errors.
+pub fn check(text: &str) -> Result<Document, Vec<DocError>> {
+    let doc = imprint::config::parse(text).map_err(|e| vec![e])?;
+    let errors = imprint::config::validate_all(&doc);
+    if errors.is_empty() {
+        Ok(doc)
+    } else {
+        Err(errors)
     }
-    Ok(doc)
 }
 
 /// The disks this run may consider: all, or only those named by `--disks`.
@@ -61,7 +89,10 @@ pub fn inventory(scope: &DiskScope) -> Result<Vec<Disk>, Exit> {
                 .filter(|d| {
                     let medium = is_boot_medium(d);
                     if medium {
-                        imprint::runner::log::info(&format!("{} is an imprint boot medium: not a candidate disk", d.path.display()));
+                        imprint::runner::log::info(&format!(
+                            "{} is an imprint boot medium: not a candidate disk",
+                            d.path.display()
+                        ));
                     }
                     !medium
                 })
@@ -70,7 +101,12 @@ pub fn inventory(scope: &DiskScope) -> Result<Vec<Disk>, Exit> {
     } else {
         imprint::disks::inventory_paths(&scope.only)
     };
-    res.map_err(|e| Exit::new(exit::PLAN_FAILED, format!("reading the disk inventory: {e}")))
+    res.map_err(|e| {
+        Exit::new(
+            exit::PLAN_FAILED,
+            format!("reading the disk inventory: {e}"),
+        )
+    })
 }
 
 /// Whether the disk carries an imprint ISO (the medium this system may have booted from).
@@ -84,5 +120,8 @@ pub fn is_boot_medium(d: &Disk) -> bool {
 fn has_iso9660_magic(path: &Path) -> bool {
     use std::os::unix::fs::FileExt;
     let mut sig = [0u8; 5];
-    std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut sig, 16 * 2048 + 1)).is_ok() && &sig == b"CD001"
+    std::fs::File::open(path)
+        .and_then(|f| f.read_exact_at(&mut sig, 16 * 2048 + 1))
+        .is_ok()
+        && &sig == b"CD001"
 }

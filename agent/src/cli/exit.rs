@@ -16,8 +16,10 @@ pub const PROVISION_FAILED: i32 = 5;
 pub const ABORTED: i32 = 6;
 /// Refused for safety (mounted or in-use disk, boot disk) without `--force`.
 pub const REFUSED: i32 = 7;
-/// The document could not be fetched or read.
+/// The document could not be fetched or read (or, for `run`, found).
 pub const NO_DOCUMENT: i32 = 8;
+/// `iso`: the ISO cannot be used (unreadable, not an imprint ISO, damaged area, too small).
+pub const ISO_UNUSABLE: i32 = 9;
 
 /// An error that ends the command with a specific exit code.
 #[derive(Debug)]
@@ -29,12 +31,18 @@ pub struct Exit {
 impl Exit {
     /// An exit with `code` and a message for stderr.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Exit { code, message: message.into() }
+        Exit {
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Exit {
     fn from(e: E) -> Self {
-        Exit { code: INTERNAL, message: format!("{:#}", e.into()) }
+        Exit {
+            code: INTERNAL,
+            message: format!("{:#}", e.into()),
+        }
     }
 }

@@ -1,30 +1,35 @@
 //! Subcommands. Each returns `Result<(), Exit>`; `main` prints the error and exits.
 
+mod configdrive;
 mod document;
 pub mod exit;
+mod generate;
+mod iso;
 mod provision;
+mod safety;
+mod validate;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use document::DiskScope;
 use exit::Exit;
 use imprint::runner::log;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "imprint", version, about = "Image-based bare-metal provisioning agent")]
+#[command(
+    name = "imprint",
+    version,
+    about = "Image-based bare-metal provisioning agent"
+)]
 struct Cli {
     /// Print debug lines (commands run, HTTP retries).
     #[arg(long, short, global = true)]
     verbose: bool,
+    /// Print no progress and no informational lines; warnings, errors and results still show.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     cmd: Cmd,
-}
-
-/// Options shared by commands that choose disks.
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct DiskScope {
-    /// Consider only these devices when matching disk hints (comma-separated).
-    #[arg(long = "disks", env = "IMPRINT_DISKS", value_delimiter = ',')]
-    pub only: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -39,9 +44,13 @@ enum Cmd {
     Validate {
         /// Path, URL (http, https, file) or `-` for stdin.
         document: String,
+        /// Print the result as JSON: `ok`, and every error with its path, line, column and message.
+        #[arg(long)]
+        json: bool,
     },
     /// List block devices with the attributes disk hints match on.
     Disks {
+        /// Print the inventory as JSON (what `plan --inventory` reads).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -55,11 +64,17 @@ enum Cmd {
     /// Stream one image onto a device or file (the write-image step alone).
     WriteImage(provision::WriteImageArgs),
     /// Write a document's configdrive onto a device, a file or a directory (the configdrive step alone).
-    Configdrive(provision::ConfigdriveArgs),
+    Configdrive(configdrive::ConfigdriveArgs),
     /// Read or write the reserved customization area of imprint.iso.
     Iso {
         #[command(subcommand)]
-        cmd: imprint::iso::IsoCommand,
+        cmd: iso::IsoCommand,
+    },
+    /// Write man pages and shell completions into DIR (`make agent` does, into out/).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Receives man/*.1 and completions/{imprint.bash,_imprint,imprint.fish}.
+        dir: PathBuf,
     },
 }
 
@@ -71,20 +86,26 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     log::set_verbose(cli.verbose);
+    log::set_quiet(cli.quiet);
     let res = match cli.cmd {
         Cmd::Run(a) => provision::run(a),
         Cmd::Apply(a) => provision::apply(a),
         Cmd::Plan(a) => provision::plan(a),
-        Cmd::Validate { document } => validate(&document),
+        Cmd::Validate { document, json } => validate::validate(&document, json),
         Cmd::Disks { json, scope } => disks(json, &scope),
         Cmd::Schema { kind } => schema(kind),
         Cmd::WriteImage(a) => provision::write_image(a),
-        Cmd::Configdrive(a) => provision::configdrive(a),
-        Cmd::Iso { cmd } => imprint::iso::run_command(&cmd).map_err(|e| Exit::new(exit::INTERNAL, format!("{e:#}"))),
+        Cmd::Configdrive(a) => configdrive::configdrive(a),
+        Cmd::Iso { cmd } => iso::run(&cmd),
+        Cmd::GenerateDocs { dir } => generate::generate(Cli::command(), &dir),
     };
     match res {
         Ok(()) => exit::OK,
@@ -97,17 +118,13 @@ pub fn main() -> i32 {
     }
 }
 
-fn validate(src: &str) -> Result<(), Exit> {
-    let (text, source) = document::read(src, None)?;
-    let doc = document::parse(&text, &source)?;
-    println!("{source}: valid (version 1, host {})", doc.host.hostname);
-    Ok(())
-}
-
 fn disks(json: bool, scope: &DiskScope) -> Result<(), Exit> {
     let inv = document::inventory(scope)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&inv).map_err(anyhow::Error::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&inv).map_err(anyhow::Error::from)?
+        );
     } else {
         print!("{}", imprint::disks::render_table(&inv));
     }
@@ -116,6 +133,9 @@ fn disks(json: bool, scope: &DiskScope) -> Result<(), Exit> {
 
 fn schema(kind: imprint::schema::Kind) -> Result<(), Exit> {
     let s = imprint::schema::of(kind);
-    println!("{}", serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)?
+    );
     Ok(())
 }

@@ -1,15 +1,14 @@
 //! `run`, `apply`, `plan` and the single-step commands: one engine, one flow.
 
-use super::document;
+use super::document::{self, DiskScope};
 use super::exit::{self, Exit};
-use super::DiskScope;
+use super::safety;
 use imprint::disks::Disk;
 use imprint::engine::{self, Context, ProgressMode, RunResult};
 use imprint::plan::{Finish, Plan};
 use imprint::planner::{self, PlanOptions};
 use imprint::report::{FinalReport, Reporter, StepEvent};
 use imprint::runner::log;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -19,7 +18,8 @@ pub struct RunArgs {
     #[arg(long)]
     config: Option<String>,
     /// PEM CA bundle for https (default: `imprint.ca=` from the kernel command line).
-    #[arg(long)]
+    /// PEM CA bundle to trust for https document and image URLs (instead of the built-in roots).
+    #[arg(long, value_name = "PEM")]
     ca: Option<PathBuf>,
     /// Do not carry out the document's finish action (for testing `run` by hand).
     #[arg(long)]
@@ -43,7 +43,8 @@ pub struct ApplyArgs {
     /// After a failure, leave the disks as they are (for debugging) instead of undoing.
     #[arg(long)]
     keep_on_failure: bool,
-    #[arg(long)]
+    /// PEM CA bundle to trust for https document and image URLs (instead of the built-in roots).
+    #[arg(long, value_name = "PEM")]
     ca: Option<PathBuf>,
     #[command(flatten)]
     report: ReportTimeout,
@@ -56,7 +57,11 @@ pub struct ApplyArgs {
 pub struct ReportTimeout {
     /// Seconds the final report (and each step event) may spend on retries before imprint
     /// gives up on the report server and carries on (default: 15 per event, 90 for the final report).
-    #[arg(long = "report-timeout", env = "IMPRINT_REPORT_TIMEOUT", value_name = "SECS")]
+    #[arg(
+        long = "report-timeout",
+        env = "IMPRINT_REPORT_TIMEOUT",
+        value_name = "SECS"
+    )]
     pub secs: Option<u64>,
 }
 
@@ -73,10 +78,18 @@ impl ReportTimeout {
     }
 
     /// A reporter whose retry budgets are capped by this timeout.
-    fn reporter(self, host: &str, report: Option<&imprint::plan::ReportPlan>, ca: Option<&Path>) -> Result<Reporter, imprint::report::ReportError> {
+    fn reporter(
+        self,
+        host: &str,
+        report: Option<&imprint::plan::ReportPlan>,
+        ca: Option<&Path>,
+    ) -> Result<Reporter, imprint::report::ReportError> {
         use imprint::report::Retry;
         let cap = |r: Retry| match self.secs {
-            Some(s) => Retry { budget: r.budget.min(std::time::Duration::from_secs(s)), ..r },
+            Some(s) => Retry {
+                budget: r.budget.min(std::time::Duration::from_secs(s)),
+                ..r
+            },
             None => r,
         };
         Reporter::with_retry(host, report, ca, cap(Retry::EVENT), cap(Retry::FINAL))
@@ -93,7 +106,8 @@ pub struct PlanArgs {
     /// Plan against an inventory (`imprint disks --json` of another host) instead of this machine's.
     #[arg(long)]
     inventory: Option<PathBuf>,
-    #[arg(long)]
+    /// PEM CA bundle to trust for https document and image URLs (instead of the built-in roots).
+    #[arg(long, value_name = "PEM")]
     ca: Option<PathBuf>,
     #[command(flatten)]
     scope: DiskScope,
@@ -125,40 +139,32 @@ pub struct WriteImageArgs {
     /// After writing, read the image back and compare digests (`readback`).
     #[arg(long, value_parser = ["readback"])]
     verify: Option<String>,
-    #[arg(long)]
+    /// PEM CA bundle to trust for https document and image URLs (instead of the built-in roots).
+    #[arg(long, value_name = "PEM")]
     ca: Option<PathBuf>,
 }
 
-#[derive(clap::Args)]
-pub struct ConfigdriveArgs {
-    /// The document whose `configdrive` section is written.
-    document: String,
-    /// Device, partition or file to format as the configdrive.
-    #[arg(long, conflicts_with = "dir", required_unless_present = "dir")]
-    target: Option<PathBuf>,
-    /// Write the files into this directory instead (a seed directory).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Byte offset inside the target.
-    #[arg(long, default_value_t = 0)]
-    offset: u64,
-    /// Size in bytes (default: the target's size from the offset on).
-    #[arg(long)]
-    size: Option<u64>,
-}
-
 /// `allow_placeholders`: `plan` may show product.md-style `<…>` placeholders; `apply`/`run` refuse them.
-fn plan_options(allow_placeholders: bool) -> PlanOptions {
+pub(super) fn plan_options(allow_placeholders: bool) -> PlanOptions {
     let machine_id = ["/sys/class/dmi/id/product_uuid", "/etc/machine-id"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|s| s.trim().to_string())
         .find(|s| !s.is_empty() && s.chars().any(|c| c != '0' && c != '-'));
-    PlanOptions { machine_id, allow_placeholders }
+    PlanOptions {
+        machine_id,
+        allow_placeholders,
+    }
 }
 
-fn make_plan(doc: &imprint::config::Document, inventory: &[Disk], source: &str, dry_run: bool) -> Result<Plan, Exit> {
-    planner::build(doc, inventory, &plan_options(dry_run)).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{source}: {e}")))
+fn make_plan(
+    doc: &imprint::config::Document,
+    inventory: &[Disk],
+    source: &str,
+    dry_run: bool,
+) -> Result<Plan, Exit> {
+    planner::build(doc, inventory, &plan_options(dry_run))
+        .map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{source}: {e}")))
 }
 
 pub fn plan(a: PlanArgs) -> Result<(), Exit> {
@@ -166,14 +172,20 @@ pub fn plan(a: PlanArgs) -> Result<(), Exit> {
     let doc = document::parse(&text, &source)?;
     let inventory = match &a.inventory {
         Some(p) => {
-            let s = std::fs::read_to_string(p).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("reading {}: {e}", p.display())))?;
-            planner::load_inventory(&s).map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{}: {e}", p.display())))?
+            let s = std::fs::read_to_string(p).map_err(|e| {
+                Exit::new(exit::PLAN_FAILED, format!("reading {}: {e}", p.display()))
+            })?;
+            planner::load_inventory(&s)
+                .map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{}: {e}", p.display())))?
         }
         None => document::inventory(&a.scope)?,
     };
     let plan = make_plan(&doc, &inventory, &source, true)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?
+        );
     } else {
         print!("{}", plan.render_text());
     }
@@ -182,50 +194,42 @@ pub fn plan(a: PlanArgs) -> Result<(), Exit> {
 
 /// Disks in the plan that are in use (mounted, held by md/dm/LVM, the boot medium): refused without --force.
 fn in_use(plan: &Plan, inventory: &[Disk]) -> Vec<String> {
-    let mut out = Vec::new();
-    for d in &plan.disks {
-        if let Some(inv) = inventory.iter().find(|i| i.path == d.path) {
-            if document::is_boot_medium(inv) {
-                out.push(format!("{} is an imprint boot medium (the system may have booted from it)", d.path.display()));
-            }
-            if !inv.mounts.is_empty() {
-                out.push(format!("{} has mounted filesystems: {}", d.path.display(), inv.mounts.join(", ")));
-            }
-            if !inv.holders.is_empty() {
-                out.push(format!("{} is held by {}", d.path.display(), inv.holders.join(", ")));
-            }
-        }
-    }
-    out
+    plan.disks
+        .iter()
+        .filter_map(|d| inventory.iter().find(|i| i.path == d.path))
+        .flat_map(safety::busy_reasons)
+        .collect()
 }
 
-fn confirm(prompt: &str) -> Result<(), Exit> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Exit::new(exit::ABORTED, "not a terminal, cannot ask for confirmation; pass --yes to proceed"));
-    }
-    eprint!("{prompt} Type 'yes' to continue: ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(anyhow::Error::from)?;
-    if line.trim() == "yes" {
-        Ok(())
+/// The console progress a command shows: none with `--quiet`.
+fn progress_mode(default: ProgressMode) -> ProgressMode {
+    if log::quiet() {
+        ProgressMode::Quiet
     } else {
-        Err(Exit::new(exit::ABORTED, "aborted; nothing was changed"))
+        default
     }
 }
 
 pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
     let (text, source) = document::read(&a.document, a.ca.as_deref())?;
     let (plan, inventory) = plan_or_report(&text, &source, &a.scope, a.ca.as_deref(), a.report)?;
-    eprint!("{}", plan.render_text());
-    let busy = in_use(&plan, &inventory);
-    if !busy.is_empty() && !a.force {
-        return Err(Exit::new(exit::REFUSED, format!("refusing to touch disks in use:\n  {}\npass --force if you are sure", busy.join("\n  "))));
+    // The plan is what the operator agrees to; `--quiet --yes` asks nothing and shows nothing.
+    if !(a.yes && log::quiet()) {
+        eprint!("{}", plan.render_text());
     }
+    safety::refuse_busy(&in_use(&plan, &inventory), a.force)?;
     if !a.yes {
-        confirm("All data on the disks listed above will be destroyed.")?;
+        safety::confirm("All data on the disks listed above will be destroyed.")?;
     }
-    let outcome = provision(&plan, &inventory, a.ca.as_deref(), a.keep_on_failure, ProgressMode::detect(), a.report)?;
+    let progress = progress_mode(ProgressMode::detect());
+    let outcome = provision(
+        &plan,
+        &inventory,
+        a.ca.as_deref(),
+        a.keep_on_failure,
+        progress,
+        a.report,
+    )?;
     match outcome {
         RunResult::Success => Ok(()),
         RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
@@ -241,15 +245,25 @@ fn provision(
     progress: ProgressMode,
     report_timeout: ReportTimeout,
 ) -> Result<RunResult, Exit> {
-    let reporter = report_timeout.reporter(&plan.host.hostname, plan.report.as_ref(), ca).map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
-    let ctx = Context { reporter: &reporter, ca_bundle: ca, progress, keep_on_failure };
+    let reporter = report_timeout
+        .reporter(&plan.host.hostname, plan.report.as_ref(), ca)
+        .map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
+    let ctx = Context {
+        reporter: &reporter,
+        ca_bundle: ca,
+        progress,
+        keep_on_failure,
+    };
     let outcome = engine::execute(plan, &ctx);
     let body = engine::final_report(plan, &outcome, inventory);
     if let Err(e) = reporter.finish(body) {
         log::warn(&e.to_string());
     }
     match outcome.result {
-        RunResult::Success => log::info(&format!("provisioning succeeded in {:.1} s", outcome.duration_ms as f64 / 1000.0)),
+        RunResult::Success => log::info(&format!(
+            "provisioning succeeded in {:.1} s",
+            outcome.duration_ms as f64 / 1000.0
+        )),
         RunResult::Failure => {
             log::info(&format!(
                 "provisioning FAILED at step {}: {}",
@@ -264,7 +278,29 @@ fn provision(
     Ok(outcome.result)
 }
 
+/// `imprint run` by hand: the ramdisk's flow with the command line's overrides. Each
+/// failure keeps its own exit code (no document 8, invalid 3, unplannable 4, boot
+/// medium 7, a failed step or finish action 5).
 pub fn run(a: RunArgs) -> Result<(), Exit> {
+    let c = run_cmdline(&a);
+    let do_finish = !a.no_finish;
+    // run_ramdisk hands back a message; the code travels beside it.
+    let code = std::cell::Cell::new(exit::PROVISION_FAILED);
+    let apply = |text: &str, source: &str| {
+        apply_document(text, source, &c, do_finish).map_err(|e| {
+            code.set(e.code);
+            e.message
+        })
+    };
+    imprint::boot::run_ramdisk(&c, &apply).map_err(|e| match e {
+        imprint::boot::BootError::Apply(msg) => Exit::new(code.get(), msg),
+        imprint::boot::BootError::Discover(_) => Exit::new(exit::NO_DOCUMENT, e.to_string()),
+        other => Exit::new(exit::INTERNAL, other.to_string()),
+    })
+}
+
+/// The kernel command line with `run`'s options laid over it.
+fn run_cmdline(a: &RunArgs) -> imprint::boot::Cmdline {
     let mut c = imprint::boot::Cmdline::read().unwrap_or_default();
     if a.config.is_some() {
         c.config = a.config.clone();
@@ -273,61 +309,138 @@ pub fn run(a: RunArgs) -> Result<(), Exit> {
         c.ca = Some(ca.display().to_string());
     }
     if !a.scope.only.is_empty() {
-        c.disks = Some(a.scope.only.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
+        c.disks = Some(
+            a.scope
+                .only
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     if let Some(secs) = a.report.secs {
-        c.args.push(("imprint.report_timeout".into(), Some(secs.to_string())));
+        c.args
+            .push(("imprint.report_timeout".into(), Some(secs.to_string())));
     }
-    let no_finish = a.no_finish;
-    imprint::boot::run_ramdisk(&c, &|text, source| apply_document(text, source, &c, !no_finish))
-        .map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))
+    c
 }
 
 /// `run`'s engine, as PID 1 calls it: parse, plan, provision, report, finish.
 pub fn ramdisk_apply(text: &str, source: &str, c: &imprint::boot::Cmdline) -> Result<(), String> {
-    apply_document(text, source, c, true)
+    apply_document(text, source, c, true).map_err(|e| e.message)
 }
 
-fn apply_document(text: &str, source: &str, c: &imprint::boot::Cmdline, do_finish: bool) -> Result<(), String> {
+fn apply_document(
+    text: &str,
+    source: &str,
+    c: &imprint::boot::Cmdline,
+    do_finish: bool,
+) -> Result<(), Exit> {
     let ca = c.ca.as_deref().map(Path::new);
-    let scope = DiskScope { only: c.disks.as_deref().map(|d| d.split(',').map(PathBuf::from).collect()).unwrap_or_default() };
-    let timeout = ReportTimeout::from_cmdline(c)?;
-    let (plan, inventory) = plan_or_report(text, source, &scope, ca, timeout).map_err(|e| e.message)?;
+    let scope = DiskScope {
+        only: c
+            .disks
+            .as_deref()
+            .map(|d| d.split(',').map(PathBuf::from).collect())
+            .unwrap_or_default(),
+    };
+    let timeout = ReportTimeout::from_cmdline(c).map_err(|e| Exit::new(exit::USAGE, e))?;
+    let (plan, inventory) = plan_or_report(text, source, &scope, ca, timeout)?;
     // Unattended: the boot medium named by imprint.disks= is refused (discovery already
     // skips it). Holders are left to the engine: a rerun must clean up what a cut run left.
-    if let Some(d) = plan.disks.iter().find(|d| inventory.iter().any(|i| i.path == d.path && document::is_boot_medium(i))) {
-        return Err(format!("refusing to touch {}: it is the imprint boot medium", d.path.display()));
+    if let Some(d) = plan.disks.iter().find(|d| {
+        inventory
+            .iter()
+            .any(|i| i.path == d.path && document::is_boot_medium(i))
+    }) {
+        return Err(Exit::new(
+            exit::REFUSED,
+            format!(
+                "refusing to touch {}: it is the imprint boot medium",
+                d.path.display()
+            ),
+        ));
     }
-    log::info(&format!("document {source}: host {}, {} steps", plan.host.hostname, plan.steps.len()));
+    log::info(&format!(
+        "document {source}: host {}, {} steps",
+        plan.host.hostname,
+        plan.steps.len()
+    ));
     // A serial console is a terminal too, but bars would garble its log: plain lines.
-    let result = provision(&plan, &inventory, ca, false, ProgressMode::Lines, timeout).map_err(|e| e.message)?;
+    let result = provision(
+        &plan,
+        &inventory,
+        ca,
+        false,
+        progress_mode(ProgressMode::Lines),
+        timeout,
+    )?;
     if result == RunResult::Failure {
-        return Err("provisioning failed; the disks were cleaned up (see the lines above and the final report)".into());
+        return Err(Exit::new(
+            exit::PROVISION_FAILED,
+            "provisioning failed; the disks were cleaned up (see the lines above and the final report)",
+        ));
     }
     if do_finish {
         // reboot, poweroff and a successful kexec do not return.
-        imprint::finish::finish(plan.finish, Some(&plan)).map_err(|e| format!("finish action {:?} failed: {e}", plan.finish))?;
+        imprint::finish::finish(plan.finish, Some(&plan)).map_err(|e| {
+            Exit::new(
+                exit::PROVISION_FAILED,
+                format!("finish action {:?} failed: {e}", plan.finish),
+            )
+        })?;
     }
     Ok(())
 }
 
 /// Parses and plans; a failure is also reported when the document names a report URL.
-fn plan_or_report(text: &str, source: &str, scope: &DiskScope, ca: Option<&Path>, t: ReportTimeout) -> Result<(Plan, Vec<Disk>), Exit> {
-    let doc = document::parse(text, source).inspect_err(|e| report_early_failure(text, "validate", &e.message, ca, t))?;
-    let inventory = document::inventory(scope).inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca, t))?;
-    let plan = make_plan(&doc, &inventory, source, false).inspect_err(|e| report_early_failure(text, "plan", &e.message, ca, t))?;
+fn plan_or_report(
+    text: &str,
+    source: &str,
+    scope: &DiskScope,
+    ca: Option<&Path>,
+    t: ReportTimeout,
+) -> Result<(Plan, Vec<Disk>), Exit> {
+    let doc = document::parse(text, source)
+        .inspect_err(|e| report_early_failure(text, "validate", &e.message, ca, t))?;
+    let inventory = document::inventory(scope)
+        .inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca, t))?;
+    let plan = make_plan(&doc, &inventory, source, false)
+        .inspect_err(|e| report_early_failure(text, "plan", &e.message, ca, t))?;
     Ok((plan, inventory))
 }
 
 /// A failure before a plan exists still gets a failure report when the document
 /// names a report URL, read leniently from the raw text.
 fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>, t: ReportTimeout) {
-    let Ok(v) = serde_norway::from_str::<serde_norway::Value>(text) else { return };
-    let Some(url) = v.get("report").and_then(|r| r.get("url")).and_then(|u| u.as_str()) else { return };
-    let token = v.get("report").and_then(|r| r.get("token")).and_then(|t| t.as_str()).map(imprint::secret::Secret::new);
-    let host = v.get("host").and_then(|h| h.get("hostname")).and_then(|h| h.as_str()).unwrap_or("unknown");
-    let rp = imprint::plan::ReportPlan { url: url.to_string(), token, heartbeat_secs: 10 };
-    let Ok(r) = t.reporter(host, Some(&rp), ca) else { return };
+    let Ok(v) = serde_norway::from_str::<serde_norway::Value>(text) else {
+        return;
+    };
+    let Some(url) = v
+        .get("report")
+        .and_then(|r| r.get("url"))
+        .and_then(|u| u.as_str())
+    else {
+        return;
+    };
+    let token = v
+        .get("report")
+        .and_then(|r| r.get("token"))
+        .and_then(|t| t.as_str())
+        .map(imprint::secret::Secret::new);
+    let host = v
+        .get("host")
+        .and_then(|h| h.get("hostname"))
+        .and_then(|h| h.as_str())
+        .unwrap_or("unknown");
+    let rp = imprint::plan::ReportPlan {
+        url: url.to_string(),
+        token,
+        heartbeat_secs: 10,
+    };
+    let Ok(r) = t.reporter(host, Some(&rp), ca) else {
+        return;
+    };
     r.step(StepEvent::failed(step, None, error));
     if let Err(e) = r.finish(FinalReport::early_failure(step, error, true)) {
         log::warn(&e.to_string());
@@ -337,8 +450,14 @@ fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>, 
 pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
     use imprint::plan::{Digest, DigestAlgorithm, ImageFormat, ImagePlan};
     let digest = match (&a.sha256, &a.sha512) {
-        (Some(h), _) => Digest { algorithm: DigestAlgorithm::Sha256, hex: h.to_lowercase() },
-        (None, Some(h)) => Digest { algorithm: DigestAlgorithm::Sha512, hex: h.to_lowercase() },
+        (Some(h), _) => Digest {
+            algorithm: DigestAlgorithm::Sha256,
+            hex: h.to_lowercase(),
+        },
+        (None, Some(h)) => Digest {
+            algorithm: DigestAlgorithm::Sha512,
+            hex: h.to_lowercase(),
+        },
         (None, None) => return Err(Exit::new(exit::USAGE, "give --sha256 or --sha512")),
     };
     let mut urls = vec![a.url.clone()];
@@ -350,45 +469,39 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         target_disk: a.target.display().to_string(),
         target_path: a.target.clone(),
         grow: a.grow,
-        verify: a.verify.as_ref().map(|_| imprint::plan::VerifyMode::Readback),
+        verify: a
+            .verify
+            .as_ref()
+            .map(|_| imprint::plan::VerifyMode::Readback),
     };
     if !a.yes {
-        confirm(&format!("{} will be overwritten with {}.", a.target.display(), a.url))?;
+        safety::confirm(&format!(
+            "{} will be overwritten with {}.",
+            a.target.display(),
+            a.url
+        ))?;
     }
     let plan = Plan {
-        host: imprint::plan::HostPlan { hostname: "localhost".into(), instance_id: String::new() },
+        host: imprint::plan::HostPlan {
+            hostname: "localhost".into(),
+            instance_id: String::new(),
+        },
         disks: Vec::new(),
         steps: vec![imprint::plan::Step::WriteImage(img)],
         report: None,
         finish: Finish::None,
         kernel_args: Vec::new(),
     };
-    match provision(&plan, &[], a.ca.as_deref(), false, ProgressMode::detect(), ReportTimeout::default())? {
+    let progress = progress_mode(ProgressMode::detect());
+    match provision(
+        &plan,
+        &[],
+        a.ca.as_deref(),
+        false,
+        progress,
+        ReportTimeout::default(),
+    )? {
         RunResult::Success => Ok(()),
         RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
     }
-}
-
-pub fn configdrive(a: ConfigdriveArgs) -> Result<(), Exit> {
-    let (text, source) = document::read(&a.document, None)?;
-    let doc = document::parse(&text, &source)?;
-    let cd = planner::configdrive_plan(&doc, &plan_options(false))
-        .ok_or_else(|| Exit::new(exit::INVALID_DOCUMENT, format!("{source}: the document has no configdrive section")))?;
-    if let Some(dir) = &a.dir {
-        imprint::configdrive::write_dir(dir, &cd).map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))?;
-        log::info(&format!("configdrive files written to {}", dir.display()));
-        return Ok(());
-    }
-    let target = a.target.as_ref().expect("clap requires --target or --dir");
-    let size = match a.size {
-        Some(s) => s,
-        None => {
-            let f = std::fs::File::open(target).map_err(|e| Exit::new(exit::PROVISION_FAILED, format!("opening {}: {e}", target.display())))?;
-            imprint::blockdev::size_bytes(&f).map_err(|e| Exit::new(exit::PROVISION_FAILED, format!("{}: {e}", target.display())))?
-                .saturating_sub(a.offset)
-        }
-    };
-    let out = imprint::configdrive::write(target, a.offset, size, &cd).map_err(|e| Exit::new(exit::PROVISION_FAILED, e.to_string()))?;
-    println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
-    Ok(())
 }
