@@ -163,14 +163,19 @@ fn schema_kinds_describe_what_the_binary_prints() {
         serde_json::from_str(&out).unwrap()
     };
     let (_, default, _) = imprint(&["schema"], None);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&default).unwrap(), schema("document"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&default).unwrap(),
+        schema("document")
+    );
     // The report schema is what the test server checks every report against.
     ReportSchema::new(&schema("report"));
     let disk = LoopDev::new(64 << 20, 512);
     let (code, out, err) = imprint(&["disks", "--json", "--disks", disk.dev()], None);
     assert_eq!(code, 0, "{err}");
     let inventory: serde_json::Value = serde_json::from_str(&out).unwrap();
-    ReportSchema::new(&schema("inventory")).check(&inventory).unwrap_or_else(|e| panic!("{e}"));
+    ReportSchema::new(&schema("inventory"))
+        .check(&inventory)
+        .unwrap_or_else(|e| panic!("{e}"));
     // The seed document's plan against a reported two-disk inventory.
     let dir = tempfile::tempdir().unwrap();
     let inv_path = dir.path().join("inv.json");
@@ -186,10 +191,15 @@ fn schema_kinds_describe_what_the_binary_prints() {
     }
     disks.remove(0);
     std::fs::write(&inv_path, serde_json::Value::Array(disks).to_string()).unwrap();
-    let (code, out, err) = imprint(&["plan", "--json", "--inventory", inv_path.to_str().unwrap()], Some(&seed_doc()));
+    let (code, out, err) = imprint(
+        &["plan", "--json", "--inventory", inv_path.to_str().unwrap()],
+        Some(&seed_doc()),
+    );
     assert_eq!(code, 0, "{err}");
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-    ReportSchema::new(&schema("plan")).check(&plan).unwrap_or_else(|e| panic!("{e}"));
+    ReportSchema::new(&schema("plan"))
+        .check(&plan)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
