@@ -125,7 +125,9 @@ fn from_serde(path: &str, msg: &str, loc: Option<(usize, usize)>, syntax: bool) 
     {
         // serde names Rust types ("struct Host"); a person wrote a mapping of fields.
         let expected = match expected.strip_prefix("struct ") {
-            Some(_) if path.is_empty() => "a mapping of fields (version, host, disks, …)".to_string(),
+            Some(_) if path.is_empty() => {
+                "a mapping of fields (version, host, disks, …)".to_string()
+            }
             Some(_) => "a mapping of fields".to_string(),
             None => expected.to_string(),
         };

@@ -203,8 +203,16 @@ fn single_disk_layout_without_luks_or_lvm_is_one_root_filesystem() {
         .find(|(f, _)| f.mount.as_ref().is_some_and(|m| m.as_str() == "/boot"))
         .unwrap();
     assert_eq!(boot.0.device.as_str(), "d-boot");
-    let esp = ex.filesystems.iter().find(|(f, _)| f.device.as_str() == "d-esp").unwrap();
-    assert_eq!(esp.0.options, ["umask=0077"], "a lone disk's ESP is not optional");
+    let esp = ex
+        .filesystems
+        .iter()
+        .find(|(f, _)| f.device.as_str() == "d-esp")
+        .unwrap();
+    assert_eq!(
+        esp.0.options,
+        ["umask=0077"],
+        "a lone disk's ESP is not optional"
+    );
 }
 
 #[test]
@@ -636,7 +644,16 @@ fn odd_mount_points_derive_valid_volume_names() {
                 - { mount: /.cache, size: 1GiB }\n      - { mount: \"/ü\", size: 1GiB }\n";
     let doc = parse(text).unwrap();
     let _ = validate_all(&doc);
-    let lvm = doc.storage.as_ref().unwrap().layout.as_ref().unwrap().lvm.as_ref().unwrap();
+    let lvm = doc
+        .storage
+        .as_ref()
+        .unwrap()
+        .layout
+        .as_ref()
+        .unwrap()
+        .lvm
+        .as_ref()
+        .unwrap();
     let names: Vec<String> = lvm.iter().filter_map(lv_name_for).collect();
     assert_eq!(names, ["root", "v_r", "lv.cache", "lv_"]);
     let _ = expand(&doc);
