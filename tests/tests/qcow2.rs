@@ -143,6 +143,14 @@ fn lands(opts: &[&str]) {
     assert!(out.status.success(), "{opts:?}: {}", stderr(&out));
     assert_same_as_qemu(&disk, &q.raw);
     assert_sgdisk_clean(disk.dev());
+    // One download: the file is streamed by a single GET (no Range, or an open one);
+    // the header and tables come from its first bytes and closed Range reads.
+    let requests = server.requests();
+    let streams = requests
+        .iter()
+        .filter(|r| r.range.as_deref().is_none_or(|r| r.ends_with('-')))
+        .count();
+    assert_eq!(streams, 1, "{opts:?}: {requests:?}");
     drop(q.dir);
 }
 
