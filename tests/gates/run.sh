@@ -26,6 +26,9 @@ gate() { # gate NAME CMD...
 
 deny() {
   command -v cargo-deny >/dev/null || { echo "cargo-deny is missing: run make deps"; return 1; }
+  # cargo-deny reads the metadata of every platform's dependencies; a build fetches only
+  # this target's, and --frozen below forbids fetching the rest.
+  cargo fetch --locked -q || return 1
   if compgen -G "$IMPRINT_ADVISORY_DB/*/crates" >/dev/null; then
     cargo deny --frozen check
   else
