@@ -162,6 +162,12 @@ impl Server {
 
     /// Starts on the given port of 127.0.0.1 (0 = ephemeral).
     pub fn start_on(port: u16) -> Server {
+        Server::start_on_with(port, |_| {})
+    }
+
+    /// Starts on the given port once `setup` has registered what it serves, so that no
+    /// request can arrive before (a server coming back on a known port).
+    pub fn start_on_with(port: u16, setup: impl FnOnce(&Server)) -> Server {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1");
         listener
             .set_nonblocking(true)
@@ -169,19 +175,21 @@ impl Server {
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let (state, stop) = (state.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("test-http-accept".into())
-                .spawn(move || accept_loop(listener, state, stop))
-                .expect("spawn accept thread")
-        };
-        Server {
+        let mut server = Server {
             addr,
             state,
             stop,
-            accept: Some(accept),
-        }
+            accept: None,
+        };
+        setup(&server);
+        let (state, stop) = (server.state.clone(), server.stop.clone());
+        server.accept = Some(
+            std::thread::Builder::new()
+                .name("test-http-accept".into())
+                .spawn(move || accept_loop(listener, state, stop))
+                .expect("spawn accept thread"),
+        );
+        server
     }
 
     /// The port it listens on.

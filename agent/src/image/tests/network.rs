@@ -258,9 +258,10 @@ fn outage(
         drop(first);
         let second = back_after.map(|d| {
             std::thread::sleep(d);
-            let second = Server::start_on(port);
-            serve(&second, "/outage.zst", &f.zst);
-            second
+            // Serving before it listens: a request in between would get a final 404.
+            Server::start_on_with(port, |s| {
+                serve(s, "/outage.zst", &f.zst);
+            })
         });
         let res = writer.join().unwrap();
         let elapsed = t.elapsed();
