@@ -10,7 +10,7 @@
 //! `progress` and `error`, never on each other.
 
 use crate::plan::{Plan, Step};
-use crate::report::{timestamp, ChosenDisk, FinalReport, StepEvent, StepState};
+use crate::report::{timestamp, ChosenDisk, DisksAfter, FinalReport, StepEvent, StepState};
 use crate::runner::log;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -20,6 +20,7 @@ mod context;
 mod error;
 mod host_steps;
 mod image_steps;
+mod preflight;
 mod progress;
 mod session;
 mod steps;
@@ -44,68 +45,60 @@ pub struct Outcome {
     /// What was undone after a failure, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub undone: Vec<String>,
+    /// The state the run left the disks in.
+    pub disks_after: DisksAfter,
+    /// What is left because its undo failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<String>,
     pub duration_ms: u64,
 }
 
-/// Runs every step of `plan`; never panics on a step failure, always returns the outcome.
+/// Runs the plan's checks, then every step of `plan`; never panics on a step failure,
+/// always returns the outcome.
 pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
     let t0 = Instant::now();
     let mut records = Vec::new();
     let mut session = Session::new();
     let mut failure = None;
-    for step in &plan.steps {
-        let name = step.name();
-        log::info(&format!("step {name}: started"));
-        ctx.reporter.step(StepEvent::started(&name));
-        let started = timestamp(SystemTime::now());
-        let s0 = Instant::now();
+    if !plan.checks.is_empty() {
+        failure = record("preflight", ctx, &mut records, || preflight::run(plan, ctx));
+    }
+    let untouched = failure.is_some();
+    for step in plan.steps.iter().take_while(|_| !untouched) {
         // Record the undo before running: a step that fails half-way has touched the disk.
         for d in touched_disks(step) {
             session.touched(d);
         }
-        let res = steps::run(step, plan, ctx, &mut session);
-        let dur = s0.elapsed();
-        match res {
-            Ok(output) => {
-                log::info(&format!("step {name}: succeeded in {}", secs(dur)));
-                ctx.reporter
-                    .step(StepEvent::succeeded(&name, dur, output.clone()));
-                records.push(StepRecord {
-                    step: name,
-                    state: StepState::Succeeded,
-                    started: Some(started),
-                    duration_ms: dur.as_millis() as u64,
-                    error: None,
-                    output: Some(output),
-                });
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                log::info(&format!("step {name}: FAILED after {}: {msg}", secs(dur)));
-                ctx.reporter.step(StepEvent::failed(&name, Some(dur), &msg));
-                records.push(StepRecord::failed(
-                    &name,
-                    Some(started),
-                    dur.as_millis() as u64,
-                    &msg,
-                ));
-                failure = Some((name, msg));
-                break;
-            }
+        failure = record(&step.name(), ctx, &mut records, || {
+            steps::run(step, plan, ctx, &mut session)
+        });
+        if failure.is_some() {
+            break;
         }
     }
-    let mut undone = Vec::new();
-    if failure.is_some() {
-        if ctx.keep_on_failure {
-            undone.push("nothing: keep_on_failure was requested; disks left as they are".into());
-        } else {
-            undone = session.unwind(true);
+    let (undone, remaining, disks_after) = match (&failure, untouched) {
+        (None, _) => {
+            // Success: unmount, deactivate, close and stop cleanly before the reboot, so md
+            // records where its resync stopped and every filesystem is flushed.
+            session.unwind(false);
+            (Vec::new(), Vec::new(), DisksAfter::Provisioned)
         }
-    } else {
-        // Success: unmount, deactivate, close and stop cleanly before the reboot, so md
-        // records where its resync stopped and every filesystem is flushed.
-        session.unwind(false);
-    }
+        (Some(_), true) => (Vec::new(), Vec::new(), DisksAfter::Untouched),
+        (Some(_), false) if ctx.keep_on_failure => (
+            vec!["nothing: keep_on_failure was requested; disks left as they are".into()],
+            Vec::new(),
+            DisksAfter::Kept,
+        ),
+        (Some(_), false) => {
+            let u = session.unwind(true);
+            let after = if u.remaining.is_empty() {
+                DisksAfter::CleanedUp
+            } else {
+                DisksAfter::NotCleanedUp
+            };
+            (u.done, u.remaining, after)
+        }
+    };
     let (failed_step, error) = failure.map_or((None, None), |(s, e)| (Some(s), Some(e)));
     Outcome {
         result: if failed_step.is_some() {
@@ -117,7 +110,53 @@ pub fn execute(plan: &Plan, ctx: &Context) -> Outcome {
         failed_step,
         error,
         undone,
+        disks_after,
+        remaining,
         duration_ms: t0.elapsed().as_millis() as u64,
+    }
+}
+
+/// Runs one step (or the checks) with its log lines, events and record; its name and
+/// error when it failed.
+fn record(
+    name: &str,
+    ctx: &Context,
+    records: &mut Vec<StepRecord>,
+    run: impl FnOnce() -> Result<crate::report::StepOutput, StepError>,
+) -> Option<(String, String)> {
+    log::info(&format!("step {name}: started"));
+    ctx.reporter.step(StepEvent::started(name));
+    let started = timestamp(SystemTime::now());
+    let s0 = Instant::now();
+    let res = run();
+    let dur = s0.elapsed();
+    match res {
+        Ok(output) => {
+            log::info(&format!("step {name}: succeeded in {}", secs(dur)));
+            ctx.reporter
+                .step(StepEvent::succeeded(name, dur, output.clone()));
+            records.push(StepRecord {
+                step: name.to_string(),
+                state: StepState::Succeeded,
+                started: Some(started),
+                duration_ms: dur.as_millis() as u64,
+                error: None,
+                output: Some(output),
+            });
+            None
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            log::info(&format!("step {name}: FAILED after {}: {msg}", secs(dur)));
+            ctx.reporter.step(StepEvent::failed(name, Some(dur), &msg));
+            records.push(StepRecord::failed(
+                name,
+                Some(started),
+                dur.as_millis() as u64,
+                &msg,
+            ));
+            Some((name.to_string(), msg))
+        }
     }
 }
 
@@ -156,6 +195,8 @@ pub fn final_report(
         failed_step: outcome.failed_step.clone(),
         error: outcome.error.clone(),
         undone: outcome.undone.clone(),
+        disks_after: outcome.disks_after,
+        remaining: outcome.remaining.clone(),
         hostname: Some(plan.host.hostname.clone()),
         instance_id: Some(plan.host.instance_id.clone()),
         agent_version: env!("CARGO_PKG_VERSION").into(),

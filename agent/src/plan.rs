@@ -17,6 +17,10 @@ pub struct Plan {
     pub host: HostPlan,
     /// The disks chosen by the document's hints, with what is on them now.
     pub disks: Vec<DiskPlan>,
+    /// What is checked before the first step, while every disk is still untouched:
+    /// everything the steps will need from outside the disks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
     /// What will run, in order.
     pub steps: Vec<Step>,
     pub report: Option<ReportPlan>,
@@ -86,6 +90,54 @@ pub enum Step {
     Mount(MountPlan),
     /// Write fstab, crypttab, mdadm.conf, kernel arguments; install the boot loader.
     Finalize(FinalizePlan),
+}
+
+/// One check made before any disk is touched (`preflight`): a failure ends the run
+/// with the disks exactly as they were.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(tag = "check", rename_all = "snake_case")]
+pub enum Check {
+    /// One of the image's URLs answers and says the file's size.
+    Image { urls: Vec<String> },
+    /// The tang server advertises a signing key with the pinned thumbprint (any signed
+    /// advertisement, with `trust_on_first_use`).
+    Tang {
+        url: String,
+        thumbprint: Option<String>,
+    },
+    /// The TPM answers: it reads a PCR of the bank a TPM2 pin seals to.
+    Tpm { bank: PcrBank },
+    /// The configdrive's files fit the space planned for it.
+    Configdrive { disk: String, size_bytes: u64 },
+}
+
+impl Check {
+    /// The check in a few words, for the plan and the console.
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Image { urls } => format!(
+                "the image answers at {}{}",
+                urls[0],
+                match urls.len() {
+                    1 => String::new(),
+                    n => format!(" (or one of its {} mirrors)", n - 1),
+                }
+            ),
+            Check::Tang {
+                url,
+                thumbprint: Some(t),
+            } => format!("tang {url} advertises signing key {t}"),
+            Check::Tang {
+                url,
+                thumbprint: None,
+            } => format!("tang {url} answers with a signed advertisement"),
+            Check::Tpm { bank } => format!("the TPM answers (PCR bank {bank})"),
+            Check::Configdrive { disk, size_bytes } => format!(
+                "the configdrive's files fit its {} on {disk}",
+                crate::units::Bytes(*size_bytes).human()
+            ),
+        }
+    }
 }
 
 impl Step {

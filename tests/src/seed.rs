@@ -375,3 +375,24 @@ mod tests {
         }
     }
 }
+
+/// Waits for the first boot's cloud-init marker. When it does not come, logs in and
+/// panics with what the deployed system says about cloud-init (ds-identify's verdict,
+/// the units, the labelled filesystems), so a failure names its cause.
+pub fn wait_for_marker(vm: &mut Vm, timeout: Duration) {
+    let Err(e) = vm.wait_for_serial(MARKER, timeout) else {
+        return;
+    };
+    let diagnosis = vm
+        .login("root", "imprint", Duration::from_secs(300))
+        .and_then(|()| {
+            vm.run(
+                "cat /run/cloud-init/ds-identify.log 2>&1 | tail -40; \
+                 systemctl --no-pager status cloud-init-local.service cloud-init.service 2>&1 | head -30; \
+                 blkid -o list 2>&1; cat /proc/cmdline",
+                Duration::from_secs(300),
+            )
+        })
+        .unwrap_or_else(|d| format!("(no diagnosis: {d})"));
+    panic!("{}\n--- the deployed system says:\n{diagnosis}", e.what);
+}

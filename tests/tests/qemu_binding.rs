@@ -10,7 +10,7 @@ use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
 use imprint_tests::seed::{
-    disk_file, provision, step, SeedDoc, Tang, BOOTED, MARKER, SERIAL_A, SERIAL_B,
+    disk_file, provision, step, wait_for_marker, SeedDoc, Tang, BOOTED, SERIAL_A, SERIAL_B,
 };
 use imprint_tests::server::Server;
 use imprint_tests::tang::TangServer;
@@ -93,8 +93,7 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
 
     // 1. Same TPM, tang up: unattended unlock, cloud-init runs.
     let mut vm = boot(&disks, tpm.path());
-    vm.wait_for_serial(MARKER, Duration::from_secs(900))
-        .unwrap();
+    wait_for_marker(&mut vm, Duration::from_secs(900));
     eprintln!(
         "unattended unlock: marker after {:.0} s",
         vm.elapsed().as_secs_f64()

@@ -17,8 +17,8 @@ use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
 use imprint_tests::seed::{
-    assert_stig_layout, disk_file, examine, md_member_data, provision, step, SeedDoc, MARKER,
-    SERIAL_A, SERIAL_B,
+    assert_stig_layout, disk_file, examine, md_member_data, provision, step, wait_for_marker,
+    SeedDoc, SERIAL_A, SERIAL_B,
 };
 use imprint_tests::server::Server;
 use serde_json::Value;
@@ -189,8 +189,7 @@ fn the_seed_layout_deploys_over_a_previous_one_and_boots_whole_and_degraded() {
 
     // 4. Both disks: passphrase, cloud-init, every mount and both mirrors healthy.
     let (mut vm, t) = boot_and_unlock(&[(a.clone(), SERIAL_A), (b.clone(), SERIAL_B)]);
-    vm.wait_for_serial(MARKER, Duration::from_secs(900))
-        .unwrap();
+    wait_for_marker(&mut vm, Duration::from_secs(900));
     eprintln!(
         "unlocked; cloud-init marker {:.0} s after the passphrase",
         t.elapsed().as_secs_f64()

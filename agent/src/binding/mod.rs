@@ -140,6 +140,27 @@ pub fn bind_with(ctx: &Context, pin: &Pin, secret: &[u8]) -> Result<Binding, Bin
     })
 }
 
+/// Checks, before any disk is touched, that the tang server at `url` advertises a
+/// signed key set with the pinned `thumbprint` (any, when `None`: trust on first use).
+/// Returns the thumbprint of the signing key found.
+pub fn check_tang(ctx: &Context, url: &str, thumbprint: Option<&str>) -> Result<String, BindError> {
+    let cfg = TangConfig {
+        url: url.to_string(),
+        thumbprint: thumbprint.map(String::from),
+        trust_on_first_use: thumbprint.is_none(),
+    };
+    Ok(tang::advertise(&cfg, ctx.tang_retry)?.trusted_thumbprint)
+}
+
+/// Checks, before any disk is touched, that the TPM answers: it reads PCR 0 of `bank`.
+pub fn check_tpm(ctx: &Context, bank: crate::plan::PcrBank) -> Result<(), BindError> {
+    let bank = match bank {
+        crate::plan::PcrBank::Sha1 => PcrBank::Sha1,
+        crate::plan::PcrBank::Sha256 => PcrBank::Sha256,
+    };
+    Ok(tpm2::probe(&ctx.tpm, bank)?)
+}
+
 /// Recovers the secret of a clevis JWE, dispatching on `clevis.pin` as `clevis decrypt` does.
 pub fn unbind_with(ctx: &Context, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, BindError> {
     let hdr = jwe.header()?;

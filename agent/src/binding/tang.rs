@@ -227,6 +227,20 @@ pub fn encrypt(url: &str, adv: &Advertisement, plaintext: &[u8]) -> Result<Jwe, 
 /// Fetches, verifies and encrypts: one tang binding. Returns the JWE and the S256
 /// thumbprint of the signing key trusted.
 pub fn bind(cfg: &TangConfig, plaintext: &[u8], retry: Retry) -> Result<(Jwe, String), TangError> {
+    let adv = advertise(cfg, retry)?;
+    if cfg.thumbprint.is_none() {
+        crate::runner::log::warn(&format!(
+            "tang {}: trusting signing key {} on first use (trust_on_first_use)",
+            cfg.url, adv.trusted_thumbprint
+        ));
+    }
+    let jwe = encrypt(&cfg.url, &adv, plaintext)?;
+    Ok((jwe, adv.trusted_thumbprint))
+}
+
+/// Fetches the server's advertisement and verifies it: signed by its keys, one of them
+/// the pinned thumbprint (any, with `trust_on_first_use`).
+pub fn advertise(cfg: &TangConfig, retry: Retry) -> Result<Advertisement, TangError> {
     if cfg.thumbprint.is_none() && !cfg.trust_on_first_use {
         return Err(TangError::NoThumbprint {
             url: cfg.url.clone(),
@@ -245,15 +259,7 @@ pub fn bind(cfg: &TangConfig, plaintext: &[u8], retry: Retry) -> Result<(Jwe, St
         }
         other => other?,
     };
-    let adv = verify_advertisement(&cfg.url, &body, cfg.thumbprint.as_deref())?;
-    if cfg.thumbprint.is_none() {
-        crate::runner::log::warn(&format!(
-            "tang {}: trusting signing key {} on first use (trust_on_first_use)",
-            cfg.url, adv.trusted_thumbprint
-        ));
-    }
-    let jwe = encrypt(&cfg.url, &adv, plaintext)?;
-    Ok((jwe, adv.trusted_thumbprint))
+    verify_advertisement(&cfg.url, &body, cfg.thumbprint.as_deref())
 }
 
 /// Recovers the plaintext of a clevis tang JWE with the server's help (the server sees

@@ -230,9 +230,9 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
         progress,
         a.report,
     )?;
-    match outcome {
+    match outcome.result {
         RunResult::Success => Ok(()),
-        RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
+        RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, failed_message(&outcome))),
     }
 }
 
@@ -244,7 +244,7 @@ fn provision(
     keep_on_failure: bool,
     progress: ProgressMode,
     report_timeout: ReportTimeout,
-) -> Result<RunResult, Exit> {
+) -> Result<engine::Outcome, Exit> {
     let reporter = report_timeout
         .reporter(&plan.host.hostname, plan.report.as_ref(), ca)
         .map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
@@ -273,9 +273,25 @@ fn provision(
             for u in &outcome.undone {
                 log::info(&format!("undone: {u}"));
             }
+            for r in &outcome.remaining {
+                log::info(&format!("LEFT BEHIND: {r}"));
+            }
         }
     }
-    Ok(outcome.result)
+    Ok(outcome)
+}
+
+/// The console's last line of a failed run: what state the disks are in, truthfully.
+fn failed_message(outcome: &engine::Outcome) -> String {
+    let after = outcome.disks_after.describe();
+    if outcome.remaining.is_empty() {
+        format!("provisioning failed; {after} (see the lines above and the final report)")
+    } else {
+        format!(
+            "provisioning failed; {after}: left behind: {} (see the lines above and the final report)",
+            outcome.remaining.join("; ")
+        )
+    }
 }
 
 /// `imprint run` by hand: the ramdisk's flow with the command line's overrides. Each
@@ -375,11 +391,8 @@ fn apply_document(
         progress_mode(ProgressMode::Lines),
         timeout,
     )?;
-    if result == RunResult::Failure {
-        return Err(Exit::new(
-            exit::PROVISION_FAILED,
-            "provisioning failed; the disks were cleaned up (see the lines above and the final report)",
-        ));
+    if result.result == RunResult::Failure {
+        return Err(Exit::new(exit::PROVISION_FAILED, failed_message(&result)));
     }
     if do_finish {
         // reboot, poweroff and a successful kexec do not return.
@@ -487,6 +500,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
             instance_id: String::new(),
         },
         disks: Vec::new(),
+        checks: Vec::new(),
         steps: vec![imprint::plan::Step::WriteImage(img)],
         report: None,
         finish: Finish::None,
@@ -500,7 +514,9 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         false,
         progress,
         ReportTimeout::default(),
-    )? {
+    )?
+    .result
+    {
         RunResult::Success => Ok(()),
         RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
     }

@@ -154,6 +154,25 @@ pub fn write(
     Ok(outcome)
 }
 
+/// Builds the configdrive into a scratch file of its planned size and removes it: the
+/// files are valid and fit, checked before any disk is touched. Returns the bytes of
+/// file content.
+pub fn check_fits(plan: &ConfigdrivePlan) -> Result<u64, ConfigdriveError> {
+    let scratch =
+        std::env::temp_dir().join(format!("imprint-configdrive-check-{}", std::process::id()));
+    let made = std::fs::File::create(&scratch).map_err(|source| ConfigdriveError::Dir {
+        path: scratch.clone(),
+        source,
+    });
+    let result = made.and_then(|_| {
+        let tree = files(plan)?;
+        fat::write(&scratch, 0, plan.size_bytes, label(plan.format), 0, &tree)?;
+        Ok(tree.iter().map(|(_, c)| c.len() as u64).sum())
+    });
+    let _ = std::fs::remove_file(&scratch);
+    result
+}
+
 /// Writes the plan's files into directory `dir` (created if missing), e.g. as a seed dir or ISO source.
 pub fn write_dir(dir: &Path, plan: &ConfigdrivePlan) -> Result<Vec<String>, ConfigdriveError> {
     let tree = files(plan)?;

@@ -29,6 +29,13 @@ pub enum StepError {
     Teardown(#[from] crate::storage::teardown::TeardownError),
     #[error(transparent)]
     Block(#[from] crate::blockdev::BlockError),
+    /// Checks before the first step failed; no disk was touched.
+    #[error(
+        "{} before any disk was touched: {}",
+        if failures.len() == 1 { "a check failed".to_string() } else { format!("{} checks failed", failures.len()) },
+        failures.join("; ")
+    )]
+    Preflight { failures: Vec<String> },
     /// A file or device operation of the engine itself failed.
     #[error("{what} {}: {source}", path.display())]
     Io {

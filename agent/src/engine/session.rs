@@ -64,23 +64,35 @@ impl Session {
     }
 
     /// Takes everything down in reverse order; with `wipe`, also wipes the touched disks
-    /// (after a failure). Returns what was done, failures included.
-    pub fn unwind(&mut self, wipe: bool) -> Vec<String> {
+    /// (after a failure). Returns what was done (failures included) and what is left.
+    pub fn unwind(&mut self, wipe: bool) -> Unwound {
         // Keys go first: nothing after a failure needs them, and they must not linger.
         self.volumes.clear();
-        let mut done = Vec::new();
+        let mut out = Unwound::default();
         for u in std::mem::take(&mut self.undo).into_iter().rev() {
-            for (what, result) in undo(u, wipe) {
+            for (what, left, result) in undo(u, wipe) {
                 let line = match result {
                     Ok(()) => what,
-                    Err(e) => format!("FAILED to {what}: {e}"),
+                    Err(e) => {
+                        out.remaining.push(format!("{left} ({e})"));
+                        format!("FAILED to {what}: {e}")
+                    }
                 };
                 crate::runner::log::info(&format!("undo: {line}"));
-                done.push(line);
+                out.done.push(line);
             }
         }
-        done
+        out
     }
+}
+
+/// What an unwind did and what it could not do.
+#[derive(Debug, Default)]
+pub struct Unwound {
+    /// Every undo, in order; failures start with `FAILED to`.
+    pub done: Vec<String>,
+    /// What is still there because its undo failed: arrays, mappings, mounts, disks.
+    pub remaining: Vec<String>,
 }
 
 impl Default for Session {
@@ -89,30 +101,34 @@ impl Default for Session {
     }
 }
 
-/// Carries out one undo; returns what was done with its result (none for an untouched
-/// disk when not wiping).
-fn undo(u: Undo, wipe: bool) -> Vec<(String, Result<(), String>)> {
+/// Carries out one undo; returns what was done, what is left if it failed, and its
+/// result (nothing for an untouched disk when not wiping).
+fn undo(u: Undo, wipe: bool) -> Vec<(String, String, Result<(), String>)> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     match u {
         Undo::Unmount(p) => {
             vec![(
                 format!("unmounted {}", p.display()),
+                format!("{} still mounted", p.display()),
                 storage::fs::unmount(&p).map_err(|e| err(&e)),
             )]
         }
         Undo::CloseLuks(n) => vec![(
             format!("closed LUKS mapping {n}"),
+            format!("LUKS mapping /dev/mapper/{n} still open"),
             storage::luks::close(&n).map_err(|e| err(&e)),
         )],
         Undo::DeactivateVg(vg) => {
             vec![(
                 format!("deactivated volume group {vg}"),
+                format!("volume group {vg} still active"),
                 storage::lvm::deactivate(&vg).map_err(|e| err(&e)),
             )]
         }
         Undo::StopMd(p, members) => {
             let mut out = vec![(
                 format!("stopped md array {}", p.display()),
+                format!("md array {} still running", p.display()),
                 storage::raid::stop(&p).map_err(|e| err(&e)),
             )];
             if wipe {
@@ -125,6 +141,7 @@ fn undo(u: Undo, wipe: bool) -> Vec<(String, Result<(), String>)> {
                 };
                 out.push((
                     format!("erased md superblocks on {}", names.join(", ")),
+                    format!("md superblocks on {}", names.join(", ")),
                     result,
                 ));
             }
@@ -132,6 +149,10 @@ fn undo(u: Undo, wipe: bool) -> Vec<(String, Result<(), String>)> {
         }
         Undo::Disk(p) if wipe => vec![(
             format!("wiped {} (signatures, partition tables)", p.display()),
+            format!(
+                "{} not wiped: its partition table and signatures remain",
+                p.display()
+            ),
             storage::wipe::wipe_disk(&p, storage::wipe::Policy::Signatures, true)
                 .map(|_| ())
                 .map_err(|e| err(&e)),

@@ -48,6 +48,7 @@ fn seed_like() -> (Plan, FinalizePlan) {
             instance_id: "i".into(),
         },
         disks: vec![],
+        checks: vec![],
         steps,
         report: None,
         finish: Finish::None,

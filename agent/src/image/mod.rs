@@ -76,6 +76,16 @@ pub fn write_image(plan: &ImagePlan, opts: &WriteOptions) -> Result<WriteOutcome
     stream_to(&plan.urls, &plan.digest, &plan.target_path, &opts)
 }
 
+/// Asks the image's URLs in turn, without downloading it, until one answers with the
+/// file's size: the check made before any disk is touched. Returns that URL and size.
+pub fn probe(
+    urls: &[String],
+    digest: &Digest,
+    opts: &WriteOptions,
+) -> Result<(String, u64), ImageError> {
+    Session::new(urls, digest, opts.fetch_config()).probe()
+}
+
 /// Streams the image at `urls` (tried in turn) onto `target` (block device or file) from byte 0.
 pub fn stream_to(
     urls: &[String],

@@ -6,6 +6,7 @@
 //! [`crate::storage::partition::place`]).
 
 mod backend;
+mod checks;
 mod chosen;
 mod configdrive;
 mod devices;
@@ -89,6 +90,7 @@ pub fn build_with(
                 )
             })
             .collect(),
+        checks: Vec::new(),
         steps: Vec::new(),
         report: doc.report.as_ref().map(|r| ReportPlan {
             url: r.url.to_string(),
@@ -103,6 +105,7 @@ pub fn build_with(
             .unwrap_or_default(),
     };
     storage::steps(doc, &chosen, &seed, backend, &mut plan)?;
+    plan.checks = checks::for_steps(&plan.steps);
     Ok(plan)
 }
 

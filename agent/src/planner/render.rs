@@ -66,6 +66,12 @@ impl Plan {
                 }
             }
         }
+        if !self.checks.is_empty() {
+            writeln!(o, "\nChecked first, before any disk is touched")?;
+            for c in &self.checks {
+                writeln!(o, "  - {}", c.describe())?;
+            }
+        }
         writeln!(o, "\nSteps")?;
         for (i, s) in self.steps.iter().enumerate() {
             write!(o, "  {:>2}. {:<22} ", i + 1, s.name())?;

@@ -61,6 +61,35 @@ pub enum RunResult {
     Failure,
 }
 
+/// The state a run left the disks in.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisksAfter {
+    /// Provisioned as planned.
+    Provisioned,
+    /// The run failed before anything was written: every disk is exactly as it was.
+    Untouched,
+    /// The run failed; everything it started was undone and the disks it touched wiped.
+    CleanedUp,
+    /// The run failed and not everything could be undone: `remaining` lists what is left.
+    NotCleanedUp,
+    /// The run failed and the disks were left as the failure found them (keep_on_failure).
+    Kept,
+}
+
+impl DisksAfter {
+    /// The words for the console's last line about the disks.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DisksAfter::Provisioned => "the disks are provisioned",
+            DisksAfter::Untouched => "no disk was touched",
+            DisksAfter::CleanedUp => "the disks were cleaned up",
+            DisksAfter::NotCleanedUp => "the disks were NOT fully cleaned up",
+            DisksAfter::Kept => "the disks were left as they are (keep_on_failure)",
+        }
+    }
+}
+
 /// A `step` event: one when a step starts and one when it ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +171,11 @@ pub struct FinalReport {
     /// What was undone after a failure, in order.
     #[serde(default)]
     pub undone: Vec<String>,
+    /// The state the run left the disks in.
+    pub disks_after: DisksAfter,
+    /// What is left because its undo failed (arrays, mappings, mounts, disks not wiped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<String>,
     /// The host identity used for the configdrive (absent before a plan exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -173,6 +207,8 @@ impl FinalReport {
             failed_step: Some(step.into()),
             error: Some(error.into()),
             undone: Vec::new(),
+            disks_after: DisksAfter::Untouched,
+            remaining: Vec::new(),
             hostname: None,
             instance_id: None,
             agent_version: env!("CARGO_PKG_VERSION").into(),

@@ -17,8 +17,8 @@ mod send;
 mod schema_tests;
 
 pub use event::{
-    Body, ChosenDisk, Event, FinalReport, ProgressEvent, RunResult, StepEvent, StepRecord,
-    StepState, PROTOCOL,
+    Body, ChosenDisk, DisksAfter, Event, FinalReport, ProgressEvent, RunResult, StepEvent,
+    StepRecord, StepState, PROTOCOL,
 };
 pub use output::StepOutput;
 pub use send::{ReportError, Retry};

@@ -19,6 +19,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum StepOutput {
+    /// `preflight`: the checks made before any disk was touched.
+    Preflight(Checked),
     /// `wipe:<disk>`.
     Wipe(Wiped),
     /// `partition:<disk>`: a new GPT.
@@ -45,6 +47,23 @@ pub enum StepOutput {
     Mount(Mounted),
     /// `finalize`.
     Finalize(crate::finalize::Finalized),
+}
+
+/// The checks made before the first step, all passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Checked {
+    pub checks: Vec<CheckPassed>,
+}
+
+/// One check that passed, and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckPassed {
+    /// The check, as the plan words it.
+    pub check: String,
+    /// What answered: the URL and size, the signing key's thumbprint, the bytes.
+    pub found: String,
 }
 
 /// A wiped disk.

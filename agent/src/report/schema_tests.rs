@@ -79,6 +79,12 @@ fn written() -> crate::image::WriteOutcome {
 fn outputs() -> Vec<StepOutput> {
     let sda = PathBuf::from("/dev/sda");
     vec![
+        StepOutput::Preflight(Checked {
+            checks: vec![CheckPassed {
+                check: "the image answers at http://prov/img.zst".into(),
+                found: "http://prov/img.zst serves 10 B (10 bytes)".into(),
+            }],
+        }),
         StepOutput::Wipe(Wiped {
             disk: sda.clone(),
             released: vec!["stopped md array /dev/md127".into()],
@@ -291,7 +297,9 @@ fn step_progress_and_final_events_round_trip_and_match_the_schema() {
         result: RunResult::Failure,
         failed_step: Some("finalize".into()),
         error: Some("boom".into()),
-        undone: vec!["wiped /dev/sda (signatures, partition tables)".into()],
+        undone: vec!["FAILED to stopped md array /dev/md127: busy".into()],
+        disks_after: crate::report::DisksAfter::NotCleanedUp,
+        remaining: vec!["md array /dev/md127 still running (busy)".into()],
         hostname: Some("web-01".into()),
         instance_id: Some("i-1".into()),
         agent_version: "0.1.0".into(),

@@ -81,8 +81,13 @@ fn handle_connection(stream: TcpStream, state: &State, stop: &AtomicBool) -> std
     let route = req.path.split('?').next().unwrap_or("").to_string();
     let mut out = stream;
 
-    // Status faults apply to any method and consume one of their `times`.
-    if let Some((status, retry_after)) = take_status_fault(state, &route) {
+    // Status faults apply to any method and consume one of their `times`; no fault
+    // touches imprint's check that the image answers (a read of byte 0 alone, made
+    // before any disk is touched), so the faults act on the download they are set for.
+    let probe = is_probe(&req);
+    if let Some((status, retry_after)) =
+        (!probe).then(|| take_status_fault(state, &route)).flatten()
+    {
         let extra = retry_after
             .map(|s| format!("Retry-After: {s}\r\n"))
             .unwrap_or_default();
@@ -187,6 +192,11 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
             return Ok(body);
         }
     }
+}
+
+/// imprint's preflight read of the first byte alone.
+fn is_probe(req: &Request) -> bool {
+    req.header("range") == Some("bytes=0-0")
 }
 
 fn take_status_fault(state: &State, route: &str) -> Option<(u16, Option<u64>)> {
@@ -295,7 +305,7 @@ fn serve(
         Content::File(p) => std::fs::metadata(p)?.len(),
         Content::Bytes(b) => b.len() as u64,
     };
-    let faults = if req.method == "GET" {
+    let faults = if req.method == "GET" && !is_probe(req) {
         body_faults(state, route)
     } else {
         BodyFaults::default()

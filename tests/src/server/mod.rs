@@ -31,7 +31,9 @@ const MAX_POST_BYTES: usize = 64 << 20;
 /// Body bytes written per `write` call (faults act at this granularity or finer).
 const PIECE: usize = 64 * 1024;
 
-/// A fault injected into the responses for one URL path.
+/// A fault injected into the responses for one URL path. Faults never act on a read
+/// of byte 0 alone (`Range: bytes=0-0`, imprint's check before touching a disk that the
+/// image answers): they are meant for the download after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// No fault (clears the faults of a path).

@@ -83,6 +83,14 @@ impl PcrBank {
     }
 }
 
+/// Opens the TPM at `loc` and reads PCR 0 of `bank`: the TPM is there, answers, and
+/// has the bank a seal will use.
+pub fn probe(loc: &TpmLocation, bank: PcrBank) -> Result<(), Tpm2Error> {
+    let mut tpm = Tpm::new(transport::open(loc)?);
+    tpm.pcr_read(bank.alg(), &[0])?;
+    Ok(())
+}
+
 /// What to seal to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tpm2Config {

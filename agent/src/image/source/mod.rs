@@ -17,6 +17,7 @@ pub(crate) use fetch::Fetcher;
 pub(crate) use random::RandomAccess;
 
 use super::channel::ChannelReader;
+use super::error::ImageError;
 use super::options::FetchConfig;
 use super::stages::{Shared, FETCH_DEPTH};
 use crate::plan::Digest;
@@ -106,6 +107,26 @@ impl Session {
             input: ChannelReader::new(rx, self.digest.clone()),
             gate: Gate(Some(gate_tx)),
         }
+    }
+
+    /// The first URL that answers and says the file's size, with that size; nothing
+    /// is downloaded (one byte at most). Every URL's failure when none answers.
+    pub(crate) fn probe(&self) -> Result<(String, u64), ImageError> {
+        let mut attempts = Vec::new();
+        for idx in 0..self.urls.len() {
+            let mut r = self.random_access(idx);
+            match r.len() {
+                Ok(size) => return Ok((r.url().to_string(), size)),
+                Err(e) => attempts.push(e),
+            }
+        }
+        Err(match attempts.len() {
+            0 => ImageError::NoSource,
+            1 => attempts.remove(0),
+            _ => ImageError::AllSourcesFailed {
+                attempts: attempts.iter().map(ToString::to_string).collect(),
+            },
+        })
     }
 
     /// Reads at chosen offsets of URL number `idx`.

@@ -1,0 +1,40 @@
+//! What the run checks before its first step: everything the steps will need from
+//! outside the disks (the image's server, tang servers, the TPM) and the configdrive's
+//! fit, derived from the steps themselves so nothing the steps use goes unchecked.
+
+use crate::plan::{Check, Step};
+
+/// The checks `steps` need, in a stable order, each once.
+pub(super) fn for_steps(steps: &[Step]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut add = |c: Check| {
+        if !checks.contains(&c) {
+            checks.push(c);
+        }
+    };
+    for s in steps {
+        match s {
+            Step::WriteImage(i) => add(Check::Image {
+                urls: i.urls.clone(),
+            }),
+            Step::Luks(l) => {
+                for t in &l.tang {
+                    add(Check::Tang {
+                        url: t.url.clone(),
+                        thumbprint: t.thumbprint.clone(),
+                    });
+                }
+                if let Some(t) = &l.tpm2 {
+                    add(Check::Tpm { bank: t.bank });
+                }
+            }
+            // A copy on a second disk holds the same files in the same size.
+            Step::Configdrive(c) if !c.copy => add(Check::Configdrive {
+                disk: c.disk.clone(),
+                size_bytes: c.size_bytes,
+            }),
+            _ => {}
+        }
+    }
+    checks
+}
