@@ -163,7 +163,10 @@ fn record(
 fn touched_disks(step: &Step) -> Vec<PathBuf> {
     match step {
         Step::Wipe { path, .. } | Step::Partition { path, .. } => vec![path.clone()],
-        Step::WriteImage(i) => vec![i.target_path.clone()],
+        // A filesystem or rootfs image goes into a volume of a disk already claimed.
+        Step::WriteImage(i) if i.format == crate::plan::ImageFormat::Disk => {
+            vec![i.target_path.clone()]
+        }
         Step::AppendPartitions(a) => vec![a.path.clone()],
         Step::Configdrive(c) => vec![c.disk_path.clone()],
         // Everything else lives on partitions of disks a wipe step already claimed.

@@ -380,4 +380,6 @@ pub struct FinalizePlan {
     pub kernel_args: Vec<String>,
     /// `boot.finalize`: argv lists run in the target instead of the built-in steps.
     pub commands: Vec<Vec<String>>,
+    /// Seconds each command may run before it is killed with its process group.
+    pub command_timeout_secs: u64,
 }

@@ -3,7 +3,9 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// An external command that failed, with what it said.
@@ -43,29 +45,22 @@ where
         .collect::<Vec<_>>()
         .join(" ");
     log::debug(&format!("running: {cmd}"));
+    // Its own process group: a timeout kills the command with every child it started
+    // (a chroot's shell and its background jobs), not the first process alone.
     let mut child = Command::new(program)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|source| RunError::Spawn {
             cmd: cmd.clone(),
             source,
         })?;
     // Drain both pipes on threads so a chatty tool cannot block on a full pipe.
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    let out = drain(child.stdout.take().expect("piped"));
+    let err = drain(child.stderr.take().expect("piped"));
     let start = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().map_err(|source| RunError::Spawn {
@@ -75,6 +70,7 @@ where
             break st;
         }
         if start.elapsed() > timeout {
+            kill_group(&child);
             let _ = child.kill();
             let _ = child.wait();
             return Err(RunError::Timeout {
@@ -84,8 +80,11 @@ where
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let stdout = t_out.join().unwrap_or_default();
-    let stderr = t_err.join().unwrap_or_default();
+    // What the command left running in its group would outlive it unseen.
+    kill_group(&child);
+    let grace = Instant::now() + Duration::from_secs(2);
+    let stdout = collect(out, grace);
+    let stderr = collect(err, grace);
     if status.success() {
         Ok(Output { stdout, stderr })
     } else {
@@ -94,6 +93,37 @@ where
             status: status.to_string(),
             stderr: stderr.trim().to_string(),
         })
+    }
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn drain(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+    });
+    rx
+}
+
+/// What a drained pipe held. A process that left the command's group (a daemon) may
+/// hold the pipe open for ever: its output is not waited for after `until`.
+fn collect(rx: mpsc::Receiver<String>, until: Instant) -> String {
+    rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+        .unwrap_or_else(|_| {
+            "(output incomplete: a process the command started still holds it open)".into()
+        })
+}
+
+/// Kills every process left in the child's process group.
+fn kill_group(child: &std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // ESRCH: nothing is left in the group.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
@@ -173,6 +203,41 @@ mod tests {
     fn kills_a_command_that_overruns() {
         let e = run("sleep", ["5"], Duration::from_millis(200)).unwrap_err();
         assert!(matches!(e, RunError::Timeout { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_timeout_kills_the_children_the_command_started_too() {
+        let marker = format!("{}", 7000 + std::process::id() % 1000);
+        let e = run(
+            "sh",
+            ["-c", &format!("sleep {marker} & sleep {marker}")],
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(matches!(e, RunError::Timeout { .. }), "{e}");
+        std::thread::sleep(Duration::from_millis(200));
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &format!("^sleep {marker}$")])
+            .output()
+            .unwrap();
+        assert!(
+            left.stdout.is_empty(),
+            "the background child survived: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+    }
+
+    #[test]
+    fn a_daemon_holding_the_output_open_does_not_hang_the_caller() {
+        let t0 = Instant::now();
+        let out = run(
+            "sh",
+            ["-c", "setsid sleep 5 & echo started"],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert!(out.stdout.contains("output incomplete"), "{}", out.stdout);
     }
 
     #[test]

@@ -445,6 +445,7 @@ fn data_partitions_beside_the_image_are_added_after_it_and_formatted() {
     assert_eq!(
         names,
         [
+            "preflight",
             "wipe:root",
             "write-image",
             "partition:root",

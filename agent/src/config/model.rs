@@ -321,6 +321,11 @@ pub struct Boot {
     /// Commands (argv lists) run in the deployed root instead of the built-in finalization.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finalize: Vec<Vec<String>>,
+    /// Seconds each finalize command (built-in or from `finalize`) may run before it is
+    /// killed with everything it started (default 3600: an initramfs rebuild on a slow
+    /// machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalize_timeout: Option<u64>,
 }
 
 fn default_heartbeat() -> u64 {

@@ -69,6 +69,17 @@ impl Session {
         // Keys go first: nothing after a failure needs them, and they must not linger.
         self.volumes.clear();
         let mut out = Unwound::default();
+        if self.undo.iter().any(|u| matches!(u, Undo::Unmount(_))) {
+            let stopped = storage::fs::stop_processes_in(&self.root);
+            if !stopped.is_empty() {
+                let line = format!(
+                    "stopped what was left running in the target: {}",
+                    stopped.join(", ")
+                );
+                crate::runner::log::info(&format!("undo: {line}"));
+                out.done.push(line);
+            }
+        }
         for u in std::mem::take(&mut self.undo).into_iter().rev() {
             for (what, left, result) in undo(u, wipe) {
                 let line = match result {

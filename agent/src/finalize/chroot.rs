@@ -112,6 +112,14 @@ fn provide_resolv_conf(root: &Path) -> Option<ResolvRestore> {
 
 impl Drop for Chroot {
     fn drop(&mut self) {
+        // Whatever the commands left running inside keeps the mounts busy.
+        let stopped = crate::storage::fs::stop_processes_in(&self.root);
+        if !stopped.is_empty() {
+            crate::runner::log::warn(&format!(
+                "stopped what was left running in the target: {}",
+                stopped.join(", ")
+            ));
+        }
         let p = self.root.join("etc/resolv.conf");
         match self.resolv.take() {
             Some(ResolvRestore::Remove) => {

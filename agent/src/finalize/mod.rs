@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// An initramfs rebuild or GRUB install under emulation can take minutes.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(1200);
+/// How long a finalize command may run unless the document says (`boot.finalize_timeout`):
+/// an initramfs rebuild with a generic kernel on a slow or emulated machine takes tens
+/// of minutes.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);
 const BIOS_BOOT_GUID: &str = "21686148-6449-6E6F-744E-656564454649";
 const ESP_GUID: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// Output kept per command in the report.
@@ -415,7 +417,7 @@ pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Finalized, Fi
     let mut ran = Vec::new();
     for (argv, required) in &commands {
         crate::runner::log::info(&format!("finalize: {}", argv.join(" ")));
-        match ch.run(argv, COMMAND_TIMEOUT) {
+        match ch.run(argv, Duration::from_secs(fin.command_timeout_secs)) {
             Ok(o) => ran.push(CommandRun {
                 command: argv.clone(),
                 ok: true,

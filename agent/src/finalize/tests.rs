@@ -66,6 +66,7 @@ fn seed_like() -> (Plan, FinalizePlan) {
         esp_copies: vec![],
         kernel_args: vec!["console=ttyS0".into()],
         commands: vec![],
+        command_timeout_secs: 60,
     };
     (plan, fin)
 }

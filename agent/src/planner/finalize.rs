@@ -28,6 +28,11 @@ pub(super) fn finalize(
             .as_ref()
             .map(|b| b.finalize.clone())
             .unwrap_or_default(),
+        command_timeout_secs: doc
+            .boot
+            .as_ref()
+            .and_then(|b| b.finalize_timeout)
+            .unwrap_or(crate::finalize::DEFAULT_COMMAND_TIMEOUT.as_secs()),
     }
 }
 

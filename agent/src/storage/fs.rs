@@ -175,10 +175,70 @@ pub fn unmount(target: &Path) -> Result<(), FsError> {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+    let mut cause = last.map(|e| e.to_string()).unwrap_or_default();
+    let held = holders(target);
+    if !held.is_empty() {
+        cause = format!("{cause}; held by {}", held.join(", "));
+    }
     Err(FsError::Unmount {
         target: target.to_path_buf(),
-        cause: last.map(|e| e.to_string()).unwrap_or_default(),
+        cause,
     })
+}
+
+/// Kills the processes whose root directory is `root` or below it: commands run
+/// chrooted into the target and whatever they left running there, which would keep
+/// the target busy. Returns them as `pid N (name)`.
+pub fn stop_processes_in(root: &Path) -> Vec<String> {
+    let mut stopped = Vec::new();
+    for (pid, name) in processes() {
+        let inside = std::fs::read_link(format!("/proc/{pid}/root"))
+            .is_ok_and(|r| r.starts_with(root) && r != Path::new("/"));
+        if inside && pid != std::process::id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            stopped.push(format!("pid {pid} ({name})"));
+        }
+    }
+    if !stopped.is_empty() {
+        // Give the kernel a moment to tear them down before anything is unmounted.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stopped
+}
+
+/// The processes with their working directory or an open file at or below `path` (not
+/// stopped: they were not started in the target, e.g. an operator's shell).
+pub fn holders(path: &Path) -> Vec<String> {
+    let under = |link: std::io::Result<PathBuf>| link.is_ok_and(|l| l.starts_with(path));
+    processes()
+        .into_iter()
+        .filter(|(pid, _)| {
+            under(std::fs::read_link(format!("/proc/{pid}/cwd")))
+                || std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|fd| under(std::fs::read_link(fd.path())))
+        })
+        .map(|(pid, name)| format!("pid {pid} ({name})"))
+        .collect()
+}
+
+/// Every process: its pid and command name.
+fn processes() -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .map(|pid| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (pid, name.trim().to_string())
+        })
+        .collect()
 }
 
 /// Grows the filesystem on `device` (just written from an image) to fill the device.

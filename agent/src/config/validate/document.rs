@@ -107,6 +107,17 @@ pub(super) fn boot_and_report(c: &mut Checker, doc: &Document) {
             }
         }
     }
+    if doc
+        .boot
+        .as_ref()
+        .and_then(|b| b.finalize_timeout)
+        .is_some_and(|t| t == 0 || t > 86_400)
+    {
+        c.err(
+            "boot.finalize_timeout",
+            "must be between 1 and 86400 (seconds each finalize command may run)",
+        );
+    }
     if doc.report.as_ref().is_some_and(|r| r.heartbeat == 0) {
         c.err(
             "report.heartbeat",
