@@ -140,18 +140,18 @@ impl SeedDoc {
     }
 }
 
-/// One provisioning run: the agent boots (direct kernel boot) with `disks` (and a TPM
-/// when `tpm` names its state directory), fetches `{base}{doc_path}` and powers off.
-/// Returns the finished VM, the seconds to the agent's "provisioning …" line and the
-/// final report, asserted successful.
-pub fn provision(
+/// One run of the agent: it boots (direct kernel boot) with `disks` (and a TPM when
+/// `tpm` names its state directory), fetches `{base}{doc_path}` and powers off.
+/// Returns the finished VM, the seconds to the agent's "provisioning …" line, the
+/// final report and the console's tail.
+pub fn run_agent(
     server: &Server,
     doc: &SeedDoc,
     doc_path: &str,
     disks: Vec<Disk>,
     firmware: Firmware,
     tpm: Option<&Path>,
-) -> (Vm, f64, Value) {
+) -> (Vm, f64, Value, String) {
     let out = repo_root().join("out");
     let mut b = Vm::builder()
         .boot(Boot::Direct {
@@ -188,6 +188,22 @@ pub fn provision(
                 &log[log.len().saturating_sub(6000)..]
             )
         });
+    let tail = log[log.len().saturating_sub(6000)..].to_string();
+    (vm, secs, fin, tail)
+}
+
+/// [`run_agent`], the final report asserted successful and free of secrets.
+/// Returns the finished VM, the seconds to the agent's "provisioning …" line and the
+/// final report.
+pub fn provision(
+    server: &Server,
+    doc: &SeedDoc,
+    doc_path: &str,
+    disks: Vec<Disk>,
+    firmware: Firmware,
+    tpm: Option<&Path>,
+) -> (Vm, f64, Value) {
+    let (vm, secs, fin, log) = run_agent(server, doc, doc_path, disks, firmware, tpm);
     assert_eq!(
         fin["result"],
         "success",

@@ -276,9 +276,11 @@ fn missing_image_404_is_a_clear_failure() {
         "{}",
         run.stderr
     );
+    // Found missing by the check before the disk was touched.
     let fin = final_report(&server);
     assert_eq!(fin["result"], "failure");
-    assert_eq!(fin["failed_step"], "write-image");
+    assert_eq!(fin["failed_step"], "preflight");
+    assert_eq!(fin["disks_after"], "untouched");
 }
 
 #[test]
@@ -454,11 +456,11 @@ fn data_partitions_beside_the_image_are_added_after_it_and_formatted() {
             "configdrive"
         ]
     );
-    let appended = &steps[2]["output"]["appended"];
+    let appended = &steps[3]["output"]["appended"];
     assert_eq!(appended[0]["number"], 3, "{appended}");
     assert_eq!(appended[1]["name"], "bulk", "{appended}");
     let node = format!("{}p3", disk.dev());
-    assert_eq!(steps[3]["output"]["device"], node.as_str());
+    assert_eq!(steps[4]["output"]["device"], node.as_str());
 }
 
 #[test]
