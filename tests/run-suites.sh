@@ -34,7 +34,7 @@ host() {
 }
 # Two QEMU lanes: the long storage suites (a full Debian root provisioned under TCG
 # takes 15-20 min) run apart, the short ones follow the first.
-lane_a="qemu_binding qemu_storage_single"
+lane_a="qemu_binding qemu_storage_single qemu_volumes"
 qemu() { # qemu a|b
   local rc=0
   for t in $qemu_tests; do

@@ -403,8 +403,11 @@ pub fn wait_for_marker(vm: &mut Vm, timeout: Duration) {
         .login("root", "imprint", Duration::from_secs(300))
         .and_then(|()| {
             vm.run(
-                "cat /run/cloud-init/ds-identify.log 2>&1 | tail -40; \
-                 systemctl --no-pager status cloud-init-local.service cloud-init.service 2>&1 | head -30; \
+                "ls -la /run/cloud-init/ /run/systemd/generator.early/multi-user.target.wants/ 2>&1; \
+                 tail -n 30 /run/cloud-init/*.log 2>&1; \
+                 dmesg | grep -i -E 'cloud|generator' | tail -20; \
+                 journalctl -b --no-pager 2>&1 | grep -i -E 'cloud|cycle|generator|timed out' | head -40; \
+                 systemctl --no-pager status cloud-init.target cloud-init-local.service 2>&1 | head -30; \
                  blkid -o list 2>&1; cat /proc/cmdline",
                 Duration::from_secs(300),
             )

@@ -10,7 +10,8 @@ use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
 use imprint_tests::seed::{
-    disk_file, provision, run_agent, step, wait_for_marker, SeedDoc, Tang, BOOTED, SERIAL_A, SERIAL_B,
+    disk_file, provision, run_agent, step, wait_for_marker, SeedDoc, Tang, BOOTED, SERIAL_A,
+    SERIAL_B,
 };
 use imprint_tests::server::Server;
 use imprint_tests::tang::TangServer;
@@ -83,13 +84,15 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
         Firmware::Uefi,
         Some(tpm.path()),
     );
-    assert_eq!(refused["failed_step"], "preflight", "{refused:#}
-{console}");
+    assert_eq!(
+        refused["failed_step"], "preflight",
+        "{refused:#}
+{console}"
+    );
     assert_eq!(refused["disks_after"], "untouched", "{refused:#}");
     let error = refused["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains(&format!("tang http://10.0.2.2:{}", tang.port()))
-            && !error.contains("TPM"),
+        error.contains(&format!("tang http://10.0.2.2:{}", tang.port())) && !error.contains("TPM"),
         "only the tang check failed: {error}"
     );
     assert!(console.contains("no disk was touched"), "{console}");

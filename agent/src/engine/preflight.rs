@@ -52,10 +52,10 @@ fn check(c: &Check, plan: &Plan, ctx: &Context) -> Result<String, String> {
             };
             let (url, size) =
                 crate::image::probe(urls, &digest, &opts).map_err(|e| e.to_string())?;
-            Ok(format!(
-                "{url} serves {} ({size} bytes)",
-                Bytes(size).human()
-            ))
+            Ok(match size {
+                Some(size) => format!("{url} serves {} ({size} bytes)", Bytes(size).human()),
+                None => format!("{url} answers (without saying the size)"),
+            })
         }
         Check::Tang { url, thumbprint } => {
             crate::binding::check_tang(&binding, url, thumbprint.as_deref())

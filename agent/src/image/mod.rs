@@ -76,13 +76,13 @@ pub fn write_image(plan: &ImagePlan, opts: &WriteOptions) -> Result<WriteOutcome
     stream_to(&plan.urls, &plan.digest, &plan.target_path, &opts)
 }
 
-/// Asks the image's URLs in turn, without downloading it, until one answers with the
-/// file's size: the check made before any disk is touched. Returns that URL and size.
+/// Asks the image's URLs in turn, without downloading it, until one answers: the check
+/// made before any disk is touched. Returns that URL and the file's size if it said.
 pub fn probe(
     urls: &[String],
     digest: &Digest,
     opts: &WriteOptions,
-) -> Result<(String, u64), ImageError> {
+) -> Result<(String, Option<u64>), ImageError> {
     Session::new(urls, digest, opts.fetch_config()).probe()
 }
 

@@ -230,6 +230,33 @@ impl Origin for HttpOrigin {
     fn len(&self) -> Option<u64> {
         self.len
     }
+
+    /// Byte 0 alone; a server that ignores Range answers 200, which is as good an
+    /// answer here (its Content-Length is the size; the body is not read).
+    fn probe(&mut self) -> Result<Option<u64>, Failure> {
+        let resp = self
+            .client()?
+            .get(&self.url)
+            .header(RANGE, "bytes=0-0")
+            .send()
+            .map_err(|e| self.request_error(e, 0))?;
+        match resp.status().as_u16() {
+            206 => Ok(self.range_of(&resp, 0)?.1),
+            200 => Ok(resp.content_length()),
+            416 => Ok(Some(0)),
+            status => {
+                let error = ImageError::Status {
+                    url: self.url.clone(),
+                    status,
+                };
+                Err(if matches!(status, 408 | 429 | 500..=599) {
+                    retry(error)
+                } else {
+                    next_source(error)
+                })
+            }
+        }
+    }
 }
 
 fn header(resp: &Response, name: HeaderName) -> Option<&str> {

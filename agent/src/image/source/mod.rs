@@ -109,13 +109,13 @@ impl Session {
         }
     }
 
-    /// The first URL that answers and says the file's size, with that size; nothing
-    /// is downloaded (one byte at most). Every URL's failure when none answers.
-    pub(crate) fn probe(&self) -> Result<(String, u64), ImageError> {
+    /// The first URL that answers, with the file's size when it said; nothing is
+    /// downloaded (one byte at most). Every URL's failure when none answers.
+    pub(crate) fn probe(&self) -> Result<(String, Option<u64>), ImageError> {
         let mut attempts = Vec::new();
         for idx in 0..self.urls.len() {
             let mut r = self.random_access(idx);
-            match r.len() {
+            match r.probe() {
                 Ok(size) => return Ok((r.url().to_string(), size)),
                 Err(e) => attempts.push(e),
             }

@@ -20,6 +20,13 @@ pub(crate) trait Origin: Send {
 
     /// Size of the file, once an answer said.
     fn len(&self) -> Option<u64>;
+
+    /// Whether the file is there, asking for as little of it as the origin allows (one
+    /// attempt); its size when the answer said.
+    fn probe(&mut self) -> Result<Option<u64>, Failure> {
+        self.read_range(0, 1)?;
+        Ok(self.len())
+    }
 }
 
 /// A body being served from some offset.

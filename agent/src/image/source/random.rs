@@ -34,6 +34,12 @@ impl RandomAccess {
         })
     }
 
+    /// Whether the file is there (read as little as the origin allows), retried like a
+    /// read; its size when the answer said.
+    pub(crate) fn probe(&mut self) -> Result<Option<u64>, ImageError> {
+        self.retried(|o| o.probe())
+    }
+
     /// Exactly bytes `offset..offset + len`.
     pub(crate) fn read_exact_at(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, ImageError> {
         let v = self.attempts(offset, len)?;
@@ -48,9 +54,17 @@ impl RandomAccess {
 
     /// One read, tried again after a dropped connection, a timeout or a 5xx.
     fn attempts(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, ImageError> {
+        self.retried(|o| o.read_range(offset, len))
+    }
+
+    /// `op` on the origin, tried again after a dropped connection, a timeout or a 5xx.
+    fn retried<T>(
+        &mut self,
+        mut op: impl FnMut(&mut dyn Origin) -> Result<T, Failure>,
+    ) -> Result<T, ImageError> {
         let mut attempt = 0;
         loop {
-            match self.origin.read_range(offset, len) {
+            match op(self.origin.as_mut()) {
                 Ok(v) => return Ok(v),
                 Err(Failure {
                     error,
