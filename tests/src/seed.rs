@@ -348,6 +348,30 @@ pub fn md_member_data(file: &Path, n: u32) -> Window {
     Window::new(file, off + data_offset * 512, len - data_offset * 512)
 }
 
+/// Waits for the first boot's cloud-init marker. When it does not come, logs in and
+/// panics with what the deployed system says about cloud-init (ds-identify's verdict,
+/// the units, the labelled filesystems), so a failure names its cause.
+pub fn wait_for_marker(vm: &mut Vm, timeout: Duration) {
+    let Err(e) = vm.wait_for_serial(MARKER, timeout) else {
+        return;
+    };
+    let diagnosis = vm
+        .login("root", "imprint", Duration::from_secs(300))
+        .and_then(|()| {
+            vm.run(
+                "ls -la /run/cloud-init/ /run/systemd/generator.early/multi-user.target.wants/ 2>&1; \
+                 tail -n 30 /run/cloud-init/*.log 2>&1; \
+                 dmesg | grep -i -E 'cloud|generator' | tail -20; \
+                 journalctl -b --no-pager 2>&1 | grep -i -E 'cloud|cycle|generator|timed out' | head -40; \
+                 systemctl --no-pager status cloud-init.target cloud-init-local.service 2>&1 | head -30; \
+                 blkid -o list 2>&1; cat /proc/cmdline",
+                Duration::from_secs(300),
+            )
+        })
+        .unwrap_or_else(|d| format!("(no diagnosis: {d})"));
+    panic!("{}\n--- the deployed system says:\n{diagnosis}", e.what);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,28 +414,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Waits for the first boot's cloud-init marker. When it does not come, logs in and
-/// panics with what the deployed system says about cloud-init (ds-identify's verdict,
-/// the units, the labelled filesystems), so a failure names its cause.
-pub fn wait_for_marker(vm: &mut Vm, timeout: Duration) {
-    let Err(e) = vm.wait_for_serial(MARKER, timeout) else {
-        return;
-    };
-    let diagnosis = vm
-        .login("root", "imprint", Duration::from_secs(300))
-        .and_then(|()| {
-            vm.run(
-                "ls -la /run/cloud-init/ /run/systemd/generator.early/multi-user.target.wants/ 2>&1; \
-                 tail -n 30 /run/cloud-init/*.log 2>&1; \
-                 dmesg | grep -i -E 'cloud|generator' | tail -20; \
-                 journalctl -b --no-pager 2>&1 | grep -i -E 'cloud|cycle|generator|timed out' | head -40; \
-                 systemctl --no-pager status cloud-init.target cloud-init-local.service 2>&1 | head -30; \
-                 blkid -o list 2>&1; cat /proc/cmdline",
-                Duration::from_secs(300),
-            )
-        })
-        .unwrap_or_else(|d| format!("(no diagnosis: {d})"));
-    panic!("{}\n--- the deployed system says:\n{diagnosis}", e.what);
 }
