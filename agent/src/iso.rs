@@ -11,8 +11,11 @@
 //! | 32..36   | size of the whole area, u32 little-endian (262144)             |
 //! | 36..40   | document length, u32 LE (0 = no document)                       |
 //! | 40..44   | kernel-argument block length, u32 LE                            |
-//! | 44..76   | SHA-256 of document ‖ argument block (detects torn writes)     |
-//! | 512..    | the document, then the arguments, one per line                  |
+//! | 44..76   | SHA-256 of document ‖ argument block ‖ trust block (torn writes) |
+//! | 76..80   | trust block length, u32 LE (0 = no keys; older areas hold 0)   |
+//! | 512..    | the document, then the arguments, one per line, then the trust |
+//! |          | block: per key, name length u32 LE, name, key length u32 LE,   |
+//! |          | the key file's bytes (`iso customize --trust`)                 |
 //!
 //! The area is located by reading the ISO 9660 directory (`/IMPRINT/CONFIG.IMG`), and if
 //! that fails (a rebuilt or unusual image) by scanning 2048-byte sectors for the magic.
@@ -59,6 +62,8 @@ pub enum IsoError {
     NotText(std::str::Utf8Error),
     #[error("kernel argument {arg:?} contains a newline or NUL byte")]
     BadKarg { arg: String },
+    #[error(transparent)]
+    BadKey(#[from] crate::trust::root::KeyError),
 }
 
 /// What an ISO carries in its area.
@@ -68,6 +73,57 @@ pub struct Embedded {
     pub config: Option<String>,
     /// Extra kernel arguments, treated by the agent as if they were on the command line.
     pub kargs: Vec<String>,
+    /// Trust keys (`iso customize --trust`), in the order given.
+    pub trust: Vec<KeyFile>,
+}
+
+/// A trust key file stored in the area: its file name and bytes, as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    /// The key file's name (no directories), shown as its origin.
+    pub name: String,
+    /// The key file's bytes (a minisign public key or an OpenPGP certificate).
+    pub bytes: Vec<u8>,
+}
+
+/// The area's keys as `(origin, bytes)` for [`crate::trust::root::load`].
+pub fn medium_keys(dev: &Path, e: &Embedded) -> Vec<(String, Vec<u8>)> {
+    e.trust
+        .iter()
+        .map(|k| {
+            (
+                format!("{} in the boot medium {}", k.name, dev.display()),
+                k.bytes.clone(),
+            )
+        })
+        .collect()
+}
+
+fn trust_block(keys: &[KeyFile]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for k in keys {
+        b.extend_from_slice(&(k.name.len() as u32).to_le_bytes());
+        b.extend_from_slice(k.name.as_bytes());
+        b.extend_from_slice(&(k.bytes.len() as u32).to_le_bytes());
+        b.extend_from_slice(&k.bytes);
+    }
+    b
+}
+
+fn parse_trust_block(mut b: &[u8]) -> Option<Vec<KeyFile>> {
+    let mut keys = Vec::new();
+    let take = |b: &mut &[u8]| -> Option<Vec<u8>> {
+        let len = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let v = b.get(4..4 + len)?.to_vec();
+        *b = &b[4 + len..];
+        Some(v)
+    };
+    while !b.is_empty() {
+        let name = String::from_utf8(take(&mut b)?).ok()?;
+        let bytes = take(&mut b)?;
+        keys.push(KeyFile { name, bytes });
+    }
+    Some(keys)
 }
 
 /// Where the area is and how much it can take.
@@ -103,6 +159,21 @@ pub fn customize(
     config: Option<&[u8]>,
     kargs: &[String],
 ) -> Result<Area, IsoError> {
+    customize_with_trust(input, output, config, kargs, &[])
+}
+
+/// [`customize`], also storing trust keys; each is checked to be a minisign public key
+/// or an OpenPGP certificate first.
+pub fn customize_with_trust(
+    input: &Path,
+    output: Option<&Path>,
+    config: Option<&[u8]>,
+    kargs: &[String],
+    trust: &[KeyFile],
+) -> Result<Area, IsoError> {
+    for k in trust {
+        crate::trust::root::parse_key(&k.bytes, &k.name)?;
+    }
     if let Some(doc) = config {
         std::str::from_utf8(doc).map_err(IsoError::NotText)?;
     }
@@ -117,7 +188,13 @@ pub fn customize(
             tmp
         }
     };
-    let result = write_area(&target, config.unwrap_or_default(), config.is_some(), kargs);
+    let payload = Payload {
+        doc: config.unwrap_or_default(),
+        has_doc: config.is_some(),
+        kargs,
+        trust: &trust_block(trust),
+    };
+    let result = write_area(&target, &payload);
     match (output, result) {
         (Some(out), Ok(area)) => {
             std::fs::rename(&target, out).map_err(io("renaming the customized ISO to", out))?;
@@ -139,7 +216,16 @@ fn tmp_beside(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.imprint-tmp"))
 }
 
-fn write_area(path: &Path, doc: &[u8], has_doc: bool, kargs: &[String]) -> Result<Area, IsoError> {
+/// What [`write_area`] writes.
+struct Payload<'a> {
+    doc: &'a [u8],
+    has_doc: bool,
+    kargs: &'a [String],
+    trust: &'a [u8],
+}
+
+fn write_area(path: &Path, p: &Payload) -> Result<Area, IsoError> {
+    let (doc, has_doc, kargs) = (p.doc, p.has_doc, p.kargs);
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -147,7 +233,7 @@ fn write_area(path: &Path, doc: &[u8], has_doc: bool, kargs: &[String]) -> Resul
         .map_err(io("opening", path))?;
     let area = locate(&file, path)?;
     let karg_block: String = kargs.iter().map(|a| format!("{a}\n")).collect();
-    let need = doc.len() + karg_block.len();
+    let need = doc.len() + karg_block.len() + p.trust.len();
     if need > area.capacity() {
         return Err(IsoError::TooLarge {
             path: path.display().to_string(),
@@ -162,9 +248,12 @@ fn write_area(path: &Path, doc: &[u8], has_doc: bool, kargs: &[String]) -> Resul
     let doc_len = if has_doc { doc.len() } else { 0 };
     buf[36..40].copy_from_slice(&(doc_len as u32).to_le_bytes());
     buf[40..44].copy_from_slice(&(karg_block.len() as u32).to_le_bytes());
+    buf[76..80].copy_from_slice(&(p.trust.len() as u32).to_le_bytes());
     let payload_end = HEADER_LEN + need;
+    let kargs_end = HEADER_LEN + doc.len() + karg_block.len();
     buf[HEADER_LEN..HEADER_LEN + doc.len()].copy_from_slice(doc);
-    buf[HEADER_LEN + doc.len()..payload_end].copy_from_slice(karg_block.as_bytes());
+    buf[HEADER_LEN + doc.len()..kargs_end].copy_from_slice(karg_block.as_bytes());
+    buf[kargs_end..payload_end].copy_from_slice(p.trust);
     let digest = Sha256::digest(&buf[HEADER_LEN..payload_end]);
     buf[44..76].copy_from_slice(&digest);
     file.write_all_at(&buf, area.offset)
@@ -253,13 +342,15 @@ fn read_area(file: &File, path: &Path, area: Area) -> Result<Embedded, IsoError>
     };
     let doc_len = u32_at(&buf, 36) as usize;
     let karg_len = u32_at(&buf, 40) as usize;
-    if doc_len + karg_len == 0 {
+    let trust_len = u32_at(&buf, 76) as usize;
+    let total = doc_len + karg_len + trust_len;
+    if total == 0 {
         return Ok(Embedded::default());
     }
-    if doc_len + karg_len > area.capacity() {
+    if total > area.capacity() {
         return Err(damaged("its lengths exceed the area"));
     }
-    let payload = &buf[HEADER_LEN..HEADER_LEN + doc_len + karg_len];
+    let payload = &buf[HEADER_LEN..HEADER_LEN + total];
     if Sha256::digest(payload).as_slice() != &buf[44..76] {
         return Err(damaged("its checksum does not match"));
     }
@@ -270,13 +361,19 @@ fn read_area(file: &File, path: &Path, area: Area) -> Result<Embedded, IsoError>
                 .map_err(|_| damaged("the document is not UTF-8"))?,
         ),
     };
-    let kargs = std::str::from_utf8(&payload[doc_len..])
+    let kargs = std::str::from_utf8(&payload[doc_len..doc_len + karg_len])
         .map_err(|_| damaged("the kernel arguments are not UTF-8"))?
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
-    Ok(Embedded { config, kargs })
+    let trust = parse_trust_block(&payload[doc_len + karg_len..])
+        .ok_or_else(|| damaged("its trust keys are truncated"))?;
+    Ok(Embedded {
+        config,
+        kargs,
+        trust,
+    })
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

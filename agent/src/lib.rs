@@ -27,5 +27,6 @@ pub mod runner;
 pub mod schema;
 pub mod secret;
 pub mod storage;
+pub mod timestamp;
 pub mod trust;
 pub mod units;

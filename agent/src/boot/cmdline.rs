@@ -90,6 +90,10 @@ pub struct Cmdline {
     pub vlans: Vec<Vlan>,
     /// A document found on the boot medium during early boot: (source, text).
     pub embedded: Option<(String, String)>,
+    /// Trust keys found in the boot medium's customization area during early boot:
+    /// (origin, key file bytes). Never read from the command line text itself, which
+    /// comes over the same network as the document.
+    pub medium_keys: Vec<(String, Vec<u8>)>,
 }
 
 impl Cmdline {
@@ -111,6 +115,7 @@ impl Cmdline {
         args.extend(extra.iter().map(|a| key_value(a)));
         let mut merged = Cmdline::from_args(args)?;
         merged.embedded = self.embedded.clone();
+        merged.medium_keys = self.medium_keys.clone();
         Ok(merged)
     }
 

@@ -12,6 +12,8 @@ pub const FETCH_DEADLINE: Duration = Duration::from_secs(60);
 /// How long to wait for the boot medium to appear when booted from the ISO.
 pub const MEDIUM_WAIT: Duration = Duration::from_secs(15);
 const LABEL: &str = "IMPRINT";
+/// How a document found in the boot medium's customization area is named.
+pub const MEDIUM_SOURCE: &str = "embedded in the boot medium";
 const FILES: &[&str] = &["imprint.yaml", "imprint.yml", "imprint.json"];
 
 /// Why no document was found.
@@ -66,10 +68,7 @@ pub fn find_document(cmdline: &Cmdline) -> Result<(String, String), DiscoverErro
     };
     if let Some((dev, e)) = wait_for_boot_medium(wait) {
         if let Some(doc) = e.config {
-            return Ok((
-                format!("embedded in the boot medium {}", dev.display()),
-                doc,
-            ));
+            return Ok((format!("{MEDIUM_SOURCE} {}", dev.display()), doc));
         }
     }
     if let Some(found) = from_labelled_filesystem() {
@@ -118,11 +117,15 @@ pub fn fetch(url: &str, ca: Option<&Path>) -> Result<String, DiscoverError> {
     loop {
         let last = match client.get(url).send() {
             Ok(resp) if resp.status().is_success() => {
-                return resp.text().map_err(|e| DiscoverError::Unreachable {
+                // The bytes as served (no charset decoding): a signature covers them.
+                let unreadable = |last: String| DiscoverError::Unreachable {
                     url: url.into(),
                     secs: 0,
-                    last: e.to_string(),
-                });
+                    last,
+                };
+                let bytes = resp.bytes().map_err(|e| unreadable(e.to_string()))?;
+                return String::from_utf8(bytes.to_vec())
+                    .map_err(|e| unreadable(format!("not UTF-8 text: {e}")));
             }
             Ok(resp) if resp.status().is_server_error() => format!("HTTP {}", resp.status()),
             Ok(resp) => {

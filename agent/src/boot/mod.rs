@@ -70,9 +70,10 @@ pub fn early_setup() -> Result<Cmdline, BootError> {
         };
         if let Some((dev, e)) = discover::wait_for_boot_medium(wait) {
             log::info(&format!(
-                "boot medium {}: {} embedded kernel argument(s), {}",
+                "boot medium {}: {} embedded kernel argument(s), {} trust key(s), {}",
                 dev.display(),
                 e.kargs.len(),
+                e.trust.len(),
                 if e.config.is_some() {
                     "a document"
                 } else {
@@ -80,10 +81,11 @@ pub fn early_setup() -> Result<Cmdline, BootError> {
                 }
             ));
             c = c.merge(&e.kargs)?;
+            c.medium_keys = crate::iso::medium_keys(&dev, &e);
             log::set_verbose(c.debug);
             if let Some(doc) = e.config {
                 c.embedded = Some((
-                    format!("embedded in the boot medium {}", dev.display()),
+                    format!("{} {}", discover::MEDIUM_SOURCE, dev.display()),
                     doc,
                 ));
             }

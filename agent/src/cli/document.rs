@@ -46,12 +46,15 @@ pub fn read(src: &str, ca: Option<&Path>) -> Result<(String, String), Exit> {
                 resp.status()
             )));
         }
-        let text = resp.text().map_err(|e| {
+        // The bytes as served, not re-decoded by a charset: the signature covers them.
+        let bytes = resp.bytes().map_err(|e| {
             fail(format!(
                 "reading the document {src}: {}",
                 imprint::http::describe(&e)
             ))
         })?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|e| fail(format!("reading the document {src}: not UTF-8 text: {e}")))?;
         return Ok((text, src.to_string()));
     }
     let text = std::fs::read_to_string(src)

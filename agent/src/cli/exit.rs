@@ -20,6 +20,9 @@ pub const REFUSED: i32 = 7;
 pub const NO_DOCUMENT: i32 = 8;
 /// `iso`: the ISO cannot be used (unreadable, not an imprint ISO, damaged area, too small).
 pub const ISO_UNUSABLE: i32 = 9;
+/// The document was not accepted as authentic: a trust key could not be loaded, its
+/// signature is missing, unreadable, bad or by an untrusted key, or it has expired.
+pub const UNAUTHENTICATED: i32 = 10;
 
 /// An error that ends the command with a specific exit code.
 #[derive(Debug)]

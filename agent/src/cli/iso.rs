@@ -18,6 +18,10 @@ pub enum IsoCommand {
         /// An extra kernel argument for the agent (repeatable), e.g. --karg ip=dhcp.
         #[arg(long = "karg")]
         kargs: Vec<String>,
+        /// A trust key file to store (repeatable): a minisign public key or an OpenPGP
+        /// certificate; the agent then accepts only documents signed by a trusted key.
+        #[arg(long = "trust", value_name = "KEYFILE")]
+        trust: Vec<PathBuf>,
         /// Where to write the customized copy; without it the ISO is changed in place.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -37,9 +41,10 @@ pub fn run(cmd: &IsoCommand) -> Result<(), Exit> {
         IsoCommand::Customize {
             config,
             kargs,
+            trust,
             output,
             iso,
-        } => customize(iso, output.as_deref(), config.as_deref(), kargs),
+        } => customize(iso, output.as_deref(), config.as_deref(), kargs, trust),
         IsoCommand::Show { iso } => show(iso),
     }
 }
@@ -49,7 +54,12 @@ fn customize(
     output: Option<&Path>,
     config: Option<&Path>,
     kargs: &[String],
+    trust: &[PathBuf],
 ) -> Result<(), Exit> {
+    let keys = trust
+        .iter()
+        .map(|p| key_file(p))
+        .collect::<Result<Vec<_>, Exit>>()?;
     let doc = match config {
         Some(p) => {
             let (text, source) = document::read(&p.display().to_string(), None)?;
@@ -59,17 +69,38 @@ fn customize(
         None => None,
     };
     let doc_len = doc.as_ref().map_or(0, String::len);
-    let area = imprint::iso::customize(iso, output, doc.as_deref().map(str::as_bytes), kargs)
-        .map_err(iso_exit)?;
+    let area = imprint::iso::customize_with_trust(
+        iso,
+        output,
+        doc.as_deref().map(str::as_bytes),
+        kargs,
+        &keys,
+    )
+    .map_err(iso_exit)?;
     let karg_bytes: usize = kargs.iter().map(|a| a.len() + 1).sum();
+    let key_bytes: usize = keys.iter().map(|k| 8 + k.name.len() + k.bytes.len()).sum();
     println!(
-        "{}: wrote {doc_len} document bytes and {} kernel argument(s) at offset {} ({} bytes free)",
+        "{}: wrote {doc_len} document bytes, {} kernel argument(s) and {} trust key(s) at offset {} ({} bytes free)",
         output.unwrap_or(iso).display(),
         kargs.len(),
+        keys.len(),
         area.offset,
-        area.capacity() - doc_len - karg_bytes
+        area.capacity() - doc_len - karg_bytes - key_bytes
     );
     Ok(())
+}
+
+/// Reads a `--trust` key file and checks it is a key before the ISO is touched.
+fn key_file(p: &Path) -> Result<imprint::iso::KeyFile, Exit> {
+    let anchor =
+        imprint::trust::root::load_file(p).map_err(|e| Exit::new(exit::USAGE, e.to_string()))?;
+    let bytes = std::fs::read(p)
+        .map_err(|e| Exit::new(exit::USAGE, format!("reading {}: {e}", p.display())))?;
+    let name = p.file_name().map_or_else(
+        || anchor.origin.clone(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok(imprint::iso::KeyFile { name, bytes })
 }
 
 fn show(iso: &Path) -> Result<(), Exit> {
@@ -80,6 +111,15 @@ fn show(iso: &Path) -> Result<(), Exit> {
         e.kargs.join(" ")
     };
     println!("kernel arguments: {kargs}");
+    if e.trust.is_empty() {
+        println!("trust keys: (none)");
+    }
+    for k in &e.trust {
+        match imprint::trust::root::parse_key(&k.bytes, &k.name) {
+            Ok(key) => println!("trust key: {} ({})", key.fingerprint(), k.name),
+            Err(err) => println!("trust key: {} (unusable: {err})", k.name),
+        }
+    }
     match e.config {
         Some(doc) => print!("document ({} bytes):\n{doc}", doc.len()),
         None => println!("document: (none)"),
@@ -90,7 +130,7 @@ fn show(iso: &Path) -> Result<(), Exit> {
 /// An unusable kernel argument is a usage error; everything else concerns the ISO itself.
 fn iso_exit(e: IsoError) -> Exit {
     let code = match e {
-        IsoError::BadKarg { .. } => exit::USAGE,
+        IsoError::BadKarg { .. } | IsoError::BadKey(_) => exit::USAGE,
         IsoError::NotText(_) => exit::INVALID_DOCUMENT,
         _ => exit::ISO_UNUSABLE,
     };

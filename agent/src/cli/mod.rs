@@ -1,5 +1,6 @@
 //! Subcommands. Each returns `Result<(), Exit>`; `main` prints the error and exits.
 
+mod authenticate;
 mod configdrive;
 mod document;
 pub mod exit;
@@ -127,6 +128,7 @@ fn disks(json: bool, scope: &DiskScope) -> Result<(), Exit> {
         );
     } else {
         print!("{}", imprint::disks::render_table(&inv));
+        authenticate::print_trust_root();
     }
     Ok(())
 }

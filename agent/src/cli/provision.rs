@@ -1,5 +1,6 @@
 //! `run`, `apply`, `plan` and the single-step commands: one engine, one flow.
 
+use super::authenticate::{self, TrustArgs};
 use super::document::{self, DiskScope};
 use super::exit::{self, Exit};
 use super::safety;
@@ -25,6 +26,8 @@ pub struct RunArgs {
     #[arg(long)]
     no_finish: bool,
     #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
     report: ReportTimeout,
     #[command(flatten)]
     scope: DiskScope,
@@ -46,6 +49,12 @@ pub struct ApplyArgs {
     /// PEM CA bundle to trust for https document and image URLs (instead of the built-in roots).
     #[arg(long, value_name = "PEM")]
     ca: Option<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// The document's detached signature (minisign or OpenPGP), instead of looking
+    /// beside the document (`<document>.minisig`, then `<document>.sig`); needed for `-`.
+    #[arg(long, value_name = "FILE")]
+    signature: Option<PathBuf>,
     #[command(flatten)]
     report: ReportTimeout,
     #[command(flatten)]
@@ -212,6 +221,22 @@ fn progress_mode(default: ProgressMode) -> ProgressMode {
 
 pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
     let (text, source) = document::read(&a.document, a.ca.as_deref())?;
+    let signature = match (&a.signature, a.document.as_str()) {
+        (Some(f), _) => imprint::trust::document::SignatureSource::File(f),
+        (None, "-") => imprint::trust::document::SignatureSource::Stdin,
+        (None, d) => imprint::trust::document::SignatureSource::Beside(d),
+    };
+    authenticate::authenticate(
+        &text,
+        &source,
+        &authenticate::Check {
+            trust: &a.trust,
+            medium: &[],
+            signature,
+            ca: a.ca.as_deref(),
+            report: a.report,
+        },
+    )?;
     let (plan, inventory) = plan_or_report(&text, &source, &a.scope, a.ca.as_deref(), a.report)?;
     // The plan is what the operator agrees to; `--quiet --yes` asks nothing and shows nothing.
     if !(a.yes && log::quiet()) {
@@ -303,7 +328,7 @@ pub fn run(a: RunArgs) -> Result<(), Exit> {
     // run_ramdisk hands back a message; the code travels beside it.
     let code = std::cell::Cell::new(exit::PROVISION_FAILED);
     let apply = |text: &str, source: &str| {
-        apply_document(text, source, &c, do_finish).map_err(|e| {
+        apply_document(text, source, &c, &a.trust, do_finish).map_err(|e| {
             code.set(e.code);
             e.message
         })
@@ -318,6 +343,12 @@ pub fn run(a: RunArgs) -> Result<(), Exit> {
 /// The kernel command line with `run`'s options laid over it.
 fn run_cmdline(a: &RunArgs) -> imprint::boot::Cmdline {
     let mut c = imprint::boot::Cmdline::read().unwrap_or_default();
+    // Booted from the ISO, its area may hold trust keys (PID 1 reads them in early boot).
+    if c.iso {
+        if let Some((dev, e)) = imprint::iso::find_boot_medium() {
+            c.medium_keys = imprint::iso::medium_keys(&dev, &e);
+        }
+    }
     if a.config.is_some() {
         c.config = a.config.clone();
     }
@@ -343,16 +374,53 @@ fn run_cmdline(a: &RunArgs) -> imprint::boot::Cmdline {
 
 /// `run`'s engine, as PID 1 calls it: parse, plan, provision, report, finish.
 pub fn ramdisk_apply(text: &str, source: &str, c: &imprint::boot::Cmdline) -> Result<(), String> {
-    apply_document(text, source, c, true).map_err(|e| e.message)
+    apply_document(text, source, c, &TrustArgs::default(), true).map_err(|e| e.message)
+}
+
+/// Where `run` finds the signature of the document [`imprint::boot::run_ramdisk`] found:
+/// beside `imprint.config=`; none is needed for a document in the boot medium's own
+/// area (the medium that carries the trust root); a labelled filesystem has none.
+fn run_signature<'a>(
+    c: &'a imprint::boot::Cmdline,
+    source: &str,
+) -> Option<imprint::trust::document::SignatureSource<'a>> {
+    use imprint::trust::document::SignatureSource;
+    match &c.config {
+        Some(url) => Some(SignatureSource::Beside(url)),
+        None if source.starts_with(imprint::boot::discover::MEDIUM_SOURCE) => None,
+        None => Some(SignatureSource::Nowhere(
+            "a document on a filesystem labelled IMPRINT is not signature-checked; \
+             serve it by imprint.config= beside its .minisig or .sig, or embed it with \
+             `imprint iso customize --config`",
+        )),
+    }
 }
 
 fn apply_document(
     text: &str,
     source: &str,
     c: &imprint::boot::Cmdline,
+    trust: &TrustArgs,
     do_finish: bool,
 ) -> Result<(), Exit> {
     let ca = c.ca.as_deref().map(Path::new);
+    let timeout = ReportTimeout::from_cmdline(c).map_err(|e| Exit::new(exit::USAGE, e))?;
+    match run_signature(c, source) {
+        Some(signature) => authenticate::authenticate(
+            text,
+            source,
+            &authenticate::Check {
+                trust,
+                medium: &c.medium_keys,
+                signature,
+                ca,
+                report: timeout,
+            },
+        )?,
+        None => log::info(&format!(
+            "document {source} is part of the boot medium that carries the trust root: accepted without a signature"
+        )),
+    }
     let scope = DiskScope {
         only: c
             .disks
@@ -360,7 +428,6 @@ fn apply_document(
             .map(|d| d.split(',').map(PathBuf::from).collect())
             .unwrap_or_default(),
     };
-    let timeout = ReportTimeout::from_cmdline(c).map_err(|e| Exit::new(exit::USAGE, e))?;
     let (plan, inventory) = plan_or_report(text, source, &scope, ca, timeout)?;
     // Unattended: the boot medium named by imprint.disks= is refused (discovery already
     // skips it). Holders are left to the engine: a rerun must clean up what a cut run left.
@@ -415,17 +482,27 @@ fn plan_or_report(
     t: ReportTimeout,
 ) -> Result<(Plan, Vec<Disk>), Exit> {
     let doc = document::parse(text, source)
-        .inspect_err(|e| report_early_failure(text, "validate", &e.message, ca, t))?;
+        .inspect_err(|e| report_early_failure(text, "validate", &e.message, ca, t, true))?;
+    authenticate::check_expiry(&doc, text, source, ca, t)?;
     let inventory = document::inventory(scope)
-        .inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca, t))?;
+        .inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca, t, true))?;
     let plan = make_plan(&doc, &inventory, source, false)
-        .inspect_err(|e| report_early_failure(text, "plan", &e.message, ca, t))?;
+        .inspect_err(|e| report_early_failure(text, "plan", &e.message, ca, t, true))?;
     Ok((plan, inventory))
 }
 
 /// A failure before a plan exists still gets a failure report when the document
-/// names a report URL, read leniently from the raw text.
-fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>, t: ReportTimeout) {
+/// names a report URL, read leniently from the raw text. Without `host_from_document`
+/// (a document not accepted as authentic) nothing else of the document is used: the
+/// report carries this machine's host name.
+pub(super) fn report_early_failure(
+    text: &str,
+    step: &str,
+    error: &str,
+    ca: Option<&Path>,
+    t: ReportTimeout,
+    host_from_document: bool,
+) {
     let Ok(v) = serde_norway::from_str::<serde_norway::Value>(text) else {
         return;
     };
@@ -441,11 +518,16 @@ fn report_early_failure(text: &str, step: &str, error: &str, ca: Option<&Path>, 
         .and_then(|r| r.get("token"))
         .and_then(|t| t.as_str())
         .map(imprint::secret::Secret::new);
+    let own_host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let host = v
         .get("host")
         .and_then(|h| h.get("hostname"))
         .and_then(|h| h.as_str())
-        .unwrap_or("unknown");
+        .filter(|_| host_from_document)
+        .unwrap_or_else(|| match own_host.trim() {
+            "" => "unknown",
+            h => h,
+        });
     let rp = imprint::plan::ReportPlan {
         url: url.to_string(),
         token,

@@ -52,11 +52,27 @@ fn split_location(msg: &str) -> (String, Option<(usize, usize)>) {
     }
 }
 
+/// An `expires` time that has passed (or that this clock cannot judge), as an error at
+/// its JSON path: `run` and `apply` would refuse the document.
+fn expired(doc: &imprint::config::Document) -> Option<DocError> {
+    let expires = doc.expires.as_ref()?;
+    imprint::trust::document::check_expiry(
+        "the document",
+        Some(expires.unix_seconds()),
+        imprint::timestamp::now(),
+    )
+    .err()
+    .map(|e| DocError::new("$.expires", e.to_string()))
+}
+
 /// Checks `src`; exit 3 when it is invalid, 8 when it cannot be read.
 pub fn validate(src: &str, json: bool) -> Result<(), Exit> {
     if !json {
         let (text, source) = document::read(src, None)?;
         let doc = document::parse(&text, &source)?;
+        if let Some(e) = expired(&doc) {
+            return Err(Exit::new(exit::INVALID_DOCUMENT, format!("{source}: {e}")));
+        }
         println!("{source}: valid (version 1, host {})", doc.host.hostname);
         return Ok(());
     }
@@ -78,7 +94,10 @@ pub fn validate(src: &str, json: bool) -> Result<(), Exit> {
                 e.code,
             )
         }
-        Ok((text, source)) => match document::check(&text) {
+        Ok((text, source)) => match document::check(&text).and_then(|doc| match expired(&doc) {
+            Some(e) => Err(vec![e]),
+            None => Ok(doc),
+        }) {
             Ok(doc) => (
                 Report {
                     ok: true,

@@ -33,6 +33,9 @@ pub struct Document {
     /// What happens after the final report.
     #[serde(default)]
     pub finish: Finish,
+    /// After this time (RFC 3339) `run` and `apply` refuse the document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
 }
 
 /// Host identity.

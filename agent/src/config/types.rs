@@ -181,6 +181,19 @@ checked_string!(
     {"type": "string", "pattern": "^/"}
 );
 
+checked_string!(
+    /// An RFC 3339 date-time such as `2026-12-31T00:00:00Z`.
+    Timestamp, "an RFC 3339 date-time such as 2026-12-31T00:00:00Z", |s| crate::timestamp::parse_rfc3339(s).is_some(),
+    {"type": "string", "format": "date-time"}
+);
+
+impl Timestamp {
+    /// The time in unix seconds (the text was checked when it was read).
+    pub fn unix_seconds(&self) -> i64 {
+        crate::timestamp::parse_rfc3339(&self.0).unwrap_or(i64::MIN)
+    }
+}
+
 impl Name {
     /// Wraps a name the expansion derives (always valid by construction).
     pub(crate) fn derived(s: String) -> Name {

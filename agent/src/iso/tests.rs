@@ -95,7 +95,8 @@ fn customize_in_place_replaces_and_clears() {
         show(&iso).unwrap(),
         Embedded {
             config: Some("second".into()),
-            kargs: vec![]
+            kargs: vec![],
+            trust: vec![],
         }
     );
     customize(&iso, None, None, &[]).unwrap();

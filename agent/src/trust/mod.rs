@@ -1,8 +1,10 @@
 //! What imprint trusts: public keys baked into the boot medium, and the detached
 //! signatures they verify: minisign (Ed25519) keys and OpenPGP certificates.
 
+pub mod document;
 pub mod minisign;
 pub mod openpgp;
+pub mod root;
 
 /// Why a signature was not accepted.
 #[derive(Debug, thiserror::Error)]
