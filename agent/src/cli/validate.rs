@@ -62,7 +62,7 @@ fn expired(doc: &imprint::config::Document) -> Option<DocError> {
         imprint::timestamp::now(),
     )
     .err()
-    .map(|e| DocError::new("$.expires", e.to_string()))
+    .map(|e| DocError::new("expires", e.to_string()))
 }
 
 /// Checks `src`; exit 3 when it is invalid, 8 when it cannot be read.

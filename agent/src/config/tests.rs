@@ -658,3 +658,18 @@ fn odd_mount_points_derive_valid_volume_names() {
     assert_eq!(names, ["root", "v_r", "lv.cache", "lv_"]);
     let _ = expand(&doc);
 }
+
+#[test]
+fn expires_is_an_rfc3339_time_named_by_its_path() {
+    let base = "version: 1\nhost: {hostname: h}\ndisks: []\n";
+    let doc = parse(&format!("{base}expires: 2026-12-31T00:00:00Z\n")).unwrap();
+    assert_eq!(
+        doc.expires.as_ref().map(Timestamp::unix_seconds),
+        Some(1_798_675_200)
+    );
+    let e = parse(&format!("{base}expires: 31/12/2026\n")).unwrap_err();
+    assert_eq!(e.path, "expires");
+    assert!(e.message.contains("RFC 3339"), "{e}");
+    let schema = serde_json::to_string(&crate::schema::of(crate::schema::Kind::Document)).unwrap();
+    assert!(schema.contains("\"expires\""), "{schema}");
+}
