@@ -40,6 +40,12 @@ tool_pkgs=(e2fsprogs xfsprogs dosfstools util-linux mdadm lvm2 gdisk kexec-tools
            busybox-static libc6 "linux-image-$kver")
 iso_pkgs=(grub-efi-amd64-bin grub-common isolinux syslinux-common xorriso mtools)
 
+# Trust keys baked into the ramdisk's /etc/imprint/trust.d (docs/trust.md): the key
+# files (*.pub, *.asc, *.pgp, *.gpg) of IMPRINT_TRUST_DIR, when it is set.
+trust_dir=${IMPRINT_TRUST_DIR:-}
+[ -z "$trust_dir" ] || [ -d "$trust_dir" ] || die "IMPRINT_TRUST_DIR=$trust_dir is not a directory"
+trust_keys() { find . -maxdepth 1 -type f \( -name '*.pub' -o -name '*.asc' -o -name '*.pgp' -o -name '*.gpg' \) | LC_ALL=C sort; }
+
 pkg_versions() { dpkg-query -W -f='${Package}=${Version}\n' "$@" 2>/dev/null | sort; }
 inputs_key() {
   {
@@ -47,6 +53,7 @@ inputs_key() {
     pkg_versions "${tool_pkgs[@]}"
     sha256sum "$agent" | cut -d' ' -f1
     (cd "$here" && find . -type f | LC_ALL=C sort | xargs sha256sum)
+    if [ -n "$trust_dir" ]; then (cd "$trust_dir" && trust_keys | xargs -r sha256sum); fi
     if [ "$1" = iso ]; then pkg_versions "${iso_pkgs[@]}"; fi
   } | sha256sum | cut -c1-20
 }
@@ -65,6 +72,11 @@ build_initramfs() { # $1 = cache dir to fill
   # The agent is PID 1; `imprint` on the debug shell is the same binary.
   install -m 0755 "$agent" "$stage/init"
   ln -s /init "$stage/bin/imprint"
+  if [ -n "$trust_dir" ]; then
+    mkdir -p "$stage/etc/imprint/trust.d"
+    (cd "$trust_dir" && trust_keys | while read -r k; do install -m 0644 "$k" "$stage/etc/imprint/trust.d/"; done)
+    say "trust keys baked in: $(ls "$stage/etc/imprint/trust.d" | wc -l)"
+  fi
 
   # busybox (static) for the debug shell and udhcpc; the real tools in /sbin win in PATH.
   install -m 0755 /bin/busybox "$stage/bin/busybox"

@@ -206,7 +206,10 @@ fn refused(server: &Server, trust: &[&str], src: &str, phrases: &[&str]) {
     let fin = final_report(server, REPORT);
     assert_eq!(fin["failed_step"], "authenticate", "{fin:#}");
     assert_eq!(fin["disks_after"], "untouched", "{fin:#}");
-    assert_ne!(fin["hostname"], "web-01", "the host name came from the document");
+    assert_ne!(
+        fin["hostname"], "web-01",
+        "the host name came from the document"
+    );
     let error = fin["error"].as_str().unwrap();
     for p in phrases {
         assert!(
