@@ -458,3 +458,32 @@ fn iso_customize_stores_trust_keys_and_show_lists_their_fingerprints() {
     assert!(run.stderr.contains(&bad), "{}", run.stderr);
     assert!(std::fs::read(&iso).unwrap() == before, "the ISO changed");
 }
+
+#[test]
+fn run_refuses_an_unsigned_document_from_imprint_config_as_the_ramdisk_would() {
+    let (s, _) = server_with_doc("");
+    let url = s.url(DOC);
+    let disk = used_disk();
+    let before = fingerprint(&disk);
+    let empty = tempfile::tempdir().unwrap();
+    let run = imprint(&[
+        "run",
+        "--no-finish",
+        "--report-timeout",
+        "5",
+        "--disks",
+        disk.dev(),
+        "--trust-dir",
+        path_str(empty.path()),
+        "--trust",
+        &ops_pub(),
+        "--config",
+        &url,
+    ]);
+    assert_eq!(run.code, UNAUTHENTICATED, "{}", run.stderr);
+    let phrase = format!("neither {url}.minisig nor {url}.sig exists");
+    assert!(run.stderr.contains(&phrase), "{}", run.stderr);
+    let fin = final_report(&s, REPORT);
+    assert_eq!(fin["failed_step"], "authenticate", "{fin:#}");
+    assert_eq!(fingerprint(&disk), before, "the disk changed");
+}

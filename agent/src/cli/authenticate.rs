@@ -51,8 +51,9 @@ pub struct Check<'a> {
     pub trust: &'a TrustArgs,
     /// Keys from the boot medium's customization area.
     pub medium: &'a [(String, Vec<u8>)],
-    /// Where the signature is found.
-    pub signature: SignatureSource<'a>,
+    /// Where the signature is found; `None` for a document in the boot medium's own
+    /// customization area, which is accepted as part of the medium carrying the keys.
+    pub signature: Option<SignatureSource<'a>>,
     /// PEM bundle for https signature URLs.
     pub ca: Option<&'a Path>,
     /// Retry budget of the failure report.
@@ -77,12 +78,18 @@ pub fn authenticate(text: &str, source: &str, c: &Check) -> Result<(), Exit> {
         ));
         return Ok(());
     }
+    let Some(signature) = c.signature else {
+        log::info(&format!(
+            "document {source} is part of the boot medium that carries the trust root: accepted without a signature"
+        ));
+        return Ok(());
+    };
     let now = imprint::timestamp::now();
     let line = doc_auth::authenticate(
         &loaded.root(),
         text.as_bytes(),
         source,
-        c.signature,
+        signature,
         c.ca,
         now,
     )

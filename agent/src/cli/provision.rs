@@ -232,7 +232,7 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
         &authenticate::Check {
             trust: &a.trust,
             medium: &[],
-            signature,
+            signature: Some(signature),
             ca: a.ca.as_deref(),
             report: a.report,
         },
@@ -405,22 +405,17 @@ fn apply_document(
 ) -> Result<(), Exit> {
     let ca = c.ca.as_deref().map(Path::new);
     let timeout = ReportTimeout::from_cmdline(c).map_err(|e| Exit::new(exit::USAGE, e))?;
-    match run_signature(c, source) {
-        Some(signature) => authenticate::authenticate(
-            text,
-            source,
-            &authenticate::Check {
-                trust,
-                medium: &c.medium_keys,
-                signature,
-                ca,
-                report: timeout,
-            },
-        )?,
-        None => log::info(&format!(
-            "document {source} is part of the boot medium that carries the trust root: accepted without a signature"
-        )),
-    }
+    authenticate::authenticate(
+        text,
+        source,
+        &authenticate::Check {
+            trust,
+            medium: &c.medium_keys,
+            signature: run_signature(c, source),
+            ca,
+            report: timeout,
+        },
+    )?;
     let scope = DiskScope {
         only: c
             .disks
