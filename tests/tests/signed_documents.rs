@@ -131,9 +131,10 @@ fn keys() -> &'static Keys {
     })
 }
 
-/// A disk that was in use: a GPT with two partitions and data in both.
+/// A disk that was in use: a GPT with two partitions and data in both. Small: every
+/// run given it is refused before planning, and its every byte is hashed twice.
 fn used_disk() -> LoopDev {
-    let disk = LoopDev::new(2 << 30, 512);
+    let disk = LoopDev::new(256 << 20, 512);
     sh(
         "sgdisk",
         &["-n", "1:1MiB:+64MiB", "-n", "2:0:+64MiB", disk.dev()],

@@ -171,3 +171,43 @@ fn kargs_with_newlines_are_refused() {
     let err = customize(&iso, None, None, &["a\nb".into()]).unwrap_err();
     assert!(matches!(err, IsoError::BadKarg { .. }));
 }
+
+#[test]
+fn trust_keys_are_stored_after_the_arguments_and_checked_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let iso = make_iso(dir.path());
+    let pub_key = dir.path().join("ops.pub");
+    let st = Command::new("minisign")
+        .args(["-G", "-W", "-p"])
+        .arg(&pub_key)
+        .arg("-s")
+        .arg(dir.path().join("ops.sec"))
+        .output()
+        .expect("minisign is installed (make deps)");
+    assert!(st.status.success(), "{st:?}");
+    let key = KeyFile {
+        name: "ops.pub".into(),
+        bytes: std::fs::read(&pub_key).unwrap(),
+    };
+    customize_with_trust(&iso, None, Some(b"doc"), &["a=1".into()], &[key.clone()]).unwrap();
+    let e = show(&iso).unwrap();
+    assert_eq!(
+        (e.config.as_deref(), e.kargs.as_slice(), e.trust.as_slice()),
+        (
+            Some("doc"),
+            ["a=1".to_string()].as_slice(),
+            [key].as_slice()
+        )
+    );
+    let keys = medium_keys(Path::new("/dev/sr0"), &e);
+    assert_eq!(keys[0].0, "ops.pub in the boot medium /dev/sr0");
+    // Not a key: refused before the ISO is opened for writing.
+    let before = std::fs::read(&iso).unwrap();
+    let bad = KeyFile {
+        name: "notes.txt".into(),
+        bytes: b"hello".to_vec(),
+    };
+    let err = customize_with_trust(&iso, None, None, &[], &[bad]).unwrap_err();
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    assert!(std::fs::read(&iso).unwrap() == before, "the ISO changed");
+}
