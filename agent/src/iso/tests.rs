@@ -189,7 +189,14 @@ fn trust_keys_are_stored_after_the_arguments_and_checked_first() {
         name: "ops.pub".into(),
         bytes: std::fs::read(&pub_key).unwrap(),
     };
-    customize_with_trust(&iso, None, Some(b"doc"), &["a=1".into()], &[key.clone()]).unwrap();
+    customize_with_trust(
+        &iso,
+        None,
+        Some(b"doc"),
+        &["a=1".into()],
+        std::slice::from_ref(&key),
+    )
+    .unwrap();
     let e = show(&iso).unwrap();
     assert_eq!(
         (e.config.as_deref(), e.kargs.as_slice(), e.trust.as_slice()),
