@@ -220,7 +220,7 @@ impl Signature {
 
 /// minisign prints key ids as the 8 bytes read little-endian, in hex without leading zeros.
 fn key_id_hex(id: &[u8; 8]) -> String {
-    format!("{:016X}", u64::from_le_bytes(*id))
+    format!("{:X}", u64::from_le_bytes(*id))
 }
 
 #[cfg(test)]
