@@ -147,7 +147,9 @@ pub fn authenticate(
         }
         SignatureSource::Beside(src) => find_beside(src, source, ca)?,
     };
-    let signer = verify(root, data, &bytes, now).map_err(|e| classify(e, source, &sig_name))?;
+    let minisign = sig_name.ends_with(".minisig");
+    let signer =
+        verify(root, data, &bytes, minisign, now).map_err(|e| classify(e, source, &sig_name))?;
     Ok(format!(
         "document {source}: signature {sig_name} by {signer} verified"
     ))
@@ -208,12 +210,22 @@ fn fetch(name: &str, ca: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
     }
 }
 
-/// minisign when the file reads as one (`untrusted comment:`), else OpenPGP.
-fn verify(root: &TrustRoot, data: &[u8], sig: &[u8], now: i64) -> Result<String, TrustError> {
+/// minisign for a `.minisig` file or one that reads as minisign (`untrusted comment:`),
+/// else OpenPGP.
+fn verify(
+    root: &TrustRoot,
+    data: &[u8],
+    sig: &[u8],
+    minisign: bool,
+    now: i64,
+) -> Result<String, TrustError> {
     match std::str::from_utf8(sig) {
-        Ok(text) if text.trim_start().starts_with("untrusted comment:") => {
+        Ok(text) if minisign || text.trim_start().starts_with("untrusted comment:") => {
             root.verify_minisign(data, text).map(|(signer, _)| signer)
         }
+        Err(_) if minisign => Err(TrustError::Minisign(minisign::MinisignError::BadSignature(
+            "not text",
+        ))),
         _ => root
             .verify_openpgp(data, sig, now.clamp(0, u32::MAX as i64) as u32)
             .map(|fpr| format!("openpgp:{fpr}")),

@@ -56,9 +56,12 @@ fn each_cause_of_refusal_has_its_own_error() {
     let e = check(&other, b"version: 1\n").unwrap_err();
     assert!(matches!(e, AuthError::Untrusted { .. }), "{e}");
     assert!(e.to_string().contains(&other.fingerprints()[0]), "{e}");
-    std::fs::write(format!("{src}.minisig"), "untrusted comment: x\n!!\n").unwrap();
-    let e = check(&root, b"version: 1\n").unwrap_err();
-    assert!(matches!(e, AuthError::Unreadable { .. }), "{e}");
+    for junk in ["untrusted comment: x\n!!\n", "junk\n"] {
+        std::fs::write(format!("{src}.minisig"), junk).unwrap();
+        let e = check(&root, b"version: 1\n").unwrap_err();
+        assert!(matches!(e, AuthError::Unreadable { .. }), "{e}");
+        assert!(e.to_string().contains("not a minisign signature"), "{e}");
+    }
     let e = authenticate(&root, b"", "stdin", SignatureSource::Stdin, None, 0).unwrap_err();
     assert!(e.to_string().contains("--signature FILE"), "{e}");
 }
