@@ -66,6 +66,14 @@ mkdir -p "$root/etc/cloud/cloud.cfg.d"
 # disabled for the boot. The datasource is still found (NoCloud, else None) by
 # cloud-init itself.
 printf 'policy: enabled\n' > "$root/etc/cloud/ds-identify.cfg"
+# Even in mode `enabled` ds-identify first probes every block device and DMI field;
+# on a deployed tang+TPM stack (md, LUKS, seven LVs) under TCG on a loaded host that
+# took 99 s, the generator was killed at systemd's 90 s limit and cloud-init stayed
+# off for the boot. So cloud-init.target is also wanted statically: it runs whatever
+# the generator manages (and the datasource list below decides what it reads).
+mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+ln -sf /lib/systemd/system/cloud-init.target \
+  "$root/etc/systemd/system/multi-user.target.wants/cloud-init.target"
 cat > "$root/etc/cloud/cloud.cfg.d/90-imprint-datasource.cfg" <<'EOF'
 # Written by imprint's images/rootfs.sh: the configdrive is the only source.
 datasource_list: [ NoCloud, ConfigDrive, None ]

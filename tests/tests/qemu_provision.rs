@@ -213,6 +213,129 @@ fn customized_iso_as_usb_stick_provisions() {
     provisioned(vm, &server, "usb-01", "USB/UEFI");
 }
 
+/// A minisign key pair made by the real `minisign` in `dir`: (public key file, secret).
+fn minisign_key(dir: &Path) -> (PathBuf, PathBuf) {
+    let (public, secret) = (dir.join("ops.pub"), dir.join("ops.sec"));
+    sh(
+        "minisign",
+        &[
+            "-G",
+            "-W",
+            "-p",
+            public.to_str().unwrap(),
+            "-s",
+            secret.to_str().unwrap(),
+        ],
+    );
+    (public, secret)
+}
+
+/// The `.minisig` of `data` made with `secret`.
+fn minisign(secret: &Path, data: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doc");
+    std::fs::write(&file, data).unwrap();
+    sh(
+        "minisign",
+        &[
+            "-S",
+            "-s",
+            secret.to_str().unwrap(),
+            "-m",
+            file.to_str().unwrap(),
+        ],
+    );
+    std::fs::read(dir.path().join("doc.minisig")).unwrap()
+}
+
+/// The ISO customized with a trust key and `imprint.config=` (the document stays on the
+/// network, beside its signature).
+fn trusting_iso(dir: &Path, key: &Path, config_url: &str) -> PathBuf {
+    let out = out_dir();
+    let iso = dir.join("trusting.iso");
+    let st = Command::new(out.join("imprint"))
+        .args(["iso", "customize", "--trust"])
+        .arg(key)
+        .args(["--karg", &format!("imprint.config={config_url}")])
+        .args(["--karg", "imprint.failure_delay=0", "-o"])
+        .arg(&iso)
+        .arg(out.join("imprint.iso"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "imprint iso customize --trust failed");
+    iso
+}
+
+/// Issue 16: an ISO whose customization area carries a trust key provisions from a
+/// signed network document, and refuses the same document tampered with — failure
+/// report sent, neither disk written.
+#[test]
+fn a_trusting_iso_provisions_a_signed_document_and_refuses_a_tampered_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, secret) = minisign_key(dir.path());
+    let id = std::fs::read_to_string(&public).unwrap();
+    let id = id
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_uppercase();
+
+    let server = Server::start();
+    let (url, doc) = serve(&server, "trust-01");
+    server.serve_bytes("/host.yaml.minisig", minisign(&secret, doc.as_bytes()));
+    let vm = vm_with(
+        Boot::Cdrom(trusting_iso(dir.path(), &public, &url)),
+        Firmware::Uefi,
+    );
+    let mut vm = vm;
+    let log = vm
+        .wait_for_serial(" verified", RUN_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the signed document was not verified: {e}"));
+    assert!(log.contains(&format!("trust: minisign:{id}")), "{log}");
+    provisioned(vm, &server, "trust-01", "trusting ISO");
+
+    // The same medium, the document changed after signing: refused before any disk.
+    let bad = Server::start();
+    let (url, doc) = serve(&bad, "trust-01");
+    bad.serve_bytes("/host.yaml.minisig", minisign(&secret, doc.as_bytes()));
+    bad.serve_bytes(
+        "/host.yaml",
+        doc.replace("imprint-ok", "imprint-0k").into_bytes(),
+    );
+    let other = tempfile::tempdir().unwrap();
+    let mut vm = vm_with(
+        Boot::Cdrom(trusting_iso(other.path(), &public, &url)),
+        Firmware::Uefi,
+    );
+    vm.wait_for_serial("does not verify", RUN_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the tampered document was not refused: {e}"));
+    vm.wait_exit(Duration::from_secs(120)).unwrap();
+    let log = vm.serial_log();
+    let fin: Value = bad
+        .posts()
+        .iter()
+        .filter_map(|p| serde_json::from_slice::<Value>(&p.body).ok())
+        .find(|r| r["kind"] == "final")
+        .unwrap_or_else(|| panic!("no failure report:\n{log}"));
+    assert_eq!(fin["failed_step"], "authenticate", "{fin:#}");
+    assert_eq!(fin["disks_after"], "untouched", "{fin:#}");
+    assert!(!fin.to_string().contains("imprint-0k"), "{fin:#}");
+    for i in 0..2 {
+        let d = vm.disk_path(i);
+        let probe = sh_any("blkid", &["-p", d.to_str().unwrap()]);
+        assert!(probe.stdout.is_empty(), "{} was written to", d.display());
+    }
+    assert!(
+        bad.requests()
+            .iter()
+            .all(|r| !r.path.starts_with("/images/")),
+        "the image was fetched for a refused document"
+    );
+}
+
 #[test]
 fn a_static_address_from_ip_provisions() {
     let out = out_dir();
