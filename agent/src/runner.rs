@@ -229,14 +229,22 @@ mod tests {
 
     #[test]
     fn a_daemon_holding_the_output_open_does_not_hang_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("daemon.pid");
+        let p = pidfile.display();
+        // The daemon writes its pid only once it has left the command's session (setsid
+        // runs first), so the command cannot end while the daemon is still in its group.
+        let script = format!(
+            "setsid sh -c 'echo $$ > {p}; exec sleep 5' & \
+             for i in $(seq 100); do [ -s {p} ] && break; sleep 0.05; done; echo started"
+        );
         let t0 = Instant::now();
-        let out = run(
-            "sh",
-            ["-c", "setsid sleep 5 & echo started"],
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        let out = run("sh", ["-c", &script], Duration::from_secs(10)).unwrap();
+        let took = t0.elapsed();
+        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
+        assert!(took < Duration::from_secs(4), "{took:?}");
         assert!(out.stdout.contains("output incomplete"), "{}", out.stdout);
     }
 
