@@ -124,13 +124,17 @@ impl SeedDoc {
         // bootcmd runs on every boot (the layout, printed to the console); runcmd once.
         // The ESP is `nofail`, so systemd may mount it after cloud-init starts: the
         // layout is printed once /boot/efi is mounted, or after 120 s without it (a
-        // degraded boot), from the background so cloud-init does not wait.
+        // degraded boot), from the background so cloud-init does not wait. Under TCG on
+        // a loaded host the guest can be starved past systemd's 90 s device timeout
+        // before udev has even started ("Timed out waiting for device …" right after
+        // "Started systemd-udevd"), and the nofail ESP is then skipped for the boot:
+        // after 30 s the mount is asked for once more, as an operator would.
         d += r#"configdrive:
   format: nocloud
   user_data: |
     #cloud-config
     bootcmd:
-      - [sh, -c, "( for i in $(seq 120); do findmnt /boot/efi >/dev/null && break; sleep 1; done; { echo LAYOUT-BEGIN; findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS; cat /proc/mdstat; echo LAYOUT-END; } > /dev/console 2>&1 ) > /dev/null 2>&1 &"]
+      - [sh, -c, "( for i in $(seq 120); do findmnt /boot/efi >/dev/null && break; [ $i = 30 ] && systemctl start boot-efi.mount; sleep 1; done; { echo LAYOUT-BEGIN; findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS; cat /proc/mdstat; echo LAYOUT-END; } > /dev/console 2>&1 ) > /dev/null 2>&1 &"]
     runcmd: [[sh, -c, "echo imprint-$((6*7))-ok > /dev/console"]]
 "#;
         d += &format!(
