@@ -93,6 +93,40 @@ impl LoopDev {
         buf
     }
 
+    /// A disk that was in use: `size` bytes with a GPT of two 64 MiB partitions, each
+    /// starting with 2 MiB of random data.
+    pub fn used(size: u64) -> LoopDev {
+        let disk = LoopDev::new(size, 512);
+        sh(
+            "sgdisk",
+            &["-n", "1:1MiB:+64MiB", "-n", "2:0:+64MiB", disk.dev()],
+        );
+        for (_, start, _) in disk.partition_offsets() {
+            sh(
+                "dd",
+                &[
+                    "if=/dev/urandom",
+                    &format!("of={}", disk.dev()),
+                    "bs=1M",
+                    "count=2",
+                    &format!("seek={}", start >> 20),
+                    "conv=notrunc,fsync",
+                    "status=none",
+                ],
+            );
+        }
+        disk
+    }
+
+    /// sha256 of every byte of the device.
+    pub fn sha256(&self) -> String {
+        sh("sha256sum", &[self.dev()])
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     /// `(number, start_byte, size_bytes)` of each partition, as sgdisk reads the table.
     pub fn partition_offsets(&self) -> Vec<(u32, u64, u64)> {
         gpt_partitions(self.dev())

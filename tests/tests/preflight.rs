@@ -17,45 +17,11 @@ fn image() -> &'static TestImage {
     IMG.get_or_init(|| TestImage::build(16, 512))
 }
 
-/// A disk that was in use: a GPT with two partitions and data in both.
-fn used_disk() -> LoopDev {
-    let disk = LoopDev::new(2 << 30, 512);
-    sh(
-        "sgdisk",
-        &["-n", "1:1MiB:+64MiB", "-n", "2:0:+64MiB", disk.dev()],
-    );
-    let parts = disk.partition_offsets();
-    for (_, start, _) in parts {
-        sh(
-            "dd",
-            &[
-                "if=/dev/urandom",
-                &format!("of={}", disk.dev()),
-                "bs=1M",
-                "count=2",
-                &format!("seek={}", start >> 20),
-                "conv=notrunc,fsync",
-                "status=none",
-            ],
-        );
-    }
-    disk
-}
-
-/// sha256 of every byte of the device.
-fn fingerprint(disk: &LoopDev) -> String {
-    sh("sha256sum", &[disk.dev()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 /// Applies `doc` to a used disk and asserts the run stopped at `preflight` with every
 /// phrase in stderr and the report's error, the disk unchanged; returns the report.
 fn refused_untouched(server: &Server, doc: &str, phrases: &[&str]) -> Value {
-    let disk = used_disk();
-    let before = fingerprint(&disk);
+    let disk = LoopDev::used(2 << 30);
+    let before = disk.sha256();
     let run = apply(doc, &disk, &[]);
     assert_eq!(run.code, 5, "{}", run.stderr);
     assert!(
@@ -96,7 +62,7 @@ fn refused_untouched(server: &Server, doc: &str, phrases: &[&str]) -> Value {
         assert!(error.contains(p), "the report's error lacks {p:?}: {error}");
     }
     assert_eq!(
-        fingerprint(&disk),
+        disk.sha256(),
         before,
         "the disk changed although the run failed before its first step"
     );

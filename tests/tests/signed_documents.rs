@@ -131,40 +131,6 @@ fn keys() -> &'static Keys {
     })
 }
 
-/// A disk that was in use: a GPT with two partitions and data in both. Small: every
-/// run given it is refused before planning, and its every byte is hashed twice.
-fn used_disk() -> LoopDev {
-    let disk = LoopDev::new(256 << 20, 512);
-    sh(
-        "sgdisk",
-        &["-n", "1:1MiB:+64MiB", "-n", "2:0:+64MiB", disk.dev()],
-    );
-    for (_, start, _) in disk.partition_offsets() {
-        sh(
-            "dd",
-            &[
-                "if=/dev/urandom",
-                &format!("of={}", disk.dev()),
-                "bs=1M",
-                "count=2",
-                &format!("seek={}", start >> 20),
-                "conv=notrunc,fsync",
-                "status=none",
-            ],
-        );
-    }
-    disk
-}
-
-/// sha256 of every byte of the device.
-fn fingerprint(disk: &LoopDev) -> String {
-    sh("sha256sum", &[disk.dev()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 /// A server with the image and the single-disk document (plus `extra` top-level lines).
 fn server_with_doc(extra: &str) -> (Server, Vec<u8>) {
     let s = Server::start();
@@ -200,8 +166,8 @@ fn ops_pub() -> String {
 /// phrase in stderr and in the report's error, the disk byte for byte as it was, and
 /// nothing of the document (its user data, its host name) in the reports.
 fn refused(server: &Server, trust: &[&str], src: &str, phrases: &[&str]) {
-    let disk = used_disk();
-    let before = fingerprint(&disk);
+    let disk = LoopDev::used(256 << 20);
+    let before = disk.sha256();
     let run = apply_src(&disk, trust, src);
     assert_eq!(run.code, UNAUTHENTICATED, "{}", run.stderr);
     let fin = final_report(server, REPORT);
@@ -232,7 +198,7 @@ fn refused(server: &Server, trust: &[&str], src: &str, phrases: &[&str]) {
         "nothing ran: {}",
         run.stderr
     );
-    assert_eq!(fingerprint(&disk), before, "the disk changed");
+    assert_eq!(disk.sha256(), before, "the disk changed");
     assert_eq!(disk.partition_offsets().len(), 2, "the old GPT is gone");
 }
 
@@ -464,8 +430,8 @@ fn iso_customize_stores_trust_keys_and_show_lists_their_fingerprints() {
 fn run_refuses_an_unsigned_document_from_imprint_config_as_the_ramdisk_would() {
     let (s, _) = server_with_doc("");
     let url = s.url(DOC);
-    let disk = used_disk();
-    let before = fingerprint(&disk);
+    let disk = LoopDev::used(256 << 20);
+    let before = disk.sha256();
     let empty = tempfile::tempdir().unwrap();
     let run = imprint(&[
         "run",
@@ -486,5 +452,5 @@ fn run_refuses_an_unsigned_document_from_imprint_config_as_the_ramdisk_would() {
     assert!(run.stderr.contains(&phrase), "{}", run.stderr);
     let fin = final_report(&s, REPORT);
     assert_eq!(fin["failed_step"], "authenticate", "{fin:#}");
-    assert_eq!(fingerprint(&disk), before, "the disk changed");
+    assert_eq!(disk.sha256(), before, "the disk changed");
 }
