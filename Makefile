@@ -4,8 +4,8 @@ SHELL := /bin/bash
 ENV := . agent/native/env.sh &&
 MUSL := target/x86_64-unknown-linux-musl
 
-.PHONY: all deps agent initramfs iso test demo bench bench-boot images clean fuzz
-all: agent initramfs iso
+.PHONY: all deps agent initramfs iso action test demo bench bench-boot images clean fuzz
+all: agent initramfs iso action
 
 deps:
 	@bash agent/native/deps.sh
@@ -27,6 +27,11 @@ initramfs: agent
 # The hybrid BIOS/UEFI, CD/USB image out/imprint.iso (includes the initramfs step).
 iso: agent
 	bash initramfs/build.sh iso
+
+# imprint as a Tinkerbell action: an OCI image layout holding only the agent, written
+# without Docker (out/tinkerbell/, tag = imprint's version; docs/integrations/tinkerbell.md).
+action: agent
+	bash integrations/tinkerbell/build-action.sh out/imprint out/tinkerbell
 
 test: all
 	bash tests/run-suites.sh
@@ -55,7 +60,7 @@ images:
 # takes over 10 s counts as a hang (a crash).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := document gpt iso_area cmdline inventory qcow2_header tar tang_adv zstd_frames \
-  tpm2_responses signatures
+  tpm2_responses signatures whiteouts oci_manifests
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd agent/fuzz && for t in $(FUZZ_TARGETS); do \
@@ -78,4 +83,6 @@ bench: all
 	$${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/imprint-bench \
 	  --imprint out/imprint --unverified $(BENCH_UNVERIFIED)/x86_64-unknown-linux-musl/release/imprint \
 	  --cache $${CARGO_TARGET_DIR:-target}/bench --out out/bench
+	@# 64 agents through lookup against one receiver: wall time and the receiver's peak memory.
+	$(ENV) cargo test -q -p imprint-tests --test fleet -- --nocapture 2>&1 | grep -E '^fleet:|test result'
 	$(MAKE) bench-boot

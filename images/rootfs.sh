@@ -74,6 +74,16 @@ printf 'policy: enabled\n' > "$root/etc/cloud/ds-identify.cfg"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
 ln -sf /lib/systemd/system/cloud-init.target \
   "$root/etc/systemd/system/multi-user.target.wants/cloud-init.target"
+# systemd runs every generator within one 90 s budget, and a generator still running
+# then is killed with the rest unfinished: a TCG guest starved by its host (rcu stalls,
+# 30 s pauses) once lost systemd-fstab-generator that way and came up with `/` read-only
+# and nothing else mounted. The generators this image does not need are masked, so the
+# budget goes to fstab, cryptsetup and the like: cloud-init's (its target is wanted
+# statically, above) and gpt-auto's (every mount is in fstab).
+mkdir -p "$root/etc/systemd/system-generators"
+for g in cloud-init-generator systemd-gpt-auto-generator; do
+  ln -sf /dev/null "$root/etc/systemd/system-generators/$g"
+done
 cat > "$root/etc/cloud/cloud.cfg.d/90-imprint-datasource.cfg" <<'EOF'
 # Written by imprint's images/rootfs.sh: the configdrive is the only source.
 datasource_list: [ NoCloud, ConfigDrive, None ]

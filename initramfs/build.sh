@@ -2,6 +2,7 @@
 # Builds the boot artifacts from Debian's kernel, the static agent and a few tools:
 #   initramfs/build.sh initramfs   → out/vmlinuz, out/initramfs.img, out/boot.ipxe
 #   initramfs/build.sh iso         → the above + out/imprint.iso (hybrid BIOS/UEFI, CD/USB)
+# and each time out/boot/, the same files named by their SHA-256 (publish.sh).
 # Each artifact is cached under target/initramfs-cache/ by a key over every input
 # (kernel version, package versions, the agent's hash, this directory's files), so a
 # second run with nothing changed only copies. Must run as root (device nodes).
@@ -264,6 +265,13 @@ if [ "$what" = iso ]; then
   fi
   publish "$xdir" imprint.iso
 fi
+
+# The same files under names that are their content (out/boot/, docs/boot.md), beside
+# the newest ones' plain names above.
+version=$("$agent" --version | cut -d' ' -f2)
+published=("$out/vmlinuz" "$out/initramfs.img")
+[ "$what" = iso ] && published+=("$out/imprint.iso")
+bash "$here/publish.sh" "$out/boot" "$version" "$kver" "${published[@]}"
 
 # Keep the cache small: the newest three entries of each kind.
 for kind in initramfs iso; do

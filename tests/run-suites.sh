@@ -21,8 +21,11 @@ if [ "${PIPESTATUS[0]}" -ne 0 ]; then
   exit 1
 fi
 
-# Build every test binary once, before the suites compete for the two cores.
-cargo test --workspace --no-run 2>&1 | tail -3 || { echo "building the tests failed"; exit 1; }
+# Build every test binary once, before the suites compete for the two cores, with the
+# same package selection the suites use below: cargo resolves features per selection,
+# so a `--workspace` build here would be built a second time by the suites.
+{ cargo test -p imprint --lib --no-run && cargo test -p imprint-tests --tests --no-run; } 2>&1 | tail -3 \
+  || { echo "building the tests failed"; exit 1; }
 
 host() {
   cargo test -p imprint --lib -- --test-threads=2 > "$logs/unit.log" 2>&1
@@ -33,10 +36,11 @@ host() {
   return $rc
 }
 # Two QEMU lanes of about equal length (seconds measured on 2 cores, all lanes
-# running): the tang+TPM seed layout with the short suites in one (2038 + 262 + 223 +
-# 207), the other two seed layouts with the rest in the other (1098 + 933 + 200 +
-# 192 + 134 + 133 + 53).
-lane_a="qemu_binding qemu_powercut qemu_deployed qemu_images"
+# running): the tang+TPM seed layout, the single-disk seed layout (from a registry,
+# with its undo run) and three short suites in one (1058 + 660 + 200 + 150 + 175), the
+# mirrored seed layout with the rest in the other (about 1200 + 300 + 150 + 140 + 60 +
+# 60 + 25).
+lane_a="qemu_binding qemu_storage_single qemu_powercut qemu_deployed qemu_images"
 qemu() { # qemu a|b
   local rc=0
   for t in $qemu_tests; do

@@ -24,6 +24,13 @@ packages=(
   tang jose clevis clevis-tpm2 swtpm swtpm-tools tpm2-tools
   # signatures made by the real signers (trust root, signed documents and images)
   minisign gnupg sqv
+  # OCI registries: the CNCF distribution server, a real client to push with, htpasswd,
+  # umoci (the reference unpacker container-image rootfs deployments are compared with)
+  docker-registry skopeo apache2-utils umoci
+  # integration recipes: Ruby renders the Foreman templates with its own ERB
+  ruby
+  # IPv6 provisioning networks: dnsmasq for RA (RDNSS, DNSSL) and stateful DHCPv6 in a namespace
+  dnsmasq-base
   # make fuzz: the gnu build of the library links these dynamically; openssl makes test certificates
   libcryptsetup-dev libblkid-dev openssl
 )

@@ -23,6 +23,7 @@ mod image_steps;
 mod preflight;
 mod progress;
 mod session;
+mod signature;
 mod steps;
 mod storage_steps;
 

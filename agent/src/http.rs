@@ -81,3 +81,11 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 pub fn describe(e: &reqwest::Error) -> String {
     error_chain(e)
 }
+
+/// `secret` as a header value marked sensitive (left out of the client's debug
+/// output); `None` if it holds characters a header cannot.
+pub fn secret_header(secret: &crate::secret::Secret) -> Option<reqwest::header::HeaderValue> {
+    let mut v = reqwest::header::HeaderValue::from_str(secret.expose()).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}

@@ -99,6 +99,12 @@ pub enum Step {
 pub enum Check {
     /// One of the image's URLs answers and says the file's size.
     Image { urls: Vec<String> },
+    /// The image's signature is there, readable, and names a key that may sign it;
+    /// an image without a digest also needs the document to be signed.
+    Signature { url: String },
+    /// The registry image's manifest has a signature in the lookaside store by a key
+    /// that may sign it (and its keys are ones the document may name).
+    RegistrySignature { url: String, lookaside: String },
     /// The tang server advertises a signing key with the pinned thumbprint (any signed
     /// advertisement, with `trust_on_first_use`).
     Tang {
@@ -123,6 +129,12 @@ impl Check {
                     n => format!(" (or one of its {} mirrors)", n - 1),
                 }
             ),
+            Check::Signature { url } => {
+                format!("the image's signature {url} is by a key that may sign it")
+            }
+            Check::RegistrySignature { url, lookaside } => {
+                format!("{url} is signed in {lookaside} by a key that may sign it")
+            }
             Check::Tang {
                 url,
                 thumbprint: Some(t),
@@ -228,7 +240,18 @@ pub enum DigestAlgorithm {
 pub struct ImagePlan {
     /// The URL first, then its mirrors, tried in turn.
     pub urls: Vec<String>,
-    pub digest: Digest,
+    /// The served file's digest; absent only for a signed image (whose signature then
+    /// pins it, in a signed document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// The served file's detached signature, checked as it streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignaturePlan>,
+    /// The registry signatures an `oci://` image's manifest must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_signature: Option<RegistrySignaturePlan>,
+    /// What pins the served bytes.
+    pub pin: ImagePin,
     pub format: ImageFormat,
     /// The disk (by document name) and device the image goes to.
     pub target_disk: String,
@@ -238,6 +261,45 @@ pub struct ImagePlan {
     /// Verification after writing (`readback`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyMode>,
+    /// Credentials for the registry of an `oci://` URL (printed redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::oci::Credentials>,
+}
+
+/// What pins an image's bytes: what the served file is checked against.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum ImagePin {
+    /// The document's `sha256`/`sha512`.
+    Digest,
+    /// The `oci://` reference's manifest digest: the manifest must have it, and the
+    /// layer digest it names is what the served blob is checked against.
+    Manifest { digest: String },
+    /// The manifest digest a valid registry signature signs (a tag alone).
+    RegistrySignature,
+    /// The detached signature alone (accepted only in a signed document).
+    Signature,
+    /// Nothing: `--insecure` took a tag that neither a digest nor a signature pins.
+    Insecure,
+}
+
+/// Where an `oci://` image's signatures are kept (a lookaside store), and the keys
+/// that may have made them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct RegistrySignaturePlan {
+    pub lookaside: String,
+    /// OpenPGP certificates as the document gave them; empty: the trust root's keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+}
+
+/// Where an image's signature is, and the keys that may have made it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct SignaturePlan {
+    pub url: String,
+    /// Public keys as the document gave them; empty: the trust root's keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
 }
 
 /// The configdrive to write, into a new partition after the image's partitions.
@@ -269,6 +331,27 @@ pub struct ReportPlan {
     pub url: String,
     pub token: Option<Secret>,
     pub heartbeat_secs: u64,
+    /// Asked (`GET`) after the final report of a success (shown without its query).
+    #[serde(default, serialize_with = "without_query")]
+    pub built: Option<String>,
+    /// Sent the failure (`POST`) after the final report of a failure (shown without its query).
+    #[serde(default, serialize_with = "without_query")]
+    pub failed: Option<String>,
+}
+
+/// A URL as it may be shown: its query (where hooks carry their tokens) redacted.
+pub fn redact_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>"),
+        None => url.to_string(),
+    }
+}
+
+fn without_query<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&redact_query(u)),
+        None => s.serialize_none(),
+    }
 }
 
 /// An md RAID1 array to create.

@@ -1,5 +1,6 @@
 //! JSON Schemas of what imprint reads and writes: the document it reads, the plan
-//! `plan` prints, the inventory `disks --json` prints and the report events it sends.
+//! `plan` prints, the host inventory `inventory` prints (and a lookup POSTs), the disk
+//! list `disks --json` prints and the report events it sends.
 //! `imprint schema <kind>` prints them; each comes from the types themselves.
 
 use schemars::generate::SchemaSettings;
@@ -14,8 +15,10 @@ pub enum Kind {
     Document,
     /// The resolved plan (`plan --json`).
     Plan,
-    /// The block devices (`disks --json`).
+    /// The host inventory (`inventory`, the body of a lookup; `plan --inventory` reads it).
     Inventory,
+    /// The block devices alone (`disks --json`).
+    Disks,
     /// One report event (a POST body to `report.url`).
     Report,
 }
@@ -25,7 +28,8 @@ pub fn of(kind: Kind) -> Value {
     match kind {
         Kind::Document => crate::config::json_schema(),
         Kind::Plan => written::<crate::plan::Plan>(),
-        Kind::Inventory => written::<Vec<crate::disks::Disk>>(),
+        Kind::Inventory => written::<crate::inventory::Inventory>(),
+        Kind::Disks => written::<Vec<crate::disks::Disk>>(),
         Kind::Report => written::<crate::report::Event>(),
     }
 }

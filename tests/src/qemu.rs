@@ -136,6 +136,8 @@ pub struct VmBuilder {
     /// A software TPM 2.0 whose state lives in this directory (kept across VMs).
     tpm_state: Option<PathBuf>,
     serial_input: bool,
+    /// Further options of the user (slirp) network, e.g. `ipv4=off,ipv6=on`.
+    user_net: Option<String>,
 }
 
 impl VmBuilder {
@@ -171,6 +173,13 @@ impl VmBuilder {
     /// another machine's TPM.
     pub fn tpm(mut self, state_dir: &Path) -> Self {
         self.tpm_state = Some(state_dir.to_path_buf());
+        self
+    }
+
+    /// Options appended to the user (slirp) network's `-netdev user,id=n`: an IPv6-only
+    /// network is `ipv4=off,ipv6=on,ipv6-net=fd42:9::/64,ipv6-host=fd42:9::2`.
+    pub fn user_net(mut self, options: &str) -> Self {
+        self.user_net = Some(options.to_string());
         self
     }
 
@@ -251,6 +260,9 @@ impl VmBuilder {
             Boot::Disk => a.extend(["-boot".into(), "c".into()]),
         }
         let pxe = matches!(boot, Boot::Pxe { .. });
+        if let Some(o) = &self.user_net {
+            netdev = format!("{netdev},{o}");
+        }
         if self.nic || pxe {
             a.extend([
                 "-netdev".into(),
@@ -451,6 +463,7 @@ impl Vm {
             extra: Vec::new(),
             tpm_state: None,
             serial_input: false,
+            user_net: None,
         }
     }
 
@@ -710,6 +723,35 @@ impl Drop for Vm {
             );
         }
     }
+}
+
+/// `base` (an initramfs) with `files` added, as an operator adds a site CA to the boot
+/// files: a newc cpio made by the real `cpio` from a staging directory, appended to
+/// the image after zeros up to a 512-byte boundary (the kernel unpacks concatenated
+/// archives in turn, each starting on a 4-byte boundary). Written into `dir`.
+pub fn initramfs_with(base: &Path, dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
+    let stage = dir.join("initramfs-extra");
+    for (path, bytes) in files {
+        let p = stage.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().expect("a file under a directory")).expect("mkdir");
+        std::fs::write(&p, bytes).expect("write an initramfs file");
+    }
+    let cpio = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet")
+        .arg("sh")
+        .arg(&stage)
+        .output()
+        .expect("cpio");
+    assert!(cpio.status.success(), "cpio: {cpio:?}");
+    let mut image = std::fs::read(base).expect("read the initramfs");
+    // An archive after a compressed one must start on a 4-byte boundary; the kernel
+    // skips the zeros between them.
+    image.resize(image.len().div_ceil(512) * 512, 0);
+    image.extend_from_slice(&cpio.stdout);
+    let out = dir.join("initramfs-extra.img");
+    std::fs::write(&out, image).expect("write the initramfs");
+    out
 }
 
 #[cfg(test)]

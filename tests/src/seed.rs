@@ -49,7 +49,14 @@ pub struct SeedDoc {
     pub threshold: Option<u32>,
     /// sha512 of `/images/debian-12-rootfs.tar.zst`; `None`: no image (storage only).
     pub rootfs_sha512: Option<String>,
+    /// The root filesystem from a registry instead: an `oci://` reference pinned by its
+    /// manifest digest (takes precedence over `rootfs_sha512`).
+    pub rootfs_oci: Option<String>,
     pub report_token: String,
+    /// How the agent boots for this document: extra kernel arguments…
+    pub kargs: String,
+    /// …and another initramfs than `out/initramfs.img` (e.g. with a site CA appended).
+    pub initrd: Option<std::path::PathBuf>,
 }
 
 impl SeedDoc {
@@ -63,7 +70,10 @@ impl SeedDoc {
             tpm2: false,
             threshold: None,
             rootfs_sha512: None,
+            rootfs_oci: None,
             report_token: format!("{hostname}-token"),
+            kargs: String::new(),
+            initrd: None,
         }
     }
 
@@ -115,7 +125,9 @@ impl SeedDoc {
             d += &format!("      - {{ mount: {mount}, size: {size}, type: xfs{opts} }}\n");
         }
         d += "      - { swap: true, size: 256MiB }\n";
-        if let Some(sha) = &self.rootfs_sha512 {
+        if let Some(reference) = &self.rootfs_oci {
+            d += &format!("image:\n  url: \"{reference}\"\n  format: rootfs\n");
+        } else if let Some(sha) = &self.rootfs_sha512 {
             d += &format!(
                 "image:\n  url: {}/images/debian-12-rootfs.tar.zst\n  sha512: \"{sha}\"\n  format: rootfs\n",
                 self.base
@@ -163,10 +175,13 @@ pub fn run_agent(
     let mut b = Vm::builder()
         .boot(Boot::Direct {
             kernel: out.join("vmlinuz"),
-            initrd: out.join("initramfs.img"),
+            initrd: doc
+                .initrd
+                .clone()
+                .unwrap_or_else(|| out.join("initramfs.img")),
             append: format!(
-                "console=ttyS0 imprint.config={}{doc_path} imprint.failure_delay=0",
-                doc.base
+                "console=ttyS0 imprint.config={}{doc_path} imprint.failure_delay=0 {}",
+                doc.base, doc.kargs
             ),
         })
         .firmware(firmware)

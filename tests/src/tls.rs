@@ -83,6 +83,16 @@ impl Pki {
         self.dir.path().join("ca.pem")
     }
 
+    /// The server certificate (PEM), for servers the tests start themselves.
+    pub fn server_cert(&self) -> PathBuf {
+        self.file("server.pem")
+    }
+
+    /// The server certificate's key (PEM).
+    pub fn server_key(&self) -> PathBuf {
+        self.file("server.key")
+    }
+
     fn file(&self, f: &str) -> PathBuf {
         self.dir.path().join(f)
     }

@@ -173,7 +173,7 @@ fn schema_kinds_describe_what_the_binary_prints() {
     let (code, out, err) = imprint(&["disks", "--json", "--disks", disk.dev()], None);
     assert_eq!(code, 0, "{err}");
     let inventory: serde_json::Value = serde_json::from_str(&out).unwrap();
-    ReportSchema::new(&schema("inventory"))
+    ReportSchema::new(&schema("disks"))
         .check(&inventory)
         .unwrap_or_else(|e| panic!("{e}"));
     // The seed document's plan against a reported two-disk inventory.
@@ -190,6 +190,16 @@ fn schema_kinds_describe_what_the_binary_prints() {
         disks.push(d);
     }
     disks.remove(0);
+    // The host inventory `imprint inventory` prints, carrying the same disks, plans alike.
+    let (code, host, err) = imprint(&["inventory"], None);
+    assert_eq!(code, 0, "{err}");
+    let mut host: serde_json::Value = serde_json::from_str(&host).unwrap();
+    ReportSchema::new(&schema("inventory"))
+        .check(&host)
+        .unwrap_or_else(|e| panic!("{e}"));
+    host["disks"] = serde_json::Value::Array(disks.clone());
+    let host_path = dir.path().join("host.json");
+    std::fs::write(&host_path, host.to_string()).unwrap();
     std::fs::write(&inv_path, serde_json::Value::Array(disks).to_string()).unwrap();
     let (code, out, err) = imprint(
         &["plan", "--json", "--inventory", inv_path.to_str().unwrap()],
@@ -200,6 +210,15 @@ fn schema_kinds_describe_what_the_binary_prints() {
     ReportSchema::new(&schema("plan"))
         .check(&plan)
         .unwrap_or_else(|e| panic!("{e}"));
+    let (code, from_host, err) = imprint(
+        &["plan", "--json", "--inventory", host_path.to_str().unwrap()],
+        Some(&seed_doc()),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&from_host).unwrap(),
+        plan
+    );
 }
 
 #[test]

@@ -214,3 +214,27 @@ fn a_configdrive_too_small_for_its_files_fails_before_the_disk_is_touched() {
     );
     refused_untouched(&server, &doc, &["the configdrive's files fit its 1.0 MiB"]);
 }
+
+/// The "byte for byte" comparisons above rest on `LoopDev::sha256`, which reads only the
+/// backing file's allocated extents: one byte written through the device, into a hole or
+/// into the data, must change it.
+#[test]
+fn the_disk_digest_sees_one_byte_written_anywhere() {
+    use std::io::{Seek, SeekFrom, Write};
+    let disk = LoopDev::used(2 << 30);
+    let mut last = disk.sha256();
+    assert_eq!(disk.sha256(), last, "the digest is stable");
+    for at in [(1u64 << 30) + 12345, (1 << 20) + 7, (2u64 << 30) - 1] {
+        let was = disk.read_at(at, 1)[0];
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(disk.dev())
+            .unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[!was]).unwrap();
+        drop(f);
+        let now = disk.sha256();
+        assert_ne!(now, last, "a byte written at {at} went unseen");
+        last = now;
+    }
+}

@@ -1,12 +1,13 @@
 //! Issue 3 acceptance: the single-disk document provisions a VM through every boot
-//! path a provisioning system uses — direct kernel boot, PXE through iPXE, the ISO as
+//! path a provisioning system uses — direct kernel boot, PXE through iPXE (the script
+//! `make` published under its digest, loading the kernel and initramfs by theirs), the ISO as
 //! a CD under BIOS and UEFI, the ISO as a USB stick, each ISO customized with the
 //! document embedded and no `imprint.config=` — with 512 MiB of RAM. Each run is then
 //! checked from the host on the VM's disk files and through the reports it sent.
 
 use imprint_tests::fixtures::*;
-use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
-use imprint_tests::server::Server;
+use imprint_tests::qemu::{Boot, Bus, Disk, Firmware, Vm};
+use imprint_tests::server::{Answer, Server};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -138,17 +139,94 @@ fn vm_with(boot: Boot, firmware: Firmware) -> Vm {
 fn direct_kernel_boot_provisions_with_512_mib() {
     let out = out_dir();
     let server = Server::start();
-    let (url, _) = serve(&server, "direct-01");
-    let append = format!("console=ttyS0 imprint.config={url} imprint.failure_delay=0");
-    let vm = vm_with(
-        Boot::Direct {
+    let (_, doc) = serve(&server, "direct-01");
+    // No document URL: the machine asks by lookup, posting its inventory; the server
+    // knows it by the serial of its small disk and has it wait once (202).
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let first = asked.clone();
+    server.respond_posts("/lookup", move |p| {
+        let inv: Value = serde_json::from_slice(&p.body).unwrap_or(Value::Null);
+        let ours = inv["disks"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["serial"] == "SN-SMALL-0002"));
+        if !ours {
+            Answer::status(404)
+        } else if !first.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Answer::status(202).header("Retry-After", "5")
+        } else {
+            Answer::status(200).body(doc.clone().into_bytes())
+        }
+    });
+    let append = format!(
+        "console=ttyS0 imprint.lookup={}/lookup imprint.failure_delay=0",
+        guest_base(&server)
+    );
+    // The big disk on NVMe, a second NIC (e1000) beside the virtio one.
+    let vm = Vm::builder()
+        .boot(Boot::Direct {
             kernel: out.join("vmlinuz"),
             initrd: out.join("initramfs.img"),
             append,
-        },
-        Firmware::Bios,
-    );
+        })
+        .firmware(Firmware::Bios)
+        .disk(Disk::virtio(6 << 30, "SN-BIG-0001").bus(Bus::Nvme))
+        .disk(Disk::virtio(4 << 30, "SN-SMALL-0002"))
+        .arg("-netdev")
+        .arg("user,id=second")
+        .arg("-device")
+        .arg("e1000,netdev=second,mac=52:54:00:aa:bb:02")
+        .memory_mib(512)
+        .start()
+        .unwrap();
     provisioned(vm, &server, "direct-01", "direct boot");
+
+    // What the machine said about itself, as the schema says it may.
+    let lookups: Vec<Value> = server
+        .posts()
+        .into_iter()
+        .filter(|p| p.path == "/lookup")
+        .map(|p| p.json())
+        .collect();
+    assert_eq!(lookups.len(), 2, "a 202, then the document");
+    let inv = &lookups[1];
+    let schema = imprint_tests::report_schema::ReportSchema::new(
+        &serde_json::from_str(&sh(
+            imprint_bin().to_str().unwrap(),
+            &["schema", "inventory"],
+        ))
+        .unwrap(),
+    );
+    schema.check(inv).unwrap_or_else(|e| panic!("{e}\n{inv:#}"));
+    let disk = |serial: &str| {
+        inv["disks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["serial"] == serial)
+            .unwrap_or_else(|| panic!("no disk {serial}: {inv:#}"))
+            .clone()
+    };
+    assert!(
+        disk("SN-BIG-0001")["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/nvme"),
+        "{inv:#}"
+    );
+    assert_eq!(disk("SN-SMALL-0002")["path"], "/dev/vda", "{inv:#}");
+    let nics = inv["nics"].as_array().unwrap();
+    let drivers: Vec<&str> = nics.iter().filter_map(|n| n["driver"].as_str()).collect();
+    assert!(
+        drivers.contains(&"virtio_net") && drivers.contains(&"e1000"),
+        "{inv:#}"
+    );
+    assert!(
+        nics.iter().any(|n| n["mac"] == "52:54:00:aa:bb:02"),
+        "{inv:#}"
+    );
+    assert_eq!(inv["tpm"]["present"], false, "no TPM in this VM: {inv:#}");
+    assert_eq!(inv["firmware"]["mode"], "bios", "{inv:#}");
+    assert_eq!(inv["system"]["vendor"], "QEMU", "SMBIOS from QEMU: {inv:#}");
 }
 
 #[test]
@@ -156,17 +234,25 @@ fn pxe_through_ipxe_provisions() {
     let out = out_dir();
     let server = Server::start();
     let (url, _) = serve(&server, "pxe-01");
-    for f in ["vmlinuz", "initramfs.img", "boot.ipxe"] {
-        server.serve_file(&format!("/boot/{f}"), out.join(f));
+    // The boot files as `make` published them, named by their content (out/boot/):
+    // the script the manifest names loads the kernel and initramfs by digest.
+    let store = out.join("boot");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(store.join("current.json")).unwrap()).unwrap();
+    let script = manifest["ipxe"]["name"].as_str().unwrap();
+    server.serve_file(&format!("/boot/{script}"), store.join(script));
+    for a in manifest["artifacts"].as_array().unwrap() {
+        let path = a["path"].as_str().unwrap();
+        server.serve_file(&format!("/boot/{path}"), store.join(path));
     }
     let base = url.trim_end_matches("host.yaml");
-    // What a provisioning system's DHCP/TFTP hands out: a tiny script chaining boot.ipxe.
+    // What a provisioning system's DHCP/TFTP hands out: a tiny script chaining imprint's.
     let tftp = tempfile::tempdir().unwrap();
     std::fs::write(
         tftp.path().join("start.ipxe"),
         format!(
             "#!ipxe\ndhcp\nset imprint_config {url}\nset imprint_console console=ttyS0\n\
-             set imprint_kargs imprint.failure_delay=0\nchain {base}boot/boot.ipxe\n"
+             set imprint_kargs imprint.failure_delay=0\nchain {base}boot/{script}\n"
         ),
     )
     .unwrap();

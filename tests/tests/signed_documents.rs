@@ -7,9 +7,9 @@
 use imprint_tests::fixtures::*;
 use imprint_tests::provision::*;
 use imprint_tests::server::Server;
+use imprint_tests::signing::keys;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 const REPORT: &str = "/report/web-01";
@@ -22,113 +22,6 @@ const MARKER: &str = "imprint-ok";
 fn image() -> &'static TestImage {
     static IMG: OnceLock<TestImage> = OnceLock::new();
     IMG.get_or_init(|| TestImage::build(16, 512))
-}
-
-/// Signing keys made once per test process: two minisign key pairs (`ops` trusted,
-/// `rogue` not) and a gpg key in its own GNUPGHOME.
-struct Keys {
-    dir: tempfile::TempDir,
-    gpg_fpr: String,
-}
-
-impl Keys {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn gpg(&self, args: &[&str]) -> Vec<u8> {
-        let out = Command::new("gpg")
-            .arg("--homedir")
-            .arg(self.path("gnupg"))
-            .args([
-                "--batch",
-                "--yes",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-            ])
-            .args(args)
-            .output()
-            .expect("gpg is installed (make deps)");
-        assert!(out.status.success(), "gpg {args:?}: {out:?}");
-        out.stdout
-    }
-
-    /// A detached signature over `data`: minisign with key `name`, or gpg (binary).
-    fn sign(&self, name: &str, data: &[u8]) -> Vec<u8> {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("doc");
-        std::fs::write(&file, data).unwrap();
-        if name == "gpg" {
-            let sig = dir.path().join("doc.sig");
-            self.gpg(&["--detach-sign", "-o", path_str(&sig), path_str(&file)]);
-            return std::fs::read(sig).unwrap();
-        }
-        let sec = self.path(&format!("{name}.sec"));
-        sh(
-            "minisign",
-            &["-S", "-s", path_str(&sec), "-m", path_str(&file)],
-        );
-        std::fs::read(dir.path().join("doc.minisig")).unwrap()
-    }
-
-    /// The minisign key id of `name`, as imprint prints it.
-    fn minisign_id(&self, name: &str) -> String {
-        let text = std::fs::read_to_string(self.path(&format!("{name}.pub"))).unwrap();
-        text.lines()
-            .next()
-            .unwrap()
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .to_uppercase()
-    }
-}
-
-fn keys() -> &'static Keys {
-    static K: OnceLock<Keys> = OnceLock::new();
-    K.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        for name in ["ops", "rogue"] {
-            let p = |ext: &str| dir.path().join(format!("{name}.{ext}"));
-            sh(
-                "minisign",
-                &[
-                    "-G",
-                    "-W",
-                    "-p",
-                    path_str(&p("pub")),
-                    "-s",
-                    path_str(&p("sec")),
-                ],
-            );
-        }
-        std::fs::create_dir(dir.path().join("gnupg")).unwrap();
-        let mut k = Keys {
-            dir,
-            gpg_fpr: String::new(),
-        };
-        k.gpg(&[
-            "--quick-gen-key",
-            "ops <ops@example.com>",
-            "ed25519",
-            "sign",
-            "never",
-        ]);
-        let cert = k.gpg(&["--armor", "--export"]);
-        std::fs::write(k.path("release.asc"), cert).unwrap();
-        let list = String::from_utf8(k.gpg(&["--with-colons", "--list-keys"])).unwrap();
-        k.gpg_fpr = list
-            .lines()
-            .find(|l| l.starts_with("fpr:"))
-            .unwrap()
-            .split(':')
-            .nth(9)
-            .unwrap()
-            .to_string();
-        k
-    })
 }
 
 /// A server with the image and the single-disk document (plus `extra` top-level lines).

@@ -21,37 +21,6 @@ const STAGING: &str = "/run/imprint/target";
 /// One run at a time: the agent assembles every target under the same staging root.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A root filesystem of busybox alone: enough for `sh`, `env` and `sleep` in a chroot.
-fn busybox_rootfs() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    for d in ["bin", "usr/bin", "etc", "boot", "tmp"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for (link, to) in [
-        ("bin/sh", "busybox"),
-        ("bin/sleep", "busybox"),
-        ("bin/false", "busybox"),
-        ("usr/bin/env", "../../bin/busybox"),
-    ] {
-        std::os::unix::fs::symlink(to, root.join(link)).unwrap();
-    }
-    let tar = dir.path().join("root.tar.zst");
-    sh(
-        "tar",
-        &[
-            "--zstd",
-            "-cf",
-            tar.to_str().unwrap(),
-            "-C",
-            root.to_str().unwrap(),
-            ".",
-        ],
-    );
-    std::fs::read(tar).unwrap()
-}
-
 /// The single-disk layout with the busybox root and `finalize` commands.
 fn document(server: &Server, finalize: &str) -> String {
     let tar = busybox_rootfs();

@@ -1,9 +1,12 @@
 //! The kernel command line as the ramdisk reads it: Linux quoting, the `imprint.*`
-//! keys, `ip=` in the nfsroot format and dracut-style `vlan=`.
+//! keys, `ip=` (nfsroot and dracut forms, [`super::ip_arg`]) and dracut-style `vlan=`.
 //!
 //! | key | meaning |
 //! |---|---|
 //! | `imprint.config=URL` | the provisioning document (`http://`, `https://`, `file:`) |
+//! | `imprint.lookup=URL` | without `imprint.config=`: POST the inventory there for the document |
+//! | `imprint.lookup_timeout=SECONDS` | how long the lookup keeps asking (default 3600) |
+//! | `imprint.lookup_lldp=SECONDS` | how long the lookup's inventory listens for LLDP (default 5 as PID 1) |
 //! | `imprint.ca=PATH` | PEM bundle trusted for HTTPS instead of the built-in roots |
 //! | `imprint.debug=1` | verbose log; a shell stays on the console at the end |
 //! | `imprint.disks=…` | passed to the engine (optional disk restriction) |
@@ -11,12 +14,13 @@
 //! | `imprint.on_failure=poweroff\|reboot\|halt` | what PID 1 does after a failure (default `poweroff`) |
 //! | `imprint.failure_delay=SECONDS` | how long the error stays on screen first (default 60) |
 //! | `imprint.net_timeout=SECONDS` | how long DHCP keeps trying for a lease (default 90) |
+//! | `imprint.net6_timeout=SECONDS` | how long IPv6 waits for a router, an address and DHCPv6 (default 40, as dracut) |
 //! | `imprint.report_timeout=SECONDS` | cap on report retries (read by the CLI through [`Cmdline::get`]) |
 //! | `imprint.iso=1` | set by the ISO's boot loader: wait for the boot medium |
-//! | `ip=dhcp`, `ip=DEV:dhcp`, `ip=off`, `ip=CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEV:AUTOCONF:DNS0:DNS1` | network |
+//! | `ip=…` | network (see [`super::ip_arg`]: `dhcp`, `dhcp6`, `auto6`, `either6`, static v4 and v6) |
 //! | `vlan=NAME:PARENT` | a VLAN interface, e.g. `vlan=eth0.100:eth0` (id from the name's digits) |
 
-use std::net::Ipv4Addr;
+pub use super::ip_arg::{parse_ip, IpConfig, StaticIp, V6Mode};
 use std::time::Duration;
 
 /// A command line that cannot be used as given.
@@ -40,29 +44,6 @@ pub enum FailureAction {
     Halt,
 }
 
-/// One `ip=` setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IpConfig {
-    /// DHCP on `device`, or on every link with carrier.
-    Dhcp { device: Option<String> },
-    /// A static address.
-    Static(StaticIp),
-    /// No network configuration at all.
-    Off,
-}
-
-/// A static address from `ip=CLIENT::GW:NETMASK:HOSTNAME:DEV:off`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticIp {
-    pub address: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Option<Ipv4Addr>,
-    pub hostname: Option<String>,
-    /// Interface; `None` means the first link with carrier.
-    pub device: Option<String>,
-    pub dns: Vec<Ipv4Addr>,
-}
-
 /// A VLAN interface to create before configuring addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vlan {
@@ -77,6 +58,16 @@ pub struct Cmdline {
     /// Every argument in order, as `key` and optional `value`.
     pub args: Vec<(String, Option<String>)>,
     pub config: Option<String>,
+    /// `imprint.lookup=URL`: where to POST the inventory when no `imprint.config=` is given.
+    pub lookup: Option<String>,
+    /// `imprint.lookup_timeout=`: the bound on the whole lookup.
+    pub lookup_timeout: Duration,
+    /// `imprint.lookup_lldp=`: how long the lookup listens for LLDP; `None`: 5 s as PID 1,
+    /// none by hand.
+    pub lookup_lldp: Option<Duration>,
+    /// The floor of a server's `Retry-After` (5 s; only `run --lookup-min-wait` lowers it,
+    /// for tests).
+    pub lookup_min_wait: Duration,
     pub ca: Option<String>,
     pub debug: bool,
     pub disks: Option<String>,
@@ -86,6 +77,9 @@ pub struct Cmdline {
     pub failure_delay: Duration,
     /// How long DHCP keeps trying (`imprint.net_timeout=`).
     pub net_timeout: Duration,
+    /// How long IPv6 waits for a router answer, a usable address and DHCPv6
+    /// (`imprint.net6_timeout=`; dracut's `rd.net.timeout.ipv6auto` is 40 s too).
+    pub net6_timeout: Duration,
     pub ip: Vec<IpConfig>,
     pub vlans: Vec<Vlan>,
     /// A document found on the boot medium during early boot: (source, text).
@@ -132,6 +126,9 @@ impl Cmdline {
         let mut c = Cmdline {
             failure_delay: Duration::from_secs(60),
             net_timeout: Duration::from_secs(90),
+            net6_timeout: Duration::from_secs(40),
+            lookup_timeout: super::lookup::DEFAULT_TIMEOUT,
+            lookup_min_wait: super::lookup::MIN_WAIT,
             ..Default::default()
         };
         for (key, value) in &args {
@@ -142,6 +139,7 @@ impl Cmdline {
             };
             match key.as_str() {
                 "imprint.config" => c.config = non_empty(v),
+                "imprint.lookup" => c.lookup = non_empty(v),
                 "imprint.ca" => c.ca = non_empty(v),
                 "imprint.debug" => {
                     c.debug = value.is_none() || matches!(v, "1" | "true" | "yes" | "on")
@@ -157,15 +155,21 @@ impl Cmdline {
                         _ => return Err(invalid("expected poweroff, reboot or halt")),
                     }
                 }
-                "imprint.failure_delay" | "imprint.net_timeout" => {
+                "imprint.failure_delay"
+                | "imprint.net_timeout"
+                | "imprint.net6_timeout"
+                | "imprint.lookup_timeout"
+                | "imprint.lookup_lldp" => {
                     let s: u64 = v
                         .parse()
                         .map_err(|_| invalid("expected a number of seconds"))?;
                     let d = Duration::from_secs(s);
-                    if key == "imprint.net_timeout" {
-                        c.net_timeout = d;
-                    } else {
-                        c.failure_delay = d;
+                    match key.as_str() {
+                        "imprint.net_timeout" => c.net_timeout = d,
+                        "imprint.net6_timeout" => c.net6_timeout = d,
+                        "imprint.lookup_timeout" => c.lookup_timeout = d,
+                        "imprint.lookup_lldp" => c.lookup_lldp = Some(d),
+                        _ => c.failure_delay = d,
                     }
                 }
                 "ip" => {
@@ -227,72 +231,6 @@ pub fn split(text: &str) -> Vec<String> {
         out.truncate(end);
     }
     out
-}
-
-/// Parses an `ip=` value.
-pub fn parse_ip(v: &str) -> Result<IpConfig, String> {
-    match v {
-        "dhcp" | "on" | "any" | "auto" => return Ok(IpConfig::Dhcp { device: None }),
-        "off" | "none" => return Ok(IpConfig::Off),
-        _ => {}
-    }
-    let f: Vec<&str> = v.split(':').collect();
-    // dracut's `ip=eth0:dhcp`.
-    if f.len() == 2 && matches!(f[1], "dhcp" | "on" | "any") {
-        return Ok(IpConfig::Dhcp {
-            device: non_empty(f[0]),
-        });
-    }
-    let field = |i: usize| f.get(i).copied().unwrap_or("");
-    let addr = |i: usize, what: &str| -> Result<Option<Ipv4Addr>, String> {
-        match field(i) {
-            "" => Ok(None),
-            s => s
-                .parse()
-                .map(Some)
-                .map_err(|_| format!("{what} {s:?} is not an IPv4 address")),
-        }
-    };
-    let autoconf = field(6);
-    let client = addr(0, "client address")?;
-    let device = non_empty(field(5));
-    match (client, autoconf) {
-        (None, "dhcp" | "on" | "any" | "") => Ok(IpConfig::Dhcp { device }),
-        (None, _) => Err(format!("autoconf {autoconf:?} needs a client address")),
-        (Some(address), "off" | "none" | "") => {
-            let prefix = match field(3) {
-                "" => 24,
-                m if !m.contains('.') => m
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|p| *p <= 32)
-                    .ok_or(format!("netmask {m:?} is invalid"))?,
-                m => netmask_prefix(m.parse().map_err(|_| format!("netmask {m:?} is invalid"))?)
-                    .ok_or(format!("netmask {m} is not contiguous"))?,
-            };
-            let dns = [addr(7, "DNS server")?, addr(8, "DNS server")?]
-                .into_iter()
-                .flatten()
-                .collect();
-            Ok(IpConfig::Static(StaticIp {
-                address,
-                prefix,
-                gateway: addr(2, "gateway")?,
-                hostname: non_empty(field(4)),
-                device,
-                dns,
-            }))
-        }
-        (Some(_), other) => Err(format!(
-            "autoconf {other:?} with a client address: use off (static) or leave the address empty"
-        )),
-    }
-}
-
-fn netmask_prefix(mask: Ipv4Addr) -> Option<u8> {
-    let bits = u32::from(mask);
-    let prefix = bits.leading_ones();
-    (bits.checked_shl(prefix).unwrap_or(0) == 0).then_some(prefix as u8)
 }
 
 /// Parses a `vlan=NAME:PARENT` value; the id is the trailing number of the name.
@@ -357,6 +295,26 @@ mod tests {
     }
 
     #[test]
+    fn lookup_arguments_and_their_defaults() {
+        let c = Cmdline::parse("imprint.lookup=http://prov/lookup").unwrap();
+        assert_eq!(c.lookup.as_deref(), Some("http://prov/lookup"));
+        assert_eq!(c.lookup_timeout, Duration::from_secs(3600));
+        assert_eq!(c.lookup_min_wait, Duration::from_secs(5));
+        assert_eq!(c.lookup_lldp, None);
+        let c = Cmdline::parse("imprint.lookup_timeout=600 imprint.lookup_lldp=0").unwrap();
+        assert_eq!(c.lookup_timeout, Duration::from_secs(600));
+        assert_eq!(c.lookup_lldp, Some(Duration::ZERO));
+        let e = Cmdline::parse("imprint.lookup_timeout=soon").unwrap_err();
+        assert!(e.to_string().contains("imprint.lookup_timeout=soon"), "{e}");
+        // From the boot medium's area, like every imprint.* argument.
+        let merged = Cmdline::parse("quiet")
+            .unwrap()
+            .merge(&["imprint.lookup=https://prov/l".into()])
+            .unwrap();
+        assert_eq!(merged.lookup.as_deref(), Some("https://prov/l"));
+    }
+
+    #[test]
     fn merge_appends_embedded_arguments_after_the_command_line() {
         let c = Cmdline::parse("imprint.debug=0 ip=dhcp").unwrap();
         let m = c
@@ -370,46 +328,16 @@ mod tests {
     }
 
     #[test]
-    fn ip_forms_of_the_kernel_and_dracut_parse() {
-        assert_eq!(parse_ip("dhcp").unwrap(), IpConfig::Dhcp { device: None });
-        assert_eq!(
-            parse_ip("eth1:dhcp").unwrap(),
-            IpConfig::Dhcp {
-                device: Some("eth1".into())
-            }
-        );
-        assert_eq!(
-            parse_ip(":::::eth2:dhcp").unwrap(),
-            IpConfig::Dhcp {
-                device: Some("eth2".into())
-            }
-        );
-        assert_eq!(parse_ip("off").unwrap(), IpConfig::Off);
-        let s =
-            parse_ip("192.0.2.10::192.0.2.1:255.255.255.128:web-01:eth0:off:192.0.2.53").unwrap();
-        assert_eq!(
-            s,
-            IpConfig::Static(StaticIp {
-                address: "192.0.2.10".parse().unwrap(),
-                prefix: 25,
-                gateway: Some("192.0.2.1".parse().unwrap()),
-                hostname: Some("web-01".into()),
-                device: Some("eth0".into()),
-                dns: vec!["192.0.2.53".parse().unwrap()],
-            })
-        );
-    }
-
-    #[test]
     fn bad_ip_values_name_the_argument() {
         let e = Cmdline::parse("ip=10.0.0.300::10.0.0.1:255.255.255.0::eth0:off").unwrap_err();
         assert!(
             e.to_string().contains("ip=10.0.0.300") && e.to_string().contains("client address"),
             "{e}"
         );
-        assert!(parse_ip("10.0.0.2::10.0.0.1:255.0.255.0::eth0:off")
-            .unwrap_err()
-            .contains("contiguous"));
+        let c =
+            Cmdline::parse("ip=eth0:dhcp6 imprint.config=http://[fd42:9::2]:8080/x.yaml").unwrap();
+        assert_eq!(c.config.as_deref(), Some("http://[fd42:9::2]:8080/x.yaml"));
+        assert_eq!(c.ip.len(), 1);
     }
 
     #[test]

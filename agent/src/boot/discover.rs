@@ -1,6 +1,7 @@
 //! Where `imprint run` finds its document, in order: `imprint.config=` (http, https,
-//! file), the document embedded in the boot ISO, a file `imprint.yaml`/`imprint.json`
-//! on a filesystem labelled `IMPRINT`.
+//! file), the answer of `imprint.lookup=` (see [`super::lookup`]), the document
+//! embedded in the boot ISO, a file `imprint.yaml`/`imprint.json` on a filesystem
+//! labelled `IMPRINT`.
 
 use super::cmdline::Cmdline;
 use crate::runner::log;
@@ -31,6 +32,8 @@ pub enum DiscoverError {
         secs: u64,
         last: String,
     },
+    #[error(transparent)]
+    Lookup(#[from] super::lookup::LookupError),
     #[error("building the HTTP client: {0}")]
     Client(#[from] crate::http::ClientError),
     #[error("reading the document {path}: {source}")]
@@ -46,7 +49,7 @@ pub enum DiscoverError {
         source: crate::iso::IsoError,
     },
     #[error(
-        "no provisioning document: no imprint.config= on the kernel command line, none embedded in a boot ISO, \
+        "no provisioning document: no imprint.config= or imprint.lookup= on the kernel command line, none embedded in a boot ISO, \
          and no filesystem labelled IMPRINT holding imprint.yaml or imprint.json"
     )]
     NotFound,
@@ -57,6 +60,9 @@ pub fn find_document(cmdline: &Cmdline) -> Result<(String, String), DiscoverErro
     if let Some(url) = &cmdline.config {
         let text = fetch(url, cmdline.ca.as_deref().map(Path::new))?;
         return Ok((url.clone(), text));
+    }
+    if let Some(url) = &cmdline.lookup {
+        return by_lookup(url, cmdline);
     }
     if let Some(found) = &cmdline.embedded {
         return Ok(found.clone());
@@ -75,6 +81,47 @@ pub fn find_document(cmdline: &Cmdline) -> Result<(String, String), DiscoverErro
         return Ok(found);
     }
     Err(DiscoverError::NotFound)
+}
+
+/// How a document a lookup got without `Content-Location` is named.
+pub const LOOKUP_SOURCE: &str = "the lookup answer of";
+
+/// POSTs this machine's inventory to `url` until it answers with the document. The
+/// source is the document's own URL when the server names it (`Content-Location`),
+/// where its signature is looked for as beside `imprint.config=`.
+fn by_lookup(url: &str, c: &Cmdline) -> Result<(String, String), DiscoverError> {
+    let lldp = c.lookup_lldp.unwrap_or(if super::is_pid1() {
+        Duration::from_secs(5)
+    } else {
+        Duration::ZERO
+    });
+    // With `imprint.disks=` (or `run --disks`), the disks imprint may use are the ones
+    // it describes: several agents sharing one machine are told apart by them.
+    let only: Option<Vec<PathBuf>> = c
+        .disks
+        .as_deref()
+        .map(|d| d.split(',').map(PathBuf::from).collect());
+    let mut inventory = crate::inventory::collect(&crate::inventory::Options {
+        lldp,
+        disks: only.is_none(),
+        ..Default::default()
+    });
+    if let Some(paths) = &only {
+        inventory.disks = crate::disks::inventory_paths(paths).unwrap_or_else(|e| {
+            crate::runner::log::warn(&format!("inventory: reading the disks: {e}"));
+            Vec::new()
+        });
+    }
+    let body = serde_json::to_vec(&inventory).unwrap_or_default();
+    let policy = super::lookup::Policy {
+        min_wait: c.lookup_min_wait,
+        timeout: c.lookup_timeout,
+    };
+    let found = super::lookup::lookup(url, &body, c.ca.as_deref().map(Path::new), policy)?;
+    let source = found
+        .location
+        .unwrap_or_else(|| format!("{LOOKUP_SOURCE} {url}"));
+    Ok((source, found.text))
 }
 
 /// Polls (bounded) for a medium carrying an imprint customization area.

@@ -4,13 +4,18 @@
 //!
 //! Order: [`init`] (mounts, environment, clock) → [`modules`] (by modalias) → the boot
 //! medium's customization area ([`crate::iso`], whose kernel arguments are merged into
-//! the [`Cmdline`]) → [`net`] → [`discover`] → the engine ([`run_ramdisk`]'s `apply`).
+//! the [`Cmdline`]) → [`net`] → [`discover`] (or [`lookup`]) → the engine
+//! ([`run_ramdisk`]'s `apply`).
 
 pub mod cmdline;
 pub mod discover;
 pub mod init;
+pub mod ip_arg;
+pub mod lookup;
 pub mod modules;
 pub mod net;
+pub mod net6;
+pub mod resolv;
 
 pub use cmdline::Cmdline;
 use cmdline::FailureAction;
@@ -37,6 +42,9 @@ pub enum BootError {
     Discover(#[from] discover::DiscoverError),
     #[error("{0}")]
     Apply(String),
+    /// The lookup server answered 410: the machine is to power off.
+    #[error("{0}")]
+    Retired(String),
 }
 
 /// True when this process is the ramdisk's init.
@@ -114,8 +122,19 @@ where
     let _ = CMDLINE.set(c.clone());
     match run(&c) {
         Ok(()) => finished(&c),
+        Err(BootError::Retired(msg)) => retired(&msg),
         Err(e) => fail(&c, &e.to_string()),
     }
+}
+
+/// The end of a run whose lookup server retired the machine: power off through the
+/// finish path, whatever `imprint.on_failure=` says (a retired machine stays off).
+pub fn retired(msg: &str) -> ! {
+    log::info(&format!("{msg}; powering off"));
+    if let Err(e) = crate::finish::finish(crate::plan::Finish::Poweroff, None) {
+        eprintln!("imprint: {e}");
+    }
+    power(FailureAction::PowerOff)
 }
 
 fn current_cmdline() -> Cmdline {
@@ -135,6 +154,9 @@ pub fn run_ramdisk(
     log::info("looking for the provisioning document");
     let (source, text) = match discover::find_document(cmdline) {
         Ok(found) => found,
+        Err(discover::DiscoverError::Lookup(e @ lookup::LookupError::Retired { .. })) => {
+            return Err(BootError::Retired(e.to_string()))
+        }
         Err(e) => {
             if let Some(url) = &cmdline.report {
                 early_report(url, &e.to_string());
@@ -159,6 +181,8 @@ fn early_report(url: &str, error: &str) {
         url: url.to_string(),
         token: None,
         heartbeat_secs: 10,
+        built: None,
+        failed: None,
     };
     let Ok(r) = crate::report::Reporter::new(host.trim(), Some(&plan), None) else {
         return;

@@ -2,13 +2,22 @@
 //! the hook `/etc/imprint/udhcpc.script`) on every link with carrier, or the static
 //! `ip=` configuration. Writes `/etc/resolv.conf` and `/etc/hosts`.
 
-use super::cmdline::{Cmdline, IpConfig, StaticIp};
+use super::cmdline::{Cmdline, IpConfig, StaticIp, V6Mode};
+use super::{net6, resolv};
 use crate::runner::{self, log};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long links get to report carrier.
 pub const CARRIER_WAIT: Duration = Duration::from_secs(20);
+/// How long DHCPv4 still gets once IPv6 is up first (a dual-stack network whose DHCPv4
+/// server is slower than the router).
+const V4_GRACE: Duration = Duration::from_secs(3);
+/// Set when IPv6 came up on some link (DHCPv4's retries then log quietly).
+static IPV6_UP: AtomicBool = AtomicBool::new(false);
+/// Set when [`bring_up`] returned: a family finishing later logs for itself.
+static NET_UP: AtomicBool = AtomicBool::new(false);
 const UDHCPC_SCRIPT: &str = "/etc/imprint/udhcpc.script";
 
 /// Why the network is not up.
@@ -20,6 +29,8 @@ pub enum NetError {
     NoCarrier(u64, String),
     #[error("DHCP got no lease on {0} in {1} s (is a DHCP server on that network? imprint.net_timeout= waits longer)")]
     NoLease(String, u64),
+    #[error("no link got an address: {0}")]
+    NoAddress(String),
     #[error("configuring {what}: {source}")]
     Command {
         what: String,
@@ -131,23 +142,8 @@ pub fn bring_up(cmdline: &Cmdline) -> Result<NetState, NetError> {
             .push(format!("{dev} {}/{} (static)", s.address, s.prefix));
     }
     if statics.is_empty() {
-        let wanted: Vec<String> = match cmdline.ip.iter().find_map(|c| {
-            if let IpConfig::Dhcp { device: Some(d) } = c {
-                Some(d.clone())
-            } else {
-                None
-            }
-        }) {
-            Some(d) => vec![d],
-            None => carrier.clone(),
-        };
-        state.configured = dhcp_until(&wanted, cmdline.net_timeout);
-        if state.configured.is_empty() {
-            return Err(NetError::NoLease(
-                wanted.join(", "),
-                cmdline.net_timeout.as_secs(),
-            ));
-        }
+        let (v4, v6) = dynamic_plan(&cmdline.ip, &carrier);
+        state.configured = dynamic(&v4, &v6, cmdline.net_timeout, cmdline.net6_timeout)?;
     }
     write_hosts();
     for c in &state.configured {
@@ -156,17 +152,152 @@ pub fn bring_up(cmdline: &Cmdline) -> Result<NetState, NetError> {
     Ok(state)
 }
 
+/// The links for DHCPv4 and for IPv6 (with its mode) from the dynamic `ip=` settings;
+/// none given means both families on every link with carrier.
+pub fn dynamic_plan(ip: &[IpConfig], carrier: &[String]) -> (Vec<String>, Vec<(String, V6Mode)>) {
+    let on = |d: &Option<String>| d.clone().map(|d| vec![d]).unwrap_or(carrier.to_vec());
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    let mut any = ip.is_empty();
+    for c in ip {
+        match c {
+            IpConfig::Dhcp { device } => v4.extend(on(device)),
+            IpConfig::Any { device } => {
+                v4.extend(on(device));
+                v6.extend(on(device).into_iter().map(|d| (d, V6Mode::Ra)));
+            }
+            IpConfig::V6 { device, mode } => v6.extend(on(device).into_iter().map(|d| (d, *mode))),
+            IpConfig::Static(_) | IpConfig::Off => any = false,
+        }
+    }
+    if any {
+        v4 = carrier.to_vec();
+        v6 = carrier.iter().map(|d| (d.clone(), V6Mode::Ra)).collect();
+    }
+    v4.dedup();
+    v6.dedup_by(|a, b| a.0 == b.0);
+    (v4, v6)
+}
+
+/// One family's outcome, from its thread.
+enum Outcome {
+    V4(Vec<String>),
+    V6(Result<net6::V6Config, net6::Net6Error>),
+}
+
+/// DHCPv4 and IPv6 in parallel: the network is up as soon as either family is usable.
+/// DHCPv4 first: return at once (dual-stack is as fast as before). IPv6 first: give
+/// DHCPv4 a few seconds more, then go on; a late lease still configures its link.
+fn dynamic(
+    v4: &[String],
+    v6: &[(String, V6Mode)],
+    v4_timeout: Duration,
+    v6_timeout: Duration,
+) -> Result<Vec<String>, NetError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    if !v4.is_empty() {
+        let (devs, tx) = (v4.to_vec(), tx.clone());
+        std::thread::spawn(move || {
+            let got = dhcp_until(&devs, v4_timeout);
+            resolv::rewrite();
+            if NET_UP.load(Ordering::Relaxed) {
+                for c in &got {
+                    log::info(&format!("network: {c}, after IPv6 was already up"));
+                }
+            }
+            let _ = tx.send(Outcome::V4(got));
+        });
+    }
+    if !v6.is_empty() {
+        log::info(&format!(
+            "network: IPv6 on {}",
+            v6.iter()
+                .map(|(d, _)| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for (dev, mode) in v6.iter().cloned() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let r = net6::configure(&dev, mode, v6_timeout);
+            match &r {
+                Ok(c) => {
+                    resolv::record_v6(&c.dev, &c.dns, &c.search);
+                    if NET_UP.load(Ordering::Relaxed) {
+                        log::info(&format!("network: {}", c.summary()));
+                    }
+                }
+                // Before the network is up the failure is part of its error; after, say it.
+                Err(e) if NET_UP.load(Ordering::Relaxed) => {
+                    log::info(&format!("network: {e}; IPv6 stays unconfigured on {dev}"))
+                }
+                Err(_) => {}
+            }
+            let _ = tx.send(Outcome::V6(r));
+        });
+    }
+    drop(tx);
+    let (mut configured, mut failures) = (Vec::new(), Vec::new());
+    let mut v4_pending = !v4.is_empty();
+    let mut grace: Option<Instant> = None;
+    loop {
+        let msg = match grace {
+            Some(until) => match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        match msg {
+            Outcome::V4(got) => {
+                v4_pending = false;
+                if got.is_empty() {
+                    failures
+                        .push(NetError::NoLease(v4.join(", "), v4_timeout.as_secs()).to_string());
+                } else {
+                    configured.extend(got);
+                    break;
+                }
+            }
+            Outcome::V6(Ok(c)) => {
+                IPV6_UP.store(true, Ordering::Relaxed);
+                configured.push(c.summary());
+                if !v4_pending {
+                    break;
+                }
+                grace.get_or_insert_with(|| Instant::now() + V4_GRACE);
+            }
+            Outcome::V6(Err(e)) => failures.push(e.to_string()),
+        }
+    }
+    if configured.is_empty() {
+        return Err(NetError::NoAddress(failures.join("; ")));
+    }
+    NET_UP.store(true, Ordering::Relaxed);
+    if v4_pending {
+        log::info(&format!(
+            "network: IPv6 is up; DHCPv4 on {} goes on in the background",
+            v4.join(", ")
+        ));
+    }
+    Ok(configured)
+}
+
 fn configure_static(s: &StaticIp, dev: &str) -> Result<(), NetError> {
     let cidr = format!("{}/{}", s.address, s.prefix);
+    let family = if s.address.is_ipv4() { "-4" } else { "-6" };
     ip(&["link", "set", "dev", dev, "up"], dev)?;
     ip(
-        &["addr", "add", &cidr, "dev", dev],
+        &[family, "addr", "add", &cidr, "dev", dev],
         &format!("address {cidr} on {dev}"),
     )?;
     if let Some(gw) = s.gateway {
         let gw = gw.to_string();
         ip(
-            &["route", "add", "default", "via", &gw, "dev", dev],
+            &[family, "route", "add", "default", "via", &gw, "dev", dev],
             &format!("default route via {gw}"),
         )?;
     }
@@ -192,12 +323,18 @@ fn dhcp_until(devs: &[String], limit: Duration) -> Vec<String> {
         if !got.is_empty() || start.elapsed() >= limit {
             return got;
         }
-        log::warn(&format!(
+        let msg = format!(
             "no DHCP lease yet on {} after {} s; trying again until {} s",
             devs.join(", "),
             start.elapsed().as_secs(),
             limit.as_secs()
-        ));
+        );
+        // Once IPv6 carries the run, DHCPv4 retrying in the background is no news.
+        if IPV6_UP.load(Ordering::Relaxed) {
+            log::debug(&msg);
+        } else {
+            log::warn(&msg);
+        }
         // udhcpc gives up at once on a link without carrier: do not spin.
         std::thread::sleep(Duration::from_secs(2).min(limit.saturating_sub(start.elapsed())));
     }
@@ -276,5 +413,48 @@ fn write_hosts() {
     }
     if let Err(e) = std::fs::write("/etc/hosts", text) {
         log::warn(&format!("writing /etc/hosts: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::ip_arg::parse_ip;
+
+    fn plan(args: &[&str]) -> (Vec<String>, Vec<(String, V6Mode)>) {
+        let ip: Vec<IpConfig> = args.iter().map(|a| parse_ip(a).unwrap()).collect();
+        dynamic_plan(&ip, &["eth0".to_string(), "eth1".to_string()])
+    }
+
+    fn v6(devs: &[&str], mode: V6Mode) -> Vec<(String, V6Mode)> {
+        devs.iter().map(|d| (d.to_string(), mode)).collect()
+    }
+
+    #[test]
+    fn without_ip_both_families_run_on_every_link() {
+        let (v4, v6s) = plan(&[]);
+        assert_eq!(v4, ["eth0", "eth1"]);
+        assert_eq!(v6s, v6(&["eth0", "eth1"], V6Mode::Ra));
+        assert_eq!(plan(&["any"]), (v4, v6s));
+    }
+
+    #[test]
+    fn ip_dhcp_is_ipv4_only_and_the_v6_words_are_ipv6_only() {
+        assert_eq!(
+            plan(&["dhcp"]),
+            (vec!["eth0".into(), "eth1".into()], vec![])
+        );
+        assert_eq!(
+            plan(&["eth1:dhcp6"]),
+            (vec![], v6(&["eth1"], V6Mode::Dhcp6))
+        );
+        assert_eq!(
+            plan(&["eth0:dhcp", "eth0:auto6"]),
+            (vec!["eth0".into()], v6(&["eth0"], V6Mode::Auto6))
+        );
+        assert_eq!(
+            plan(&["either6"]),
+            (vec![], v6(&["eth0", "eth1"], V6Mode::Either6))
+        );
     }
 }

@@ -24,6 +24,11 @@ pub struct TrustArgs {
     /// Directory of trusted key files, instead of /etc/imprint/trust.d.
     #[arg(long = "trust-dir", value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Accept an `oci://` image named by a tag that neither a digest nor a registry
+    /// signature pins (by hand only: never from the document or the kernel command
+    /// line); the console warns and the report says `insecure: true`.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl TrustArgs {
@@ -60,10 +65,20 @@ pub struct Check<'a> {
     pub report: ReportTimeout,
 }
 
+/// What authentication established: the keys in force, and whether they vouched for
+/// the document.
+#[derive(Default)]
+pub struct Authenticated {
+    /// The trust root (empty: nothing is authenticated).
+    pub root: imprint::trust::TrustRoot,
+    /// The document carried a valid signature, or came with the medium holding the keys.
+    pub signed: bool,
+}
+
 /// Loads and prints the trust root, then checks the document's signature when a key is
 /// in force; a refusal is reported (step `authenticate`) and exits with
 /// [`exit::UNAUTHENTICATED`].
-pub fn authenticate(text: &str, source: &str, c: &Check) -> Result<(), Exit> {
+pub fn authenticate(text: &str, source: &str, c: &Check) -> Result<Authenticated, Exit> {
     let refuse = |msg: String| {
         report_early_failure(text, STEP, &msg, c.ca, c.report, false);
         Exit::new(exit::UNAUTHENTICATED, msg)
@@ -72,30 +87,27 @@ pub fn authenticate(text: &str, source: &str, c: &Check) -> Result<(), Exit> {
     for line in loaded.describe() {
         log::info(&line);
     }
+    let root = loaded.root();
     if loaded.is_empty() {
         log::info(&format!(
             "document {source} is not authenticated (no trust root)"
         ));
-        return Ok(());
+        return Ok(Authenticated {
+            root,
+            signed: false,
+        });
     }
     let Some(signature) = c.signature else {
         log::info(&format!(
             "document {source} is part of the boot medium that carries the trust root: accepted without a signature"
         ));
-        return Ok(());
+        return Ok(Authenticated { root, signed: true });
     };
     let now = imprint::timestamp::now();
-    let line = doc_auth::authenticate(
-        &loaded.root(),
-        text.as_bytes(),
-        source,
-        signature,
-        c.ca,
-        now,
-    )
-    .map_err(|e| refuse(e.to_string()))?;
+    let line = doc_auth::authenticate(&root, text.as_bytes(), source, signature, c.ca, now)
+        .map_err(|e| refuse(e.to_string()))?;
     log::info(&line);
-    Ok(())
+    Ok(Authenticated { root, signed: true })
 }
 
 /// Refuses an expired document, or one whose `expires` cannot be checked by this clock.

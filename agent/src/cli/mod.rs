@@ -6,6 +6,7 @@ mod document;
 pub mod exit;
 mod generate;
 mod iso;
+mod lookup;
 mod provision;
 mod safety;
 mod validate;
@@ -57,7 +58,13 @@ enum Cmd {
         #[command(flatten)]
         scope: DiskScope,
     },
-    /// Print a JSON Schema: of the document (default), the plan, the inventory or a report event.
+    /// Print this machine's inventory as JSON: DMI identity, CPUs, memory, firmware, TPM, NICs, disks.
+    Inventory {
+        /// Listen this many seconds for LLDP on each NIC with carrier (0: do not listen).
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        lldp: u64,
+    },
+    /// Print a JSON Schema: of the document (default), the plan, the host inventory, the disk list or a report event.
     Schema {
         #[arg(value_enum, default_value_t)]
         kind: imprint::schema::Kind,
@@ -70,6 +77,20 @@ enum Cmd {
     Iso {
         #[command(subcommand)]
         cmd: iso::IsoCommand,
+    },
+    /// Configure IPv6 on one interface as the ramdisk does (RS/RA, DHCPv6, wait for an
+    /// address) and print the result as JSON; for tests in a network namespace.
+    #[command(hide = true)]
+    NetProbe {
+        /// The interface.
+        #[arg(long)]
+        iface: String,
+        /// An `ip=` IPv6 word: dhcp6, auto6, either6, or ra (as the router says; default).
+        #[arg(long, default_value = "ra")]
+        mode: String,
+        /// Seconds to wait (imprint.net6_timeout=).
+        #[arg(long, default_value_t = 40)]
+        timeout: u64,
     },
     /// Write man pages and shell completions into DIR (`make agent` does, into out/).
     #[command(hide = true)]
@@ -102,10 +123,16 @@ pub fn main() -> i32 {
         Cmd::Plan(a) => provision::plan(a),
         Cmd::Validate { document, json } => validate::validate(&document, json),
         Cmd::Disks { json, scope } => disks(json, &scope),
+        Cmd::Inventory { lldp } => inventory(lldp),
         Cmd::Schema { kind } => schema(kind),
         Cmd::WriteImage(a) => provision::write_image(a),
         Cmd::Configdrive(a) => configdrive::configdrive(a),
         Cmd::Iso { cmd } => iso::run(&cmd),
+        Cmd::NetProbe {
+            iface,
+            mode,
+            timeout,
+        } => net_probe(&iface, &mode, timeout),
         Cmd::GenerateDocs { dir } => generate::generate(Cli::command(), &dir),
     };
     match res {
@@ -130,6 +157,44 @@ fn disks(json: bool, scope: &DiskScope) -> Result<(), Exit> {
         print!("{}", imprint::disks::render_table(&inv));
         authenticate::print_trust_root();
     }
+    Ok(())
+}
+
+fn inventory(lldp: u64) -> Result<(), Exit> {
+    let inv = imprint::inventory::collect(&imprint::inventory::Options {
+        lldp: std::time::Duration::from_secs(lldp),
+        ..Default::default()
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&inv).map_err(anyhow::Error::from)?
+    );
+    Ok(())
+}
+
+fn net_probe(iface: &str, mode: &str, timeout: u64) -> Result<(), Exit> {
+    use imprint::boot::{ip_arg, net6};
+    let mode = match (mode, ip_arg::parse_ip(mode)) {
+        ("ra", _) => ip_arg::V6Mode::Ra,
+        (_, Ok(ip_arg::IpConfig::V6 { mode, .. })) => mode,
+        _ => {
+            return Err(
+                anyhow::anyhow!("--mode {mode}: expected ra, dhcp6, auto6 or either6").into(),
+            )
+        }
+    };
+    let c = net6::configure(iface, mode, std::time::Duration::from_secs(timeout))
+        .map_err(anyhow::Error::from)?;
+    let json = serde_json::json!({
+        "iface": c.dev,
+        "address": c.addr.to_string(),
+        "prefix": c.prefix,
+        "gateway": c.gateway.to_string(),
+        "how": c.how,
+        "dns": c.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        "search": c.search,
+    });
+    println!("{json}");
     Ok(())
 }
 

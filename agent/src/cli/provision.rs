@@ -16,8 +16,11 @@ use std::path::{Path, PathBuf};
 pub struct RunArgs {
     /// Document source; default: `imprint.config=` from the kernel command line,
     /// then a document embedded in the boot ISO, then a medium labelled IMPRINT.
-    #[arg(long)]
+    /// `IMPRINT_CONFIG` in the environment does the same (a container action's way).
+    #[arg(long, env = "IMPRINT_CONFIG")]
     config: Option<String>,
+    #[command(flatten)]
+    lookup: super::lookup::LookupArgs,
     /// PEM CA bundle for https (default: `imprint.ca=` from the kernel command line).
     /// PEM CA bundle to trust for https document and image URLs (instead of the built-in roots).
     #[arg(long, value_name = "PEM")]
@@ -163,6 +166,7 @@ pub(super) fn plan_options(allow_placeholders: bool) -> PlanOptions {
     PlanOptions {
         machine_id,
         allow_placeholders,
+        insecure: false,
     }
 }
 
@@ -171,8 +175,13 @@ fn make_plan(
     inventory: &[Disk],
     source: &str,
     dry_run: bool,
+    insecure: bool,
 ) -> Result<Plan, Exit> {
-    planner::build(doc, inventory, &plan_options(dry_run))
+    let opts = PlanOptions {
+        insecure,
+        ..plan_options(dry_run)
+    };
+    planner::build(doc, inventory, &opts)
         .map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{source}: {e}")))
 }
 
@@ -189,7 +198,7 @@ pub fn plan(a: PlanArgs) -> Result<(), Exit> {
         }
         None => document::inventory(&a.scope)?,
     };
-    let plan = make_plan(&doc, &inventory, &source, true)?;
+    let plan = make_plan(&doc, &inventory, &source, true, false)?;
     if a.json {
         println!(
             "{}",
@@ -226,7 +235,7 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
         (None, "-") => imprint::trust::document::SignatureSource::Stdin,
         (None, d) => imprint::trust::document::SignatureSource::Beside(d),
     };
-    authenticate::authenticate(
+    let auth = authenticate::authenticate(
         &text,
         &source,
         &authenticate::Check {
@@ -237,7 +246,14 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
             report: a.report,
         },
     )?;
-    let (plan, inventory) = plan_or_report(&text, &source, &a.scope, a.ca.as_deref(), a.report)?;
+    let (plan, inventory) = plan_or_report(
+        &text,
+        &source,
+        &a.scope,
+        a.ca.as_deref(),
+        a.report,
+        a.trust.insecure,
+    )?;
     // The plan is what the operator agrees to; `--quiet --yes` asks nothing and shows nothing.
     if !(a.yes && log::quiet()) {
         eprint!("{}", plan.render_text());
@@ -254,6 +270,7 @@ pub fn apply(a: ApplyArgs) -> Result<(), Exit> {
         a.keep_on_failure,
         progress,
         a.report,
+        auth,
     )?;
     match outcome.result {
         RunResult::Success => Ok(()),
@@ -269,6 +286,7 @@ fn provision(
     keep_on_failure: bool,
     progress: ProgressMode,
     report_timeout: ReportTimeout,
+    auth: authenticate::Authenticated,
 ) -> Result<engine::Outcome, Exit> {
     let reporter = report_timeout
         .reporter(&plan.host.hostname, plan.report.as_ref(), ca)
@@ -278,6 +296,8 @@ fn provision(
         ca_bundle: ca,
         progress,
         keep_on_failure,
+        trust: auth.root,
+        document_signed: auth.signed,
     };
     let outcome = engine::execute(plan, &ctx);
     let body = engine::final_report(plan, &outcome, inventory);
@@ -336,6 +356,7 @@ pub fn run(a: RunArgs) -> Result<(), Exit> {
     imprint::boot::run_ramdisk(&c, &apply).map_err(|e| match e {
         imprint::boot::BootError::Apply(msg) => Exit::new(code.get(), msg),
         imprint::boot::BootError::Discover(_) => Exit::new(exit::NO_DOCUMENT, e.to_string()),
+        imprint::boot::BootError::Retired(msg) => super::lookup::retired(&msg, do_finish),
         other => Exit::new(exit::INTERNAL, other.to_string()),
     })
 }
@@ -349,6 +370,7 @@ fn run_cmdline(a: &RunArgs) -> imprint::boot::Cmdline {
             c.medium_keys = imprint::iso::medium_keys(&dev, &e);
         }
     }
+    a.lookup.apply_to(&mut c);
     if a.config.is_some() {
         c.config = a.config.clone();
     }
@@ -382,11 +404,12 @@ pub fn ramdisk_apply(text: &str, source: &str, c: &imprint::boot::Cmdline) -> Re
 /// area (the medium that carries the trust root); a labelled filesystem has none.
 fn run_signature<'a>(
     c: &'a imprint::boot::Cmdline,
-    source: &str,
+    source: &'a str,
 ) -> Option<imprint::trust::document::SignatureSource<'a>> {
     use imprint::trust::document::SignatureSource;
     match &c.config {
         Some(url) => Some(SignatureSource::Beside(url)),
+        None if c.lookup.is_some() => Some(super::lookup::signature(source)),
         None if source.starts_with(imprint::boot::discover::MEDIUM_SOURCE) => None,
         None => Some(SignatureSource::Nowhere(
             "a document on a filesystem labelled IMPRINT is not signature-checked; \
@@ -405,7 +428,7 @@ fn apply_document(
 ) -> Result<(), Exit> {
     let ca = c.ca.as_deref().map(Path::new);
     let timeout = ReportTimeout::from_cmdline(c).map_err(|e| Exit::new(exit::USAGE, e))?;
-    authenticate::authenticate(
+    let auth = authenticate::authenticate(
         text,
         source,
         &authenticate::Check {
@@ -423,7 +446,7 @@ fn apply_document(
             .map(|d| d.split(',').map(PathBuf::from).collect())
             .unwrap_or_default(),
     };
-    let (plan, inventory) = plan_or_report(text, source, &scope, ca, timeout)?;
+    let (plan, inventory) = plan_or_report(text, source, &scope, ca, timeout, trust.insecure)?;
     // Unattended: the boot medium named by imprint.disks= is refused (discovery already
     // skips it). Holders are left to the engine: a rerun must clean up what a cut run left.
     if let Some(d) = plan.disks.iter().find(|d| {
@@ -452,6 +475,7 @@ fn apply_document(
         false,
         progress_mode(ProgressMode::Lines),
         timeout,
+        auth,
     )?;
     if result.result == RunResult::Failure {
         return Err(Exit::new(exit::PROVISION_FAILED, failed_message(&result)));
@@ -475,14 +499,25 @@ fn plan_or_report(
     scope: &DiskScope,
     ca: Option<&Path>,
     t: ReportTimeout,
+    insecure: bool,
 ) -> Result<(Plan, Vec<Disk>), Exit> {
     let doc = document::parse(text, source)
         .inspect_err(|e| report_early_failure(text, "validate", &e.message, ca, t, true))?;
     authenticate::check_expiry(&doc, text, source, ca, t)?;
     let inventory = document::inventory(scope)
         .inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca, t, true))?;
-    let plan = make_plan(&doc, &inventory, source, false)
+    let plan = make_plan(&doc, &inventory, source, false, insecure)
         .inspect_err(|e| report_early_failure(text, "plan", &e.message, ca, t, true))?;
+    for step in &plan.steps {
+        if let imprint::plan::Step::WriteImage(i) = step {
+            if i.pin == imprint::plan::ImagePin::Insecure {
+                log::warn(&format!(
+                    "INSECURE: {} is a tag that neither a digest nor a signature pins; --insecure takes whatever manifest it names now (the report records it)",
+                    i.urls[0]
+                ));
+            }
+        }
+    }
     Ok((plan, inventory))
 }
 
@@ -527,6 +562,8 @@ pub(super) fn report_early_failure(
         url: url.to_string(),
         token,
         heartbeat_secs: 10,
+        built: None,
+        failed: None,
     };
     let Ok(r) = t.reporter(host, Some(&rp), ca) else {
         return;
@@ -554,7 +591,10 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
     urls.extend(a.mirrors.iter().cloned());
     let img = ImagePlan {
         urls,
-        digest,
+        digest: Some(digest),
+        signature: None,
+        registry_signature: None,
+        pin: imprint::plan::ImagePin::Digest,
         format: ImageFormat::Disk,
         target_disk: a.target.display().to_string(),
         target_path: a.target.clone(),
@@ -563,6 +603,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
             .verify
             .as_ref()
             .map(|_| imprint::plan::VerifyMode::Readback),
+        auth: None,
     };
     if !a.yes {
         safety::confirm(&format!(
@@ -591,6 +632,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         false,
         progress,
         ReportTimeout::default(),
+        authenticate::Authenticated::default(),
     )?
     .result
     {

@@ -276,6 +276,10 @@ pub struct Image {
     pub sha256: Option<Sha256Hex>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha512: Option<Sha512Hex>,
+    /// A detached signature over the image file as served, checked while it streams
+    /// (`url`), or a registry image's signatures in a lookaside store (`lookaside`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ImageSignature>,
     #[serde(default)]
     pub format: ImageFormat,
     /// A disk (format disk) or volume (format filesystem) name.
@@ -287,6 +291,47 @@ pub struct Image {
     /// `readback`: after writing, read the image back from the disk and compare digests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyMode>,
+    /// Credentials for the registry of an `oci://` `url` (not sent to mirrors on other
+    /// registries); never logged or reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ImageAuth>,
+}
+
+/// Registry credentials: `username` and `password`, or a `token`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageAuth {
+    /// The account (with `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Its password, or an access token used as one (with `username`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// A bearer token sent as it is (instead of `username` and `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+/// Where the image's signature is, and who may have made it: a detached signature
+/// (`url`), or, for an `oci://` image, containers "simple signing" signatures in a
+/// lookaside store (`lookaside`); one of the two.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSignature {
+    /// The detached signature: a minisign `.minisig` file, or an OpenPGP detached
+    /// signature (binary or armored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SourceUrl>,
+    /// Base URL of a lookaside signature store (`http(s)://` or `file://`) for an
+    /// `oci://` image: `<lookaside>/<repository>@sha256=<hex>/signature-<n>`, as
+    /// `skopeo copy --sign-by` writes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookaside: Option<SourceUrl>,
+    /// The public keys that may have signed the image (a minisign public key, or an
+    /// armored OpenPGP certificate, each as text; OpenPGP only for `lookaside`);
+    /// without them, the trust root's keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
 }
 
 fn default_configdrive_size() -> Bytes {
@@ -345,4 +390,13 @@ pub struct Report {
     /// Seconds between progress events.
     #[serde(default = "default_heartbeat")]
     pub heartbeat: u64,
+    /// Asked (`GET`) once the final report of a successful run is delivered, before the
+    /// finish action: an orchestrator's "built" hook, e.g. Foreman's
+    /// `/unattended/built?token=…`. Its query is never logged or shown in a plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built: Option<HttpUrl>,
+    /// Sent the failure (`POST`, text) once the final report of a failed run is
+    /// delivered, e.g. Foreman's `/unattended/failed?token=…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<HttpUrl>,
 }

@@ -533,7 +533,62 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     (
         "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'ftp://x/i', sha256: '<a>'}",
         "image.url",
-        "expected a URL (http://, https:// or file:///path)",
+        "expected a URL (http://, https://, file:///path or oci://registry/repository:tag@sha256:<digest>)",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'oci://reg.example/Os/disk:1', sha256: '<a>'}",
+        "image.url",
+        "repository component \"Os\" is not lower-case",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'http://x/i', mirrors: ['oci://reg.example/os/disk'], sha256: '<a>'}",
+        "image.mirrors[0]",
+        "names neither a tag nor a digest",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'http://x/i', sha256: '<a>', auth: {token: t}}",
+        "image.auth",
+        "image.url must be an oci:// reference",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'oci://reg.example/os/disk:1', signature: {url: 'http://s/x.sig', lookaside: 'http://s/store'}}",
+        "image.signature",
+        "not both",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'oci://reg.example/os/disk:1', signature: {keys: []}}",
+        "image.signature",
+        "give url (a detached signature over the file) or lookaside",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'http://x/i', signature: {lookaside: 'http://s/store'}}",
+        "image.signature.lookaside",
+        "image.url must be an oci:// reference",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'oci://reg.example/os/disk:1', sha256: '<a>', auth: {username: u}}",
+        "image.auth.password",
+        "a username needs its password",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {layout: {}}\nimage: {url: 'oci://reg.example/os/app:1', format: rootfs}",
+        "image.url",
+        "a container image is pinned by its manifest digest: oci://reg.example/os/app@sha256:<manifest digest>",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {layout: {}}\nimage: {url: 'oci://reg.example/os/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', sha256: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb, format: rootfs}",
+        "image.sha256",
+        "give the manifest digest of image.url (sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa) or nothing",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {layout: {}}\nimage: {url: 'oci://reg.example/os/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', format: rootfs, mirrors: ['http://x/app.tar']}",
+        "image.mirrors[0]",
+        "a mirror must be an oci:// reference",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {layout: {}}\nimage: {url: 'oci://reg.example/os/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', format: rootfs, signature: {url: 'http://x/s.minisig'}}",
+        "image.signature",
+        "a detached signature covers one file",
     ),
     (
         "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'http://x/i', sha256: '<a>', format: rootfs}",
@@ -672,4 +727,20 @@ fn expires_is_an_rfc3339_time_named_by_its_path() {
     assert!(e.message.contains("RFC 3339"), "{e}");
     let schema = serde_json::to_string(&crate::schema::of(crate::schema::Kind::Document)).unwrap();
     assert!(schema.contains("\"expires\""), "{schema}");
+}
+
+#[test]
+fn a_container_image_is_pinned_by_its_manifest_digest_alone_or_repeated() {
+    let doc = |digest: &str| {
+        format!(
+            "version: 1\nhost: {{hostname: h}}\ndisks: [{{name: a, match: {{}}}}]\nstorage: {{layout: {{}}}}\nimage: {{url: 'oci://reg.example/os/app:1@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', format: rootfs{digest}}}"
+        )
+    };
+    for d in [
+        "",
+        ", sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ", sha256: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        check(&doc(d)).unwrap_or_else(|e| panic!("{d}: {e}"));
+    }
 }

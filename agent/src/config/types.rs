@@ -89,10 +89,18 @@ fn is_url(s: &str, schemes: &[&str]) -> bool {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let hostport = authority.rsplit('@').next().unwrap_or("");
     let (host, port) = match hostport.strip_prefix('[') {
+        // An IPv6 literal (RFC 3986 §3.2.2): only a valid address inside the brackets.
         Some(v6) => match v6.split_once(']') {
-            Some((h, p)) => (h, p.strip_prefix(':')),
-            None => return false,
+            Some((h, p)) if h.parse::<std::net::Ipv6Addr>().is_ok() => {
+                if !p.is_empty() && !p.starts_with(':') {
+                    return false;
+                }
+                (h, p.strip_prefix(':'))
+            }
+            _ => return false,
         },
+        // An unbracketed IPv6 address is not a host.
+        None if hostport.matches(':').count() > 1 => return false,
         None => match hostport.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (hostport, None),
@@ -146,9 +154,10 @@ checked_string!(
     {"type": "string", "format": "uri", "pattern": "^https?://[^\\s/?#]+"}
 );
 checked_string!(
-    /// An `http://`, `https://` or `file://` URL (image sources).
-    SourceUrl, "a URL (http://, https:// or file:///path)", |s| is_url(s, &["http", "https", "file"]),
-    {"type": "string", "format": "uri", "pattern": "^(https?://[^\\s/?#]+|file:///)"}
+    /// An `http://`, `https://` or `file://` URL, or an `oci://` registry reference
+    /// (image sources; a reference's parts are checked by validation, which says which).
+    SourceUrl, "a URL (http://, https://, file:///path or oci://registry/repository:tag@sha256:<digest>)", |s| is_url(s, &["http", "https", "file", "oci"]),
+    {"type": "string", "format": "uri", "pattern": "^(https?://[^\\s/?#]+|file:///|oci://[^\\s/?#]+/)"}
 );
 checked_string!(
     /// A host name (RFC 1123: dot-separated labels of letters, digits and '-').
@@ -390,6 +399,20 @@ mod tests {
     fn urls_hosts_names_and_digests() {
         assert!(HttpUrl::parse("http://10.0.2.2:8080/x").is_ok());
         assert!(HttpUrl::parse("https://[::1]:7500").is_ok());
+        // IPv6 literals wherever a URL is taken: documents, images, reports, tang.
+        assert!(HttpUrl::parse("http://[fd42:2::1]:8080/x.yaml").is_ok());
+        assert!(HttpUrl::parse("http://[fd42:9::2]/report/web-01").is_ok());
+        assert!(SourceUrl::parse("https://[2001:db8::5]/img.raw.zst").is_ok());
+        assert!(SourceUrl::parse("oci://[fd42::1]:5000/os/web:1").is_ok());
+        for bad in [
+            "http://[fd42::zz]:8080/",
+            "http://[fd42::1/",
+            "http://[fd42::1]x/",
+            "http://[fd42::1]:/",
+            "http://fd42::1/",
+        ] {
+            assert!(HttpUrl::parse(bad).is_err(), "{bad}");
+        }
         for bad in [
             "htp:/x",
             "ftp://h/",

@@ -2,6 +2,7 @@
 
 use super::progress::ProgressMode;
 use crate::report::Reporter;
+use crate::trust::TrustRoot;
 use std::path::Path;
 
 /// How the engine runs.
@@ -14,4 +15,10 @@ pub struct Context<'a> {
     pub progress: ProgressMode,
     /// Leave the disks as they are after a failure (for debugging) instead of undoing.
     pub keep_on_failure: bool,
+    /// The keys in force (empty: nothing is authenticated); they check an image's
+    /// signature when the document lists no keys of its own.
+    pub trust: TrustRoot,
+    /// The document was authenticated by the trust root (signed, or part of the boot
+    /// medium that carries the keys).
+    pub document_signed: bool,
 }

@@ -46,6 +46,9 @@ pub enum StepError {
         source: std::io::Error,
     },
     /// libblkid could not probe what a step wrote.
+    /// The image's signature could not be fetched, read or matched to a key.
+    #[error("{0}")]
+    Signature(String),
     #[error("probing {}: {message}", path.display())]
     Probe { path: PathBuf, message: String },
     /// A filesystem image held no filesystem imprint can grow.

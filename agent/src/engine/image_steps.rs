@@ -6,6 +6,8 @@ use super::context::Context;
 use super::error::StepError;
 use super::progress::Tracker;
 use super::session::Session;
+use crate::image::layer_compression as compression;
+use crate::image::Compression;
 use crate::plan::{ImageFormat, ImagePlan, Plan, Step};
 use crate::report::output::{
     DiskImageWritten, FilesystemImageWritten, GrownPartition, RootfsExtracted,
@@ -13,6 +15,7 @@ use crate::report::output::{
 use crate::report::StepOutput;
 use crate::storage::partition;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The step's progress: bars or lines on the console, report events at the heartbeat.
@@ -22,16 +25,45 @@ fn tracker<'a>(plan: &Plan, ctx: &'a Context) -> Tracker<'a> {
     Tracker::new("write-image", ctx.reporter, ctx.progress, heartbeat, None)
 }
 
-/// The write options every format shares: the CA bundle and the progress callback.
+/// The write options every format shares: the CA bundle, the registry credentials,
+/// the progress callback and, for a signed image, its signature with the key that
+/// must have made it.
 fn write_options<'p>(
+    img: &ImagePlan,
     ctx: &Context,
     progress: Option<&'p (dyn Fn(&crate::image::Progress) + Sync)>,
-) -> crate::image::WriteOptions<'p> {
-    crate::image::WriteOptions {
+) -> Result<crate::image::WriteOptions<'p>, StepError> {
+    let signature = match &img.signature {
+        Some(sig) => {
+            super::signature::digest_rule(img, ctx).map_err(StepError::Signature)?;
+            let checker = super::signature::checker(sig, ctx).map_err(StepError::Signature)?;
+            crate::runner::log::info(&format!(
+                "the image must be signed by {}: checking {} as it streams",
+                checker.signer(),
+                sig.url
+            ));
+            Some(Arc::new(checker))
+        }
+        None => None,
+    };
+    let registry_signature = match &img.registry_signature {
+        Some(sig) => {
+            super::signature::registry_rule(img, sig, ctx).map_err(StepError::Signature)?;
+            let policy =
+                super::signature::registry_policy(sig, ctx).map_err(StepError::Signature)?;
+            Some(Arc::new(policy))
+        }
+        None => None,
+    };
+    Ok(crate::image::WriteOptions {
         ca_bundle: ctx.ca_bundle.map(Path::to_path_buf),
+        credentials: img.auth.clone(),
         progress,
+        signature,
+        registry_signature,
+        insecure: img.pin == crate::plan::ImagePin::Insecure,
         ..Default::default()
-    }
+    })
 }
 
 /// Streams a whole-disk image onto its disk, then fits its GPT to the disk.
@@ -45,7 +77,7 @@ pub fn disk(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<StepOutput, S
             p.download_rate as f64,
         );
     };
-    let outcome = crate::image::write_image(img, &write_options(ctx, Some(&progress)));
+    let outcome = crate::image::write_image(img, &write_options(img, ctx, Some(&progress))?);
     tracker.finish();
     let outcome = outcome?;
     // The image's backup GPT sits where the image ended; move it to the disk's end.
@@ -126,9 +158,9 @@ pub fn filesystem(img: &ImagePlan, plan: &Plan, ctx: &Context) -> Result<StepOut
     };
     let res = crate::image::stream_to(
         &img.urls,
-        &img.digest,
+        img.digest.as_ref(),
         &img.target_path,
-        &write_options(ctx, Some(&progress)),
+        &write_options(img, ctx, Some(&progress))?,
     );
     tracker.finish();
     let outcome = res?;
@@ -166,21 +198,48 @@ pub fn rootfs(
 ) -> Result<StepOutput, StepError> {
     let tracker = tracker(plan, ctx);
     let t0 = Instant::now();
-    let res =
-        crate::rootfs::extract_image(img, &s.root, &write_options(ctx, None), |down, written| {
-            let rate = down as f64 / t0.elapsed().as_secs_f64().max(0.001);
-            tracker.update(down, None, written, rate);
-        });
+    let opts = write_options(img, ctx, None)?;
+    let signed_by = opts.signature.as_ref().map(|c| c.signer().to_string());
+    let update = |down: u64, total: Option<u64>, written: u64| {
+        let rate = down as f64 / t0.elapsed().as_secs_f64().max(0.001);
+        tracker.update(down, total, written, rate);
+    };
+    let res = if is_container(img) {
+        let update = |down, total, written| update(down, Some(total), written);
+        crate::rootfs::extract_container(img, &s.root, &opts, update).map(|(x, c, down)| {
+            let base = c.layers.first().map(|l| l.codec);
+            (
+                x,
+                base.map_or(Compression::None, compression),
+                down,
+                Some(c),
+            )
+        })
+    } else {
+        let update = |down, written| update(down, None, written);
+        crate::rootfs::extract_image(img, &s.root, &opts, update).map(|(x, c, d)| (x, c, d, None))
+    };
     tracker.finish();
-    let (x, compression, downloaded) = res?;
+    let (x, compression, downloaded, registry) = res?;
     Ok(StepOutput::Rootfs(RootfsExtracted {
         format: ImageFormat::Rootfs,
         root: s.root.clone(),
         compression,
         bytes_downloaded: downloaded,
         digest: img.digest.clone(),
+        signed_by,
         verified: true,
         extracted: x,
+        registry,
         duration_s: t0.elapsed().as_secs_f64(),
     }))
+}
+
+/// Whether `img` is a container image: `format: rootfs` from an `oci://` reference.
+pub fn is_container(img: &ImagePlan) -> bool {
+    img.format == ImageFormat::Rootfs
+        && img
+            .urls
+            .first()
+            .is_some_and(|u| u.starts_with(crate::oci::SCHEME))
 }

@@ -4,7 +4,7 @@
 
 use super::context::Context;
 use super::error::StepError;
-use crate::plan::{Check, Plan, Step};
+use crate::plan::{Check, ImagePlan, Plan, Step};
 use crate::report::output::{CheckPassed, Checked};
 use crate::report::StepOutput;
 use crate::units::Bytes;
@@ -33,29 +33,54 @@ pub fn run(plan: &Plan, ctx: &Context) -> Result<StepOutput, StepError> {
     }
 }
 
+/// The write-image step of `plan` that `pick` chooses.
+fn image_with(plan: &Plan, pick: impl Fn(&ImagePlan) -> bool) -> Result<&ImagePlan, &'static str> {
+    plan.steps
+        .iter()
+        .find_map(|s| match s {
+            Step::WriteImage(i) if pick(i) => Some(i),
+            _ => None,
+        })
+        .ok_or("no write-image step needs it")
+}
+
 /// One check; what it found, or why it failed.
 fn check(c: &Check, plan: &Plan, ctx: &Context) -> Result<String, String> {
     let binding = crate::binding::Context::default();
     match c {
         Check::Image { urls } => {
-            let digest = plan
-                .steps
-                .iter()
-                .find_map(|s| match s {
-                    Step::WriteImage(i) if &i.urls == urls => Some(i.digest.clone()),
-                    _ => None,
-                })
-                .ok_or("no write-image step uses these URLs")?;
+            let img = image_with(plan, |i| &i.urls == urls)?;
             let opts = crate::image::WriteOptions {
                 ca_bundle: ctx.ca_bundle.map(Path::to_path_buf),
+                credentials: img.auth.clone(),
                 ..Default::default()
             };
+            if super::image_steps::is_container(img) {
+                return container(urls, &opts);
+            }
             let (url, size) =
-                crate::image::probe(urls, &digest, &opts).map_err(|e| e.to_string())?;
+                crate::image::probe(urls, img.digest.as_ref(), &opts).map_err(|e| e.to_string())?;
             Ok(match size {
                 Some(size) => format!("{url} serves {} ({size} bytes)", Bytes(size).human()),
                 None => format!("{url} answers (without saying the size)"),
             })
+        }
+        Check::Signature { url } => {
+            let img = image_with(plan, |i| {
+                i.signature.as_ref().is_some_and(|s| &s.url == url)
+            })?;
+            super::signature::digest_rule(img, ctx)?;
+            let sig = img.signature.as_ref().ok_or("the image is not signed")?;
+            super::signature::checker(sig, ctx).map(|c| format!("signed by {}", c.signer()))
+        }
+        Check::RegistrySignature { url, lookaside } => {
+            let img = image_with(plan, |i| {
+                i.urls.first() == Some(url)
+                    && i.registry_signature
+                        .as_ref()
+                        .is_some_and(|s| &s.lookaside == lookaside)
+            })?;
+            registry_signature(img, ctx)
         }
         Check::Tang { url, thumbprint } => {
             crate::binding::check_tang(&binding, url, thumbprint.as_deref())
@@ -79,4 +104,46 @@ fn check(c: &Check, plan: &Plan, ctx: &Context) -> Result<String, String> {
                 .map_err(|e| e.to_string())
         }
     }
+}
+
+/// A container image: manifest (pinned digest), config (digest, size) and a `HEAD` of
+/// every layer blob; nothing is downloaded but the manifest and the config.
+fn container(urls: &[String], opts: &crate::image::WriteOptions) -> Result<String, String> {
+    let pull = crate::image::ContainerPull::new(urls, opts).map_err(|e| e.to_string())?;
+    let image = pull.check().map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} is container image manifest {} (config {}), {} layers there ({})",
+        image.reference,
+        image.manifest,
+        image.config,
+        image.layers.len(),
+        Bytes(image.download_bytes()).human()
+    ))
+}
+
+/// The registry image's manifest resolved and its lookaside signature verified.
+fn registry_signature(img: &ImagePlan, ctx: &Context) -> Result<String, String> {
+    let sig = img
+        .registry_signature
+        .as_ref()
+        .ok_or("the image has no registry signature")?;
+    super::signature::registry_rule(img, sig, ctx)?;
+    let opts = crate::image::WriteOptions {
+        ca_bundle: ctx.ca_bundle.map(Path::to_path_buf),
+        credentials: img.auth.clone(),
+        registry_signature: Some(std::sync::Arc::new(super::signature::registry_policy(
+            sig, ctx,
+        )?)),
+        ..Default::default()
+    };
+    let resolved = crate::image::resolve_registry(&img.urls, img.digest.as_ref(), &opts)
+        .map_err(|e| e.to_string())?
+        .ok_or("no URL of the image is an oci:// reference")?;
+    Ok(format!(
+        "manifest {} of {} signed by {}; layer {}",
+        resolved.top_digest(),
+        resolved.reference,
+        resolved.signed_by.as_deref().unwrap_or("(nobody)"),
+        resolved.layer.digest
+    ))
 }

@@ -25,8 +25,13 @@ pub(crate) struct Served {
     pub algorithm: DigestAlgorithm,
     /// Digest of every byte as served.
     pub actual_hex: String,
+    /// For a signed image: the key that must have signed, and the check's verdict (who
+    /// signed, or why the signature does not verify).
+    pub signature: Option<(String, Result<String, String>)>,
     /// Connections resumed (or restarted) after a failure.
     pub resumes: u32,
+    /// What the registry reference resolved to, for an `oci://` URL.
+    pub registry: Option<Box<crate::oci::Resolved>>,
 }
 
 /// The served bytes as a `BufRead`; at the end it checks the digest and fails on a mismatch.
@@ -34,14 +39,14 @@ pub(crate) struct ChannelReader {
     rx: Receiver<Msg>,
     cur: Option<Pooled>,
     pos: usize,
-    expected: Digest,
+    expected: Option<Digest>,
     served: Option<Served>,
     failed: Option<ImageError>,
 }
 
 impl ChannelReader {
-    /// Reads what the fetcher sends on `rx`, expecting `expected` at the end.
-    pub(crate) fn new(rx: Receiver<Msg>, expected: Digest) -> ChannelReader {
+    /// Reads what the fetcher sends on `rx`, expecting `expected` (when given) at the end.
+    pub(crate) fn new(rx: Receiver<Msg>, expected: Option<Digest>) -> ChannelReader {
         ChannelReader {
             rx,
             cur: None,
@@ -66,24 +71,41 @@ impl ChannelReader {
             match self.rx.recv() {
                 Ok(Msg::Data(b)) => self.cur = Some(b),
                 Ok(Msg::End(served)) => {
-                    // Measurement builds compare nothing (feature `bench-unverified`).
-                    let checked = !cfg!(feature = "bench-unverified");
-                    if checked && !served.actual_hex.eq_ignore_ascii_case(&self.expected.hex) {
-                        self.failed = Some(ImageError::DigestMismatch {
-                            algorithm: algorithm_name(served.algorithm).to_string(),
-                            expected: self.expected.hex.to_ascii_lowercase(),
-                            actual: served.actual_hex.clone(),
-                            url: served.url.clone(),
-                        });
-                        continue;
+                    self.failed = verdict(self.expected.as_ref(), &served);
+                    if self.failed.is_none() {
+                        self.served = Some(served);
                     }
-                    self.served = Some(served);
                 }
                 // The fetcher stopped without an end: its own error says why.
                 Err(_) => return Err(io::Error::other(ImageError::Cancelled)),
             }
         }
         Ok(())
+    }
+}
+
+/// Why the served bytes are not the expected ones (digest first, then signature), if
+/// they are not.
+fn verdict(expected: Option<&Digest>, served: &Served) -> Option<ImageError> {
+    // Measurement builds compare nothing (feature `bench-unverified`).
+    if cfg!(feature = "bench-unverified") {
+        return None;
+    }
+    if let Some(e) = expected.filter(|e| !served.actual_hex.eq_ignore_ascii_case(&e.hex)) {
+        return Some(ImageError::DigestMismatch {
+            algorithm: algorithm_name(served.algorithm).to_string(),
+            expected: e.hex.to_ascii_lowercase(),
+            actual: served.actual_hex.clone(),
+            url: served.url.clone(),
+        });
+    }
+    match &served.signature {
+        Some((signer, Err(cause))) => Some(ImageError::SignatureMismatch {
+            signer: signer.clone(),
+            url: served.url.clone(),
+            cause: cause.clone(),
+        }),
+        _ => None,
     }
 }
 

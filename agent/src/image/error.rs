@@ -12,19 +12,32 @@ use std::time::Duration;
 pub enum ImageError {
     #[error("fetching {url}: {cause}")]
     Fetch { url: String, cause: String },
+    /// What the source serves is not vouched for (a registry signature refused).
+    #[error("{url}: {cause}")]
+    Untrusted { url: String, cause: String },
     #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
     #[error("no source of the image worked: {}", attempts.join("; "))]
     AllSourcesFailed { attempts: Vec<String> },
     #[error(
-        "{algorithm} of {url} is {actual} but the document expects {expected}: \
-         the download is corrupt or the document's digest is wrong (nothing bootable was written)"
+        "{algorithm} of {url} is {actual} but {expected} is expected (the document's digest, or the \
+         layer digest its pinned or signed manifest names): the download is corrupt, the blob was \
+         changed, or the digest is wrong (nothing bootable was written)"
     )]
     DigestMismatch {
         algorithm: String,
         expected: String,
         actual: String,
         url: String,
+    },
+    #[error(
+        "the signature by {signer} does not verify over {url} as served: {cause} \
+         (the download is corrupt, the image was changed after signing, or the signature is for another file; nothing bootable was written)"
+    )]
+    SignatureMismatch {
+        signer: String,
+        url: String,
+        cause: String,
     },
     #[error("decompressing the {compression} image: {cause}")]
     Decode {

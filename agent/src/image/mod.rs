@@ -21,6 +21,7 @@ mod codec;
 mod container;
 mod error;
 pub mod frames;
+mod layers;
 mod options;
 mod outcome;
 mod parallel;
@@ -28,6 +29,7 @@ pub mod qcow2;
 mod readback;
 mod reader;
 mod sequential;
+mod signed;
 mod sink;
 mod source;
 mod stages;
@@ -39,6 +41,7 @@ mod tests;
 pub use codec::{detect, Compression};
 pub use container::Container;
 pub use error::ImageError;
+pub use layers::{compression as layer_compression, ContainerPull};
 pub use options::{Progress, RetryPolicy, WriteOptions};
 pub use outcome::WriteOutcome;
 pub use reader::{open_verified_stream, VerifiedStream};
@@ -73,23 +76,34 @@ pub fn write_image(plan: &ImagePlan, opts: &WriteOptions) -> Result<WriteOutcome
     }
     let mut opts = opts.clone();
     opts.readback |= plan.verify == Some(VerifyMode::Readback);
-    stream_to(&plan.urls, &plan.digest, &plan.target_path, &opts)
+    stream_to(&plan.urls, plan.digest.as_ref(), &plan.target_path, &opts)
 }
 
 /// Asks the image's URLs in turn, without downloading it, until one answers: the check
 /// made before any disk is touched. Returns that URL and the file's size if it said.
 pub fn probe(
     urls: &[String],
-    digest: &Digest,
+    digest: Option<&Digest>,
     opts: &WriteOptions,
 ) -> Result<(String, Option<u64>), ImageError> {
     Session::new(urls, digest, opts.fetch_config()).probe()
 }
 
+/// Resolves the first `oci://` URL of `urls` that answers, checking its manifest
+/// against its pinned digest and, with `opts.registry_signature`, its signature;
+/// nothing is downloaded. `None` when no URL is a registry reference.
+pub fn resolve_registry(
+    urls: &[String],
+    digest: Option<&Digest>,
+    opts: &WriteOptions,
+) -> Result<Option<crate::oci::Resolved>, ImageError> {
+    Session::new(urls, digest, opts.fetch_config()).resolve_registry()
+}
+
 /// Streams the image at `urls` (tried in turn) onto `target` (block device or file) from byte 0.
 pub fn stream_to(
     urls: &[String],
-    digest: &Digest,
+    digest: Option<&Digest>,
     target: &Path,
     opts: &WriteOptions,
 ) -> Result<WriteOutcome, ImageError> {
@@ -99,7 +113,7 @@ pub fn stream_to(
 /// As [`stream_to`], also saying how many buffers the pools allocated.
 fn write_to(
     urls: &[String],
-    digest: &Digest,
+    digest: Option<&Digest>,
     target: &Path,
     opts: &WriteOptions,
 ) -> Result<(WriteOutcome, PoolUse), ImageError> {
@@ -125,7 +139,7 @@ fn write_to(
         shared,
         input,
         gate,
-    } = session.stream();
+    } = session.stream()?;
     let run = Run {
         target,
         shared: &shared,

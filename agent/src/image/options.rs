@@ -1,7 +1,9 @@
 //! How to fetch and write, and what the caller hears while it runs.
 
+use crate::trust::detached::Checker;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Retries of one source before moving to the next mirror.
@@ -76,6 +78,14 @@ pub struct WriteOptions<'a> {
     pub before_readback: Option<&'a (dyn Fn() + Sync)>,
     /// Threads decoding a zstd stream of several frames (`None`: one per core, at most 4).
     pub decoders: Option<usize>,
+    /// The image's detached signature with its key, checked over the served bytes.
+    pub signature: Option<Arc<Checker>>,
+    /// Credentials for the registry of an `oci://` image URL (`image.auth`).
+    pub credentials: Option<crate::oci::Credentials>,
+    /// The registry signature an `oci://` image's manifest must carry (lookaside store).
+    pub registry_signature: Option<Arc<crate::oci::signature::Policy>>,
+    /// `--insecure`: a tag that nothing pins is accepted (and reported so).
+    pub insecure: bool,
 }
 
 impl Default for WriteOptions<'_> {
@@ -91,6 +101,10 @@ impl Default for WriteOptions<'_> {
             write_zeroes: None,
             before_readback: None,
             decoders: None,
+            signature: None,
+            credentials: None,
+            registry_signature: None,
+            insecure: false,
         }
     }
 }
@@ -102,6 +116,7 @@ impl std::fmt::Debug for WriteOptions<'_> {
             .field("stall_timeout", &self.stall_timeout)
             .field("retry", &self.retry)
             .field("readback", &self.readback)
+            .field("signature", &self.signature.as_ref().map(|c| c.signer()))
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +129,10 @@ impl WriteOptions<'_> {
             connect_timeout: self.connect_timeout,
             stall_timeout: self.stall_timeout,
             retry: self.retry.clone(),
+            signature: self.signature.clone(),
+            credentials: self.credentials.clone(),
+            registry_signature: self.registry_signature.clone(),
+            insecure: self.insecure,
         }
     }
 }
@@ -129,4 +148,12 @@ pub(crate) struct FetchConfig {
     pub stall_timeout: Duration,
     /// Retries of each source.
     pub retry: RetryPolicy,
+    /// The detached signature the served bytes must carry.
+    pub signature: Option<Arc<Checker>>,
+    /// Credentials for the registry of an `oci://` image URL.
+    pub credentials: Option<crate::oci::Credentials>,
+    /// The registry signature an `oci://` image's manifest must carry.
+    pub registry_signature: Option<Arc<crate::oci::signature::Policy>>,
+    /// `--insecure`: a tag that nothing pins is accepted.
+    pub insecure: bool,
 }

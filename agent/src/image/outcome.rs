@@ -31,12 +31,19 @@ pub struct WriteOutcome {
     )]
     #[schemars(with = "bool")]
     pub container: Container,
+    /// For an `oci://` URL: the manifest (and index) it resolved to and the layer
+    /// served, all checked against their digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Box<crate::oci::Resolved>>,
     /// Size of the served file.
     pub bytes_downloaded: u64,
     /// Decompressed size written to the target.
     pub bytes_written: u64,
-    /// The verified digest of the served file.
+    /// The digest of the served file (verified when the document gave one).
     pub digest: Digest,
+    /// For a signed image: who signed it (and minisign's trusted comment), verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
     /// With read-back verification: the hash list of the decompressed bytes written,
     /// BLAKE3 over the BLAKE3 of each 1 MiB block (the last may be shorter). See
     /// `verify.rs` for why a list, and why BLAKE3.
@@ -106,12 +113,14 @@ pub(crate) fn finish(
         url_used: served.url,
         compression,
         container,
+        registry: served.registry,
         bytes_downloaded: served.bytes,
         bytes_written: sink.offset(),
         digest: Digest {
             algorithm: served.algorithm,
             hex: served.actual_hex,
         },
+        signed_by: served.signature.and_then(|(_, v)| v.ok()),
         written_blake3,
         readback_blake3,
         readback_seconds,

@@ -152,8 +152,9 @@ pub(super) fn decode_zstd(
         // A frame that does not decode may be a corrupt download: the digest says
         // which, once the rest of the stream has been read.
         if matches!(e, ImageError::Decode { .. }) {
-            if let Err(ie @ ImageError::DigestMismatch { .. }) =
-                drain(&mut input, Compression::Zstd)
+            if let Err(
+                ie @ (ImageError::DigestMismatch { .. } | ImageError::SignatureMismatch { .. }),
+            ) = drain(&mut input, Compression::Zstd)
             {
                 return Err(ie);
             }

@@ -25,49 +25,62 @@ pub struct VerifiedStream {
 /// Opens the image at `urls` for reading, decompressed; the download runs on its own thread.
 pub fn open_verified_stream(
     urls: &[String],
-    digest: &Digest,
+    digest: Option<&Digest>,
     opts: &WriteOptions,
 ) -> Result<VerifiedStream, ImageError> {
     if urls.is_empty() {
         return Err(ImageError::NoSource);
     }
-    let Stream {
-        fetcher,
-        shared,
-        mut input,
-        mut gate,
-    } = Session::new(urls, digest, opts.fetch_config()).stream();
-    // The caller reads what it needs: there is no writer to choose, no reason to wait.
-    gate.open();
-    let fetch = std::thread::Builder::new()
-        .name("image-fetch".into())
-        .spawn(move || fetcher.run())
-        .map_err(|e| ImageError::Fetch {
-            url: urls[0].clone(),
-            cause: format!("starting the download thread: {e}"),
-        })?;
-    let mut stream = VerifiedStream {
-        decoder: None,
-        compression: Compression::None,
-        shared,
-        fetch: Some(fetch),
-        finished: false,
-    };
-    let compression = match input.fill_buf() {
-        Ok(prefix) => detect(prefix),
-        Err(e) => return Err(stream.explain(e)),
-    };
-    stream.compression = compression;
-    stream.decoder = Some(
-        Decoder::new(compression, input).map_err(|e| ImageError::Decode {
-            compression,
-            cause: e.to_string(),
-        })?,
-    );
-    Ok(stream)
+    let stream = Session::new(urls, digest, opts.fetch_config()).stream()?;
+    VerifiedStream::start(stream, &urls[0], |_| Ok(()))
 }
 
 impl VerifiedStream {
+    /// Runs `stream`'s download on its own thread and decompresses what its first
+    /// bytes say, once `accept` agrees with that compression.
+    pub(crate) fn start(
+        stream: Stream,
+        url: &str,
+        accept: impl FnOnce(Compression) -> Result<(), ImageError>,
+    ) -> Result<VerifiedStream, ImageError> {
+        let Stream {
+            fetcher,
+            shared,
+            mut input,
+            mut gate,
+        } = stream;
+        // The caller reads what it needs: there is no writer to choose, no reason to wait.
+        gate.open();
+        let fetch = std::thread::Builder::new()
+            .name("image-fetch".into())
+            .spawn(move || fetcher.run())
+            .map_err(|e| ImageError::Fetch {
+                url: url.to_string(),
+                cause: format!("starting the download thread: {e}"),
+            })?;
+        let mut stream = VerifiedStream {
+            decoder: None,
+            compression: Compression::None,
+            shared,
+            fetch: Some(fetch),
+            finished: false,
+        };
+        let compression = match input.fill_buf() {
+            Ok(prefix) => detect(prefix),
+            Err(e) => return Err(stream.explain(e)),
+        };
+        accept(compression)?;
+        stream.compression = compression;
+        stream.decoder =
+            Some(
+                Decoder::new(compression, input).map_err(|e| ImageError::Decode {
+                    compression,
+                    cause: e.to_string(),
+                })?,
+            );
+        Ok(stream)
+    }
+
     /// The compression detected from the magic bytes.
     pub fn compression(&self) -> Compression {
         self.compression

@@ -183,7 +183,9 @@ pub(crate) fn decode_failure(
         Err(e) => {
             let mut rest = decoder.into_inner();
             match io::copy(&mut rest, &mut io::sink()).map_err(image_error) {
-                Err(Ok(ie @ ImageError::DigestMismatch { .. })) => ie,
+                Err(Ok(
+                    ie @ (ImageError::DigestMismatch { .. } | ImageError::SignatureMismatch { .. }),
+                )) => ie,
                 _ => ImageError::Decode {
                     compression,
                     cause: e.to_string(),

@@ -14,9 +14,20 @@ pub(super) fn for_steps(steps: &[Step]) -> Vec<Check> {
     };
     for s in steps {
         match s {
-            Step::WriteImage(i) => add(Check::Image {
-                urls: i.urls.clone(),
-            }),
+            Step::WriteImage(i) => {
+                add(Check::Image {
+                    urls: i.urls.clone(),
+                });
+                if let Some(s) = &i.signature {
+                    add(Check::Signature { url: s.url.clone() });
+                }
+                if let Some(s) = &i.registry_signature {
+                    add(Check::RegistrySignature {
+                        url: i.urls[0].clone(),
+                        lookaside: s.lookaside.clone(),
+                    });
+                }
+            }
             Step::Luks(l) => {
                 for t in &l.tang {
                     add(Check::Tang {

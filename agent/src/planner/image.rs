@@ -4,8 +4,13 @@
 use super::chosen::{self, Chosen};
 use super::devices::{disk_of, Devices};
 use super::targets::{root_fs, Targets};
-use crate::config::{ExplicitStorage, Image};
-use crate::plan::{AppendPlan, Digest, DigestAlgorithm, ImageFormat, ImagePlan, Plan, Step};
+use crate::config::DocError;
+use crate::config::{ExplicitStorage, Image, ImageAuth};
+use crate::oci::Credentials;
+use crate::plan::{
+    AppendPlan, Digest, DigestAlgorithm, ImageFormat, ImagePin, ImagePlan, Plan,
+    RegistrySignaturePlan, SignaturePlan, Step,
+};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -41,25 +46,100 @@ pub(super) fn write(
             .map(|u| u.to_string())
             .collect(),
         digest: digest(img),
+        signature: img.signature.as_ref().and_then(|s| {
+            s.url.as_ref().map(|url| SignaturePlan {
+                url: url.to_string(),
+                keys: s.keys.clone(),
+            })
+        }),
+        registry_signature: img.signature.as_ref().and_then(|s| {
+            s.lookaside.as_ref().map(|l| RegistrySignaturePlan {
+                lookaside: l.to_string(),
+                keys: s.keys.clone(),
+            })
+        }),
+        // `pin` refused an unpinned tag unless `--insecure` allowed it.
+        pin: pin(img).unwrap_or(ImagePin::Insecure),
         format: img.format,
         target_disk,
         target_path,
         grow: img.grow,
         verify: img.verify,
+        auth: img.auth.as_ref().and_then(credentials),
     })
 }
 
-fn digest(img: &Image) -> Digest {
+/// The document's `image.auth` as credentials (validated: a token, or both
+/// username and password).
+fn credentials(auth: &ImageAuth) -> Option<Credentials> {
+    match (&auth.username, &auth.password, &auth.token) {
+        (_, _, Some(token)) => Some(Credentials::Token {
+            token: token.clone(),
+        }),
+        (Some(username), Some(password), None) => Some(Credentials::Password {
+            username: username.clone(),
+            password: password.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// What pins the image: its digest, its reference's manifest digest, a registry or a
+/// detached signature; `None` for an `oci://` tag that nothing pins.
+pub(super) fn pin(img: &Image) -> Option<ImagePin> {
+    if img.sha256.is_some() || img.sha512.is_some() {
+        return Some(ImagePin::Digest);
+    }
+    if let Ok(r) = crate::oci::Reference::parse(img.url.as_str()) {
+        if let Some(d) = &r.digest {
+            return Some(ImagePin::Manifest {
+                digest: crate::oci::digest::oci_string(d),
+            });
+        }
+    }
+    let sig = img.signature.as_ref();
+    if sig.is_some_and(|s| s.lookaside.is_some()) {
+        Some(ImagePin::RegistrySignature)
+    } else if sig.is_some_and(|s| s.url.is_some()) {
+        Some(ImagePin::Signature)
+    } else {
+        None
+    }
+}
+
+/// An `oci://` tag that nothing pins is refused unless the operator said `--insecure`.
+pub(super) fn check_pinned(img: &Image, insecure: bool) -> Result<(), DocError> {
+    if pin(img).is_some() || insecure {
+        return Ok(());
+    }
+    Err(DocError::new(
+        "image.url",
+        format!(
+            "{} names a tag without a digest, and nothing else pins the image: a tag can be moved to another image. \
+             Pin the manifest digest (oci://…:tag@sha256:<manifest digest>), give image.sha256, or require a registry \
+             signature (image.signature.lookaside); to deploy it anyway by hand, run imprint with --insecure",
+            img.url.as_str()
+        ),
+    ))
+}
+
+fn digest(img: &Image) -> Option<Digest> {
     match (&img.sha256, &img.sha512) {
-        (Some(h), _) => Digest {
+        (Some(h), _) => Some(Digest {
             algorithm: DigestAlgorithm::Sha256,
             hex: h.to_string().to_ascii_lowercase(),
-        },
-        (None, Some(h)) => Digest {
+        }),
+        (None, Some(h)) => Some(Digest {
             algorithm: DigestAlgorithm::Sha512,
             hex: h.to_string().to_ascii_lowercase(),
-        },
-        (None, None) => unreachable!("validated: one digest"),
+        }),
+        // A container image is pinned by its manifest digest (validated).
+        (None, None) if img.format == ImageFormat::Rootfs => {
+            crate::oci::Reference::parse(img.url.as_str())
+                .ok()
+                .and_then(|r| r.digest)
+        }
+        (None, None) => None,
     }
 }
 

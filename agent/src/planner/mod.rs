@@ -39,6 +39,9 @@ pub struct PlanOptions {
     /// Accept `<...>` placeholders (digests, thumbprints): for `plan` and `validate`,
     /// never for `apply`.
     pub allow_placeholders: bool,
+    /// `--insecure`: accept an `oci://` tag that neither a digest nor a signature pins.
+    /// Only ever from the command line, never from the document or kernel arguments.
+    pub insecure: bool,
 }
 
 /// Plans `doc` on a machine with disks `inventory`.
@@ -46,12 +49,21 @@ pub fn build(doc: &Document, inventory: &[Disk], opts: &PlanOptions) -> Result<P
     build_with(doc, inventory, opts, &System)
 }
 
-/// Reads an inventory as `imprint disks --json` prints it (a list of disks), to plan
-/// for another host.
+/// Reads the disks of an inventory, to plan for another host: a host inventory as
+/// `imprint inventory` prints it, or the bare list `imprint disks --json` prints.
 pub fn load_inventory(json: &str) -> Result<Vec<Disk>, PlanError> {
-    let de = &mut serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(de)
-        .map_err(|e| PlanError::Inventory(format!("{}: {}", e.path(), e.inner())))
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| PlanError::Inventory(e.to_string()))?;
+    // A host inventory (`imprint inventory`) carries its disks in `disks`; the bare
+    // list is what `imprint disks --json` prints.
+    let (disks, prefix) = match value {
+        serde_json::Value::Object(mut o) if o.contains_key("schema_version") => {
+            (o.remove("disks").unwrap_or_default(), "disks")
+        }
+        other => (other, ""),
+    };
+    serde_path_to_error::deserialize(disks)
+        .map_err(|e| PlanError::Inventory(format!("{prefix}{}: {}", e.path(), e.inner())))
 }
 
 /// [`build`] with a given [`Backend`].
@@ -70,6 +82,9 @@ pub fn build_with(
             )
             .into());
         }
+    }
+    if let Some(img) = &doc.image {
+        image::check_pinned(img, opts.insecure)?;
     }
     let chosen = choose(doc, inventory, backend)?;
     let host = host_plan(doc, &chosen, opts);
@@ -96,6 +111,8 @@ pub fn build_with(
             url: r.url.to_string(),
             token: r.token.clone(),
             heartbeat_secs: r.heartbeat,
+            built: r.built.as_ref().map(|u| u.to_string()),
+            failed: r.failed.as_ref().map(|u| u.to_string()),
         }),
         finish: doc.finish,
         kernel_args: doc

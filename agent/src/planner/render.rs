@@ -92,6 +92,14 @@ impl Plan {
             )?,
             None => writeln!(o, "Report: none")?,
         }
+        if let Some(r) = &self.report {
+            let hooks = [("a success, GET", &r.built), ("a failure, POST", &r.failed)];
+            for (when, url) in hooks {
+                if let Some(u) = url {
+                    writeln!(o, "After {when} {}", crate::plan::redact_query(u))?;
+                }
+            }
+        }
         if !self.kernel_args.is_empty() {
             writeln!(o, "Kernel arguments: {}", self.kernel_args.join(" "))?;
         }
@@ -288,10 +296,6 @@ fn write_image(o: &mut String, i: &ImagePlan) -> std::fmt::Result {
         ImageFormat::Rootfs => "root filesystem archive, extracted",
         ImageFormat::Filesystem => "filesystem image",
     };
-    let alg = match i.digest.algorithm {
-        DigestAlgorithm::Sha256 => "sha256",
-        DigestAlgorithm::Sha512 => "sha512",
-    };
     writeln!(
         o,
         "{fmt} onto {} (disk {})",
@@ -301,7 +305,48 @@ fn write_image(o: &mut String, i: &ImagePlan) -> std::fmt::Result {
     for (n, u) in i.urls.iter().enumerate() {
         writeln!(o, "        {} {u}", if n == 0 { "from" } else { "  or" })?;
     }
-    writeln!(o, "        verified by {alg} {}", i.digest.hex)?;
+    if let Some(d) = &i.digest {
+        let alg = match d.algorithm {
+            DigestAlgorithm::Sha256 => "sha256",
+            DigestAlgorithm::Sha512 => "sha512",
+        };
+        writeln!(o, "        verified by {alg} {}", d.hex)?;
+    }
+    if let Some(s) = &i.signature {
+        let by = if s.keys.is_empty() {
+            "a key of the trust root".to_string()
+        } else {
+            format!("one of the {} keys the document lists", s.keys.len())
+        };
+        writeln!(o, "        signed by {by}: {}", s.url)?;
+    }
+    if let Some(s) = &i.registry_signature {
+        let by = if s.keys.is_empty() {
+            "a key of the trust root".to_string()
+        } else {
+            format!("one of the {} keys the document lists", s.keys.len())
+        };
+        writeln!(
+            o,
+            "        manifest signed by {by} (lookaside {})",
+            s.lookaside
+        )?;
+    }
+    match &i.pin {
+        crate::plan::ImagePin::Manifest { digest } => writeln!(
+            o,
+            "        pinned by manifest {digest}: the layer it names is the digest checked"
+        )?,
+        crate::plan::ImagePin::RegistrySignature => writeln!(
+            o,
+            "        pinned by the manifest digest its registry signature signs"
+        )?,
+        crate::plan::ImagePin::Insecure => writeln!(
+            o,
+            "        INSECURE: nothing pins this tag (--insecure); the manifest it names now is taken"
+        )?,
+        crate::plan::ImagePin::Digest | crate::plan::ImagePin::Signature => {}
+    }
     if i.grow {
         writeln!(
             o,

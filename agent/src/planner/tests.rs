@@ -83,6 +83,7 @@ fn opts() -> PlanOptions {
     PlanOptions {
         machine_id: None,
         allow_placeholders: true,
+        insecure: false,
     }
 }
 
@@ -361,6 +362,7 @@ fn generated_ids_are_stable_per_host_and_differ_between_hosts() {
     let other = PlanOptions {
         machine_id: Some("0123456789abcdef".into()),
         allow_placeholders: true,
+        insecure: false,
     };
     let c = build_with(&doc, &doc2_inventory(), &other, &TestBackend).unwrap();
     assert_ne!(a.host.instance_id, c.host.instance_id);
@@ -493,6 +495,20 @@ fn inventory_json_loads_back() {
 }
 
 #[test]
+fn a_host_inventory_loads_its_disks() {
+    let inv = crate::inventory::Inventory {
+        schema_version: crate::inventory::SCHEMA_VERSION,
+        disks: vec![disk("/dev/nvme0n1", 8 * GIB, 512, "S1")],
+        ..Default::default()
+    };
+    let back = load_inventory(&serde_json::to_string(&inv).unwrap()).unwrap();
+    assert_eq!(back, inv.disks);
+    let bad = r#"{"schema_version": 1, "disks": [{"size_bytes": "big"}]}"#;
+    let e = load_inventory(bad).unwrap_err().to_string();
+    assert!(e.contains("disks[0].size_bytes"), "{e}");
+}
+
+#[test]
 fn data_partitions_beside_a_disk_image_are_added_after_it_then_formatted() {
     let doc = r#"version: 1
 host: { hostname: web-02 }
@@ -555,4 +571,64 @@ configdrive: { format: nocloud }
         "{text}"
     );
     assert!(text.contains("the rest"), "{text}");
+}
+
+/// A registry image is pinned by its reference's manifest digest, by its registry
+/// signature, or by nothing with `--insecure`; a bare tag is refused at `image.url`.
+#[test]
+fn an_oci_tag_needs_a_pin_a_registry_signature_or_insecure() {
+    let m = format!("sha256:{}", "ab".repeat(32));
+    let doc = |image: &str| {
+        format!(
+            "version: 1\nhost: {{ hostname: web-01 }}\ndisks:\n  - name: root\n    match: {{ smallest: true }}\nimage:\n{image}  format: disk\n"
+        )
+    };
+    let inv = [disk("/dev/sda", 8 * GIB, 512, "S1")];
+    let image_of = |p: &Plan| match &p.steps[1] {
+        Step::WriteImage(i) => i.clone(),
+        s => panic!("{s:?}"),
+    };
+    let pinned = plan_of(
+        &doc(&format!("  url: oci://r.example/os/web:v1@{m}\n")),
+        &inv,
+    )
+    .unwrap();
+    let i = image_of(&pinned);
+    assert_eq!(i.pin, crate::plan::ImagePin::Manifest { digest: m.clone() });
+    assert_eq!(i.digest, None);
+
+    let tag = doc("  url: oci://r.example/os/web:v1\n");
+    match plan_of(&tag, &inv) {
+        Err(PlanError::Document(e)) => {
+            assert_eq!(e.path, "image.url");
+            assert!(
+                e.message.contains("names a tag without a digest"),
+                "{}",
+                e.message
+            );
+            assert!(e.message.contains("--insecure"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    let insecure = PlanOptions {
+        insecure: true,
+        ..opts()
+    };
+    let p = build_with(
+        &crate::config::parse(&tag).unwrap(),
+        &inv,
+        &insecure,
+        &TestBackend,
+    )
+    .unwrap();
+    assert_eq!(image_of(&p).pin, crate::plan::ImagePin::Insecure);
+
+    let signed = doc("  url: oci://r.example/os/web:v1\n  signature: { lookaside: 'http://s.example/sigstore' }\n");
+    let p = plan_of(&signed, &inv).unwrap();
+    let i = image_of(&p);
+    assert_eq!(i.pin, crate::plan::ImagePin::RegistrySignature);
+    assert!(p.checks.contains(&crate::plan::Check::RegistrySignature {
+        url: "oci://r.example/os/web:v1".into(),
+        lookaside: "http://s.example/sigstore".into(),
+    }));
 }

@@ -68,6 +68,18 @@ pub fn timestamp(t: SystemTime) -> String {
     )
 }
 
+/// A run id drawn before any reporter existed (by the lookup, whose requests carry it),
+/// which the next reporter made adopts, so the lookup and the reports are one run.
+static PENDING_RUN_ID: Mutex<Option<uuid::Uuid>> = Mutex::new(None);
+
+/// The run id for requests made before a reporter exists; the next reporter takes it.
+pub fn pending_run_id() -> uuid::Uuid {
+    *PENDING_RUN_ID
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(uuid::Uuid::new_v4)
+}
+
 impl Reporter {
     /// A reporter for `host`; `plan` is the document's `report` section.
     pub fn new(
@@ -88,7 +100,11 @@ impl Reporter {
     ) -> Result<Self, ReportError> {
         let mut r = Reporter {
             host: host.to_string(),
-            run_id: uuid::Uuid::new_v4(),
+            run_id: PENDING_RUN_ID
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(uuid::Uuid::new_v4),
             target: None,
             tx: None,
             worker: Mutex::new(None),
@@ -105,6 +121,8 @@ impl Reporter {
             let target = Arc::new(Target {
                 url: p.url.clone(),
                 token: p.token.clone(),
+                built: p.built.clone(),
+                failed: p.failed.clone(),
                 client,
                 closed: Default::default(),
             });
@@ -176,11 +194,47 @@ impl Reporter {
                 let _ = done_rx.recv_timeout(self.retry_event.budget + Duration::from_secs(5));
             }
         }
+        let started = std::time::Instant::now();
         let res = post(target, &ev, self.retry_final);
         target
             .closed
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.hook(
+            target,
+            &ev,
+            self.retry_final.budget.saturating_sub(started.elapsed()),
+        );
         res
+    }
+
+    /// The orchestrator's hook for how the run ended (`report.built`/`report.failed`),
+    /// within what is left of the final report's budget; a failure is logged only.
+    fn hook(&self, target: &Target, ev: &Event, budget: Duration) {
+        let Body::Final(report) = &ev.body else {
+            return;
+        };
+        let failure;
+        let (url, body) = match report.result {
+            RunResult::Success => (target.built.as_deref(), None),
+            RunResult::Failure => {
+                failure = format!(
+                    "imprint run {} failed at step {}: {}\n",
+                    self.run_id,
+                    report.failed_step.as_deref().unwrap_or("unknown"),
+                    report.error.as_deref().unwrap_or("unknown error")
+                );
+                (target.failed.as_deref(), Some(failure.as_str()))
+            }
+        };
+        let Some(url) = url else { return };
+        // At least one try, even when the final report used up the budget.
+        let retry = Retry {
+            budget,
+            ..self.retry_final
+        };
+        if let Err(e) = send::notify(&target.client, url, body, retry) {
+            log::warn(&e.to_string());
+        }
     }
 }
 
@@ -231,6 +285,8 @@ mod tests {
             url: format!("http://127.0.0.1:{port}/r"),
             token: Some(Secret::new("tok-xyz")),
             heartbeat_secs: 10,
+            built: None,
+            failed: None,
         };
         let fast = Retry {
             first_delay: Duration::from_millis(10),

@@ -127,10 +127,18 @@ pub struct RootfsExtracted {
     pub root: PathBuf,
     pub compression: Compression,
     pub bytes_downloaded: u64,
-    /// The digest the served file was verified against.
-    pub digest: Digest,
+    /// The digest the served file was verified against (absent for an image pinned by
+    /// its signature alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// For a signed image: the key whose signature over the served file verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
     pub verified: bool,
     pub extracted: Extracted,
+    /// For a container image (`oci://`): the manifest, config and each layer applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::rootfs::ContainerDeployed>,
     pub duration_s: f64,
 }
 

@@ -63,9 +63,24 @@ fn written() -> crate::image::WriteOutcome {
         url_used: "http://prov/img.zst".into(),
         compression: crate::image::Compression::Zstd,
         container: crate::image::Container::Stream(crate::image::Compression::Zstd),
+        registry: Some(Box::new(crate::oci::Resolved {
+            reference: "oci://registry.example/os/disk:v1".into(),
+            manifest: format!("sha256:{}", "ab".repeat(32)),
+            index: Some(format!("sha256:{}", "cd".repeat(32))),
+            pinned: false,
+            layer: crate::oci::Layer {
+                digest: format!("sha256:{}", "ef".repeat(32)),
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+                size: 10,
+                title: Some("disk.raw.zst".into()),
+            },
+            signed_by: Some("openpgp:0123456789ABCDEF0123456789ABCDEF01234567".into()),
+            insecure: false,
+        })),
         bytes_downloaded: 10,
         bytes_written: 20,
         digest: digest(),
+        signed_by: Some("minisign:A1B2C3D4E5F60708 (timestamp:1)".into()),
         written_blake3: Some("cd".repeat(32)),
         readback_blake3: Some("cd".repeat(32)),
         readback_seconds: Some(0.5),
@@ -124,14 +139,47 @@ fn outputs() -> Vec<StepOutput> {
             root: "/run/imprint/root".into(),
             compression: crate::image::Compression::Xz,
             bytes_downloaded: 9,
-            digest: digest(),
+            digest: Some(digest()),
+            signed_by: None,
             verified: true,
             extracted: crate::rootfs::Extracted {
                 entries: 3,
                 counts: Default::default(),
                 archive_bytes: 30,
             },
+            registry: None,
             duration_s: 1.25,
+        }),
+        StepOutput::Rootfs(RootfsExtracted {
+            format: ImageFormat::Rootfs,
+            root: "/run/imprint/root".into(),
+            compression: crate::image::Compression::Gzip,
+            bytes_downloaded: 90,
+            digest: None,
+            signed_by: None,
+            verified: true,
+            extracted: crate::rootfs::Extracted {
+                entries: 3,
+                counts: Default::default(),
+                archive_bytes: 3072,
+            },
+            registry: Some(crate::rootfs::ContainerDeployed {
+                reference: format!("oci://reg.example/os/app@sha256:{}", "a".repeat(64)),
+                manifest: format!("sha256:{}", "a".repeat(64)),
+                index: None,
+                config: format!("sha256:{}", "b".repeat(64)),
+                layers: vec![crate::rootfs::LayerApplied {
+                    digest: format!("sha256:{}", "c".repeat(64)),
+                    media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                    codec: crate::oci::LayerCodec::Gzip,
+                    bytes: 90,
+                    diff_id: format!("sha256:{}", "d".repeat(64)),
+                    entries: 3,
+                    whiteouts: 1,
+                    opaque: 1,
+                }],
+            }),
+            duration_s: 1.5,
         }),
         StepOutput::FilesystemImage(FilesystemImageWritten {
             format: ImageFormat::Filesystem,
@@ -351,7 +399,13 @@ fn the_schema_refuses_what_the_protocol_does_not_allow() {
 #[test]
 fn every_schema_compiles() {
     use crate::schema::Kind;
-    for kind in [Kind::Document, Kind::Plan, Kind::Inventory, Kind::Report] {
+    for kind in [
+        Kind::Document,
+        Kind::Plan,
+        Kind::Inventory,
+        Kind::Disks,
+        Kind::Report,
+    ] {
         let s = crate::schema::of(kind);
         assert!(s.is_object(), "{kind:?}");
         ReportSchema::new(&s);

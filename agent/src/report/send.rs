@@ -52,6 +52,10 @@ pub enum ReportError {
 pub(super) struct Target {
     pub(super) url: String,
     pub(super) token: Option<Secret>,
+    /// Asked (`GET`) after a successful run's final report.
+    pub(super) built: Option<String>,
+    /// Sent the failure (`POST`) after a failed run's final report.
+    pub(super) failed: Option<String>,
     pub(super) client: reqwest::blocking::Client,
     /// Set once the final report was sent (or given up on): queued events are dropped,
     /// so a report server that never answers cannot hold the exit or the finish action.
@@ -107,7 +111,15 @@ pub(super) fn post(target: &Target, body: &Event, retry: Retry) -> Result<(), Re
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let mut req = target.client.post(&target.url).json(body);
+        // The envelope in headers too, so a receiver can route or dedupe (run id +
+        // seq) before parsing: a retry carries the same values and the same body.
+        let mut req = target
+            .client
+            .post(&target.url)
+            .header("X-Imprint-Protocol", body.protocol.to_string())
+            .header("X-Imprint-Run-Id", body.run_id.to_string())
+            .header("X-Imprint-Seq", body.seq.to_string())
+            .json(body);
         if let Some(tok) = &target.token {
             req = req.bearer_auth(tok.expose());
         }
@@ -120,6 +132,51 @@ pub(super) fn post(target: &Target, body: &Event, retry: Retry) -> Result<(), Re
         if start.elapsed() + delay > retry.budget {
             return Err(ReportError::Undelivered {
                 url: target.url.clone(),
+                attempts,
+                secs: start.elapsed().as_secs(),
+                last,
+            });
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(retry.max_delay);
+    }
+}
+
+/// After the final report: asks the orchestrator's hook `url` (`GET`, or `POST` of
+/// `body` as text), retrying within `retry`'s budget. The report token is not sent (the
+/// hook is another service; Foreman's carries its own token in the query), and the
+/// query never appears in a message.
+pub(super) fn notify(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    body: Option<&str>,
+    retry: Retry,
+) -> Result<(), ReportError> {
+    let start = Instant::now();
+    let mut delay = retry.first_delay;
+    let mut attempts = 0;
+    let shown = crate::plan::redact_query(url);
+    loop {
+        attempts += 1;
+        let req = match body {
+            Some(text) => client
+                .post(url)
+                .header("Content-Type", "text/plain; charset=utf-8")
+                .body(text.to_string()),
+            None => client.get(url),
+        };
+        let last = match req.send() {
+            Ok(resp) if resp.status().is_success() => {
+                log::info(&format!("report: {shown} answered {}", resp.status()));
+                return Ok(());
+            }
+            Ok(resp) => format!("HTTP {}", resp.status()),
+            // reqwest's error text names the URL; say it without the query.
+            Err(e) => crate::http::describe(&e.without_url()),
+        };
+        if start.elapsed() + delay > retry.budget {
+            return Err(ReportError::Undelivered {
+                url: shown,
                 attempts,
                 secs: start.elapsed().as_secs(),
                 last,

@@ -178,7 +178,7 @@ fn find_beside(src: &str, source: &str, ca: Option<&Path>) -> Result<(String, Ve
 }
 
 /// The bytes at an `http(s)://` URL or a path; `None` when it does not exist (404, ENOENT).
-fn fetch(name: &str, ca: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
+pub(crate) fn fetch(name: &str, ca: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
     if !(name.starts_with("http://") || name.starts_with("https://")) {
         let path = name
             .strip_prefix("file://")

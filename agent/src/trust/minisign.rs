@@ -216,6 +216,12 @@ impl Signature {
     pub fn key_id(&self) -> String {
         key_id_hex(&self.key_id)
     }
+
+    /// Whether it signs the file's BLAKE2b-512 (`ED`, minisign's default) rather than the
+    /// file itself (legacy `Ed`), so it can be checked in constant memory.
+    pub fn is_prehashed(&self) -> bool {
+        self.algorithm == Algorithm::Prehashed
+    }
 }
 
 /// minisign prints key ids as the 8 bytes read little-endian, in hex without leading zeros.
@@ -224,4 +230,4 @@ fn key_id_hex(id: &[u8; 8]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -1,6 +1,7 @@
 //! What imprint trusts: public keys baked into the boot medium, and the detached
 //! signatures they verify: minisign (Ed25519) keys and OpenPGP certificates.
 
+pub mod detached;
 pub mod document;
 pub mod minisign;
 pub mod openpgp;
@@ -23,6 +24,9 @@ pub enum TrustError {
     /// The OpenPGP signature could not be read or did not verify.
     #[error(transparent)]
     OpenPgp(#[from] openpgp::OpenPgpError),
+    /// The signed bytes could not be read to their end.
+    #[error("reading the signed bytes: {0}")]
+    Read(String),
 }
 
 /// One trusted public key.
@@ -61,6 +65,13 @@ impl TrustRoot {
         self.keys.is_empty()
     }
 
+    /// Whether any key is an OpenPGP certificate (what registry signatures need).
+    pub fn has_openpgp(&self) -> bool {
+        self.keys
+            .iter()
+            .any(|k| matches!(k, TrustedKey::OpenPgp(_)))
+    }
+
     /// The keys' fingerprints, as printed by `imprint disks` and `run`.
     pub fn fingerprints(&self) -> Vec<String> {
         self.keys.iter().map(TrustedKey::fingerprint).collect()
@@ -88,6 +99,24 @@ impl TrustRoot {
             })?;
         let comment = key.verify(&sig, data)?;
         Ok((format!("minisign:{}", key.key_id()), comment))
+    }
+
+    /// Opens an OpenPGP signed message (a registry image's "simple signing" signature)
+    /// with one of the trusted OpenPGP certificates, judging key expiry at `now`.
+    pub fn open_signed_message(
+        &self,
+        bytes: &[u8],
+        now: u32,
+    ) -> Result<openpgp::message::Opened, openpgp::message::MessageError> {
+        let certs: Vec<&openpgp::Certificate> = self
+            .keys
+            .iter()
+            .filter_map(|k| match k {
+                TrustedKey::OpenPgp(c) => Some(c.as_ref()),
+                TrustedKey::Minisign(_) => None,
+            })
+            .collect();
+        openpgp::message::open(bytes, &certs, now)
     }
 
     /// Verifies an OpenPGP detached signature (binary or armored) over `data` by a trusted

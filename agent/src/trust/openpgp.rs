@@ -10,6 +10,8 @@ use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::Signature as SigPacket;
 use pgp::types::{KeyDetails, Timestamp, VerifyingKey};
 
+pub mod message;
+
 /// Why an OpenPGP certificate or signature was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OpenPgpError {
@@ -82,25 +84,14 @@ impl Certificate {
     /// Checks `sig` over `data` against the primary key and every signing subkey; returns
     /// the fingerprint of the key that made it.
     pub fn verify(&self, sig: &Signature, data: &[u8], now: u32) -> Result<String, OpenPgpError> {
-        let packet = &sig.sig.signature;
-        match packet.hash_alg() {
-            Some(HashAlgorithm::Sha1 | HashAlgorithm::Md5 | HashAlgorithm::Ripemd160) | None => {
-                return Err(OpenPgpError::WeakHash(
-                    packet.hash_alg().unwrap_or(HashAlgorithm::None),
-                ));
-            }
-            _ => {}
-        }
-        let primary = &self.key.primary_key;
-        let primary_sigs: Vec<&SigPacket> = self
-            .key
-            .details
-            .users
-            .iter()
-            .flat_map(|u| u.signatures.iter())
-            .chain(self.key.details.direct_signatures.iter())
-            .collect();
-        if let Some(found) = try_key(packet, primary, &primary_sigs, data, now) {
+        let packet = sig.checked_hash()?;
+        if let Some(found) = try_key(
+            packet,
+            &self.key.primary_key,
+            &self.primary_sigs(),
+            data,
+            now,
+        ) {
             return found;
         }
         for sub in &self.key.public_subkeys {
@@ -109,44 +100,101 @@ impl Certificate {
                 return found;
             }
         }
-        let signer = packet
-            .issuer_fingerprint()
-            .first()
-            .map(|f| format!("{f:X}"))
-            .or_else(|| {
-                packet
-                    .issuer_key_id()
-                    .first()
-                    .map(|k| hex::encode_upper(k.as_ref()))
-            })
-            .unwrap_or_else(|| "(unnamed)".into());
         Err(OpenPgpError::OtherKey {
-            signer,
+            signer: sig.issuer(),
             cert: self.fingerprint(),
         })
+    }
+
+    /// Like [`Certificate::verify`] over bytes read from `data` once, to its end: the
+    /// signature must name its issuer (every current signer does), since a stream cannot
+    /// be tried against one key after another.
+    pub fn verify_stream<R: std::io::Read>(
+        &self,
+        sig: &Signature,
+        data: R,
+        now: u32,
+    ) -> Result<String, OpenPgpError> {
+        let packet = sig.checked_hash()?;
+        if packet.issuer_fingerprint().is_empty() && packet.issuer_key_id().is_empty() {
+            return Err(OpenPgpError::BadSignature(
+                "it names no issuer key, so it cannot be checked while the file streams".into(),
+            ));
+        }
+        if names(packet, &self.key.primary_key) {
+            return check_key(
+                packet,
+                &self.key.primary_key,
+                &self.primary_sigs(),
+                data,
+                now,
+            );
+        }
+        for sub in &self.key.public_subkeys {
+            if names(packet, &sub.key) {
+                let bindings: Vec<&SigPacket> = sub.signatures.iter().collect();
+                return check_key(packet, &sub.key, &bindings, data, now);
+            }
+        }
+        Err(OpenPgpError::OtherKey {
+            signer: sig.issuer(),
+            cert: self.fingerprint(),
+        })
+    }
+
+    /// Whether the signature names the primary key or a subkey of this certificate as
+    /// its issuer (one that names no issuer names every key).
+    pub fn names_signer_of(&self, sig: &Signature) -> bool {
+        let packet = &sig.sig.signature;
+        names(packet, &self.key.primary_key)
+            || self
+                .key
+                .public_subkeys
+                .iter()
+                .any(|s| names(packet, &s.key))
+    }
+
+    /// The primary key's self-signatures (user id bindings and direct-key signatures).
+    fn primary_sigs(&self) -> Vec<&SigPacket> {
+        self.key
+            .details
+            .users
+            .iter()
+            .flat_map(|u| u.signatures.iter())
+            .chain(self.key.details.direct_signatures.iter())
+            .collect()
     }
 }
 
 /// The outcome of checking `sig` with `key`, or None when the signature names another key.
-fn try_key<K: VerifyingKey>(
+fn try_key<K: VerifyingKey, R: std::io::Read>(
     sig: &SigPacket,
     key: &K,
     bindings: &[&SigPacket],
-    data: &[u8],
+    data: R,
     now: u32,
 ) -> Option<Result<String, OpenPgpError>> {
     if !names(sig, key) {
         return None;
     }
+    Some(check_key(sig, key, bindings, data, now))
+}
+
+/// Checks `sig` with `key` over `data`, and that the key may sign at `now`.
+fn check_key<K: VerifyingKey, R: std::io::Read>(
+    sig: &SigPacket,
+    key: &K,
+    bindings: &[&SigPacket],
+    data: R,
+    now: u32,
+) -> Result<String, OpenPgpError> {
     let fpr = format!("{:X}", key.fingerprint());
     if sig.verify(key, data).is_err() {
-        return Some(Err(OpenPgpError::Mismatch(fpr)));
+        return Err(OpenPgpError::Mismatch(fpr));
     }
-    Some(
-        usable_for_signing(bindings, key.created_at(), now)
-            .map(|()| fpr.clone())
-            .map_err(|why| OpenPgpError::KeyNotUsable { key: fpr, why }),
-    )
+    usable_for_signing(bindings, key.created_at(), now)
+        .map(|()| fpr.clone())
+        .map_err(|why| OpenPgpError::KeyNotUsable { key: fpr, why })
 }
 
 /// Whether the signature names `key` as its issuer (by fingerprint, else by key id; a
@@ -166,6 +214,35 @@ impl Signature {
         let (sig, _) = DetachedSignature::from_reader_single(bytes)
             .map_err(|e| OpenPgpError::BadSignature(e.to_string()))?;
         Ok(Signature { sig })
+    }
+
+    /// The issuer the signature names, for messages: its fingerprint, else its key id.
+    pub fn issuer(&self) -> String {
+        let packet = &self.sig.signature;
+        packet
+            .issuer_fingerprint()
+            .first()
+            .map(|f| format!("{f:X}"))
+            .or_else(|| {
+                packet
+                    .issuer_key_id()
+                    .first()
+                    .map(|k| hex::encode_upper(k.as_ref()))
+            })
+            .unwrap_or_else(|| "(unnamed)".into())
+    }
+
+    /// The signature packet, refused when its hash is broken.
+    fn checked_hash(&self) -> Result<&SigPacket, OpenPgpError> {
+        let packet = &self.sig.signature;
+        match packet.hash_alg() {
+            Some(HashAlgorithm::Sha1 | HashAlgorithm::Md5 | HashAlgorithm::Ripemd160) | None => {
+                Err(OpenPgpError::WeakHash(
+                    packet.hash_alg().unwrap_or(HashAlgorithm::None),
+                ))
+            }
+            _ => Ok(packet),
+        }
     }
 }
 
@@ -199,4 +276,4 @@ fn usable_for_signing(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -96,12 +96,28 @@ fn handle_connection(stream: TcpStream, state: &State, stop: &AtomicBool) -> std
 
     match req.method.as_str() {
         "POST" | "PUT" => {
-            state.record_post(Post {
+            let lose = take_lost_answer(state, &route);
+            let post = Post {
                 path: req.path.clone(),
                 headers: req.headers,
                 body: req.body,
-            });
-            respond_simple(&mut out, 200, "", b"ok\n")
+            };
+            let computed = state.responder_answer(&route, &post);
+            state.record_post(post);
+            if lose {
+                return Ok(());
+            }
+            match computed.or_else(|| state.next_post_answer(&route)) {
+                Some(a) => {
+                    let extra: String = a
+                        .headers
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}\r\n"))
+                        .collect();
+                    respond_simple(&mut out, a.status, &extra, &a.body)
+                }
+                None => respond_simple(&mut out, 200, "", b"ok\n"),
+            }
         }
         "GET" | "HEAD" => {
             let res = lock(&state.resources).get(&route).cloned();
@@ -216,6 +232,23 @@ fn take_status_fault(state: &State, route: &str) -> Option<(u16, Option<u64>)> {
         }
     }
     None
+}
+
+/// Whether this POST's answer is to be lost (a `LoseAnswer` fault with times left).
+fn take_lost_answer(state: &State, route: &str) -> bool {
+    let mut faults = lock(&state.faults);
+    let Some(list) = faults.get_mut(route) else {
+        return false;
+    };
+    for f in list.iter_mut() {
+        if let Fault::LoseAnswer { times } = f {
+            if *times > 0 {
+                *times -= 1;
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn respond_simple(
@@ -457,12 +490,14 @@ fn send_body(
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        202 => "Accepted",
         206 => "Partial Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        410 => "Gone",
         416 => "Range Not Satisfiable",
         429 => "Too Many Requests",
         500 => "Internal Server Error",

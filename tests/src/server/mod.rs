@@ -1,4 +1,4 @@
-//! A small real HTTP/1.1 server on 127.0.0.1 for tests: serves files and byte
+//! A small real HTTP/1.1 server on 127.0.0.1 (or `[::1]`) for tests: serves files and byte
 //! buffers with Range/If-Range/ETag/Last-Modified, records every request and
 //! POST, and injects faults (drops, stalls, bad statuses, bit flips) per path.
 //!
@@ -48,6 +48,9 @@ pub enum Fault {
         retry_after: Option<u64>,
         times: u32,
     },
+    /// Take the next `times` POSTs (recorded, as a receiver that processed them) and
+    /// close the connection without answering: the acknowledgement is lost.
+    LoseAnswer { times: u32 },
     /// After N body bytes of the next response, send nothing for `secs` seconds, then continue.
     Stall { after: u64, secs: u64 },
     /// Answer every request with the whole body and 200, whatever `Range` says.
@@ -62,6 +65,38 @@ pub enum Fault {
     WrongContentRange(i64),
     /// A 206 sends the bytes from this many bytes away from the range its Content-Range states.
     WrongRangeBytes(i64),
+}
+
+/// A scripted answer to a POST (see [`Server::script_posts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// Extra header lines, e.g. `("Retry-After", "1")`.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// An answer with `status`, no extra header and a short text body.
+    pub fn status(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: format!("scripted {status}\n").into_bytes(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Answer {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Answer {
+        self.body = body.into();
+        self
+    }
 }
 
 /// One recorded request.
@@ -114,10 +149,17 @@ struct Resource {
     last_modified: String,
 }
 
+/// Computes the answer to one POST.
+type Responder = Arc<dyn Fn(&Post) -> Answer + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     resources: Mutex<HashMap<String, Resource>>,
     faults: Mutex<HashMap<String, Vec<Fault>>>,
+    /// Scripted answers to POSTs per path, in order; the last one repeats.
+    post_scripts: Mutex<HashMap<String, Vec<Answer>>>,
+    /// Answers computed from each POST per path (before any script).
+    post_responders: Mutex<HashMap<String, Responder>>,
     requests: Mutex<Vec<RequestRecord>>,
     posts: Mutex<Vec<Post>>,
     posts_changed: Condvar,
@@ -140,6 +182,23 @@ impl State {
         }
         lock(&self.posts).push(post);
         self.posts_changed.notify_all();
+    }
+
+    /// The answer a responder computes for `post` on `route`, if one is set.
+    fn responder_answer(&self, route: &str, post: &Post) -> Option<Answer> {
+        let f = lock(&self.post_responders).get(route).cloned()?;
+        Some(f(post))
+    }
+
+    /// The next scripted answer to a POST on `route`, if a script is set.
+    fn next_post_answer(&self, route: &str) -> Option<Answer> {
+        let mut scripts = lock(&self.post_scripts);
+        let list = scripts.get_mut(route)?;
+        match list.len() {
+            0 => None,
+            1 => list.first().cloned(),
+            _ => Some(list.remove(0)),
+        }
     }
 }
 
@@ -170,7 +229,17 @@ impl Server {
     /// Starts on the given port once `setup` has registered what it serves, so that no
     /// request can arrive before (a server coming back on a known port).
     pub fn start_on_with(port: u16, setup: impl FnOnce(&Server)) -> Server {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1");
+        Server::start_at(SocketAddr::from(([127, 0, 0, 1], port)), setup)
+    }
+
+    /// Starts on an ephemeral port of `[::1]`: what QEMU's IPv6 slirp forwards the
+    /// guest's connections to the host's address in its prefix to.
+    pub fn start_ipv6() -> Server {
+        Server::start_at(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)), |_| {})
+    }
+
+    fn start_at(at: SocketAddr, setup: impl FnOnce(&Server)) -> Server {
+        let listener = TcpListener::bind(at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
         listener
             .set_nonblocking(true)
             .expect("nonblocking listener");
@@ -199,7 +268,8 @@ impl Server {
         self.addr.port()
     }
 
-    /// `http://127.0.0.1:PORT/path` (a leading `/` is added if missing).
+    /// `http://127.0.0.1:PORT/path` (`http://[::1]:PORT/path` from [`Server::start_ipv6`];
+    /// a leading `/` is added if missing).
     pub fn url(&self, path: &str) -> String {
         let sep = if path.starts_with('/') { "" } else { "/" };
         format!("http://{}{sep}{path}", self.addr)
@@ -259,6 +329,27 @@ impl Server {
                 .or_default()
                 .push(fault);
         }
+    }
+
+    /// Answers POSTs on `url_path` with `answers` in order, the last one repeating (the
+    /// POSTs are recorded as any other). Replaces an earlier script.
+    pub fn script_posts(&self, url_path: &str, answers: Vec<Answer>) {
+        let route = if url_path.starts_with('/') {
+            url_path.to_string()
+        } else {
+            format!("/{url_path}")
+        };
+        lock(&self.state.post_scripts).insert(route, answers);
+    }
+
+    /// Answers POSTs on `url_path` with what `f` makes of each (a lookup server that
+    /// picks a document by the inventory posted). Takes precedence over a script.
+    pub fn respond_posts(
+        &self,
+        url_path: &str,
+        f: impl Fn(&Post) -> Answer + Send + Sync + 'static,
+    ) {
+        lock(&self.state.post_responders).insert(url_path.to_string(), Arc::new(f));
     }
 
     /// Every request received so far, in order.

@@ -2,7 +2,7 @@
 
 use super::checker::{by, known, Checker};
 use crate::config::explicit::ExplicitStorage;
-use crate::config::model::{Document, Image};
+use crate::config::model::{Document, Image, ImageSignature};
 use crate::config::types::Name;
 use crate::kinds::ImageFormat;
 use crate::units::SizeSpec;
@@ -10,14 +10,95 @@ use crate::units::SizeSpec;
 /// One digest, and a target that fits the image's format.
 pub(super) fn check(c: &mut Checker, doc: &Document, st: &ExplicitStorage) {
     let Some(img) = &doc.image else { return };
+    registry(c, img);
+    if is_container(img) {
+        container(c, img);
+        return target(c, doc, st, img);
+    }
+    let oci = img.url.as_str().starts_with(crate::oci::SCHEME);
     match (&img.sha256, &img.sha512) {
-        (None, None) => c.err(
+        // A registry reference is pinned by its manifest digest or its registry
+        // signature; a tag that nothing pins is refused by the planner (unless
+        // `--insecure`), which knows the command line.
+        (None, None) if img.signature.is_none() && !oci => c.err(
             "image",
-            "give the image's digest as sha256 or sha512; imprint writes nothing it cannot verify",
+            "give the image's digest as sha256 or sha512 (or its signature); imprint writes nothing it cannot verify",
         ),
         (Some(_), Some(_)) => c.err("image.sha512", "give sha256 or sha512, not both"),
         _ => {}
     }
+    if let Some(sig) = &img.signature {
+        signature(c, sig, oci);
+    }
+    target(c, doc, st, img);
+}
+
+/// `format: rootfs` from an `oci://` reference: a container image's layers.
+fn is_container(img: &Image) -> bool {
+    img.format == ImageFormat::Rootfs && img.url.as_str().starts_with(crate::oci::SCHEME)
+}
+
+/// A container image has no single file to digest or sign: it is pinned by its
+/// manifest digest in `image.url`, which `sha256`/`sha512` may repeat; its mirrors
+/// are registries too.
+fn container(c: &mut Checker, img: &Image) {
+    let Ok(reference) = crate::oci::Reference::parse(img.url.as_str()) else {
+        return; // said by registry()
+    };
+    let Some(pin) = reference.digest.as_ref() else {
+        let r = &reference;
+        c.err(
+            "image.url",
+            format!(
+                "a container image is pinned by its manifest digest: oci://{}/{}@sha256:<manifest digest> (skopeo inspect --raw docker://{}/{}{} | sha256sum)",
+                r.registry,
+                r.repository,
+                r.registry,
+                r.repository,
+                r.tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()
+            ),
+        );
+        return;
+    };
+    let given = [
+        ("image.sha256", img.sha256.as_ref().map(|h| h.to_string())),
+        ("image.sha512", img.sha512.as_ref().map(|h| h.to_string())),
+    ];
+    for (path, hex) in given {
+        let Some(hex) = hex else { continue };
+        let algorithm = if path.ends_with("256") {
+            "sha256"
+        } else {
+            "sha512"
+        };
+        let shown = crate::oci::digest::oci_string(pin);
+        if !shown.eq_ignore_ascii_case(&format!("{algorithm}:{hex}")) {
+            c.err(
+                path,
+                format!(
+                    "a container image has no single file digest: give the manifest digest of image.url ({shown}) or nothing"
+                ),
+            );
+        }
+    }
+    if img.signature.is_some() {
+        c.err(
+            "image.signature",
+            "a detached signature covers one file, and a container image is several layers pinned by the manifest digest in image.url: remove signature",
+        );
+    }
+    for (i, m) in img.mirrors.iter().enumerate() {
+        if !m.as_str().starts_with(crate::oci::SCHEME) {
+            c.err(
+                format!("image.mirrors[{i}]"),
+                "a container image is pulled from registries: a mirror must be an oci:// reference",
+            );
+        }
+    }
+}
+
+/// The image's target fits its format.
+fn target(c: &mut Checker, doc: &Document, st: &ExplicitStorage, img: &Image) {
     let disk_names = || known(doc.disks.iter().map(|d| d.name.to_string()));
     match img.format {
         ImageFormat::Disk => {
@@ -86,6 +167,91 @@ pub(super) fn check(c: &mut Checker, doc: &Document, st: &ExplicitStorage) {
                 );
             }
         }
+    }
+}
+
+/// A detached signature (`url`) or a lookaside store (`lookaside`, for an `oci://`
+/// image, whose signatures are OpenPGP), and keys that are keys.
+fn signature(c: &mut Checker, sig: &ImageSignature, oci: bool) {
+    match (&sig.url, &sig.lookaside) {
+        (Some(_), Some(_)) => c.err(
+            "image.signature",
+            "give url (a detached signature over the file) or lookaside (the registry signatures of an oci:// image), not both",
+        ),
+        (None, None) => c.err(
+            "image.signature",
+            "give url (a detached signature over the file) or lookaside (the registry signatures of an oci:// image)",
+        ),
+        (None, Some(l)) => {
+            if !oci {
+                c.err(
+                    "image.signature.lookaside",
+                    "a lookaside store holds the signatures of a registry image: image.url must be an oci:// reference (use signature.url for a detached signature)",
+                );
+            }
+            if l.as_str().starts_with(crate::oci::SCHEME) {
+                c.err(
+                    "image.signature.lookaside",
+                    "a lookaside store is an http(s):// or file:// URL (what registries.d calls lookaside)",
+                );
+            }
+        }
+        (Some(u), None) => {
+            if u.as_str().starts_with(crate::oci::SCHEME) {
+                c.err(
+                    "image.signature.url",
+                    "a detached signature is read from an http(s):// or file:// URL",
+                );
+            }
+        }
+    }
+    for (i, key) in sig.keys.iter().enumerate() {
+        let path = format!("image.signature.keys[{i}]");
+        match crate::trust::root::parse_key(key.as_bytes(), &path) {
+            Err(e) => c.err(&path, e.to_string()),
+            Ok(crate::trust::TrustedKey::Minisign(_)) if sig.lookaside.is_some() => c.err(
+                &path,
+                "registry signatures are OpenPGP signed messages: give an armored OpenPGP certificate, not a minisign key",
+            ),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// `oci://` references parse (the reason at the URL's path), and `auth` goes with one.
+fn registry(c: &mut Checker, img: &Image) {
+    let urls = std::iter::once(("image.url".to_string(), &img.url)).chain(
+        img.mirrors
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (format!("image.mirrors[{i}]"), u)),
+    );
+    for (path, url) in urls {
+        if url.as_str().starts_with(crate::oci::SCHEME) {
+            if let Err(e) = crate::oci::Reference::parse(url.as_str()) {
+                c.err(path, e.to_string());
+            }
+        }
+    }
+    let Some(auth) = &img.auth else { return };
+    if !img.url.as_str().starts_with(crate::oci::SCHEME) {
+        c.err(
+            "image.auth",
+            "credentials are for a registry: image.url must be an oci:// reference",
+        );
+    }
+    match (&auth.username, &auth.password, &auth.token) {
+        (None, None, Some(_)) | (Some(_), Some(_), None) => {}
+        (_, _, Some(_)) => c.err(
+            "image.auth",
+            "give a token, or a username and password, not both",
+        ),
+        (Some(_), None, None) => c.err("image.auth.password", "a username needs its password"),
+        (None, Some(_), None) => c.err("image.auth.username", "a password needs its username"),
+        (None, None, None) => c.err(
+            "image.auth",
+            "give a username and password, or a token (or remove auth for an anonymous pull)",
+        ),
     }
 }
 

@@ -26,15 +26,17 @@ fn extract(layout: &Layout, file: &[u8]) -> Result<Vec<(u64, Vec<u8>, bool)>, Im
         bytes: file.len() as u64,
         algorithm: DigestAlgorithm::Sha256,
         actual_hex: hex.clone(),
+        signature: None,
         resumes: 0,
+        registry: None,
     };
     tx.send(Msg::End(served)).unwrap();
     let input = ChannelReader::new(
         rx,
-        Digest {
+        Some(Digest {
             algorithm: DigestAlgorithm::Sha256,
             hex,
-        },
+        }),
     );
     let (op_tx, op_rx) = sync_channel(1024);
     Extractor::new(layout, input, "t", Pool::new(4 << 20, 8), op_tx).run(&cancel)?;

@@ -8,6 +8,7 @@ use crate::image::buf::{Pool, Pooled};
 use crate::image::channel::{Msg, Served};
 use crate::image::error::ImageError;
 use crate::image::options::FetchConfig;
+use crate::image::signed::SignatureStream;
 use crate::image::stages::{Shared, FETCH_BUF, FETCH_BUFS, PROBE_BYTES};
 use crate::image::verify::Hasher;
 use crate::plan::DigestAlgorithm;
@@ -32,6 +33,8 @@ pub(crate) struct Fetcher {
     pool: Pool,
     hasher: Option<Hasher>,
     algorithm: DigestAlgorithm,
+    /// The signature check fed the same bytes as the hasher, when the image is signed.
+    signature: Option<SignatureStream>,
     /// Bytes received, hashed and kept so far: where a resume starts.
     offset: u64,
     total: Option<u64>,
@@ -54,6 +57,7 @@ impl Fetcher {
         tx: SyncSender<Msg>,
         gate: Receiver<()>,
     ) -> Fetcher {
+        let signature = cfg.signature.clone().map(SignatureStream::start);
         Fetcher {
             origins,
             cfg,
@@ -62,6 +66,7 @@ impl Fetcher {
             pool: Pool::new(FETCH_BUF, FETCH_BUFS),
             hasher: Some(Hasher::new(algorithm)),
             algorithm,
+            signature,
             offset: 0,
             total: None,
             buf: None,
@@ -178,12 +183,23 @@ impl Fetcher {
     fn finish(&mut self, idx: usize) -> Result<Served, ImageError> {
         self.emit()?;
         let hasher = self.hasher.take().ok_or(ImageError::Cancelled)?;
+        let signature = self.signature.take().map(|s| {
+            let signer = self
+                .cfg
+                .signature
+                .as_ref()
+                .map(|c| c.signer().to_string())
+                .unwrap_or_default();
+            (signer, s.finish())
+        });
         let served = Served {
             url: self.origins[idx].url().to_string(),
             bytes: self.offset,
             algorithm: self.algorithm,
             actual_hex: hasher.finish_hex(),
+            signature,
             resumes: self.resumes,
+            registry: self.origins[idx].registry().map(Box::new),
         };
         self.tx
             .send(Msg::End(served.clone()))
@@ -310,6 +326,9 @@ impl Fetcher {
                 Ok(n) => {
                     if let Some(h) = self.hasher.as_mut() {
                         h.update(&spare[..n]);
+                    }
+                    if let Some(s) = self.signature.as_mut() {
+                        s.update(&spare[..n]);
                     }
                     buf.set_len(len + n);
                     let full = buf.len() == buf.capacity();

@@ -6,9 +6,10 @@ use super::origin::{next_source, retry, Failure, Next, Opened, Origin};
 use crate::http::error_chain;
 use crate::image::error::ImageError;
 use crate::image::options::FetchConfig;
-use reqwest::blocking::{Client, Response};
+use crate::secret::Secret;
+use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{
-    HeaderName, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER,
+    HeaderName, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER,
 };
 use std::io::Read;
 use std::sync::{Arc, OnceLock};
@@ -29,7 +30,8 @@ impl SharedClient {
         }
     }
 
-    fn get(&self) -> Result<Client, String> {
+    /// The client, built at the first call.
+    pub(crate) fn get(&self) -> Result<Client, String> {
         self.client
             .get_or_init(|| {
                 let opts = crate::http::ClientOptions {
@@ -43,10 +45,16 @@ impl SharedClient {
     }
 }
 
+/// The `Authorization` value of the next request (a registry's token, fetched anew
+/// when it expired), or why there is none to be had.
+pub(crate) type Authorize = Box<dyn Fn() -> Result<Option<Secret>, String> + Send>;
+
 /// An http or https URL.
 pub(crate) struct HttpOrigin {
     url: String,
     client: Arc<SharedClient>,
+    /// Credentials for every request (a registry's blob), if any.
+    authorize: Option<Authorize>,
     /// Strong validator (ETag or Last-Modified) of the first answer, for `If-Range`.
     validator: Option<String>,
     /// Size of the file, from the first answer that said.
@@ -59,9 +67,17 @@ impl HttpOrigin {
         HttpOrigin {
             url: url.to_string(),
             client,
+            authorize: None,
             validator: None,
             len: None,
         }
+    }
+
+    /// The same, sending `authorize`'s `Authorization` with every request. The client
+    /// drops it on a redirect to another host, port or scheme.
+    pub(crate) fn with_authorization(mut self, authorize: Authorize) -> HttpOrigin {
+        self.authorize = Some(authorize);
+        self
     }
 
     fn fetch_error(&self, cause: String) -> ImageError {
@@ -71,10 +87,20 @@ impl HttpOrigin {
         }
     }
 
-    fn client(&self) -> Result<Client, Failure> {
-        self.client
+    /// A GET of the URL, with its credentials.
+    fn get(&self) -> Result<RequestBuilder, Failure> {
+        let client = self
+            .client
             .get()
-            .map_err(|cause| next_source(self.fetch_error(cause)))
+            .map_err(|cause| next_source(self.fetch_error(cause)))?;
+        let mut req = client.get(&self.url);
+        if let Some(authorize) = &self.authorize {
+            let value = authorize().map_err(|cause| next_source(self.fetch_error(cause)))?;
+            if let Some(v) = value.as_ref().and_then(crate::http::secret_header) {
+                req = req.header(AUTHORIZATION, v);
+            }
+        }
+        Ok(req)
     }
 
     /// A request that got no answer: a stall once connected, else a fetch error.
@@ -134,7 +160,7 @@ impl Origin for HttpOrigin {
     }
 
     fn open(&mut self, offset: u64) -> Result<Opened, Failure> {
-        let mut req = self.client()?.get(&self.url);
+        let mut req = self.get()?;
         if offset > 0 {
             req = req.header(RANGE, format!("bytes={offset}-"));
             if let Some(v) = &self.validator {
@@ -174,8 +200,7 @@ impl Origin for HttpOrigin {
 
     fn read_range(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, Failure> {
         let resp = self
-            .client()?
-            .get(&self.url)
+            .get()?
             .header(RANGE, format!("bytes={offset}-{}", offset + len - 1))
             .send()
             .map_err(|e| self.request_error(e, offset))?;
@@ -235,8 +260,7 @@ impl Origin for HttpOrigin {
     /// answer here (its Content-Length is the size; the body is not read).
     fn probe(&mut self) -> Result<Option<u64>, Failure> {
         let resp = self
-            .client()?
-            .get(&self.url)
+            .get()?
             .header(RANGE, "bytes=0-0")
             .send()
             .map_err(|e| self.request_error(e, 0))?;

@@ -27,6 +27,12 @@ pub(crate) trait Origin: Send {
         self.read_range(0, 1)?;
         Ok(self.len())
     }
+
+    /// What a registry reference resolved to (manifest, layer), for the report;
+    /// `None` for other URLs.
+    fn registry(&self) -> Option<crate::oci::Resolved> {
+        None
+    }
 }
 
 /// A body being served from some offset.
@@ -103,7 +109,7 @@ impl Unsupported {
     fn error(&self) -> ImageError {
         ImageError::Fetch {
             url: self.url.clone(),
-            cause: "unsupported URL scheme (use http, https or file)".to_string(),
+            cause: "unsupported URL scheme (use http, https, file or oci)".to_string(),
         }
     }
 }

@@ -16,6 +16,7 @@ mod network;
 mod parallel;
 mod qcow2;
 mod readback;
+mod registry;
 mod targets;
 
 /// Image size: not a multiple of 1 MiB or 4 KiB, so the unaligned tail is exercised.

@@ -12,7 +12,7 @@ fn resumes_with_range_after_repeated_drops() {
     let target = file_target(&dir, 0, 0);
     let o = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &f.xz),
+        Some(&sha(DigestAlgorithm::Sha256, &f.xz)),
         &target,
         &fast(),
     )
@@ -47,7 +47,7 @@ fn a_server_ignoring_range_is_skipped_forward_correctly() {
     let target = file_target(&dir, 0, 0);
     let o = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &f.gz),
+        Some(&sha(DigestAlgorithm::Sha256, &f.gz)),
         &target,
         &fast(),
     )
@@ -77,7 +77,7 @@ fn falls_back_to_the_next_mirror() {
     let target = file_target(&dir, 0, 0);
     let o = stream_to(
         &urls,
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &target,
         &fast(),
     )
@@ -104,7 +104,7 @@ fn a_mirror_resumes_where_the_previous_one_dropped() {
     let target = file_target(&dir, 0, 0);
     let o = stream_to(
         &[a, b.clone()],
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &target,
         &opts,
     )
@@ -145,7 +145,7 @@ fn retries_after_503_honouring_retry_after() {
     let t = Instant::now();
     stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &target,
         &fast(),
     )
@@ -163,7 +163,13 @@ fn not_found_everywhere_names_each_url() {
     let urls = vec![server.url("/a.zst"), server.url("/b.zst")];
     let dir = tempfile::tempdir().unwrap();
     let target = file_target(&dir, M, 0);
-    let err = stream_to(&urls, &sha(DigestAlgorithm::Sha256, b""), &target, &fast()).unwrap_err();
+    let err = stream_to(
+        &urls,
+        Some(&sha(DigestAlgorithm::Sha256, b"")),
+        &target,
+        &fast(),
+    )
+    .unwrap_err();
     match &err {
         ImageError::AllSourcesFailed { attempts } => assert_eq!(attempts.len(), 2),
         other => panic!("expected AllSourcesFailed, got {other}"),
@@ -190,7 +196,7 @@ fn unreachable_server_is_a_fetch_error_naming_the_url() {
     let target = file_target(&dir, M, 0);
     let err = stream_to(
         std::slice::from_ref(&url),
-        &sha(DigestAlgorithm::Sha256, b""),
+        Some(&sha(DigestAlgorithm::Sha256, b"")),
         &target,
         &fast(),
     )
@@ -246,7 +252,7 @@ fn outage(
         let writer = s.spawn(|| {
             stream_to(
                 std::slice::from_ref(&url),
-                &sha(DigestAlgorithm::Sha256, &f.zst),
+                Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
                 &target,
                 &opts,
             )
@@ -330,7 +336,7 @@ fn a_stall_is_detected_and_resumed_quickly() {
     let t = Instant::now();
     let o = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &target,
         &opts,
     )
@@ -368,7 +374,7 @@ fn a_stall_without_retries_left_is_a_stall_error() {
     let t = Instant::now();
     let err = stream_to(
         std::slice::from_ref(&url),
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &target,
         &opts,
     )

@@ -69,7 +69,7 @@ fn independent_frames_decode_identically_with_any_number_of_decoders() {
         let lo = Loop::new(64 * M, 512, 0xA5);
         let o = stream_to(
             std::slice::from_ref(&url),
-            &sha(DigestAlgorithm::Sha256, served),
+            Some(&sha(DigestAlgorithm::Sha256, served)),
             &lo.dev,
             &with_decoders(n),
         )
@@ -102,7 +102,7 @@ fn a_bad_frame_is_a_corrupt_download_or_a_corrupt_image_and_nothing_boots() {
     let lo = Loop::new(64 * M, 512, 0xA5);
     let e = stream_to(
         std::slice::from_ref(&url),
-        &sha(DigestAlgorithm::Sha256, good),
+        Some(&sha(DigestAlgorithm::Sha256, good)),
         &lo.dev,
         &with_decoders(2),
     )
@@ -116,7 +116,7 @@ fn a_bad_frame_is_a_corrupt_download_or_a_corrupt_image_and_nothing_boots() {
     let lo = Loop::new(64 * M, 512, 0xA5);
     let e = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &bad),
+        Some(&sha(DigestAlgorithm::Sha256, &bad)),
         &lo.dev,
         &with_decoders(2),
     )
@@ -147,7 +147,7 @@ fn bytes_after_the_last_frame_are_refused_by_offset() {
     let lo = Loop::new(64 * M, 512, 0xA5);
     let e = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &served),
+        Some(&sha(DigestAlgorithm::Sha256, &served)),
         &lo.dev,
         &with_decoders(2),
     )
@@ -177,7 +177,7 @@ fn frames_of_zeros_become_zero_runs_on_devices_with_and_without_write_zeroes() {
         };
         let o = stream_to(
             std::slice::from_ref(&url),
-            &sha(DigestAlgorithm::Sha256, served),
+            Some(&sha(DigestAlgorithm::Sha256, served)),
             &lo.dev,
             &opts,
         )

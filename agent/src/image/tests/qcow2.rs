@@ -29,7 +29,13 @@ fn writes_as_raw(qcow: &[u8], raw: &[u8], opts: &WriteOptions) -> WriteOutcome {
     let server = Server::start();
     let url = serve(&server, "/disk.qcow2", qcow);
     let target = file_target(&dir, raw.len(), 0xA5);
-    let o = stream_to(&[url], &sha(DigestAlgorithm::Sha256, qcow), &target, opts).unwrap();
+    let o = stream_to(
+        &[url],
+        Some(&sha(DigestAlgorithm::Sha256, qcow)),
+        &target,
+        opts,
+    )
+    .unwrap();
     let back = std::fs::read(&target).unwrap();
     assert_eq!(back.len(), raw.len());
     let first_diff = back.iter().zip(raw).position(|(a, b)| a != b);
@@ -164,7 +170,7 @@ fn a_backing_file_is_refused_naming_it_before_anything_is_written() {
     let target = file_target(&dir, 16 * M, 0xA5);
     let err = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &qcow),
+        Some(&sha(DigestAlgorithm::Sha256, &qcow)),
         &target,
         &fast(),
     )
@@ -197,7 +203,7 @@ fn a_wrong_digest_leaves_the_first_mib_unwritten() {
     let url = serve(&server, "/d.qcow2", &qcow);
     let target = file_target(&dir, fixture().raw.len(), 0xA5);
     let wrong = sha(DigestAlgorithm::Sha256, b"another file");
-    let err = stream_to(&[url], &wrong, &target, &fast()).unwrap_err();
+    let err = stream_to(&[url], Some(&wrong), &target, &fast()).unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
     let back = std::fs::read(&target).unwrap();
     assert!(
@@ -224,7 +230,13 @@ fn on_a_4k_sector_device_without_write_zeroes_the_zeros_are_written() {
             readback: true,
             ..fast()
         };
-        let o = stream_to(&[url], &sha(DigestAlgorithm::Sha256, &qcow), &lo.dev, &opts).unwrap();
+        let o = stream_to(
+            &[url],
+            Some(&sha(DigestAlgorithm::Sha256, &qcow)),
+            &lo.dev,
+            &opts,
+        )
+        .unwrap();
         assert!(
             lo.read(raw.len()) == *raw,
             "{name}: the device differs from the raw image"
@@ -301,7 +313,7 @@ fn a_server_that_ignores_range_is_named_as_the_cause() {
     let target = file_target(&dir, fixture().raw.len(), 0xA5);
     let err = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &qcow),
+        Some(&sha(DigestAlgorithm::Sha256, &qcow)),
         &target,
         &fast(),
     )
@@ -322,7 +334,7 @@ fn a_disk_larger_than_the_target_is_refused_before_anything_is_written() {
     let lo = Loop::new(32 * M, 512, 0x5A);
     let err = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &qcow),
+        Some(&sha(DigestAlgorithm::Sha256, &qcow)),
         &lo.dev,
         &fast(),
     )

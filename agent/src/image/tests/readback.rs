@@ -6,12 +6,16 @@ use std::os::unix::fs::FileExt;
 fn readback_plan(url: String, served: &[u8], dev: &Path) -> ImagePlan {
     ImagePlan {
         urls: vec![url],
-        digest: sha(DigestAlgorithm::Sha256, served),
+        digest: Some(sha(DigestAlgorithm::Sha256, served)),
+        signature: None,
+        registry_signature: None,
+        pin: crate::plan::ImagePin::Digest,
         format: ImageFormat::Disk,
         target_disk: "root".into(),
         target_path: dev.to_path_buf(),
         grow: false,
         verify: Some(crate::plan::VerifyMode::Readback),
+        auth: None,
     }
 }
 
@@ -132,7 +136,7 @@ fn zero_runs_are_written_as_data_on_a_device_without_write_zeroes() {
     opts.write_zeroes = Some(false);
     let o = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &lo.dev,
         &opts,
     )
@@ -166,7 +170,7 @@ fn a_compressed_qcow2_image_is_refused_before_anything_is_written() {
     let target = file_target(&dir, 4 * M, 0xA5);
     let err = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &zst),
+        Some(&sha(DigestAlgorithm::Sha256, &zst)),
         &target,
         &fast(),
     )

@@ -10,7 +10,7 @@ fn each_compression_decodes_identically_onto_a_file() {
         let url = serve(&server, &format!("/web.raw.{c}"), served);
         let dir = tempfile::tempdir().unwrap();
         let target = file_target(&dir, 0, 0);
-        let o = stream_to(&[url], &sha(alg, served), &target, &fast()).unwrap();
+        let o = stream_to(&[url], Some(&sha(alg, served)), &target, &fast()).unwrap();
         check_outcome(&o, c, served, alg);
         assert!(
             std::fs::read(&target).unwrap() == fixture().raw,
@@ -33,12 +33,16 @@ fn each_compression_decodes_identically_onto_loop_devices() {
             let lo = Loop::new(64 * M, sector, 0x5A);
             let plan = ImagePlan {
                 urls: vec![url],
-                digest: sha(alg, served),
+                digest: Some(sha(alg, served)),
+                signature: None,
+                registry_signature: None,
+                pin: crate::plan::ImagePin::Digest,
                 format: ImageFormat::Disk,
                 target_disk: "root".into(),
                 target_path: lo.dev.clone(),
                 grow: false,
                 verify: None,
+                auth: None,
             };
             assert!(
                 sink::Sink::open(&lo.dev).unwrap().is_direct(),
@@ -69,7 +73,7 @@ fn zero_runs_are_zeroed_by_the_device_not_skipped() {
     let url = serve(&server, "/z.zst", &f.zst);
     let o = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &lo.dev,
         &fast(),
     )
@@ -93,7 +97,7 @@ fn digest_mismatch_never_writes_the_first_mib() {
         algorithm: DigestAlgorithm::Sha256,
         hex: "00".repeat(32),
     };
-    let err = stream_to(std::slice::from_ref(&url), &wrong, &target, &fast()).unwrap_err();
+    let err = stream_to(std::slice::from_ref(&url), Some(&wrong), &target, &fast()).unwrap_err();
     let actual = sha(DigestAlgorithm::Sha256, &f.zst).hex;
     match &err {
         ImageError::DigestMismatch {
@@ -130,7 +134,7 @@ fn corrupted_download_is_a_digest_mismatch_and_leaves_the_device_unbootable() {
     let lo = Loop::new(64 * M, 4096, 0xA5);
     let err = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &lo.dev,
         &fast(),
     )
@@ -157,7 +161,7 @@ fn a_failure_midway_never_writes_the_first_mib() {
     opts.retry.attempts = 1;
     let err = stream_to(
         std::slice::from_ref(&url),
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &target,
         &opts,
     )
@@ -179,7 +183,7 @@ fn an_image_larger_than_the_device_is_refused_before_the_end() {
     let lo = Loop::new(32 * M, 512, 0xA5);
     let err = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &lo.dev,
         &fast(),
     )
@@ -209,7 +213,7 @@ fn file_urls_are_a_source() {
     let url = format!("file://{}", src.display());
     let o = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha512, &f.gz),
+        Some(&sha(DigestAlgorithm::Sha512, &f.gz)),
         &target,
         &fast(),
     )
@@ -228,7 +232,7 @@ fn pipeline_memory_is_bounded() {
     let target = file_target(&dir, 0, 0);
     let (o, pools) = super::super::write_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &target,
         &fast(),
     )
@@ -257,7 +261,13 @@ fn progress_is_reported_periodically_and_at_the_end() {
     opts.progress_interval = Duration::from_millis(100);
     let dir = tempfile::tempdir().unwrap();
     let target = file_target(&dir, 0, 0);
-    let o = stream_to(&[url], &sha(DigestAlgorithm::Sha256, &f.xz), &target, &opts).unwrap();
+    let o = stream_to(
+        &[url],
+        Some(&sha(DigestAlgorithm::Sha256, &f.xz)),
+        &target,
+        &opts,
+    )
+    .unwrap();
     let calls = calls.into_inner().unwrap();
     let last = calls.last().unwrap();
     assert!(
@@ -285,7 +295,7 @@ fn verified_stream_reads_the_image_and_fails_at_the_end_on_mismatch() {
     let url = serve(&server, "/s.zst", &f.zst);
     let mut s = open_verified_stream(
         std::slice::from_ref(&url),
-        &sha(DigestAlgorithm::Sha256, &f.zst),
+        Some(&sha(DigestAlgorithm::Sha256, &f.zst)),
         &fast(),
     )
     .unwrap();
@@ -298,7 +308,7 @@ fn verified_stream_reads_the_image_and_fails_at_the_end_on_mismatch() {
         algorithm: DigestAlgorithm::Sha256,
         hex: "11".repeat(32),
     };
-    let mut s = open_verified_stream(&[url], &wrong, &fast()).unwrap();
+    let mut s = open_verified_stream(&[url], Some(&wrong), &fast()).unwrap();
     let err = io::copy(&mut s, &mut io::sink()).unwrap_err();
     let inner = err.into_inner().unwrap().downcast::<ImageError>().unwrap();
     assert!(
@@ -306,7 +316,7 @@ fn verified_stream_reads_the_image_and_fails_at_the_end_on_mismatch() {
         "{inner}"
     );
 
-    let err = open_verified_stream(&[server.url("/nope")], &wrong, &fast())
+    let err = open_verified_stream(&[server.url("/nope")], Some(&wrong), &fast())
         .err()
         .unwrap();
     assert!(
@@ -319,12 +329,16 @@ fn verified_stream_reads_the_image_and_fails_at_the_end_on_mismatch() {
 fn other_formats_are_refused_by_write_image() {
     let plan = ImagePlan {
         urls: vec!["http://127.0.0.1:1/x".into()],
-        digest: sha(DigestAlgorithm::Sha256, b""),
+        digest: Some(sha(DigestAlgorithm::Sha256, b"")),
+        signature: None,
+        registry_signature: None,
+        pin: crate::plan::ImagePin::Digest,
         format: ImageFormat::Rootfs,
         target_disk: "root".into(),
         target_path: PathBuf::from("/nonexistent"),
         grow: false,
         verify: None,
+        auth: None,
     };
     assert!(matches!(
         write_image(&plan, &fast()),
@@ -345,7 +359,7 @@ fn a_device_in_use_is_refused_before_downloading() {
     let url = serve(&server, "/x", b"data");
     let err = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, b"data"),
+        Some(&sha(DigestAlgorithm::Sha256, b"data")),
         &lo.dev,
         &fast(),
     )
@@ -371,7 +385,7 @@ fn undecodable_data_with_a_matching_digest_is_a_decode_error() {
     let target = file_target(&dir, 4 * M, 0xA5);
     let err = stream_to(
         &[url],
-        &sha(DigestAlgorithm::Sha256, &bogus),
+        Some(&sha(DigestAlgorithm::Sha256, &bogus)),
         &target,
         &fast(),
     )

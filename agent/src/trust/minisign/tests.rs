@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// A key pair made by `minisign -G` (no password) in `dir`, and its public key text.
-fn keypair(dir: &Path, name: &str) -> String {
+pub(in crate::trust) fn keypair(dir: &Path, name: &str) -> String {
     let run = Command::new("minisign")
         .args(["-G", "-W", "-p"])
         .arg(dir.join(format!("{name}.pub")))
@@ -22,7 +22,13 @@ fn keypair(dir: &Path, name: &str) -> String {
 }
 
 /// `minisign -S` over `data` with the key `name`; `legacy` signs the raw file (`-l`).
-fn sign(dir: &Path, name: &str, data: &[u8], comment: &str, legacy: bool) -> String {
+pub(in crate::trust) fn sign(
+    dir: &Path,
+    name: &str,
+    data: &[u8],
+    comment: &str,
+    legacy: bool,
+) -> String {
     let file = dir.join("data");
     std::fs::write(&file, data).unwrap();
     let mut cmd = Command::new("minisign");

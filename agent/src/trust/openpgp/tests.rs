@@ -6,18 +6,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A throw-away GnuPG home.
-struct Gpg {
+pub(in crate::trust) struct Gpg {
     home: tempfile::TempDir,
 }
 
 impl Gpg {
-    fn new() -> Gpg {
+    pub(in crate::trust) fn new() -> Gpg {
         Gpg {
             home: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn run(&self, args: &[&str]) -> Vec<u8> {
+    /// The GnuPG home (for tools that read `GNUPGHOME`, such as skopeo).
+    pub(in crate::trust) fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub(in crate::trust) fn run(&self, args: &[&str]) -> Vec<u8> {
         let out = Command::new("gpg")
             .arg("--homedir")
             .arg(self.home.path())
@@ -41,12 +46,12 @@ impl Gpg {
     }
 
     /// A new primary key (`algo`: ed25519, rsa3072, …) with the given usage; its fingerprint.
-    fn key(&self, uid: &str, algo: &str, usage: &str, expire: &str) -> String {
+    pub(in crate::trust) fn key(&self, uid: &str, algo: &str, usage: &str, expire: &str) -> String {
         self.run(&["--quick-gen-key", uid, algo, usage, expire]);
         self.fingerprint(uid)
     }
 
-    fn fingerprint(&self, uid: &str) -> String {
+    pub(in crate::trust) fn fingerprint(&self, uid: &str) -> String {
         let list = String::from_utf8(self.run(&["--with-colons", "--list-keys", uid])).unwrap();
         list.lines()
             .find(|l| l.starts_with("fpr:"))
@@ -57,7 +62,7 @@ impl Gpg {
             .to_string()
     }
 
-    fn export(&self, uid: &str, armor: bool) -> Vec<u8> {
+    pub(in crate::trust) fn export(&self, uid: &str, armor: bool) -> Vec<u8> {
         let mut args = vec!["--export"];
         if armor {
             args.push("--armor");
@@ -67,7 +72,13 @@ impl Gpg {
     }
 
     /// `gpg --detach-sign` over `data` with `signer`; armored or binary.
-    fn sign(&self, signer: &str, data: &[u8], armor: bool, digest: &str) -> Vec<u8> {
+    pub(in crate::trust) fn sign(
+        &self,
+        signer: &str,
+        data: &[u8],
+        armor: bool,
+        digest: &str,
+    ) -> Vec<u8> {
         let file = self.home.path().join("data");
         std::fs::write(&file, data).unwrap();
         let mut args = vec![
@@ -89,7 +100,7 @@ impl Gpg {
 }
 
 /// `sqv` (Sequoia's verifier) must accept the signature: the vector is real and good.
-fn sqv_accepts(dir: &Path, cert: &[u8], sig: &[u8], data: &[u8]) -> bool {
+pub(in crate::trust) fn sqv_accepts(dir: &Path, cert: &[u8], sig: &[u8], data: &[u8]) -> bool {
     let p = |n: &str, b: &[u8]| -> PathBuf {
         let f = dir.join(n);
         std::fs::write(&f, b).unwrap();

@@ -1,0 +1,80 @@
+//! An IPv6-only provisioning network: QEMU's slirp with IPv4 off gives the ramdisk a
+//! router advertisement (M=0, O=0, prefix fd42:9::/64 with A) and nothing else — no
+//! DHCPv4, no DHCPv6 addresses. The agent gets its SLAAC address, fetches the document
+//! and the image from `http://[fd42:9::2]:PORT` (slirp forwards that to the host's
+//! `[::1]`, where the test server listens), reports over IPv6, and succeeds.
+
+use imprint_tests::fixtures::*;
+use imprint_tests::qemu::{Boot, Disk, Vm};
+use imprint_tests::server::Server;
+use std::time::Duration;
+
+const IMAGE: &str = "/images/v6.raw.zst";
+const NET: &str = "ipv4=off,ipv6=on,ipv6-net=fd42:9::/64,ipv6-host=fd42:9::2";
+
+#[test]
+fn an_ipv6_only_network_provisions_over_slaac() {
+    let img = TestImage::build(48, 512);
+    let data = img.zstd();
+    let sha = sha256_hex(&data);
+    let server = Server::start_ipv6();
+    server.serve_bytes(IMAGE, data);
+    let base = format!("http://[fd42:9::2]:{}", server.port());
+    let doc = vm_single_disk_document(
+        "v6-01",
+        &base,
+        &format!("{base}{IMAGE}"),
+        &sha,
+        "imprint-ok",
+        "v6-token",
+    );
+    server.serve_bytes("/host.yaml", doc.into_bytes());
+    let out = repo_root().join("out");
+    let mut vm = Vm::builder()
+        .boot(Boot::Direct {
+            kernel: out.join("vmlinuz"),
+            initrd: out.join("initramfs.img"),
+            append: format!(
+                "console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"
+            ),
+        })
+        .disk(Disk::virtio(4 << 30, "SN-V6-1"))
+        .user_net(NET)
+        .arg("-uuid")
+        .arg("6b1d4c3e-0f6a-4c5e-9a51-7e0000000601")
+        .start()
+        .expect("start QEMU");
+    vm.wait_for_serial("provisioning succeeded", Duration::from_secs(480))
+        .unwrap_or_else(|e| panic!("no success on the IPv6-only network: {e}"));
+    eprintln!(
+        "IPv6-only provisioning succeeded after {:.1} s",
+        vm.elapsed().as_secs_f64()
+    );
+    let _ = vm.wait_exit(Duration::from_secs(60));
+    let log = vm.serial_log();
+    for l in log
+        .lines()
+        .filter(|l| l.contains("network") || l.contains("IPv6"))
+    {
+        eprintln!("console: {l}");
+    }
+    let up = log
+        .lines()
+        .find(|l| l.contains("network: eth0 fd42:9::"))
+        .unwrap_or_else(|| panic!("the SLAAC address is not on the console:\n{log}"));
+    assert!(up.contains("(slaac)") && up.contains("via fe80::"), "{up}");
+    assert!(
+        !log.contains("(dhcp)"),
+        "no DHCPv4 lease exists on this network"
+    );
+    let finals: Vec<serde_json::Value> = server
+        .posts()
+        .iter()
+        .filter(|p| p.path == "/report/v6-01")
+        .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&p.body).ok())
+        .filter(|v| v["kind"] == "final")
+        .collect();
+    let fin = finals.last().expect("a final report over IPv6");
+    assert_eq!(fin["result"], "success", "{fin:#}");
+    assert_single_disk_deployed(vm.disk_path(0).to_str().unwrap(), &img, "v6-01");
+}
