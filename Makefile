@@ -60,7 +60,7 @@ images:
 # takes over 10 s counts as a hang (a crash).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := document gpt iso_area cmdline inventory qcow2_header tar tang_adv zstd_frames \
-  tpm2_responses signatures whiteouts oci_manifests
+  tpm2_responses signatures whiteouts oci_manifests caibx
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd agent/fuzz && for t in $(FUZZ_TARGETS); do \

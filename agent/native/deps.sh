@@ -31,6 +31,8 @@ packages=(
   ruby
   # IPv6 provisioning networks: dnsmasq for RA (RDNSS, DNSSL) and stateful DHCPv6 in a namespace
   dnsmasq-base
+  # casync chunk stores: the real casync makes the indexes and stores the tests read
+  casync
   # make fuzz: the gnu build of the library links these dynamically; openssl makes test certificates
   libcryptsetup-dev libblkid-dev openssl
 )

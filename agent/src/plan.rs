@@ -264,6 +264,9 @@ pub struct ImagePlan {
     /// Credentials for the registry of an `oci://` URL (printed redacted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<crate::oci::Credentials>,
+    /// Chunk stores of a casync index, in order of preference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<String>,
 }
 
 /// What pins an image's bytes: what the served file is checked against.

@@ -248,6 +248,28 @@ fn from_labelled_filesystem() -> Option<(String, String)> {
     None
 }
 
+/// Mounts the first filesystem labelled `IMPRINT` read-only at `dir` (a chunk store on
+/// the boot medium); unmounted when the guard drops. `None` when there is none.
+pub fn mount_medium(dir: &Path) -> Option<ReadOnlyMount> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/block")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|name| {
+        let dev = PathBuf::from("/dev").join(&name);
+        let (label, fstype) = probe_label(&dev)?;
+        if label != LABEL {
+            return None;
+        }
+        std::fs::create_dir_all(dir).ok()?;
+        ReadOnlyMount::new(&dev, dir, &fstype)
+            .inspect_err(|e| log::warn(&format!("mounting {} (label {LABEL}): {e}", dev.display())))
+            .ok()
+    })
+}
+
 /// (label, type) of the filesystem on `dev`, by libblkid.
 fn probe_label(dev: &Path) -> Option<(String, String)> {
     let mut probe = crate::disks::blkid::Probe::from_path(dev).ok()?;
@@ -275,7 +297,7 @@ fn read_from(
 }
 
 /// A read-only mount undone on drop.
-struct ReadOnlyMount(PathBuf);
+pub struct ReadOnlyMount(PathBuf);
 
 impl ReadOnlyMount {
     fn new(dev: &Path, dir: &Path, fstype: &str) -> Result<Self, std::io::Error> {

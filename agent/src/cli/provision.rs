@@ -133,6 +133,10 @@ pub struct WriteImageArgs {
     /// Further URLs serving the same bytes, tried in turn.
     #[arg(long = "mirror")]
     mirrors: Vec<String>,
+    /// A chunk store for a casync index URL (repeatable; http(s)://, file:///, medium:/;
+    /// default: `default.castr` beside the index).
+    #[arg(long = "store", value_name = "URL")]
+    stores: Vec<String>,
     /// Expected sha256 of the file as served.
     #[arg(long, conflicts_with = "sha512", required_unless_present = "sha512")]
     sha256: Option<String>,
@@ -604,6 +608,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
             .as_ref()
             .map(|_| imprint::plan::VerifyMode::Readback),
         auth: None,
+        stores: a.stores.clone(),
     };
     if !a.yes {
         safety::confirm(&format!(

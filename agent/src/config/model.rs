@@ -295,6 +295,11 @@ pub struct Image {
     /// registries); never logged or reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<ImageAuth>,
+    /// Chunk stores for a casync blob index (`url` names a `.caibx`): `http(s)://`,
+    /// `file:///` or `medium:/path` (on the filesystem labelled `IMPRINT`), all read at
+    /// once. Default: `default.castr` beside the index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<StoreUrl>,
 }
 
 /// Registry credentials: `username` and `password`, or a `token`.

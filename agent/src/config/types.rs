@@ -160,6 +160,20 @@ checked_string!(
     {"type": "string", "format": "uri", "pattern": "^(https?://[^\\s/?#]+|file:///|oci://[^\\s/?#]+/)"}
 );
 checked_string!(
+    /// A chunk store: an `http://`, `https://` or `file://` URL, or `medium:/path` on the
+    /// filesystem labelled `IMPRINT`.
+    StoreUrl, "a chunk store (http://, https://, file:///path or medium:/path)", |s| is_url(s, &["http", "https", "file"]) || is_medium_path(s),
+    {"type": "string", "pattern": "^(https?://[^\\s/?#]+|file:///|medium:/)"}
+);
+
+/// `medium:/path`: a path without `..` on the IMPRINT-labelled filesystem.
+fn is_medium_path(s: &str) -> bool {
+    s.strip_prefix("medium:/").is_some_and(|p| {
+        !p.split('/').any(|c| c == "..") && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
+}
+
+checked_string!(
     /// A host name (RFC 1123: dot-separated labels of letters, digits and '-').
     Hostname, "a host name (letters, digits and '-', labels of at most 63 characters)", is_hostname,
     {"type": "string", "pattern": "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$", "maxLength": 253}

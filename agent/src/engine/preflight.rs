@@ -60,6 +60,18 @@ fn check(c: &Check, plan: &Plan, ctx: &Context) -> Result<String, String> {
             }
             let (url, size) =
                 crate::image::probe(urls, img.digest.as_ref(), &opts).map_err(|e| e.to_string())?;
+            if !img.stores.is_empty() || crate::image::chunked::is_index_url(&url) {
+                let opts = crate::image::WriteOptions {
+                    stores: img.stores.clone(),
+                    ..opts
+                };
+                if let Some(found) =
+                    crate::image::chunked::check_stores(urls, img.digest.as_ref(), &opts)
+                        .map_err(|e| e.to_string())?
+                {
+                    return Ok(found);
+                }
+            }
             Ok(match size {
                 Some(size) => format!("{url} serves {} ({size} bytes)", Bytes(size).human()),
                 None => format!("{url} answers (without saying the size)"),

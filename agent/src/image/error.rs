@@ -92,6 +92,20 @@ pub enum ImageError {
     Qcow2Compressed { compression: Compression },
     #[error("{url} is a qcow2 image this agent does not write: {cause}")]
     Qcow2 { url: String, cause: Qcow2Error },
+    #[error("{url}: {cause}")]
+    Index { url: String, cause: String },
+    #[error(
+        "chunk {id} (image bytes {start}..{}) could not be had from any chunk store: {cause} \
+         (nothing bootable was written)", start + size
+    )]
+    Chunk {
+        id: String,
+        start: u64,
+        size: u64,
+        cause: String,
+    },
+    #[error("chunk stores: {cause}")]
+    Stores { cause: String },
     /// A stage stopped because another one failed; never the reported cause.
     #[error("stopped because another stage of the image pipeline failed")]
     Cancelled,

@@ -8,7 +8,8 @@
 //! ```text
 //! fetch → probe ─ stream (sequential.rs): decode (codec.rs, parallel.rs for zstd)
 //!               │                          → hash → sink (O_DIRECT, zero runs)
-//!               └ qcow2 (qcow2/): tables by Range → extract clusters → hash → sink
+//!               ├ qcow2 (qcow2/): tables by Range → extract clusters → hash → sink
+//!               └ casync index (chunked/): scan the target → chunks from stores → sink
 //! ```
 //!
 //! The served digest is checked when the stream ends; only then is the held-back
@@ -17,6 +18,7 @@
 
 mod buf;
 mod channel;
+pub mod chunked;
 mod codec;
 mod container;
 mod error;
@@ -76,6 +78,7 @@ pub fn write_image(plan: &ImagePlan, opts: &WriteOptions) -> Result<WriteOutcome
     }
     let mut opts = opts.clone();
     opts.readback |= plan.verify == Some(VerifyMode::Readback);
+    opts.stores = plan.stores.clone();
     stream_to(&plan.urls, plan.digest.as_ref(), &plan.target_path, &opts)
 }
 
@@ -179,5 +182,6 @@ fn write_container(
             sequential::write(input, compression, sink, run)
         }
         Container::Qcow2 => qcow2::write(session, input, gate, sink, run),
+        Container::Casync => chunked::write(session, input, gate, sink, run),
     }
 }

@@ -86,6 +86,8 @@ pub struct WriteOptions<'a> {
     pub registry_signature: Option<Arc<crate::oci::signature::Policy>>,
     /// `--insecure`: a tag that nothing pins is accepted (and reported so).
     pub insecure: bool,
+    /// Chunk stores for a casync index (casync's `default.castr` beside it when empty).
+    pub stores: Vec<String>,
 }
 
 impl Default for WriteOptions<'_> {
@@ -105,6 +107,7 @@ impl Default for WriteOptions<'_> {
             credentials: None,
             registry_signature: None,
             insecure: false,
+            stores: Vec::new(),
         }
     }
 }

@@ -27,7 +27,7 @@ pub struct WriteOutcome {
         serialize_with = "is_qcow2",
         deserialize_with = "from_qcow2",
         default = "stream",
-        skip_serializing_if = "Container::is_stream"
+        skip_serializing_if = "Container::is_not_qcow2"
     )]
     #[schemars(with = "bool")]
     pub container: Container,
@@ -55,6 +55,10 @@ pub struct WriteOutcome {
     /// Seconds the read-back took (included in `duration`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readback_seconds: Option<f64>,
+    /// For a casync index: where the image's bytes came from (the disk, local stores,
+    /// the network) and what each chunk store did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Box<crate::image::chunked::ChunkReport>>,
     /// Bytes of zero runs not written as data (zeroed by the device or punched).
     pub zero_bytes_skipped: u64,
     /// Connections resumed with `Range` (or restarted) after a failure.
@@ -102,9 +106,24 @@ pub(crate) fn finish(
         written_blake3,
         blocks,
         out_bufs,
+        chunked,
     } = produced;
-    let (readback_blake3, readback_seconds) =
+    let (readback_blake3, mut readback_seconds) =
         read_back_if_asked(sink, blocks.as_deref(), written_blake3.as_deref(), run)?;
+    let chunks = match chunked {
+        Some(mut done) => {
+            if run.opts.readback {
+                let t = Instant::now();
+                crate::image::chunked::read_back(run.target, &mut done)?;
+                readback_seconds = Some(t.elapsed().as_secs_f64());
+            }
+            Some(Box::new(done.report))
+        }
+        None => None,
+    };
+    let fetched_chunks = chunks
+        .as_ref()
+        .map_or(0, |c| c.stores.iter().map(|s| s.bytes).sum::<u64>());
     let final_progress = progress(run.shared, run.started, true);
     if let Some(cb) = run.opts.progress {
         cb(&final_progress);
@@ -114,7 +133,7 @@ pub(crate) fn finish(
         compression,
         container,
         registry: served.registry,
-        bytes_downloaded: served.bytes,
+        bytes_downloaded: served.bytes + fetched_chunks,
         bytes_written: sink.offset(),
         digest: Digest {
             algorithm: served.algorithm,
@@ -124,6 +143,7 @@ pub(crate) fn finish(
         written_blake3,
         readback_blake3,
         readback_seconds,
+        chunks,
         zero_bytes_skipped: sink.zero_skipped(),
         resumes: served.resumes,
         duration: run.started.elapsed(),

@@ -54,6 +54,7 @@ pub(crate) fn write(
         written_blake3,
         blocks,
         out_bufs,
+        chunked: None,
     })
 }
 

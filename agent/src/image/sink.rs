@@ -294,6 +294,24 @@ impl Sink {
         Ok(())
     }
 
+    /// After [`Sink::begin_random`]: the held-back head starts as what the target holds
+    /// now (a writer that leaves chunks already in place keeps those bytes).
+    pub(crate) fn hold_current_head(&mut self) -> Result<(), ImageError> {
+        let len = self.head.len();
+        // The write handles may be write-only: read through a handle of its own.
+        let file = File::open(&self.path).map_err(|e| self.write_error(0, e))?;
+        let mut at = 0;
+        while at < len {
+            match file.read_at(&mut self.head[at..len], at as u64) {
+                Ok(0) => break,
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.write_error(at as u64, e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `data` at `offset` (after [`Sink::begin_random`]); the first MiB is held back.
     /// `offset` is a multiple of the sector size, and `data` starts aligned in memory.
     pub(crate) fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), ImageError> {

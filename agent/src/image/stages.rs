@@ -81,6 +81,8 @@ pub(crate) struct Produced {
     pub blocks: Option<Vec<u64>>,
     /// Output buffers the writer allocated.
     pub out_bufs: usize,
+    /// For a chunked image: where its bytes came from, and its index for the read-back.
+    pub chunked: Option<Box<super::chunked::Done>>,
 }
 
 /// What every writer is handed besides its input and sink.

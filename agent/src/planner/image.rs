@@ -66,6 +66,7 @@ pub(super) fn write(
         grow: img.grow,
         verify: img.verify,
         auth: img.auth.as_ref().and_then(credentials),
+        stores: img.stores.iter().map(|s| s.to_string()).collect(),
     })
 }
 

@@ -11,6 +11,13 @@ use crate::units::SizeSpec;
 pub(super) fn check(c: &mut Checker, doc: &Document, st: &ExplicitStorage) {
     let Some(img) = &doc.image else { return };
     registry(c, img);
+    if !img.stores.is_empty() && img.format == ImageFormat::Rootfs {
+        c.err(
+            "image.stores",
+            "chunk stores hold a casync blob index's chunks, which make a disk or filesystem \
+             image (format: disk or filesystem), not a rootfs",
+        );
+    }
     if is_container(img) {
         container(c, img);
         return target(c, doc, st, img);

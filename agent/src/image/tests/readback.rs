@@ -16,6 +16,7 @@ fn readback_plan(url: String, served: &[u8], dev: &Path) -> ImagePlan {
         grow: false,
         verify: Some(crate::plan::VerifyMode::Readback),
         auth: None,
+        stores: Vec::new(),
     }
 }
 

@@ -43,6 +43,7 @@ fn each_compression_decodes_identically_onto_loop_devices() {
                 grow: false,
                 verify: None,
                 auth: None,
+                stores: Vec::new(),
             };
             assert!(
                 sink::Sink::open(&lo.dev).unwrap().is_direct(),
@@ -339,6 +340,7 @@ fn other_formats_are_refused_by_write_image() {
         grow: false,
         verify: None,
         auth: None,
+        stores: Vec::new(),
     };
     assert!(matches!(
         write_image(&plan, &fast()),
