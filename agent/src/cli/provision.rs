@@ -137,6 +137,10 @@ pub struct WriteImageArgs {
     /// default: `default.castr` beside the index).
     #[arg(long = "store", value_name = "URL")]
     stores: Vec<String>,
+    /// Print what the run did (its steps and their outputs, as the final report has
+    /// them) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
     /// Expected sha256 of the file as served.
     #[arg(long, conflicts_with = "sha512", required_unless_present = "sha512")]
     sha256: Option<String>,
@@ -630,7 +634,7 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         kernel_args: Vec::new(),
     };
     let progress = progress_mode(ProgressMode::detect());
-    match provision(
+    let outcome = provision(
         &plan,
         &[],
         a.ca.as_deref(),
@@ -638,9 +642,13 @@ pub fn write_image(a: WriteImageArgs) -> Result<(), Exit> {
         progress,
         ReportTimeout::default(),
         authenticate::Authenticated::default(),
-    )?
-    .result
-    {
+    )?;
+    if a.json {
+        let text = serde_json::to_string_pretty(&outcome)
+            .map_err(|e| Exit::new(exit::INTERNAL, e.to_string()))?;
+        println!("{text}");
+    }
+    match outcome.result {
         RunResult::Success => Ok(()),
         RunResult::Failure => Err(Exit::new(exit::PROVISION_FAILED, "")),
     }
