@@ -426,13 +426,16 @@ fn broken_indexes_and_unreachable_stores_change_nothing_and_a_bad_chunk_leaves_n
         chunked_document(&server, index, stores).replace(&sha256_hex(index), sha)
     };
     let cases = [
-        (doc(&cut, &sha256_hex(&cut), &[store.clone()]), "truncated"),
         (
-            doc(&idx, &sha256_hex(b"another"), &[store.clone()]),
+            doc(&cut, &sha256_hex(&cut), std::slice::from_ref(&store)),
+            "truncated",
+        ),
+        (
+            doc(&idx, &sha256_hex(b"another"), std::slice::from_ref(&store)),
             "is expected",
         ),
         (
-            doc(&idx, &sha256_hex(&idx), &[closed.clone()]),
+            doc(&idx, &sha256_hex(&idx), std::slice::from_ref(&closed)),
             "no store gives chunk",
         ),
     ];
