@@ -122,11 +122,16 @@ impl Check {
     pub fn describe(&self) -> String {
         match self {
             Check::Image { urls } => format!(
-                "the image answers at {}{}",
+                "the image answers at {}{}{}",
                 urls[0],
                 match urls.len() {
                     1 => String::new(),
                     n => format!(" (or one of its {} mirrors)", n - 1),
+                },
+                if crate::image::chunked::is_index_url(&urls[0]) {
+                    ", and a chunk store gives one of its chunks"
+                } else {
+                    ""
                 }
             ),
             Check::Signature { url } => {

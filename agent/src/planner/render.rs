@@ -305,6 +305,21 @@ fn write_image(o: &mut String, i: &ImagePlan) -> std::fmt::Result {
     for (n, u) in i.urls.iter().enumerate() {
         writeln!(o, "        {} {u}", if n == 0 { "from" } else { "  or" })?;
     }
+    if !i.stores.is_empty() || crate::image::chunked::is_index_url(&i.urls[0]) {
+        writeln!(
+            o,
+            "        a casync index: chunks already on the disk are kept, the rest fetched"
+        )?;
+        let default = [crate::image::chunked::default_store(&i.urls[0])];
+        let stores = if i.stores.is_empty() {
+            &default[..]
+        } else {
+            &i.stores[..]
+        };
+        for s in stores {
+            writeln!(o, "        chunks from {s}")?;
+        }
+    }
     if let Some(d) = &i.digest {
         let alg = match d.algorithm {
             DigestAlgorithm::Sha256 => "sha256",
