@@ -62,6 +62,7 @@ fn write_options<'p>(
         signature,
         registry_signature,
         insecure: img.pin == crate::plan::ImagePin::Insecure,
+        stores: img.stores.clone(),
         ..Default::default()
     })
 }

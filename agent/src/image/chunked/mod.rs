@@ -87,6 +87,9 @@ pub(crate) fn write(
         index.max
     ));
     let stores = open_stores(session, run, &url)?;
+    // From here progress counts the image's bytes in place (kept or written), of its size.
+    run.shared.total.store(index.len(), Ordering::Relaxed);
+    run.shared.downloaded.store(0, Ordering::Relaxed);
     // Chunks land at any byte offset: through the page cache.
     sink.buffered();
     sink.begin_random(index.len())?;
@@ -314,9 +317,7 @@ fn write_chunks(
         }
     }
     report.unique = by_id.len() as u64;
-    run.shared
-        .written
-        .fetch_add(report.in_place_bytes, Ordering::Relaxed);
+    placed(run, report.in_place_bytes);
     crate::runner::log::info(&format!(
         "{} of the image already on {} ({} read in {:.1} s); {} distinct chunks to get",
         crate::units::Bytes(report.in_place_bytes).human(),
@@ -329,7 +330,7 @@ fn write_chunks(
     for c in &zero_places {
         sink.write_at(c.start, &zero_buf[..c.size as usize])?;
         report.zero_bytes += c.size;
-        run.shared.written.fetch_add(c.size, Ordering::Relaxed);
+        placed(run, c.size);
     }
     fetch_and_write(index, stores, &jobs, sink, run, &mut report)?;
     report.stores = stores.iter().map(StoreState::report).collect();
@@ -432,7 +433,7 @@ fn write_as_they_come(
             From::Store(i) if stores[i].store.is_local() => report.local_bytes += n,
             From::Store(_) => report.network_bytes += n,
         }
-        run.shared.written.fetch_add(n, Ordering::Relaxed);
+        placed(run, n);
         if let Some(cb) = run
             .opts
             .progress
@@ -448,6 +449,12 @@ fn write_as_they_come(
         .map(|s| s.report().bytes)
         .sum();
     Ok(())
+}
+
+/// Counts `n` more bytes of the image in place, for the progress reports.
+fn placed(run: &Run, n: u64) {
+    run.shared.written.fetch_add(n, Ordering::Relaxed);
+    run.shared.downloaded.fetch_add(n, Ordering::Relaxed);
 }
 
 /// After the head is down: every chunk read back from the target must match its id.
