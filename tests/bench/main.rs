@@ -2,12 +2,17 @@
 //! `qemu-img convert`, onto loop devices, with a table and JSON results.
 //!
 //! Usage: imprint-bench --imprint out/imprint [--unverified PATH] [--cache target/bench]
-//!        [--out out/bench] [--size-gib 4] [--reps 3] [--no-large]
+//!        [--out out/bench] [--size-gib 4] [--reps 3] [--no-large] [--no-chunked]
+//!        [--only-chunked]
 //!
 //! The served file is `pzstd`'s: independent frames a decoder may spread over cores.
 //! `--unverified` names an imprint built with the `bench-unverified` feature (served
 //! bytes not hashed): inline sha256 costs what it saves in wall time.
+//! The chunked section (`chunked.rs`, skipped with `--no-chunked`, run alone with
+//! `--only-chunked`, its JSON then in `chunked.json`) writes casync indexes of the same
+//! image from a chunk store.
 
+mod chunked;
 mod image;
 mod run;
 
@@ -33,6 +38,8 @@ struct Args {
     size_gib: u64,
     reps: usize,
     large: bool,
+    chunked: bool,
+    only_chunked: bool,
 }
 
 fn args() -> Args {
@@ -44,6 +51,8 @@ fn args() -> Args {
         size_gib: 4,
         reps: 3,
         large: true,
+        chunked: true,
+        only_chunked: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -56,6 +65,8 @@ fn args() -> Args {
             "--size-gib" => a.size_gib = v().parse().expect("--size-gib N"),
             "--reps" => a.reps = v().parse().expect("--reps N"),
             "--no-large" => a.large = false,
+            "--no-chunked" => a.chunked = false,
+            "--only-chunked" => a.only_chunked = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -158,6 +169,18 @@ fn main() {
     );
     let small = image::build(&a.cache, a.size_gib * GIB, 0.25);
     let rundir = a.cache.join("run");
+    let chunked_opts = chunked::Opts {
+        bin: &a.imprint,
+        cache: &a.cache,
+        rundir: &rundir,
+        reps: a.reps,
+    };
+    if a.only_chunked {
+        let c = chunked::run(&chunked_opts, &small);
+        c.print();
+        write_results(&a.out, "chunked.json", &json!({"chunked": c.json()}));
+        return;
+    }
     let server = Server::start();
     server.serve_file("/image.raw.zst", &small.zst.path);
     server.serve_file("/single.raw.zst", &small.single.path);
@@ -298,6 +321,8 @@ fn main() {
         });
         (big, s)
     });
+    // Before hash_secs: its 256 MiB sample would count in every later child's peak RSS.
+    let chunked = a.chunked.then(|| chunked::run(&chunked_opts, &small));
 
     let t_imp = best(&imp);
     let t_curl = best(&curl);
@@ -447,6 +472,9 @@ fn main() {
         pass(drop_growth < 0.10),
         drop_growth * 100.0
     );
+    if let Some(c) = &chunked {
+        c.print();
+    }
 
     let results = json!({
         "image": {
@@ -487,13 +515,18 @@ fn main() {
             "rss_under_64mib": rss_ok, "sha256_under_10pct": sha_share < 0.10,
             "readback_under_50pct": rb_share < 0.5, "drop_under_10pct": drop_growth < 0.10,
         },
+        "chunked": chunked.as_ref().map(chunked::Chunked::json),
     });
-    std::fs::create_dir_all(&a.out).expect("creating the results directory");
-    let path = a.out.join("results.json");
+    write_results(&a.out, "results.json", &results);
+}
+
+fn write_results(dir: &Path, name: &str, results: &serde_json::Value) {
+    std::fs::create_dir_all(dir).expect("creating the results directory");
+    let path = dir.join(name);
     std::fs::write(
         &path,
-        serde_json::to_string_pretty(&results).unwrap_or_default(),
+        serde_json::to_string_pretty(results).unwrap_or_default(),
     )
-    .expect("writing results.json");
+    .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     println!("\nresults: {}", path.display());
 }
