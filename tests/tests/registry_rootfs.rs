@@ -13,8 +13,10 @@
 use imprint_tests::fixtures::*;
 use imprint_tests::provision::*;
 use imprint_tests::registry::layout::{Layout, LAYER_GZIP, LAYER_ZSTD};
+use imprint_tests::registry::sigstore::Sigstore;
 use imprint_tests::registry::{Access, Registry};
 use imprint_tests::server::Server;
+use imprint_tests::signing::{keys, rogue};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -528,4 +530,110 @@ fn a_wrong_manifest_digest_or_a_missing_config_is_refused_before_any_disk_is_tou
             "has no image config {config} in repository os/app"
         )],
     );
+}
+
+/// Serves `doc` with its minisign signature and applies it with the trust root holding
+/// the minisign key `ops` (the document) and the gpg certificate (the image).
+fn apply_signed(server: &Server, doc: &str, disk: &LoopDev) -> Run {
+    let path = "/docs/web-01.yaml";
+    server.serve_bytes(path, doc.as_bytes().to_vec());
+    server.serve_bytes(
+        &format!("{path}.minisig"),
+        keys().sign("ops", doc.as_bytes()),
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let ops = keys().path("ops.pub").display().to_string();
+    let cert = keys().path("release.asc").display().to_string();
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    imprint(&[
+        "apply",
+        "--yes",
+        "--disks",
+        disk.dev(),
+        "--trust-dir",
+        path_str(empty.path()),
+        "--trust",
+        &ops,
+        "--trust",
+        &cert,
+        &server.url(path),
+    ])
+}
+
+#[test]
+fn a_container_image_by_a_signed_tag_deploys_and_unsigned_or_foreign_ones_are_refused() {
+    let reg = Registry::start(Access::Open);
+    let store = Sigstore::new();
+    let server = Server::start();
+    let gnupg = keys().path("gnupg");
+    // Three different manifests (a signature names one digest, whatever the tag).
+    for (tag, home, fpr, third, bad) in [
+        (
+            "signed",
+            Some(gnupg.as_path()),
+            keys().gpg_fpr.as_str(),
+            LAYER_ZSTD,
+            None,
+        ),
+        (
+            "foreign",
+            Some(rogue().home()),
+            rogue().fpr.as_str(),
+            LAYER_GZIP,
+            None,
+        ),
+        ("unsigned", None, "", LAYER_GZIP, Some(2)),
+    ] {
+        let (l, _) = layout(third, bad, tag);
+        match home {
+            Some(home) => reg.push_signed(l.path(), tag, REPO, &store, home, fpr, false),
+            None => reg.push_layout(l.path(), tag, REPO, false),
+        }
+    }
+    store.serve(&server, "/sigstore");
+    let doc = |tag: &str| {
+        document(&server, &reg.oci(&format!("{REPO}:{tag}"))).replace(
+            "  format: rootfs\n",
+            &format!(
+                "  format: rootfs\n  signature:\n    lookaside: {}\n",
+                server.url("/sigstore")
+            ),
+        )
+    };
+
+    let disk = LoopDev::new(2 << 30, 512);
+    let run = apply_signed(&server, &doc("signed"), &disk);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let fin = final_report(&server, REPORT);
+    let signer = format!("openpgp:{}", keys().gpg_fpr);
+    assert!(
+        fin.to_string()
+            .contains(&format!("\"signed_by\":\"{signer}\"")),
+        "the report names the signer: {:#}",
+        write_image_output(&fin)
+    );
+    assert!(run.stderr.contains(&signer), "{}", run.stderr);
+
+    for (tag, phrase) in [
+        ("foreign", "which is not in the trust root".to_string()),
+        ("unsigned", "is not signed".to_string()),
+    ] {
+        let server2 = Server::start();
+        store.serve(&server2, "/sigstore");
+        let doc = document(&server2, &reg.oci(&format!("{REPO}:{tag}"))).replace(
+            "  format: rootfs\n",
+            &format!(
+                "  format: rootfs\n  signature:\n    lookaside: {}\n",
+                server2.url("/sigstore")
+            ),
+        );
+        let disk = LoopDev::used(2 << 30);
+        let before = disk.sha256();
+        let run = apply_signed(&server2, &doc, &disk);
+        assert_eq!(run.code, 5, "{tag}: {}", run.stderr);
+        assert!(run.stderr.contains(&phrase), "{tag}: {}", run.stderr);
+        let fin = final_report(&server2, REPORT);
+        assert_eq!(fin["failed_step"], "preflight", "{tag}: {fin:#}");
+        assert_eq!(disk.sha256(), before, "{tag}: the disk changed");
+    }
 }

@@ -587,8 +587,13 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     ),
     (
         "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {layout: {}}\nimage: {url: 'oci://reg.example/os/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', format: rootfs, signature: {url: 'http://x/s.minisig'}}",
-        "image.signature",
+        "image.signature.url",
         "a detached signature covers one file",
+    ),
+    (
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {layout: {}}\nimage: {url: 'oci://reg.example/os/app:v1', format: rootfs, sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, signature: {lookaside: 'http://x/sigstore'}}",
+        "image.sha256",
+        "the manifest digest its registry signature signs pins it",
     ),
     (
         "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nimage: {url: 'http://x/i', sha256: '<a>', format: rootfs}",

@@ -56,6 +56,19 @@ fn check(c: &Check, plan: &Plan, ctx: &Context) -> Result<String, String> {
                 ..Default::default()
             };
             if super::image_steps::is_container(img) {
+                let registry_signature = match &img.registry_signature {
+                    Some(sig) => {
+                        super::signature::registry_rule(img, sig, ctx)?;
+                        Some(std::sync::Arc::new(super::signature::registry_policy(
+                            sig, ctx,
+                        )?))
+                    }
+                    None => None,
+                };
+                let opts = crate::image::WriteOptions {
+                    registry_signature,
+                    ..opts
+                };
                 return container(urls, &opts);
             }
             let (url, size) =
@@ -124,12 +137,17 @@ fn container(urls: &[String], opts: &crate::image::WriteOptions) -> Result<Strin
     let pull = crate::image::ContainerPull::new(urls, opts).map_err(|e| e.to_string())?;
     let image = pull.check().map_err(|e| e.to_string())?;
     Ok(format!(
-        "{} is container image manifest {} (config {}), {} layers there ({})",
+        "{} is container image manifest {} (config {}), {} layers there ({}){}",
         image.reference,
         image.manifest,
         image.config,
         image.layers.len(),
-        Bytes(image.download_bytes()).human()
+        Bytes(image.download_bytes()).human(),
+        image
+            .signed_by
+            .as_ref()
+            .map(|s| format!(", signed by {s}"))
+            .unwrap_or_default()
     ))
 }
 

@@ -78,6 +78,10 @@ pub struct ContainerImage {
     pub config: String,
     /// The layers, base first.
     pub layers: Vec<ImageLayer>,
+    /// Who signed the manifest (the index, when the tag names one), when a registry
+    /// signature was required and verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 impl ContainerImage {
@@ -184,5 +188,6 @@ pub fn resolve_container(registry: &Registry) -> Result<ContainerImage, OciError
         index,
         config: oci_string(&config),
         layers,
+        signed_by: None,
     })
 }

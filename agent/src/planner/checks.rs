@@ -21,7 +21,10 @@ pub(super) fn for_steps(steps: &[Step]) -> Vec<Check> {
                 if let Some(s) = &i.signature {
                     add(Check::Signature { url: s.url.clone() });
                 }
-                if let Some(s) = &i.registry_signature {
+                // A container image's signature is checked with its manifest and layers.
+                let container = i.format == crate::kinds::ImageFormat::Rootfs
+                    && i.urls[0].starts_with(crate::oci::SCHEME);
+                if let Some(s) = i.registry_signature.as_ref().filter(|_| !container) {
                     add(Check::RegistrySignature {
                         url: i.urls[0].clone(),
                         lookaside: s.lookaside.clone(),

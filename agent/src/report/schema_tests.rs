@@ -191,6 +191,7 @@ fn outputs() -> Vec<StepOutput> {
                 manifest: format!("sha256:{}", "a".repeat(64)),
                 index: None,
                 config: format!("sha256:{}", "b".repeat(64)),
+                signed_by: Some("openpgp:0123456789ABCDEF0123456789ABCDEF01234567".into()),
                 layers: vec![crate::rootfs::LayerApplied {
                     digest: format!("sha256:{}", "c".repeat(64)),
                     media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),

@@ -28,6 +28,9 @@ pub struct ContainerDeployed {
     pub config: String,
     /// The layers, base first, as applied.
     pub layers: Vec<LayerApplied>,
+    /// Who signed the manifest, when a registry signature was required (it pins a tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 /// One layer as applied.
@@ -96,6 +99,7 @@ pub fn extract_container(
         index: image.index.clone(),
         config: image.config.clone(),
         layers: applied,
+        signed_by: image.signed_by.clone(),
     };
     let extracted = Extracted {
         entries,

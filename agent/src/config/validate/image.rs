@@ -52,12 +52,24 @@ fn container(c: &mut Checker, img: &Image) {
     let Ok(reference) = crate::oci::Reference::parse(img.url.as_str()) else {
         return; // said by registry()
     };
-    let Some(pin) = reference.digest.as_ref() else {
+    let lookaside = img
+        .signature
+        .as_ref()
+        .is_some_and(|s| s.lookaside.is_some());
+    // A tag alone is pinned by the manifest digest a valid registry signature signs.
+    if let Some(pin) = reference.digest.as_ref() {
+        container_digests(c, img, pin);
+    } else if lookaside && (img.sha256.is_some() || img.sha512.is_some()) {
+        c.err(
+            "image.sha256",
+            "a container image has no single file digest: the manifest digest its registry signature signs pins it; remove sha256/sha512",
+        );
+    } else if !lookaside {
         let r = &reference;
         c.err(
             "image.url",
             format!(
-                "a container image is pinned by its manifest digest: oci://{}/{}@sha256:<manifest digest> (skopeo inspect --raw docker://{}/{}{} | sha256sum)",
+                "a container image is pinned by its manifest digest: oci://{}/{}@sha256:<manifest digest> (skopeo inspect --raw docker://{}/{}{} | sha256sum), or by a registry signature (image.signature.lookaside)",
                 r.registry,
                 r.repository,
                 r.registry,
@@ -65,8 +77,18 @@ fn container(c: &mut Checker, img: &Image) {
                 r.tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()
             ),
         );
-        return;
-    };
+    }
+    if img.signature.as_ref().is_some_and(|s| s.url.is_some()) {
+        c.err(
+            "image.signature.url",
+            "a detached signature covers one file, and a container image is several layers pinned by its manifest: sign the manifest in a lookaside store (image.signature.lookaside) instead",
+        );
+    }
+    mirrors_are_registries(c, img);
+}
+
+/// `sha256`/`sha512` of a container image may only repeat the manifest digest `pin`.
+fn container_digests(c: &mut Checker, img: &Image, pin: &crate::plan::Digest) {
     let given = [
         ("image.sha256", img.sha256.as_ref().map(|h| h.to_string())),
         ("image.sha512", img.sha512.as_ref().map(|h| h.to_string())),
@@ -88,12 +110,10 @@ fn container(c: &mut Checker, img: &Image) {
             );
         }
     }
-    if img.signature.is_some() {
-        c.err(
-            "image.signature",
-            "a detached signature covers one file, and a container image is several layers pinned by the manifest digest in image.url: remove signature",
-        );
-    }
+}
+
+/// A container image's mirrors are registries too.
+fn mirrors_are_registries(c: &mut Checker, img: &Image) {
     for (i, m) in img.mirrors.iter().enumerate() {
         if !m.as_str().starts_with(crate::oci::SCHEME) {
             c.err(

@@ -152,27 +152,34 @@ impl OciSource {
     /// Checks the manifest's registry signature when one is required (the signed digest
     /// is the one the reference names), and marks an unpinned tag taken by `--insecure`.
     fn vouch(&self, registry: &Registry, resolved: &mut Resolved) -> Result<(), Failure> {
-        if let Some(policy) = &self.trust.signature {
-            let now = crate::timestamp::now().clamp(0, i64::from(u32::MAX)) as u32;
-            let v = policy
-                .verify(registry.reference(), resolved.top_digest(), now)
-                .map_err(|cause| {
-                    next_source(ImageError::Untrusted {
-                        url: self.url.clone(),
-                        cause,
-                    })
-                })?;
-            crate::runner::log::info(&format!(
-                "{}: manifest {} signed by {} ({})",
-                self.url, v.digest, v.signer, v.url
-            ));
-            resolved.signed_by = Some(v.signer);
-        }
+        resolved.signed_by = self.signer(registry, resolved.top_digest())?;
         resolved.insecure = self.trust.insecure
             && !resolved.pinned
             && resolved.signed_by.is_none()
             && self.expected.is_none();
         Ok(())
+    }
+
+    /// Who signed manifest `digest` in the lookaside store, when a registry signature is
+    /// required (`None` when none is); a missing or bad signature refuses the source.
+    fn signer(&self, registry: &Registry, digest: &str) -> Result<Option<String>, Failure> {
+        let Some(policy) = &self.trust.signature else {
+            return Ok(None);
+        };
+        let now = crate::timestamp::now().clamp(0, i64::from(u32::MAX)) as u32;
+        let v = policy
+            .verify(registry.reference(), digest, now)
+            .map_err(|cause| {
+                next_source(ImageError::Untrusted {
+                    url: self.url.clone(),
+                    cause,
+                })
+            })?;
+        crate::runner::log::info(&format!(
+            "{}: manifest {} signed by {} ({})",
+            self.url, v.digest, v.signer, v.url
+        ));
+        Ok(Some(v.signer))
     }
 
     /// What the reference resolved to (resolving once).
@@ -199,7 +206,14 @@ impl OciSource {
             return Ok(c.clone());
         }
         let registry = self.registry()?;
-        let image = oci::resolve_container(&registry).map_err(|e| self.failure(e))?;
+        let mut image = oci::resolve_container(&registry).map_err(|e| self.failure(e))?;
+        if self.trust.signature.is_some() {
+            let top = image
+                .index
+                .clone()
+                .unwrap_or_else(|| image.manifest.clone());
+            image.signed_by = self.signer(&registry, &top)?;
+        }
         crate::runner::log::info(&format!(
             "{}: container image, manifest {}{}, config {}, {} layers ({} bytes)",
             self.url,
