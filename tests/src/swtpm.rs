@@ -9,7 +9,8 @@ use std::time::Duration;
 
 /// A running swtpm with its own state directory.
 pub struct Swtpm {
-    state: tempfile::TempDir,
+    state: PathBuf,
+    _own: Option<tempfile::TempDir>,
     port: u16,
     child: Option<Child>,
 }
@@ -30,7 +31,21 @@ impl Swtpm {
     pub fn start() -> Swtpm {
         let state = tempfile::tempdir().expect("tempdir");
         let mut s = Swtpm {
-            state,
+            state: state.path().to_path_buf(),
+            _own: Some(state),
+            port: free_port_pair(),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// The TPM whose state a VM left in `dir` (`Vm::builder().tpm(dir)`), on TCP: the
+    /// same seeds, so the same endorsement key.
+    pub fn on_state(dir: &Path) -> Swtpm {
+        let mut s = Swtpm {
+            state: dir.to_path_buf(),
+            _own: None,
             port: free_port_pair(),
             child: None,
         };
@@ -39,7 +54,7 @@ impl Swtpm {
     }
 
     fn spawn(&mut self) {
-        let dir = self.state.path().display().to_string();
+        let dir = self.state.display().to_string();
         let child = Command::new("swtpm")
             .args(["socket", "--tpm2", "--tpmstate", &format!("dir={dir}")])
             .args([
@@ -71,7 +86,7 @@ impl Swtpm {
 
     /// The state directory (persists the TPM's seeds and NV).
     pub fn state_dir(&self) -> &Path {
-        self.state.path()
+        &self.state
     }
 
     /// Runs a tpm2-tools program against this TPM; stdout, panics on failure.

@@ -161,7 +161,8 @@ fn direct_kernel_boot_provisions_with_512_mib() {
         "console=ttyS0 imprint.lookup={}/lookup imprint.failure_delay=0",
         guest_base(&server)
     );
-    // The big disk on NVMe, a second NIC (e1000) beside the virtio one.
+    // The big disk on NVMe, a second NIC (e1000) beside the virtio one, a TPM 2.0.
+    let tpm_state = tempfile::tempdir().unwrap();
     let vm = Vm::builder()
         .boot(Boot::Direct {
             kernel: out.join("vmlinuz"),
@@ -175,6 +176,7 @@ fn direct_kernel_boot_provisions_with_512_mib() {
         .arg("user,id=second")
         .arg("-device")
         .arg("e1000,netdev=second,mac=52:54:00:aa:bb:02")
+        .tpm(tpm_state.path())
         .memory_mib(512)
         .start()
         .unwrap();
@@ -224,7 +226,30 @@ fn direct_kernel_boot_provisions_with_512_mib() {
         nics.iter().any(|n| n["mac"] == "52:54:00:aa:bb:02"),
         "{inv:#}"
     );
-    assert_eq!(inv["tpm"]["present"], false, "no TPM in this VM: {inv:#}");
+    // The TPM and its endorsement key, as tpm2-tools computes it from the same TPM state.
+    assert_eq!(inv["tpm"]["present"], true, "{inv:#}");
+    assert_eq!(inv["tpm"]["version_major"], 2, "{inv:#}");
+    let tpm = imprint_tests::swtpm::Swtpm::on_state(tpm_state.path());
+    let dir = tempfile::tempdir().unwrap();
+    let (der, ctx) = (dir.path().join("ek.der"), dir.path().join("ek.ctx"));
+    tpm.tool(
+        "tpm2_createek",
+        &[
+            "-G",
+            "rsa",
+            "-c",
+            ctx.to_str().unwrap(),
+            "-u",
+            der.to_str().unwrap(),
+            "-f",
+            "der",
+        ],
+    );
+    assert_eq!(
+        inv["tpm"]["endorsement_key"]["sha256"],
+        sha256_hex(&std::fs::read(&der).unwrap()).as_str(),
+        "the EK fingerprint is tpm2_createek's: {inv:#}"
+    );
     assert_eq!(inv["firmware"]["mode"], "bios", "{inv:#}");
     assert_eq!(inv["system"]["vendor"], "QEMU", "SMBIOS from QEMU: {inv:#}");
 }

@@ -100,7 +100,13 @@ pub fn collect(opts: &Options) -> Inventory {
         cpu: cpu::collect(root),
         memory: memory::collect(root),
         firmware: firmware::collect(root),
-        tpm: tpm::collect(root),
+        tpm: {
+            let mut t = tpm::collect(root);
+            if t.present && t.version_major == Some(2) && root == Path::new("/") {
+                tpm::read_endorsement_key(&mut t, &crate::binding::TpmLocation::Auto);
+            }
+            t
+        },
         nics,
         disks,
     }

@@ -1,9 +1,6 @@
-//! TPM presence from `/sys/class/tpm/tpm0` and its device node.
-//!
-//! The endorsement key's fingerprint is not read yet: it needs TPM2_NV_ReadPublic and
-//! TPM2_NV_Read of the EK certificate index (0x01c00002), or a CreatePrimary under the
-//! endorsement hierarchy with the TCG EK template, neither of which the tpm2 code of
-//! [`crate::binding`] has (it creates primaries in the owner hierarchy only).
+//! TPM presence from `/sys/class/tpm/tpm0` and its device node, and the endorsement
+//! key's fingerprint (the TCG default RSA EK, created and flushed again:
+//! [`crate::binding::tpm2::ek`]).
 
 use super::{read_number, read_trimmed};
 use serde::{Deserialize, Serialize};
@@ -20,6 +17,13 @@ pub struct Tpm {
     pub device: Option<String>,
     /// Manufacturer from `device/description` or the ACPI/TIS `device/hid`, when given.
     pub description: Option<String>,
+    /// The endorsement key (TCG default RSA 2048 template): its SHA-256 fingerprint over
+    /// the DER SubjectPublicKeyInfo, as `tpm2_createek -G rsa -f der` writes the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement_key: Option<crate::binding::tpm2::ek::EndorsementKey>,
+    /// Why the endorsement key could not be read, when a TPM is there but did not give it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement_key_error: Option<String>,
 }
 
 /// Reads the first TPM under `root`.
@@ -38,6 +42,20 @@ pub fn collect(root: &Path) -> Tpm {
         device,
         description: read_trimmed(root, &format!("{dir}/device/description"))
             .or_else(|| read_trimmed(root, &format!("{dir}/device/hid"))),
+        endorsement_key: None,
+        endorsement_key_error: None,
+    }
+}
+
+/// Reads the endorsement key of the TPM at `loc` into `tpm` (this machine's TPM only:
+/// not for an inventory read under another root).
+pub fn read_endorsement_key(tpm: &mut Tpm, loc: &crate::binding::TpmLocation) {
+    match crate::binding::tpm2::ek::endorsement_key(loc) {
+        Ok(ek) => tpm.endorsement_key = Some(ek),
+        Err(e) => {
+            crate::runner::log::warn(&format!("inventory: the TPM's endorsement key: {e}"));
+            tpm.endorsement_key_error = Some(e);
+        }
     }
 }
 

@@ -17,6 +17,8 @@ const CC_PCR_READ: u32 = 0x17E;
 pub const CC_POLICY_PCR: u32 = 0x17F;
 
 const RH_OWNER: u32 = 0x4000_0001;
+/// TPM_RH_ENDORSEMENT: the hierarchy of the endorsement key.
+pub const RH_ENDORSEMENT: u32 = 0x4000_000B;
 const RH_NULL: u32 = 0x4000_0007;
 
 /// TPM_ALG_SHA1.
@@ -127,6 +129,28 @@ pub fn primary_template(key: PrimaryKey, name_alg: u16) -> Vec<u8> {
             PrimaryKey::Ecc => c.u16(ECC_NIST_P256).u16(ALG_NULL).u16(0).u16(0), // curve, kdf, unique x/y
             PrimaryKey::Rsa => c.u16(2048).u32(0).u16(0), // keyBits, exponent, unique
         };
+    })
+}
+
+/// TPMA_OBJECT of the TCG default EK (EK Credential Profile, template L-1):
+/// fixedTPM|fixedParent|sensitiveDataOrigin|adminWithPolicy|restricted|decrypt.
+const EK_ATTRS: u32 = 0x0003_00B2;
+/// PolicySecret(TPM_RH_ENDORSEMENT), the authPolicy of the TCG default EK templates.
+const EK_POLICY: [u8; 32] = [
+    0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
+    0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
+];
+
+/// The TCG default RSA 2048 EK template (L-1), as `tpm2_createek -G rsa` creates it:
+/// the same TPM always gives the same key from it.
+pub fn ek_rsa_template() -> Vec<u8> {
+    build(|c| {
+        c.u16(ALG_RSA)
+            .u16(ALG_SHA256)
+            .u32(EK_ATTRS)
+            .tpm2b(&EK_POLICY);
+        c.u16(ALG_AES).u16(128).u16(ALG_CFB).u16(ALG_NULL); // symmetric, scheme
+        c.u16(2048).u32(0).tpm2b(&[0u8; 256]); // keyBits, exponent, unique (zeros)
     })
 }
 
@@ -311,19 +335,31 @@ impl Tpm {
 
     /// TPM2_CreatePrimary in the owner hierarchy; returns the transient handle.
     pub fn create_primary(&mut self, template: &[u8]) -> Result<u32, CommandError> {
+        self.create_primary_in(RH_OWNER, template).map(|(h, _)| h)
+    }
+
+    /// TPM2_CreatePrimary in `hierarchy` (empty authorization); returns the transient
+    /// handle and the TPMT_PUBLIC of the key created.
+    pub fn create_primary_in(
+        &mut self,
+        hierarchy: u32,
+        template: &[u8],
+    ) -> Result<(u32, Vec<u8>), CommandError> {
         let mut c = Command::new(ST_SESSIONS, CC_CREATE_PRIMARY);
-        c.u32(RH_OWNER).auth_session(RS_PW);
+        c.u32(hierarchy).auth_session(RS_PW);
         c.tpm2b(&build(|s| {
             s.u16(0).u16(0); // userAuth, data
         }));
         c.tpm2b(template).u16(0).u32(0); // outsideInfo, creationPCR
         let resp = self.execute("TPM2_CreatePrimary", c.finish())?;
-        Reader::new(&resp)
-            .u32()
-            .map_err(|source| CommandError::Malformed {
+        let mut r = Reader::new(&resp);
+        // objectHandle, then (with sessions) parameterSize, then outPublic.
+        (|| Ok((r.u32()?, r.u32().and_then(|_| r.tpm2b())?.to_vec())))().map_err(|source| {
+            CommandError::Malformed {
                 command: "TPM2_CreatePrimary",
                 source,
-            })
+            }
+        })
     }
 
     /// TPM2_Create of a sealed data object; returns (TPM2B_PRIVATE, TPM2B_PUBLIC) with sizes.

@@ -3,6 +3,7 @@
 //! writes; and the reverse, as `clevis decrypt tpm2` does it.
 
 pub mod commands;
+pub mod ek;
 pub mod transport;
 pub mod wire;
 
