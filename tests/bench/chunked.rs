@@ -116,7 +116,11 @@ pub struct Chunked {
     two_json: Value,
     two_urls: (String, String),
     two_dropped_after: usize,
+    /// The full write from the store as a local folder (`file://`): no HTTP.
+    local: Option<(Sample, Value)>,
     cmp_checks: usize,
+    /// /proc/loadavg before and after the section (the machine may be shared).
+    load: (String, String),
 }
 
 fn hex(b: &[u8]) -> String {
@@ -640,7 +644,9 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         two_json: Value::Null,
         two_urls: (String::new(), String::new()),
         two_dropped_after: 0,
+        local: None,
         cmp_checks: 0,
+        load: (loadavg(), String::new()),
     };
     let i = &r.inp;
     for _ in 0..o.reps {
@@ -716,6 +722,24 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         r.curl.push(s);
     }
 
+    // The same full write from the store as a folder: what the HTTP fetch costs.
+    let abs = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let lo = Loop::new(o.rundir, size);
+    let s = timed(chunked_cmd(
+        o.bin,
+        &format!("file://{}", abs(&i.v2_idx).display()),
+        &sha2,
+        &lo.dev,
+        &[format!("file://{}/", abs(&i.store).display())],
+        &json_out,
+    ));
+    check("full write v2 from a file:// store", &s);
+    let report = chunks_of(&json_out);
+    assert_v2(&lo.dev, i, size, "full write (file:// store)");
+    r.cmp_checks += 1;
+    r.local = Some((s, report));
+    drop(lo);
+
     // Two stores: the first corrupts v2's first chunk, the second stops mid-run.
     let bad = serve_store(i, &r.an.store_files);
     bad.set_fault(&format!("/store/{}", r.an.first_chunk), Fault::FlipBit(3));
@@ -762,7 +786,18 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
     r.two = s;
     r.two_urls = urls;
     r.two_dropped_after = dropped_after;
+    r.load.1 = loadavg();
     r
+}
+
+/// The first three fields of /proc/loadavg.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn best(s: &[Sample]) -> &Sample {
@@ -930,23 +965,41 @@ impl Chunked {
         );
         row("imprint chunked, re-image v1 -> v2", best(&self.reimage));
         row("imprint chunked, two stores (corrupt, dying)", &self.two);
+        if let Some((s, _)) = &self.local {
+            row("imprint chunked, full write, file:// store", s);
+        }
         row("zstd -dcq of v2's non-zero chunks", best(&self.decode));
         row("dd of v2's data bytes, bs=4M oflag=direct", best(&self.dd));
         row("curl of v2's chunks (one file, loopback)", best(&self.curl));
-        let scan = |v: &[Value]| {
-            v.iter()
-                .map(|c| c["scan_seconds"].as_f64().unwrap_or(0.0))
-                .fold(f64::INFINITY, f64::min)
+        // Where the best runs' time went, from their own reports.
+        let split = |samples: &[Sample], reports: &[Value]| {
+            let k = samples
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.secs.total_cmp(&b.1.secs))
+                .map_or(0, |x| x.0);
+            let scan = reports[k]["scan_seconds"].as_f64().unwrap_or(0.0);
+            format!(
+                "scan {scan:.2} s ({} MiB read), the rest {:.2} s",
+                reports[k]["scanned_bytes"].as_u64().unwrap_or(0) >> 20,
+                samples[k].secs - scan
+            )
         };
         println!(
-            "scan of the target (from the reports, least): full write {:.2} s, re-image {:.2} s ({} MiB read)",
-            scan(&self.full_json),
-            scan(&self.reimage_json),
-            self.reimage_json
-                .first()
-                .and_then(|c| c["scanned_bytes"].as_u64())
-                .unwrap_or(0)
-                >> 20
+            "where the time went: full write {}; re-image {}",
+            split(&self.full, &self.full_json),
+            split(&self.reimage, &self.reimage_json)
+        );
+        if let Some((s, r)) = &self.local {
+            println!(
+                "  full write from a file:// store (no HTTP, one run): {:.2} s, {}",
+                s.secs,
+                split(std::slice::from_ref(s), std::slice::from_ref(r))
+            );
+        }
+        println!(
+            "load average before / after the section: {} / {}",
+            self.load.0, self.load.1
         );
         println!(
             "floor of a full write: max(decode {:.2} CPU-s / {} cores = {:.2} s, loop write of {} MiB {:.2} s, \
@@ -1059,6 +1112,10 @@ impl Chunked {
                         "reports": self.reimage_json,
                         "fetched_stored_bytes": f.fetched, "fetched_chunks": f.fetched_chunks,
                         "fetched_decoded_bytes": f.fetched_plain},
+            "local_store_full_write": self.local.as_ref().map(|(s, r)| json!({
+                "secs": s.secs, "user_secs": s.user_secs, "sys_secs": s.sys_secs,
+                "max_rss_kib": s.max_rss_kib, "report": r})),
+            "loadavg_before_after": [self.load.0, self.load.1],
             "two_stores": {"secs": self.two.secs, "max_rss_kib": self.two.max_rss_kib,
                            "report": self.two_json, "corrupt_store": self.two_urls.0,
                            "dying_store": self.two_urls.1,
