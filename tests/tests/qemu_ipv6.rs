@@ -2,32 +2,55 @@
 //! router advertisement (M=0, O=0, prefix fd42:9::/64 with A) and nothing else — no
 //! DHCPv4, no DHCPv6 addresses. The agent gets its SLAAC address, fetches the document
 //! and the image from `http://[fd42:9::2]:PORT` (slirp forwards that to the host's
-//! `[::1]`, where the test server listens), reports over IPv6, and succeeds.
+//! `[::1]`, where the test server listens), reports over IPv6, and succeeds. Then the
+//! deployed Debian boots on the same network and its user-data, from the configdrive,
+//! brings the link up and prints the SLAAC address the router advertised.
 
 use imprint_tests::fixtures::*;
-use imprint_tests::qemu::{Boot, Disk, Vm};
+use imprint_tests::images::debian_disk;
+use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
 use imprint_tests::server::Server;
 use std::time::Duration;
 
-const IMAGE: &str = "/images/v6.raw.zst";
+const IMAGE: &str = "/images/debian-12.raw.zst";
+/// The deployed system's user-data: the NICs up, then the SLAAC address on the console.
+const RUNCMD: &str = r#"    runcmd:
+      - |
+        for n in /sys/class/net/e*; do ip link set "${n##*/}" up; done
+        for i in $(seq 120); do ip -6 addr show scope global | grep -q fd42:9: && break; sleep 1; done
+        echo "imprint-v6-deployed $(ip -6 -o addr show scope global | grep -o 'fd42:9:[0-9a-f:]*' | head -1)" > /dev/console
+"#;
 const NET: &str = "ipv4=off,ipv6=on,ipv6-net=fd42:9::/64,ipv6-host=fd42:9::2";
 
 #[test]
 fn an_ipv6_only_network_provisions_over_slaac() {
-    let img = TestImage::build(48, 512);
-    let data = img.zstd();
-    let sha = sha256_hex(&data);
+    let img = debian_disk();
     let server = Server::start_ipv6();
-    server.serve_bytes(IMAGE, data);
+    server.serve_file(IMAGE, &img.path);
     let base = format!("http://[fd42:9::2]:{}", server.port());
     let doc = vm_single_disk_document(
         "v6-01",
         &base,
         &format!("{base}{IMAGE}"),
-        &sha,
+        &img.sha256,
         "imprint-ok",
         "v6-token",
     );
+    // No DHCP for the deployed system to wait on: its user-data brings the links up.
+    let doc = doc
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("runcmd:") {
+                RUNCMD.trim_end_matches('\n').to_string()
+            } else if l.starts_with("  network_config:") {
+                "  network_config: { version: 2, ethernets: {} }".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
     server.serve_bytes("/host.yaml", doc.into_bytes());
     let out = repo_root().join("out");
     let mut vm = Vm::builder()
@@ -76,5 +99,29 @@ fn an_ipv6_only_network_provisions_over_slaac() {
         .collect();
     let fin = finals.last().expect("a final report over IPv6");
     assert_eq!(fin["result"], "success", "{fin:#}");
-    assert_single_disk_deployed(vm.disk_path(0).to_str().unwrap(), &img, "v6-01");
+    let disk = vm.disk_path(0);
+    assert_sgdisk_clean(disk.to_str().unwrap());
+
+    // The deployed Debian on the same IPv6-only network.
+    let mut booted = Vm::builder()
+        .boot(Boot::Disk)
+        .firmware(Firmware::Uefi)
+        .disk(Disk::existing(&disk, "SN-V6-1"))
+        .user_net(NET)
+        .memory_mib(1536)
+        .start()
+        .expect("boot the deployed disk");
+    booted
+        .wait_for_serial("imprint-v6-deployed fd42:9:", Duration::from_secs(480))
+        .unwrap_or_else(|e| panic!("the deployed Debian did not come up on IPv6: {e}"));
+    let line = booted
+        .serial_log()
+        .lines()
+        .find(|l| l.contains("imprint-v6-deployed fd42:9:"))
+        .unwrap_or_default()
+        .to_string();
+    eprintln!(
+        "the deployed Debian came up after {:.1} s: {line}",
+        booted.elapsed().as_secs_f64()
+    );
 }
