@@ -2,7 +2,7 @@
 //! in order (raw or compressed by a codec), or a container whose disk is read
 //! at random offsets (qcow2). The writer is chosen from this before a byte lands.
 
-use super::chunked::is_index;
+use super::chunked::index::is_index;
 use super::codec::{detect, Compression};
 use super::qcow2::header::is_qcow2;
 use serde::Serialize;

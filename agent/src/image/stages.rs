@@ -82,7 +82,7 @@ pub(crate) struct Produced {
     /// Output buffers the writer allocated.
     pub out_bufs: usize,
     /// For a chunked image: where its bytes came from, and its index for the read-back.
-    pub chunked: Option<Box<super::chunked::Done>>,
+    pub chunked: Option<Box<super::chunked::report::Done>>,
 }
 
 /// What every writer is handed besides its input and sink.

@@ -14,12 +14,12 @@
 
 mod fetch;
 pub mod index;
-mod report;
+pub(crate) mod report;
 mod scan;
 mod store;
 
 pub use index::{is_index, ChunkDigest, Index, IndexError};
-pub use report::{ChunkReport, StoreReport};
+pub use report::{ChunkReport, Done, StoreReport};
 
 use super::channel::ChannelReader;
 use super::codec::Compression;
@@ -42,13 +42,6 @@ use std::time::{Duration, Instant};
 const IN_FLIGHT_BYTES: u64 = 32 << 20;
 /// Most chunk requests at once.
 pub const CONNECTIONS: usize = 8;
-
-/// A chunked write, for the outcome and the read-back.
-#[derive(Debug)]
-pub(crate) struct Done {
-    pub report: ChunkReport,
-    pub index: Arc<Index>,
-}
 
 /// A chunk id to fetch once and write at each of its places.
 struct Job {

@@ -1,6 +1,15 @@
 //! What a chunked write reports: where the bytes came from, and what each store did.
 
+use super::index::Index;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A chunked write, for the outcome and the read-back.
+#[derive(Debug)]
+pub struct Done {
+    pub report: ChunkReport,
+    pub index: Arc<Index>,
+}
 
 /// Where a chunked image's bytes came from (`write-image` output `chunks`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
