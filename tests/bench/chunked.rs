@@ -119,6 +119,8 @@ pub struct Chunked {
     /// The full write from the store as a local folder (`file://`): no HTTP.
     local: Option<(Sample, Value)>,
     cmp_checks: usize,
+    /// The test server's time per chunk request on one connection, s.
+    request_secs: f64,
     /// /proc/loadavg before and after the section (the machine may be shared).
     load: (String, String),
 }
@@ -645,6 +647,7 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         two_urls: (String::new(), String::new()),
         two_dropped_after: 0,
         local: None,
+        request_secs: 0.0,
         cmp_checks: 0,
         load: (loadavg(), String::new()),
     };
@@ -722,6 +725,15 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         r.curl.push(s);
     }
 
+    // What one chunk request costs on the test server (one connection, one at a time).
+    let srv = serve_store(i, &r.an.store_files);
+    r.request_secs = request_secs(&srv, &r.an.store_files[..200.min(r.an.store_files.len())]);
+    drop(srv);
+    eprintln!(
+        "bench: chunked: the test server answers a chunk request in {:.2} ms",
+        r.request_secs * 1000.0
+    );
+
     // The same full write from the store as a folder: what the HTTP fetch costs.
     let abs = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let lo = Loop::new(o.rundir, size);
@@ -788,6 +800,21 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
     r.two_dropped_after = dropped_after;
     r.load.1 = loadavg();
     r
+}
+
+/// Seconds per GET of each of `files` from `srv`, one connection at a time (the test
+/// server closes every connection, as it answers).
+fn request_secs(srv: &Server, files: &[String]) -> f64 {
+    use std::io::Write as _;
+    let t = Instant::now();
+    for f in files {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", srv.port()))
+            .expect("connecting to the test server");
+        write!(c, "GET /store/{f} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("a request");
+        let mut v = Vec::new();
+        c.read_to_end(&mut v).expect("an answer");
+    }
+    t.elapsed().as_secs_f64() / files.len().max(1) as f64
 }
 
 /// The first three fields of /proc/loadavg.
@@ -998,6 +1025,14 @@ impl Chunked {
             );
         }
         println!(
+            "  the test server takes {:.2} ms per chunk request and connection (it closes every \
+             connection; its accept loop polls every 5 ms): {} chunks on 8 connections need at \
+             least {:.2} s of requests alone",
+            self.request_secs * 1000.0,
+            an.nonzero.len(),
+            self.request_secs * an.nonzero.len() as f64 / 8.0
+        );
+        println!(
             "load average before / after the section: {} / {}",
             self.load.0, self.load.1
         );
@@ -1116,6 +1151,7 @@ impl Chunked {
                 "secs": s.secs, "user_secs": s.user_secs, "sys_secs": s.sys_secs,
                 "max_rss_kib": s.max_rss_kib, "report": r})),
             "loadavg_before_after": [self.load.0, self.load.1],
+            "test_server_request_secs": self.request_secs,
             "two_stores": {"secs": self.two.secs, "max_rss_kib": self.two.max_rss_kib,
                            "report": self.two_json, "corrupt_store": self.two_urls.0,
                            "dying_store": self.two_urls.1,
