@@ -329,7 +329,9 @@ fn a_reimage_fetches_only_the_chunks_that_changed() {
     assert!(fetched.len() <= written + 1, "{fetched:?}");
     assert!(fetched.len() < fetched_v1 / 2, "{first:#}\n{second:#}");
     assert!(
-        second["in_place_bytes"].as_u64().unwrap() > 30 << 20,
+        // 32 MiB of data, 16 × 300 KiB of it rewritten: the rest stays in place (zero
+        // chunks are zeroed, not read, where the device makes zeros for free).
+        second["in_place_bytes"].as_u64().unwrap() > 24 << 20,
         "{second:#}"
     );
     let sum = [

@@ -160,6 +160,12 @@ impl Sink {
         }
     }
 
+    /// Whether zeros are made without sending them (a file's holes, a device that
+    /// offloads write-zeroes): then writing zeros costs less than reading what is there.
+    pub(crate) fn zeroes_cheaply(&self) -> bool {
+        matches!(self.kind, Kind::File | Kind::Block { zeroout: true, .. })
+    }
+
     /// Whether writes bypass the page cache.
     pub(crate) fn is_direct(&self) -> bool {
         self.tail.is_some()
@@ -420,8 +426,11 @@ impl Sink {
     fn apply_zeros(&mut self, offset: u64, len: u64) -> Result<(), ImageError> {
         self.synced = false;
         let done = match self.kind {
+            // Through the handle that holds the exclusive claim: the kernel drops the
+            // range's cached pages only for the claim's holder (EBUSY for others).
             Kind::Block { zeroout: true, .. } => {
-                crate::blockdev::zero_out(&self.file, offset, len).map_err(io::Error::other)
+                crate::blockdev::zero_out(self.claim.as_ref().unwrap_or(&self.file), offset, len)
+                    .map_err(io::Error::other)
             }
             Kind::File => {
                 crate::blockdev::punch_hole(&self.file, offset, len).map_err(io::Error::other)

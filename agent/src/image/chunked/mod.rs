@@ -266,13 +266,24 @@ fn write_chunks(
     run: &Run,
 ) -> Result<ChunkReport, ImageError> {
     let zeros = ZeroIds::default();
+    let zero_max = zeros.get(index.max, index.digest);
+    let is_zero_chunk = |c: &Chunk| c.size == index.max && c.id == zero_max;
+    // Where zeros cost nothing to make, casync's zero chunks are zeroed, not read.
+    let cheap = sink.zeroes_cheaply();
+    let skip = |c: &Chunk| cheap && is_zero_chunk(c);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let t = Instant::now();
-    let scan = scan::scan(run.target, index, &zeros, threads, &run.shared.cancel).map_err(|e| {
-        ImageError::Target {
-            path: run.target.to_path_buf(),
-            cause: format!("reading it to find the chunks it already holds: {e}"),
-        }
+    let scan = scan::scan(
+        run.target,
+        index,
+        &zeros,
+        threads,
+        &run.shared.cancel,
+        &skip,
+    )
+    .map_err(|e| ImageError::Target {
+        path: run.target.to_path_buf(),
+        cause: format!("reading it to find the chunks it already holds: {e}"),
     })?;
     let mut report = ChunkReport {
         chunks: index.chunks.len() as u64,
@@ -285,7 +296,6 @@ fn write_chunks(
         scan_seconds: t.elapsed().as_secs_f64(),
         ..ChunkReport::default()
     };
-    let zero_max = zeros.get(index.max, index.digest);
     let mut jobs: Vec<Job> = Vec::new();
     let mut by_id: HashMap<ChunkId, usize> = HashMap::new();
     let mut zero_places = Vec::new();
@@ -293,7 +303,7 @@ fn write_chunks(
         by_id.entry(c.id).or_insert(usize::MAX);
         if here {
             report.in_place_bytes += c.size;
-        } else if c.size == index.max && c.id == zero_max {
+        } else if is_zero_chunk(c) {
             zero_places.push(*c);
         } else {
             match by_id.get(&c.id) {
@@ -319,11 +329,10 @@ fn write_chunks(
         report.scan_seconds,
         jobs.len()
     ));
-    let zero_buf = vec![0u8; index.max as usize];
-    for c in &zero_places {
-        sink.write_at(c.start, &zero_buf[..c.size as usize])?;
-        report.zero_bytes += c.size;
-        placed(run, c.size);
+    for (start, len) in runs(&zero_places) {
+        zero_range(sink, start, len)?;
+        report.zero_bytes += len;
+        placed(run, len);
     }
     fetch_and_write(index, stores, &jobs, sink, run, &mut report)?;
     report.stores = stores.iter().map(StoreState::report).collect();
@@ -332,6 +341,37 @@ fn write_chunks(
 
 /// A fetched job: its number, its bytes and where they came from.
 type Got = Result<(usize, Vec<u8>, From), ImageError>;
+
+/// Neighbouring chunks merged into (start, length) runs.
+fn runs(chunks: &[Chunk]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for c in chunks {
+        match out.last_mut() {
+            Some((s, l)) if *s + *l == c.start => *l += c.size,
+            _ => out.push((c.start, c.size)),
+        }
+    }
+    out
+}
+
+/// Makes `len` bytes at `start` zeros: the page-aligned middle without sending them
+/// where the target allows (write-zeroes, a punched hole), the edges as data.
+fn zero_range(sink: &mut Sink, start: u64, len: u64) -> Result<(), ImageError> {
+    const PAGE: u64 = 4096;
+    let end = start + len;
+    let (mid_start, mid_end) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+    let zeros = [0u8; PAGE as usize];
+    if mid_start >= mid_end {
+        for at in (start..end).step_by(PAGE as usize) {
+            let n = (end - at).min(PAGE) as usize;
+            sink.write_at(at, &zeros[..n])?;
+        }
+        return Ok(());
+    }
+    sink.write_at(start, &zeros[..(mid_start - start) as usize])?;
+    sink.zero_at(mid_start, mid_end - mid_start)?;
+    sink.write_at(mid_end, &zeros[..(end - mid_end) as usize])
+}
 
 /// Fetches every job on a bounded number of threads and writes each as it comes.
 fn fetch_and_write(
@@ -454,13 +494,18 @@ fn placed(run: &Run, n: u64) {
 pub(crate) fn read_back(target: &std::path::Path, done: &mut Done) -> Result<(), ImageError> {
     let never = std::sync::atomic::AtomicBool::new(false);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let scan =
-        scan::scan(target, &done.index, &ZeroIds::default(), threads, &never).map_err(|e| {
-            ImageError::Readback {
-                path: target.to_path_buf(),
-                cause: e.to_string(),
-            }
-        })?;
+    let scan = scan::scan(
+        target,
+        &done.index,
+        &ZeroIds::default(),
+        threads,
+        &never,
+        &|_| false,
+    )
+    .map_err(|e| ImageError::Readback {
+        path: target.to_path_buf(),
+        cause: e.to_string(),
+    })?;
     let bad: Vec<&Chunk> = done
         .index
         .chunks

@@ -43,35 +43,48 @@ impl ZeroIds {
     }
 }
 
-/// Runs of neighbouring chunks, each at most [`SPAN`] bytes (or one larger chunk).
-fn spans(chunks: &[Chunk]) -> Vec<std::ops::Range<usize>> {
+/// Runs of neighbouring chunks not `skip`ped, each at most [`SPAN`] bytes (or one
+/// larger chunk).
+fn spans(chunks: &[Chunk], skip: &dyn Fn(&Chunk) -> bool) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
-    let mut first = 0;
+    let mut first: Option<usize> = None;
     for (i, c) in chunks.iter().enumerate() {
-        if i > first && c.end() - chunks[first].start > SPAN {
-            out.push(first..i);
-            first = i;
+        if skip(c) {
+            if let Some(f) = first.take() {
+                out.push(f..i);
+            }
+            continue;
+        }
+        match first {
+            Some(f) if c.end() - chunks[f].start > SPAN => {
+                out.push(f..i);
+                first = Some(i);
+            }
+            Some(_) => {}
+            None => first = Some(i),
         }
     }
-    if first < chunks.len() {
-        out.push(first..chunks.len());
+    if let Some(f) = first {
+        out.push(f..chunks.len());
     }
     out
 }
 
-/// Reads the target at every chunk's place (on `threads` threads) and hashes what is
-/// there. Chunks past the end of `len` readable bytes are simply not there.
+/// Reads the target at every chunk's place but those `skip`ped (on `threads` threads)
+/// and hashes what is there. Chunks past the end of `len` readable bytes are simply not
+/// there; skipped ones count as not there.
 pub(crate) fn scan(
     target: &Path,
     index: &Index,
     zeros: &ZeroIds,
     threads: usize,
     cancel: &AtomicBool,
+    skip: &dyn Fn(&Chunk) -> bool,
 ) -> std::io::Result<Scan> {
     let file = File::open(target)?;
     let len = crate::blockdev::size_bytes(&file).unwrap_or(0);
     let wanted: HashSet<ChunkId> = index.chunks.iter().map(|c| c.id).collect();
-    let spans = spans(&index.chunks);
+    let spans = spans(&index.chunks, skip);
     let next = AtomicUsize::new(0);
     let n = index.chunks.len();
     let results: Mutex<Vec<(usize, Batch)>> = Mutex::new(Vec::new());
