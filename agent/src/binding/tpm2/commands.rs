@@ -335,7 +335,13 @@ impl Tpm {
 
     /// TPM2_CreatePrimary in the owner hierarchy; returns the transient handle.
     pub fn create_primary(&mut self, template: &[u8]) -> Result<u32, CommandError> {
-        self.create_primary_in(RH_OWNER, template).map(|(h, _)| h)
+        let resp = self.create_primary_raw(RH_OWNER, template)?;
+        Reader::new(&resp)
+            .u32()
+            .map_err(|source| CommandError::Malformed {
+                command: "TPM2_CreatePrimary",
+                source,
+            })
     }
 
     /// TPM2_CreatePrimary in `hierarchy` (empty authorization); returns the transient
@@ -345,13 +351,7 @@ impl Tpm {
         hierarchy: u32,
         template: &[u8],
     ) -> Result<(u32, Vec<u8>), CommandError> {
-        let mut c = Command::new(ST_SESSIONS, CC_CREATE_PRIMARY);
-        c.u32(hierarchy).auth_session(RS_PW);
-        c.tpm2b(&build(|s| {
-            s.u16(0).u16(0); // userAuth, data
-        }));
-        c.tpm2b(template).u16(0).u32(0); // outsideInfo, creationPCR
-        let resp = self.execute("TPM2_CreatePrimary", c.finish())?;
+        let resp = self.create_primary_raw(hierarchy, template)?;
         let mut r = Reader::new(&resp);
         // objectHandle, then (with sessions) parameterSize, then outPublic.
         (|| Ok((r.u32()?, r.u32().and_then(|_| r.tpm2b())?.to_vec())))().map_err(|source| {
@@ -360,6 +360,21 @@ impl Tpm {
                 source,
             }
         })
+    }
+
+    /// TPM2_CreatePrimary's response after the header.
+    fn create_primary_raw(
+        &mut self,
+        hierarchy: u32,
+        template: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CommandError> {
+        let mut c = Command::new(ST_SESSIONS, CC_CREATE_PRIMARY);
+        c.u32(hierarchy).auth_session(RS_PW);
+        c.tpm2b(&build(|s| {
+            s.u16(0).u16(0); // userAuth, data
+        }));
+        c.tpm2b(template).u16(0).u32(0); // outsideInfo, creationPCR
+        self.execute("TPM2_CreatePrimary", c.finish())
     }
 
     /// TPM2_Create of a sealed data object; returns (TPM2B_PRIVATE, TPM2B_PUBLIC) with sizes.
