@@ -1,6 +1,7 @@
 //! An IPv6-only provisioning network: QEMU's slirp with IPv4 off gives the ramdisk a
 //! router advertisement (M=0, O=0, prefix fd42:9::/64 with A) and nothing else — no
-//! DHCPv4, no DHCPv6 addresses. The agent gets its SLAAC address, fetches the document
+//! DHCPv4, no DHCPv6 addresses. The agent gets its SLAAC address, asks for its document
+//! by lookup (its inventory, checked against the schema: no TPM in this VM), fetches
 //! and the image from `http://[fd42:9::2]:PORT` (slirp forwards that to the host's
 //! `[::1]`, where the test server listens), reports over IPv6, and succeeds. Then the
 //! deployed Debian boots on the same network and its user-data, from the configdrive,
@@ -9,7 +10,7 @@
 use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_disk;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
-use imprint_tests::server::Server;
+use imprint_tests::server::{Answer, Server};
 use std::time::Duration;
 
 const IMAGE: &str = "/images/debian-12.raw.zst";
@@ -51,15 +52,15 @@ fn an_ipv6_only_network_provisions_over_slaac() {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n";
-    server.serve_bytes("/host.yaml", doc.into_bytes());
+    server.respond_posts("/lookup", move |_| {
+        Answer::status(200).body(doc.clone().into_bytes())
+    });
     let out = repo_root().join("out");
     let mut vm = Vm::builder()
         .boot(Boot::Direct {
             kernel: out.join("vmlinuz"),
             initrd: out.join("initramfs.img"),
-            append: format!(
-                "console=ttyS0 imprint.config={base}/host.yaml imprint.failure_delay=0"
-            ),
+            append: format!("console=ttyS0 imprint.lookup={base}/lookup imprint.failure_delay=0"),
         })
         .disk(Disk::virtio(4 << 30, "SN-V6-1"))
         .user_net(NET)
@@ -101,6 +102,26 @@ fn an_ipv6_only_network_provisions_over_slaac() {
     assert_eq!(fin["result"], "success", "{fin:#}");
     let disk = vm.disk_path(0);
     assert_sgdisk_clean(disk.to_str().unwrap());
+    // The inventory it posted over IPv6: valid, and no TPM (the lookup run of
+    // qemu_provision has one).
+    let inv = server
+        .posts()
+        .into_iter()
+        .find(|p| p.path == "/lookup")
+        .expect("a lookup")
+        .json();
+    let schema = imprint_tests::report_schema::ReportSchema::new(
+        &serde_json::from_str(&sh(
+            imprint_bin().to_str().unwrap(),
+            &["schema", "inventory"],
+        ))
+        .unwrap(),
+    );
+    schema
+        .check(&inv)
+        .unwrap_or_else(|e| panic!("{e}\n{inv:#}"));
+    assert_eq!(inv["tpm"]["present"], false, "no TPM in this VM: {inv:#}");
+    assert!(inv["tpm"].get("endorsement_key").is_none(), "{inv:#}");
 
     // The deployed Debian on the same IPv6-only network.
     let mut booted = Vm::builder()
