@@ -174,3 +174,35 @@ fn gpg_in(home: &std::path::Path, args: &[&str]) -> Vec<u8> {
     assert!(out.status.success(), "gpg {args:?}: {out:?}");
     out.stdout
 }
+
+/// Serves `doc` at `path` with its minisign signature by `ops`, and applies it to `disk`
+/// with a trust root of exactly the minisign key `ops` (the document) and the gpg
+/// certificate `release.asc` (the images).
+pub fn apply_signed(
+    server: &crate::server::Server,
+    path: &str,
+    doc: &str,
+    disk: &crate::fixtures::LoopDev,
+) -> crate::provision::Run {
+    server.serve_bytes(path, doc.as_bytes().to_vec());
+    server.serve_bytes(
+        &format!("{path}.minisig"),
+        keys().sign("ops", doc.as_bytes()),
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let ops = keys().path("ops.pub").display().to_string();
+    let cert = keys().path("release.asc").display().to_string();
+    crate::provision::imprint(&[
+        "apply",
+        "--yes",
+        "--disks",
+        disk.dev(),
+        "--trust-dir",
+        crate::provision::path_str(empty.path()),
+        "--trust",
+        &ops,
+        "--trust",
+        &cert,
+        &server.url(path),
+    ])
+}

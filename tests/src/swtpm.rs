@@ -111,6 +111,27 @@ impl Swtpm {
             &[&format!("{pcr}:sha256={digest},sha1={}", "bb".repeat(20))],
         );
     }
+
+    /// SHA-256 of the endorsement key as `tpm2_createek -G rsa -f der` writes it (the
+    /// TCG default RSA EK), lowercase hex.
+    pub fn ek_sha256(&self) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (der, ctx) = (dir.path().join("ek.der"), dir.path().join("ek.ctx"));
+        self.tool(
+            "tpm2_createek",
+            &[
+                "-G",
+                "rsa",
+                "-c",
+                crate::provision::path_str(&ctx),
+                "-u",
+                crate::provision::path_str(&der),
+                "-f",
+                "der",
+            ],
+        );
+        crate::fixtures::sha256_hex(&std::fs::read(&der).expect("ek.der"))
+    }
 }
 
 impl Drop for Swtpm {

@@ -532,32 +532,10 @@ fn a_wrong_manifest_digest_or_a_missing_config_is_refused_before_any_disk_is_tou
     );
 }
 
-/// Serves `doc` with its minisign signature and applies it with the trust root holding
-/// the minisign key `ops` (the document) and the gpg certificate (the image).
+/// Applies `doc`, signed by `ops`, with the suite's trust root (one apply at a time).
 fn apply_signed(server: &Server, doc: &str, disk: &LoopDev) -> Run {
-    let path = "/docs/web-01.yaml";
-    server.serve_bytes(path, doc.as_bytes().to_vec());
-    server.serve_bytes(
-        &format!("{path}.minisig"),
-        keys().sign("ops", doc.as_bytes()),
-    );
-    let empty = tempfile::tempdir().unwrap();
-    let ops = keys().path("ops.pub").display().to_string();
-    let cert = keys().path("release.asc").display().to_string();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    imprint(&[
-        "apply",
-        "--yes",
-        "--disks",
-        disk.dev(),
-        "--trust-dir",
-        path_str(empty.path()),
-        "--trust",
-        &ops,
-        "--trust",
-        &cert,
-        &server.url(path),
-    ])
+    imprint_tests::signing::apply_signed(server, "/docs/web-01.yaml", doc, disk)
 }
 
 #[test]

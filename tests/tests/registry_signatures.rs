@@ -69,30 +69,9 @@ fn push_signed_by_ops(reg: &Registry, store: &Sigstore, tag: &str) -> String {
     )
 }
 
-/// Serves `doc` and its minisign signature, and applies it with the trust root holding
-/// the minisign key `ops` (the document) and the gpg certificate (the image).
+/// Applies `doc`, signed by `ops`, with the suite's trust root.
 fn apply_signed(server: &Server, doc: &str, disk: &LoopDev) -> Run {
-    server.serve_bytes(DOC, doc.as_bytes().to_vec());
-    server.serve_bytes(
-        &format!("{DOC}.minisig"),
-        keys().sign("ops", doc.as_bytes()),
-    );
-    let empty = tempfile::tempdir().unwrap();
-    let ops = keys().path("ops.pub").display().to_string();
-    let cert = keys().path("release.asc").display().to_string();
-    imprint(&[
-        "apply",
-        "--yes",
-        "--disks",
-        disk.dev(),
-        "--trust-dir",
-        path_str(empty.path()),
-        "--trust",
-        &ops,
-        "--trust",
-        &cert,
-        &server.url(DOC),
-    ])
+    imprint_tests::signing::apply_signed(server, DOC, doc, disk)
 }
 
 /// The write-image step's `output.image` of the final report.
