@@ -537,3 +537,21 @@ pub fn busybox_rootfs() -> Vec<u8> {
     );
     std::fs::read(tar).unwrap()
 }
+
+/// The chunk files of a casync store (`<4 hex>/<id>.cacnk`), relative to it, sorted.
+pub fn chunk_store_files(store: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in std::fs::read_dir(store).expect("the store").flatten() {
+        for f in std::fs::read_dir(d.path())
+            .expect("a store folder")
+            .flatten()
+        {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".cacnk") {
+                out.push(format!("{}/{name}", d.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -64,17 +64,7 @@ impl Made {
 
     /// Chunk file paths relative to the store.
     fn chunk_files(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for d in std::fs::read_dir(&self.store).unwrap().flatten() {
-            for f in std::fs::read_dir(d.path()).unwrap().flatten() {
-                let name = f.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".cacnk") {
-                    out.push(format!("{}/{name}", d.file_name().to_string_lossy()));
-                }
-            }
-        }
-        out.sort();
-        out
+        chunk_store_files(&self.store)
     }
 
     /// What `casync extract` makes of the index.

@@ -140,18 +140,11 @@ fn reimage_with_version_2(server: &Server, base: &str, img: &Built, disk: &Path)
     );
     let idx = std::fs::read(&index).unwrap();
     server.serve_bytes("/images/debian-12-v2.caibx", idx.clone());
-    let mut chunks = 0;
-    for d in std::fs::read_dir(&store).unwrap().flatten() {
-        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
-            let rel = format!(
-                "{}/{}",
-                d.file_name().to_string_lossy(),
-                f.file_name().to_string_lossy()
-            );
-            server.serve_file(&format!("/store/{rel}"), f.path());
-            chunks += 1;
-        }
+    let files = chunk_store_files(&store);
+    for f in &files {
+        server.serve_file(&format!("/store/{f}"), store.join(f));
     }
+    let chunks = files.len() as u64;
     let doc = vm_single_disk_document(
         "deb-01",
         base,
