@@ -33,6 +33,8 @@ packages=(
   dnsmasq-base
   # casync chunk stores: the real casync makes the indexes and stores the tests read
   casync
+  # make bench serves chunk stores and images as a fleet would: nginx (keep-alive, sendfile)
+  nginx-light
   # make fuzz: the gnu build of the library links these dynamically; openssl makes test certificates
   libcryptsetup-dev libblkid-dev openssl
 )

@@ -36,7 +36,32 @@ pub struct ClientOptions<'a> {
 
 /// Builds a blocking client. Works with no `/etc/ssl` (the ramdisk has none).
 pub fn client(opts: &ClientOptions) -> Result<reqwest::blocking::Client, ClientError> {
-    let certs = match opts.ca_bundle {
+    let b = reqwest::blocking::Client::builder()
+        .user_agent(USER_AGENT)
+        .tls_certs_only(roots(opts)?)
+        .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
+        // Per operation in the blocking client: a long download that keeps moving is never cut.
+        .timeout(opts.read_timeout);
+    Ok(b.build()?)
+}
+
+/// Builds an async client with the same trust and connect timeout, for a thread that
+/// drives its own runtime: many small requests without a hop to the blocking client's
+/// runtime thread and back for each. One per runtime (a pooled connection belongs to
+/// the runtime that opened it); `read_timeout` is not applied (give each request one).
+pub fn async_client(opts: &ClientOptions) -> Result<reqwest::Client, ClientError> {
+    let b = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .tls_certs_only(roots(opts)?)
+        .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)));
+    Ok(b.build()?)
+}
+
+const USER_AGENT: &str = concat!("imprint/", env!("CARGO_PKG_VERSION"));
+
+/// The CA bundle the operator gave, else the built-in web roots.
+fn roots(opts: &ClientOptions) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    Ok(match opts.ca_bundle {
         Some(path) => {
             let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
                 path: path.display().to_string(),
@@ -51,14 +76,7 @@ pub fn client(opts: &ClientOptions) -> Result<reqwest::blocking::Client, ClientE
             .iter()
             .filter_map(|c| reqwest::Certificate::from_der(c.as_ref()).ok())
             .collect(),
-    };
-    let b = reqwest::blocking::Client::builder()
-        .user_agent(concat!("imprint/", env!("CARGO_PKG_VERSION")))
-        .tls_certs_only(certs)
-        .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
-        // Per operation in the blocking client: a long download that keeps moving is never cut.
-        .timeout(opts.read_timeout);
-    Ok(b.build()?)
+    })
 }
 
 /// One line describing an error with its causes, `: `-separated (reqwest's Display

@@ -3,6 +3,13 @@
 
 mod cli;
 
+/// musl's allocator serialises threads on one lock and maps and unmaps memory for
+/// mid-sized blocks: fetching thousands of chunks on several threads spent a third
+/// of its CPU there (`make bench`, chunked section). mimalloc, without transparent
+/// huge pages (they inflate the resident set several times for nothing here).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     #[cfg(feature = "bench-unverified")]
     eprintln!("imprint: THIS BUILD DOES NOT VERIFY IMAGES (feature bench-unverified): for measurement only");

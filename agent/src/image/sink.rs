@@ -142,6 +142,11 @@ impl Sink {
         })
     }
 
+    /// The target's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Bytes of output accepted so far.
     pub(crate) fn offset(&self) -> u64 {
         self.offset

@@ -96,6 +96,7 @@ fn written() -> crate::image::WriteOutcome {
             network_compressed_bytes: 3,
             scanned_bytes: 20,
             scan_seconds: 0.1,
+            scan_sampled: Some(256),
             readback_chunks: Some(3),
             stores: vec![crate::image::chunked::StoreReport {
                 url: "http://prov/store".into(),

@@ -6,7 +6,8 @@
 use super::index::{Chunk, ChunkDigest};
 use super::report::StoreReport;
 use super::scan::read_if_same;
-use super::store::{decode, Miss, Store};
+use super::store::{Conn, Decoder, Miss, Store};
+use crate::blockdev::AlignedBuf;
 use crate::image::options::RetryPolicy;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -79,6 +80,25 @@ impl StoreState {
     }
 }
 
+/// One fetching thread's buffers and decoder, kept from one chunk to the next.
+pub(crate) struct Scratch {
+    file: Vec<u8>,
+    decoder: Decoder,
+    block: AlignedBuf,
+    conn: Conn,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Scratch {
+        Scratch {
+            file: Vec::new(),
+            decoder: Decoder::new(),
+            block: AlignedBuf::with_capacity(0),
+            conn: Conn::default(),
+        }
+    }
+}
+
 /// Everything a fetching thread needs.
 pub(crate) struct Getter<'a> {
     pub stores: &'a [StoreState],
@@ -91,18 +111,22 @@ pub(crate) struct Getter<'a> {
 }
 
 impl Getter<'_> {
-    /// Chunk `c`'s bytes: from `copy_from` on the target if they are still there, else
-    /// from a store (starting with store `first`: job `j` starts at store `j mod n`, so
-    /// the chunks spread over every store).
+    /// Chunk `c`'s bytes, into `out`: from `copy_from` on the target if they are still
+    /// there, else from a store (starting with store `first`: job `j` starts at store
+    /// `j mod n`, so the chunks spread over every store).
     pub(crate) fn get(
         &self,
         c: &Chunk,
         copy_from: Option<u64>,
         target: &File,
         first: usize,
-    ) -> Result<(Vec<u8>, From), String> {
-        if let Some(data) = copy_from.and_then(|at| read_if_same(target, at, c, self.digest)) {
-            return Ok((data, From::Disk));
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> Result<From, String> {
+        if let Some(at) = copy_from {
+            if read_if_same(target, at, c, self.digest, &mut scratch.block, out) {
+                return Ok(From::Disk);
+            }
         }
         let n = self.stores.len();
         // Per store: why it cannot give this chunk (absent, or corrupt), when it cannot.
@@ -122,18 +146,23 @@ impl Getter<'_> {
                 if self.cancel.load(Ordering::Relaxed) {
                     return Err("cancelled".into());
                 }
+                let limit = c.size.saturating_mul(2) + 4096;
+                let file = &mut scratch.file;
                 match s
                     .store
-                    .get(&c.id, c.size.saturating_mul(2) + 4096, self.timeout)
+                    .get(&c.id, limit, self.timeout, file, &mut scratch.conn)
                 {
-                    Ok(file) => match decode(&file, c.size, &c.id, self.digest) {
-                        Ok(data) => {
+                    Ok(()) => match scratch
+                        .decoder
+                        .decode(file, c.size, &c.id, self.digest, out)
+                    {
+                        Ok(()) => {
                             s.failures_in_row.store(0, Ordering::Relaxed);
                             s.alive.store(true, Ordering::Relaxed);
                             s.chunks.fetch_add(1, Ordering::Relaxed);
                             s.bytes.fetch_add(file.len() as u64, Ordering::Relaxed);
                             *self.last_progress.lock().expect("progress") = Instant::now();
-                            return Ok((data, From::Store(i)));
+                            return Ok(From::Store(i));
                         }
                         Err(bad) => {
                             s.corrupt.fetch_add(1, Ordering::Relaxed);

@@ -9,15 +9,19 @@
 //! 3. **Fetch** (`fetch.rs`, `store.rs`): the rest from the stores, on a bounded
 //!    number of threads that also decode (chunks are independent); each chunk is
 //!    checked against its id before it is written; zero chunks are never fetched.
-//! 4. **Write**: one thread writes each chunk at every place the index lists it; the
-//!    first MiB stays held back until every chunk is in, as for a stream.
+//! 4. **Write** (`deliver.rs`, `runs.rs`): one thread takes the image in order — kept,
+//!    zeros, fetched — and writes it in large aligned runs; the first MiB stays held
+//!    back until every chunk is in, as for a stream.
 
+mod deliver;
 mod fetch;
 pub mod index;
 pub(crate) mod report;
+mod runs;
 mod scan;
 mod store;
 
+pub use deliver::CONNECTIONS;
 pub use index::{is_index, ChunkDigest, Index, IndexError};
 pub use report::{ChunkReport, Done, StoreReport};
 
@@ -27,25 +31,21 @@ use super::container::Container;
 use super::error::ImageError;
 use super::sink::Sink;
 use super::source::{Gate, Session};
-use super::stages::{image_error, progress, Produced, Run};
-use fetch::{From, Getter, StoreState};
+use super::stages::{image_error, Produced, Run};
+use deliver::{placed, Piece};
+use fetch::StoreState;
 use index::{Chunk, ChunkId};
-use scan::ZeroIds;
-use std::collections::HashMap;
+use scan::{Depth, ZeroIds};
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// Decoded chunk bytes in flight at most (fetching threads × largest chunk).
-const IN_FLIGHT_BYTES: u64 = 32 << 20;
-/// Most chunk requests at once.
-pub const CONNECTIONS: usize = 8;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// A chunk id to fetch once and write at each of its places.
-struct Job {
+pub(crate) struct Job {
     chunk: Chunk,
+    /// Its places in the image, in order.
     places: Vec<u64>,
     /// Where the scan saw its bytes on the target.
     copy_from: Option<u64>,
@@ -79,12 +79,10 @@ pub(crate) fn write(
         index.avg,
         index.max
     ));
-    let stores = open_stores(session, run, &url)?;
+    let stores = open_stores(run, &url)?;
     // From here progress counts the image's bytes in place (kept or written), of its size.
     run.shared.total.store(index.len(), Ordering::Relaxed);
     run.shared.downloaded.store(0, Ordering::Relaxed);
-    // Chunks land at any byte offset: through the page cache.
-    sink.buffered();
     sink.begin_random(index.len())?;
     sink.hold_current_head()?;
     let report = write_chunks(&index, &stores.states, sink, run)?;
@@ -106,7 +104,7 @@ struct Stores {
 }
 
 /// The document's stores, or casync's default: `default.castr` beside the index.
-fn open_stores(session: &Session, run: &Run, index_url: &str) -> Result<Stores, ImageError> {
+fn open_stores(run: &Run, index_url: &str) -> Result<Stores, ImageError> {
     let urls: Vec<String> = if run.opts.stores.is_empty() {
         vec![default_store(index_url)]
     } else {
@@ -118,14 +116,11 @@ fn open_stores(session: &Session, run: &Run, index_url: &str) -> Result<Stores, 
         .any(|u| u.starts_with(store::MEDIUM))
         .then(|| crate::boot::discover::mount_medium(&medium_dir))
         .flatten();
-    let client = session.client().map_err(|cause| ImageError::Fetch {
-        url: urls[0].clone(),
-        cause,
-    })?;
+    let conf = http_conf(run.opts);
     let states = urls
         .iter()
         .map(|u| {
-            store::Store::new(u, &client, medium.is_some().then_some(&medium_dir))
+            store::Store::new(u, &conf, medium.is_some().then_some(&medium_dir))
                 .map(StoreState::new)
                 .map_err(|cause| ImageError::Stores { cause })
         })
@@ -134,6 +129,15 @@ fn open_stores(session: &Session, run: &Run, index_url: &str) -> Result<Stores, 
         states,
         _medium: medium,
     })
+}
+
+/// How chunk stores are reached over http(s): the session's trust and connect timeout.
+fn http_conf(opts: &super::WriteOptions) -> store::HttpConf {
+    let cfg = opts.fetch_config();
+    store::HttpConf {
+        ca_bundle: cfg.ca_bundle,
+        connect_timeout: cfg.connect_timeout,
+    }
 }
 
 /// Whether `url` names a casync blob index by its suffix.
@@ -203,16 +207,16 @@ pub fn check_stores(
         .any(|u| u.starts_with(store::MEDIUM))
         .then(|| crate::boot::discover::mount_medium(&medium_dir))
         .flatten();
-    let client = session
-        .client()
-        .map_err(|cause| ImageError::Stores { cause })?;
+    let conf = http_conf(opts);
+    let mut conn = store::Conn::default();
     let mut ok = Vec::new();
     let mut failed = Vec::new();
     for u in &urls_of_stores {
-        let result = store::Store::new(u, &client, _medium.is_some().then_some(&medium_dir))
+        let result = store::Store::new(u, &conf, _medium.is_some().then_some(&medium_dir))
             .and_then(|s| {
-                let file = s
-                    .get(&probe.id, probe.size * 2 + 4096, opts.stall_timeout)
+                let mut file = Vec::new();
+                let limit = probe.size * 2 + 4096;
+                s.get(&probe.id, limit, opts.stall_timeout, &mut file, &mut conn)
                     .map_err(|m| match m {
                         store::Miss::Absent => "does not have it".to_string(),
                         store::Miss::Failed(cause) => cause,
@@ -280,6 +284,7 @@ fn write_chunks(
         threads,
         &run.shared.cancel,
         &skip,
+        Depth::SampleFirst,
     )
     .map_err(|e| ImageError::Target {
         path: run.target.to_path_buf(),
@@ -294,200 +299,54 @@ fn write_chunks(
         .into(),
         scanned_bytes: scan.bytes_read,
         scan_seconds: t.elapsed().as_secs_f64(),
+        scan_sampled: scan.sampled,
         ..ChunkReport::default()
     };
     let mut jobs: Vec<Job> = Vec::new();
-    let mut by_id: HashMap<ChunkId, usize> = HashMap::new();
-    let mut zero_places = Vec::new();
+    let mut job_of: HashMap<ChunkId, usize> = HashMap::new();
+    let mut ids: HashSet<ChunkId> = HashSet::new();
+    let mut pieces = Vec::with_capacity(index.chunks.len());
     for (c, &here) in index.chunks.iter().zip(&scan.in_place) {
-        by_id.entry(c.id).or_insert(usize::MAX);
-        if here {
+        ids.insert(c.id);
+        pieces.push(if here {
             report.in_place_bytes += c.size;
+            Piece::Keep
         } else if is_zero_chunk(c) {
-            zero_places.push(*c);
+            Piece::Zero
         } else {
-            match by_id.get(&c.id) {
-                Some(&j) if j != usize::MAX => jobs[j].places.push(c.start),
-                _ => {
-                    by_id.insert(c.id, jobs.len());
-                    jobs.push(Job {
-                        chunk: *c,
-                        places: vec![c.start],
-                        copy_from: scan.found.get(&c.id).copied(),
-                    });
-                }
-            }
-        }
+            // Jobs are numbered in the order of their first place.
+            let n = *job_of.entry(c.id).or_insert_with(|| {
+                jobs.push(Job {
+                    chunk: *c,
+                    places: Vec::new(),
+                    copy_from: scan.found.get(&c.id).copied(),
+                });
+                jobs.len() - 1
+            });
+            jobs[n].places.push(c.start);
+            Piece::Fetch(n)
+        });
     }
-    report.unique = by_id.len() as u64;
+    report.unique = ids.len() as u64;
     placed(run, report.in_place_bytes);
-    crate::runner::log::info(&format!(
-        "{} of the image already on {} ({} read in {:.1} s); {} distinct chunks to get",
-        crate::units::Bytes(report.in_place_bytes).human(),
-        run.target.display(),
-        crate::units::Bytes(scan.bytes_read).human(),
-        report.scan_seconds,
-        jobs.len()
-    ));
-    for (start, len) in runs(&zero_places) {
-        zero_range(sink, start, len)?;
-        report.zero_bytes += len;
-        placed(run, len);
-    }
-    fetch_and_write(index, stores, &jobs, sink, run, &mut report)?;
+    crate::runner::log::info(&match scan.sampled {
+        Some(n) => format!(
+            "at most 2 of {n} places sampled on {} hold a chunk of the image: not reading the rest; {} distinct chunks to get",
+            run.target.display(),
+            jobs.len()
+        ),
+        None => format!(
+            "{} of the image already on {} ({} read in {:.1} s); {} distinct chunks to get",
+            crate::units::Bytes(report.in_place_bytes).human(),
+            run.target.display(),
+            crate::units::Bytes(scan.bytes_read).human(),
+            report.scan_seconds,
+            jobs.len()
+        ),
+    });
+    deliver::fetch_and_write(index, stores, &jobs, &pieces, sink, run, &mut report)?;
     report.stores = stores.iter().map(StoreState::report).collect();
     Ok(report)
-}
-
-/// A fetched job: its number, its bytes and where they came from.
-type Got = Result<(usize, Vec<u8>, From), ImageError>;
-
-/// Neighbouring chunks merged into (start, length) runs.
-fn runs(chunks: &[Chunk]) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for c in chunks {
-        match out.last_mut() {
-            Some((s, l)) if *s + *l == c.start => *l += c.size,
-            _ => out.push((c.start, c.size)),
-        }
-    }
-    out
-}
-
-/// Makes `len` bytes at `start` zeros: the page-aligned middle without sending them
-/// where the target allows (write-zeroes, a punched hole), the edges as data.
-fn zero_range(sink: &mut Sink, start: u64, len: u64) -> Result<(), ImageError> {
-    const PAGE: u64 = 4096;
-    let end = start + len;
-    let (mid_start, mid_end) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
-    let zeros = [0u8; PAGE as usize];
-    if mid_start >= mid_end {
-        for at in (start..end).step_by(PAGE as usize) {
-            let n = (end - at).min(PAGE) as usize;
-            sink.write_at(at, &zeros[..n])?;
-        }
-        return Ok(());
-    }
-    sink.write_at(start, &zeros[..(mid_start - start) as usize])?;
-    sink.zero_at(mid_start, mid_end - mid_start)?;
-    sink.write_at(mid_end, &zeros[..(end - mid_end) as usize])
-}
-
-/// Fetches every job on a bounded number of threads and writes each as it comes.
-fn fetch_and_write(
-    index: &Index,
-    stores: &[StoreState],
-    jobs: &[Job],
-    sink: &mut Sink,
-    run: &Run,
-    report: &mut ChunkReport,
-) -> Result<(), ImageError> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let workers = ((IN_FLIGHT_BYTES / index.max.max(1)) as usize)
-        .clamp(1, CONNECTIONS)
-        .min(jobs.len());
-    let cfg = &run.opts.retry;
-    let last_progress = Mutex::new(Instant::now());
-    let getter = Getter {
-        stores,
-        digest: index.digest,
-        retry: cfg,
-        timeout: run.opts.stall_timeout.max(Duration::from_secs(10)) * 2,
-        cancel: &run.shared.cancel,
-        last_progress: &last_progress,
-    };
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = sync_channel::<Got>(workers);
-    let target = run.target;
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let (getter, next) = (&getter, &next);
-            s.spawn(move || {
-                let disk = match std::fs::File::open(target) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        let _ = tx.send(Err(ImageError::Target {
-                            path: target.to_path_buf(),
-                            cause: e.to_string(),
-                        }));
-                        return;
-                    }
-                };
-                loop {
-                    let j = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(j) else { return };
-                    let got = getter
-                        .get(&job.chunk, job.copy_from, &disk, j)
-                        .map(|(data, from)| (j, data, from))
-                        .map_err(|cause| ImageError::Chunk {
-                            id: job.chunk.id.to_string(),
-                            start: job.chunk.start,
-                            size: job.chunk.size,
-                            cause,
-                        });
-                    let failed = got.is_err();
-                    if tx.send(got).is_err() || failed {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let result = write_as_they_come(&rx, jobs, stores, sink, run, report);
-        if result.is_err() {
-            run.shared.cancel.store(true, Ordering::Relaxed);
-        }
-        drop(rx);
-        result
-    })
-}
-
-fn write_as_they_come(
-    rx: &std::sync::mpsc::Receiver<Got>,
-    jobs: &[Job],
-    stores: &[StoreState],
-    sink: &mut Sink,
-    run: &Run,
-    report: &mut ChunkReport,
-) -> Result<(), ImageError> {
-    let mut last_report = Instant::now();
-    for got in rx {
-        let (j, data, from) = got?;
-        let job = &jobs[j];
-        for &at in &job.places {
-            sink.write_at(at, &data)?;
-        }
-        let n = job.chunk.size * job.places.len() as u64;
-        match from {
-            From::Disk => report.disk_bytes += n,
-            From::Store(i) if stores[i].store.is_local() => report.local_bytes += n,
-            From::Store(_) => report.network_bytes += n,
-        }
-        placed(run, n);
-        if let Some(cb) = run
-            .opts
-            .progress
-            .filter(|_| last_report.elapsed() >= run.opts.progress_interval)
-        {
-            cb(&progress(run.shared, run.started, false));
-            last_report = Instant::now();
-        }
-    }
-    report.network_compressed_bytes = stores
-        .iter()
-        .filter(|s| !s.store.is_local())
-        .map(|s| s.report().bytes)
-        .sum();
-    Ok(())
-}
-
-/// Counts `n` more bytes of the image in place, for the progress reports.
-fn placed(run: &Run, n: u64) {
-    run.shared.written.fetch_add(n, Ordering::Relaxed);
-    run.shared.downloaded.fetch_add(n, Ordering::Relaxed);
 }
 
 /// After the head is down: every chunk read back from the target must match its id.
@@ -501,6 +360,7 @@ pub(crate) fn read_back(target: &std::path::Path, done: &mut Done) -> Result<(),
         threads,
         &never,
         &|_| false,
+        Depth::Full,
     )
     .map_err(|e| ImageError::Readback {
         path: target.to_path_buf(),

@@ -33,6 +33,10 @@ pub struct ChunkReport {
     /// Bytes of the target read before fetching, and the seconds it took.
     pub scanned_bytes: u64,
     pub scan_seconds: f64,
+    /// When only a sample of this many places was read: at most two held a chunk of the
+    /// image (a blank or foreign disk), so the rest was not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_sampled: Option<u64>,
     /// Every chunk re-read from the disk after writing matched its id (`verify: readback`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readback_chunks: Option<u64>,

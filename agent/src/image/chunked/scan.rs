@@ -2,8 +2,14 @@
 //! is fetched. A chunk whose place already hashes to its id is neither fetched nor
 //! written (the disk is its own seed); bytes found at one chunk's place that another
 //! chunk needs are copied from there. Zero ranges are recognised without hashing.
+//!
+//! Reads bypass the page cache (O_DIRECT where the target allows it): they see what the
+//! device holds, and buffered reads of a loop device run at a fraction of the speed.
+//! A write scan first reads a sample of the places; when not one of them holds a
+//! chunk of the image (a blank or foreign disk) the rest is not read.
 
 use super::index::{Chunk, ChunkDigest, ChunkId, Index};
+use crate::blockdev::{AlignedBuf, DIRECT_ALIGN};
 use crate::image::sink::is_zero;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -25,6 +31,8 @@ pub(crate) struct Scan {
     pub found: HashMap<ChunkId, u64>,
     /// Bytes of the target read.
     pub bytes_read: u64,
+    /// When only a sample was read: how many places (at most [`SAMPLE_HITS`] held a chunk).
+    pub sampled: Option<u64>,
 }
 
 /// The ids of `size` zero bytes, computed once per size.
@@ -70,6 +78,22 @@ fn spans(chunks: &[Chunk], skip: &dyn Fn(&Chunk) -> bool) -> Vec<std::ops::Range
     out
 }
 
+/// How much of the target a scan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Depth {
+    /// Every place (the read-back).
+    Full,
+    /// A sample first; the rest only if the sample found any chunk of the image.
+    SampleFirst,
+}
+
+/// Places read by a sample (spread evenly over the chunks to read): when at most
+/// [`SAMPLE_HITS`] of them hold a chunk of the image (a blank or foreign disk, where a
+/// trailing run of zeros or a common block may still match), the disk holds about 2 %
+/// of it at most, and reading the rest would cost more than it could save.
+pub(crate) const SAMPLE: usize = 256;
+pub(crate) const SAMPLE_HITS: usize = 2;
+
 /// Reads the target at every chunk's place but those `skip`ped (on `threads` threads)
 /// and hashes what is there. Chunks past the end of `len` readable bytes are simply not
 /// there; skipped ones count as not there.
@@ -80,15 +104,13 @@ pub(crate) fn scan(
     threads: usize,
     cancel: &AtomicBool,
     skip: &dyn Fn(&Chunk) -> bool,
+    depth: Depth,
 ) -> std::io::Result<Scan> {
-    let file = File::open(target)?;
+    let file = crate::blockdev::open_direct(target, false)
+        .map_err(std::io::Error::other)?
+        .file;
     let len = crate::blockdev::size_bytes(&file).unwrap_or(0);
     let wanted: HashSet<ChunkId> = index.chunks.iter().map(|c| c.id).collect();
-    let spans = spans(&index.chunks, skip);
-    let next = AtomicUsize::new(0);
-    let n = index.chunks.len();
-    let results: Mutex<Vec<(usize, Batch)>> = Mutex::new(Vec::new());
-    let failed: Mutex<Option<std::io::Error>> = Mutex::new(None);
     let ctx = Ctx {
         file: &file,
         len,
@@ -97,10 +119,25 @@ pub(crate) fn scan(
         zero_max: zeros.get(index.max, index.digest),
         wanted: &wanted,
     };
+    let n = index.chunks.len();
+    if depth == Depth::SampleFirst {
+        if let Some((places, read)) = ctx.sample(skip)? {
+            return Ok(Scan {
+                in_place: vec![false; n],
+                bytes_read: read,
+                sampled: Some(places),
+                ..Scan::default()
+            });
+        }
+    }
+    let spans = spans(&index.chunks, skip);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Batch)>> = Mutex::new(Vec::new());
+    let failed: Mutex<Option<std::io::Error>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {
-                let mut buf = Vec::new();
+                let mut buf = AlignedBuf::with_capacity(SPAN as usize + 2 * DIRECT_ALIGN);
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     if k >= spans.len() || cancel.load(Ordering::Relaxed) {
@@ -153,8 +190,37 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Reads [`SAMPLE`] places spread over the chunks not `skip`ped: `Some((places,
+    /// bytes read))` when at most [`SAMPLE_HITS`] hold a chunk of the image (or bytes
+    /// another chunk needs), `None` when the whole scan is worth it (or the image is small).
+    fn sample(&self, skip: &dyn Fn(&Chunk) -> bool) -> std::io::Result<Option<(u64, u64)>> {
+        let candidates: Vec<&Chunk> = self
+            .index
+            .chunks
+            .iter()
+            .filter(|c| !skip(c) && c.end() <= self.len)
+            .collect();
+        if candidates.len() < SAMPLE * 8 {
+            return Ok(None);
+        }
+        let mut buf = AlignedBuf::with_capacity(self.index.max as usize + 2 * DIRECT_ALIGN);
+        let (mut read, mut hits) = (0, 0);
+        for k in 0..SAMPLE {
+            let c = candidates[k * candidates.len() / SAMPLE];
+            let (here, found, n) = self.scan_span(std::slice::from_ref(c), &mut buf)?;
+            read += n;
+            if here[0] || !found.is_empty() {
+                hits += 1;
+                if hits > SAMPLE_HITS {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some((SAMPLE as u64, read)))
+    }
+
     /// Reads the neighbouring `chunks` at once and checks each.
-    fn scan_span(&self, chunks: &[Chunk], buf: &mut Vec<u8>) -> std::io::Result<Batch> {
+    fn scan_span(&self, chunks: &[Chunk], buf: &mut AlignedBuf) -> std::io::Result<Batch> {
         let (start, end) = (chunks[0].start, chunks[chunks.len() - 1].end());
         if end > self.len {
             // Past the end of the target (one smaller than the image): check one by one.
@@ -171,14 +237,14 @@ impl Ctx<'_> {
             }
             return Ok(out);
         }
-        buf.resize((end - start) as usize, 0);
-        self.file.read_exact_at(buf, start)?;
+        let bytes = read_aligned(self.file, start, end, buf)?;
         let mut here = Vec::with_capacity(chunks.len());
         let mut found = Vec::new();
         for c in chunks {
             let at = (c.start - start) as usize;
-            let data = &buf[at..at + c.size as usize];
-            let id = if is_zero(data) {
+            let data = &bytes[at..at + c.size as usize];
+            let zero = is_zero(data);
+            let id = if zero {
                 // Zero chunks are casync's maximum-size ones (and perhaps the last):
                 // hashing zeros of every other size would cost more than it finds.
                 if c.size == self.index.max {
@@ -193,7 +259,8 @@ impl Ctx<'_> {
                 self.index.digest.id(data)
             };
             here.push(id == c.id);
-            if self.wanted.contains(&id) {
+            // Zeros are made where they are needed, never copied.
+            if !zero && self.wanted.contains(&id) {
                 found.push((id, c.start));
             }
         }
@@ -201,14 +268,59 @@ impl Ctx<'_> {
     }
 }
 
-/// Reads chunk `c`'s bytes at `at` on `file` and returns them if they hash to its id.
+/// Reads bytes `start..end` of `file` into `buf` through the aligned blocks around them
+/// (as O_DIRECT needs; a buffered file reads the same way) and returns them.
+pub(crate) fn read_aligned<'b>(
+    file: &File,
+    start: u64,
+    end: u64,
+    buf: &'b mut AlignedBuf,
+) -> std::io::Result<&'b [u8]> {
+    let align = DIRECT_ALIGN as u64;
+    let from = start / align * align;
+    let to = end.next_multiple_of(align);
+    let want = (to - from) as usize;
+    if buf.capacity() < want {
+        *buf = AlignedBuf::with_capacity(want);
+    }
+    buf.set_len(want);
+    let mut got = 0;
+    // The last block may run past the end of the device or file: a short read there.
+    while got < (end - from) as usize {
+        match file.read_at(&mut buf[got..want], from + got as u64) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the target ends at byte {}, before {end}",
+                        from + got as u64
+                    ),
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(&buf[(start - from) as usize..(end - from) as usize])
+}
+
+/// Reads chunk `c`'s bytes at `at` on `file` into `out` if they hash to its id.
 pub(crate) fn read_if_same(
     file: &File,
     at: u64,
     c: &Chunk,
     digest: ChunkDigest,
-) -> Option<Vec<u8>> {
-    let mut data = vec![0u8; c.size as usize];
-    file.read_exact_at(&mut data, at).ok()?;
-    (digest.id(&data) == c.id).then_some(data)
+    block: &mut AlignedBuf,
+    out: &mut Vec<u8>,
+) -> bool {
+    let Ok(data) = read_aligned(file, at, at + c.size, block) else {
+        return false;
+    };
+    if digest.id(data) != c.id {
+        return false;
+    }
+    out.clear();
+    out.extend_from_slice(data);
+    true
 }

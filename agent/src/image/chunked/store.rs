@@ -8,16 +8,50 @@
 
 use super::index::{ChunkDigest, ChunkId};
 use crate::image::codec::{detect, Compression};
-use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How chunk-fetching threads connect: the session's trust and connect timeout.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HttpConf {
+    pub ca_bundle: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+/// One thread's HTTP client and the runtime that drives it (built at its first
+/// request): its connections stay open from one chunk to the next.
+#[derive(Default)]
+pub(crate) struct Conn(Option<(tokio::runtime::Runtime, reqwest::Client)>);
+
+impl Conn {
+    fn get(
+        &mut self,
+        conf: &HttpConf,
+    ) -> Result<&(tokio::runtime::Runtime, reqwest::Client), Miss> {
+        if self.0.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Miss::Failed(format!("starting an HTTP runtime: {e}")))?;
+            let opts = crate::http::ClientOptions {
+                ca_bundle: conf.ca_bundle.as_deref(),
+                connect_timeout: Some(conf.connect_timeout),
+                read_timeout: None,
+            };
+            let client = crate::http::async_client(&opts)
+                .map_err(|e| Miss::Failed(format!("building an HTTP client: {e}")))?;
+            self.0 = Some((rt, client));
+        }
+        Ok(self.0.as_ref().expect("built above"))
+    }
+}
+
 /// Where chunks are read from.
 pub(crate) enum Store {
     /// An http(s) base URL.
-    Http { url: String, client: Client },
+    Http { url: String, conf: HttpConf },
     /// A folder on a local filesystem.
     Dir { url: String, path: PathBuf },
 }
@@ -35,13 +69,13 @@ impl Store {
     /// The store at `url` (`http(s)://`, `file:///`, or a path already resolved).
     pub(crate) fn new(
         url: &str,
-        client: &Client,
+        conf: &HttpConf,
         medium: Option<&PathBuf>,
     ) -> Result<Store, String> {
         if url.starts_with("http://") || url.starts_with("https://") {
             return Ok(Store::Http {
                 url: url.to_string(),
-                client: client.clone(),
+                conf: conf.clone(),
             });
         }
         if let Some(rest) = url.strip_prefix(MEDIUM) {
@@ -78,10 +112,23 @@ impl Store {
         matches!(self, Store::Dir { .. })
     }
 
-    /// The compressed file of chunk `id` (at most `limit` bytes).
-    pub(crate) fn get(&self, id: &ChunkId, limit: u64, timeout: Duration) -> Result<Vec<u8>, Miss> {
+    /// The compressed file of chunk `id` (at most `limit` bytes), into `into`; an http
+    /// store asks through the calling thread's `conn`.
+    pub(crate) fn get(
+        &self,
+        id: &ChunkId,
+        limit: u64,
+        timeout: Duration,
+        into: &mut Vec<u8>,
+        conn: &mut Conn,
+    ) -> Result<(), Miss> {
+        into.clear();
         match self {
-            Store::Http { url, client } => http_get(client, &chunk_url(url, id), limit, timeout),
+            Store::Http { url, conf } => {
+                let (rt, client) = conn.get(conf)?;
+                let url = chunk_url(url, id);
+                rt.block_on(http_get(client, &url, limit, timeout, into))
+            }
             Store::Dir { path, .. } => {
                 let file = path.join(id.store_path());
                 let f = match std::fs::File::open(&file) {
@@ -93,11 +140,13 @@ impl Store {
                     }
                     Err(e) => return Err(Miss::Failed(format!("{}: {e}", file.display()))),
                 };
-                let mut v = Vec::new();
+                if let Ok(m) = f.metadata() {
+                    into.reserve(m.len().min(limit) as usize + 1);
+                }
                 f.take(limit + 1)
-                    .read_to_end(&mut v)
+                    .read_to_end(into)
                     .map_err(|e| Miss::Failed(format!("{}: {e}", file.display())))?;
-                Ok(v)
+                Ok(())
             }
         }
     }
@@ -120,27 +169,91 @@ fn chunk_url(store: &str, id: &ChunkId) -> String {
     url
 }
 
-fn http_get(client: &Client, url: &str, limit: u64, timeout: Duration) -> Result<Vec<u8>, Miss> {
-    let resp = client
+async fn http_get(
+    client: &reqwest::Client,
+    url: &str,
+    limit: u64,
+    timeout: Duration,
+    into: &mut Vec<u8>,
+) -> Result<(), Miss> {
+    let failed = |e: reqwest::Error| Miss::Failed(crate::http::error_chain(&e));
+    let mut resp = client
         .get(url)
         .timeout(timeout)
         .send()
-        .map_err(|e| Miss::Failed(crate::http::error_chain(&e)))?;
+        .await
+        .map_err(failed)?;
     match resp.status() {
         s if s.is_success() => {}
         StatusCode::NOT_FOUND | StatusCode::GONE => return Err(Miss::Absent),
         s => return Err(Miss::Failed(format!("HTTP {}", s.as_u16()))),
     }
-    let mut v = Vec::new();
-    resp.take(limit + 1)
-        .read_to_end(&mut v)
-        .map_err(|e| Miss::Failed(crate::http::error_chain(&e)))?;
-    Ok(v)
+    if let Some(n) = resp.content_length() {
+        into.reserve(n.min(limit) as usize + 1);
+    }
+    while let Some(piece) = resp.chunk().await.map_err(failed)? {
+        into.extend_from_slice(&piece);
+        if into.len() as u64 > limit {
+            // Longer than any encoding of the chunk: the decoder refuses it.
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Why a chunk file's bytes are not the chunk.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Corrupt(pub String);
+
+/// Decodes chunk files, keeping its zstd context from one chunk to the next.
+pub(crate) struct Decoder {
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+impl Decoder {
+    pub(crate) fn new() -> Decoder {
+        Decoder {
+            zstd: zstd::bulk::Decompressor::new().expect("allocating a zstd context"),
+        }
+    }
+
+    /// Decodes a chunk file into `out` and checks it is `size` bytes with id `id`.
+    pub(crate) fn decode(
+        &mut self,
+        file: &[u8],
+        size: u64,
+        id: &ChunkId,
+        digest: ChunkDigest,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Corrupt> {
+        out.clear();
+        let compression = detect(file);
+        match compression {
+            Compression::None => out.extend_from_slice(file),
+            Compression::Zstd => {
+                // casync writes frames without a content size: the index's size is the
+                // room, and a frame that decodes to more does not fit.
+                out.reserve(size as usize);
+                self.zstd
+                    .decompress_to_buffer(file, out)
+                    .map_err(|e| Corrupt(format!("zstd: {e}")))?;
+            }
+            Compression::Xz => read_limited(liblzma::read::XzDecoder::new(file), size, out)?,
+            Compression::Gzip => read_limited(flate2::read::GzDecoder::new(file), size, out)?,
+        }
+        if out.len() as u64 != size {
+            return Err(Corrupt(format!(
+                "decodes ({compression}) to {} bytes, the index says {size}",
+                out.len()
+            )));
+        }
+        let actual = digest.id(out);
+        if actual != *id {
+            return Err(Corrupt(format!("its bytes hash to {actual}")));
+        }
+        Ok(())
+    }
+}
 
 /// Decodes a chunk file and checks it is `size` bytes with id `id`.
 pub(crate) fn decode(
@@ -149,36 +262,17 @@ pub(crate) fn decode(
     id: &ChunkId,
     digest: ChunkDigest,
 ) -> Result<Vec<u8>, Corrupt> {
-    let compression = detect(file);
-    let data = match compression {
-        Compression::None => file.to_vec(),
-        Compression::Zstd => {
-            // casync writes frames without a content size: the index's size is the capacity.
-            zstd::bulk::decompress(file, size as usize)
-                .map_err(|e| Corrupt(format!("zstd: {e}")))?
-        }
-        Compression::Xz => read_limited(liblzma::read::XzDecoder::new(file), size)?,
-        Compression::Gzip => read_limited(flate2::read::GzDecoder::new(file), size)?,
-    };
-    if data.len() as u64 != size {
-        return Err(Corrupt(format!(
-            "decodes ({compression}) to {} bytes, the index says {size}",
-            data.len()
-        )));
-    }
-    let actual = digest.id(&data);
-    if actual != *id {
-        return Err(Corrupt(format!("its bytes hash to {actual}")));
-    }
-    Ok(data)
+    let mut out = Vec::new();
+    Decoder::new().decode(file, size, id, digest, &mut out)?;
+    Ok(out)
 }
 
-fn read_limited(r: impl Read, size: u64) -> Result<Vec<u8>, Corrupt> {
-    let mut v = Vec::with_capacity(size as usize);
+fn read_limited(r: impl Read, size: u64, out: &mut Vec<u8>) -> Result<(), Corrupt> {
+    out.reserve(size as usize + 1);
     r.take(size + 1)
-        .read_to_end(&mut v)
+        .read_to_end(out)
         .map_err(|e| Corrupt(e.to_string()))?;
-    Ok(v)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -105,12 +105,6 @@ impl Session {
         &self.urls[idx]
     }
 
-    /// The session's HTTP client (built at the first call), for requests beside the
-    /// stream (chunk stores).
-    pub(crate) fn client(&self) -> Result<reqwest::blocking::Client, String> {
-        self.client.get()
-    }
-
     /// How many URLs the session has.
     pub(crate) fn len(&self) -> usize {
         self.urls.len()
