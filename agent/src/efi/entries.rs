@@ -122,8 +122,14 @@ mod tests {
 
     #[test]
     fn recognises_only_its_own_descriptions() {
-        assert_eq!(made_for("Debian GNU/Linux (imprint, wwn 5000c5)"), Some("wwn 5000c5"));
-        assert_eq!(made_for(&description("imprint", "serial SN-A")), Some("serial SN-A"));
+        assert_eq!(
+            made_for("Debian GNU/Linux (imprint, wwn 5000c5)"),
+            Some("wwn 5000c5")
+        );
+        assert_eq!(
+            made_for(&description("imprint", "serial SN-A")),
+            Some("serial SN-A")
+        );
         assert_eq!(made_for("debian"), None);
         assert_eq!(made_for("UEFI QEMU HARDDISK (imprint)"), None);
     }
@@ -132,8 +138,12 @@ mod tests {
     fn new_entries_go_first_in_boot_order_in_free_numbers() {
         let (_d, v) = firmware();
         let ids = ["serial A".to_string(), "serial B".to_string()];
-        let got = install(&v, &ids, &[entry("debian", "serial A"), entry("debian", "serial B")])
-            .unwrap();
+        let got = install(
+            &v,
+            &ids,
+            &[entry("debian", "serial A"), entry("debian", "serial B")],
+        )
+        .unwrap();
         assert_eq!(got.made, [2, 3]);
         assert!(got.replaced.is_empty());
         assert_eq!(got.boot_order, [2, 3, 0, 1]);
@@ -174,6 +184,10 @@ mod tests {
         v.write("Boot0007", b"\x01").unwrap();
         install(&v, &a, &[]).unwrap();
         assert!(v.read("Boot0007").unwrap().is_some());
-        assert_eq!(v.boot_order().unwrap(), [3, 0, 1], "serial A's entry was removed");
+        assert_eq!(
+            v.boot_order().unwrap(),
+            [3, 0, 1],
+            "serial A's entry was removed"
+        );
     }
 }

@@ -101,7 +101,8 @@ impl EspMount {
         let dir = Path::new(MOUNT_BASE).join(name);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        let mount = |flags| nix::mount::mount(Some(device), &dir, Some("vfat"), flags, None::<&str>);
+        let mount =
+            |flags| nix::mount::mount(Some(device), &dir, Some("vfat"), flags, None::<&str>);
         let mounted = match mount(safe | MsFlags::MS_RDONLY) {
             Err(Errno::EBUSY) => mount(safe).and_then(|()| {
                 let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | safe;
@@ -159,10 +160,16 @@ mod tests {
         let d = esp(&all);
         let l = choose(d.path(), None).unwrap();
         assert_eq!(l.path, "\\EFI\\debian\\shimx64.efi");
-        assert_eq!((l.kind, l.vendor.as_deref()), (LoaderKind::Shim, Some("debian")));
+        assert_eq!(
+            (l.kind, l.vendor.as_deref()),
+            (LoaderKind::Shim, Some("debian"))
+        );
         let d = esp(&all[..2]);
         let l = choose(d.path(), None).unwrap();
-        assert_eq!((l.path.as_str(), l.kind), ("\\EFI\\debian\\grubx64.efi", LoaderKind::Grub));
+        assert_eq!(
+            (l.path.as_str(), l.kind),
+            ("\\EFI\\debian\\grubx64.efi", LoaderKind::Grub)
+        );
         let d = esp(&all[..1]);
         let l = choose(d.path(), None).unwrap();
         assert_eq!(
@@ -179,7 +186,10 @@ mod tests {
             "EFI/ubuntu/shimx64.efi",
             "EFI/debian/shimx64.efi",
         ]);
-        assert_eq!(choose(d.path(), None).unwrap().path, "\\EFI\\debian\\shimx64.efi");
+        assert_eq!(
+            choose(d.path(), None).unwrap().path,
+            "\\EFI\\debian\\shimx64.efi"
+        );
         assert_eq!(
             choose(d.path(), Some("UBUNTU")).unwrap().path,
             "\\EFI\\ubuntu\\shimx64.efi"
@@ -189,6 +199,9 @@ mod tests {
     #[test]
     fn names_match_ignoring_case_and_keep_the_esps_spelling() {
         let d = esp(&["efi/Boot/bootx64.efi", "efi/Fedora/SHIMX64.EFI"]);
-        assert_eq!(choose(d.path(), None).unwrap().path, "\\efi\\Fedora\\SHIMX64.EFI");
+        assert_eq!(
+            choose(d.path(), None).unwrap().path,
+            "\\efi\\Fedora\\SHIMX64.EFI"
+        );
     }
 }

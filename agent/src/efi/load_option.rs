@@ -31,7 +31,9 @@ pub enum DecodeError {
     Short(usize),
     #[error("its description has no terminating NUL")]
     Unterminated,
-    #[error("its device path is {declared} bytes long, but only {left} bytes follow the description")]
+    #[error(
+        "its device path is {declared} bytes long, but only {left} bytes follow the description"
+    )]
     PathLength { declared: usize, left: usize },
     #[error("its device path has a node of length {length} at byte {at} that does not fit")]
     Node { at: usize, length: usize },
@@ -303,7 +305,10 @@ mod tests {
         let back = LoadOption::decode(&opt.encode()).unwrap();
         assert_eq!(back, opt);
         assert_eq!(back.loader(), Some("\\EFI\\debian\\shimx64.efi"));
-        assert_eq!(LoadOption::decode(&by_hand()).unwrap().path[0], Node::HardDrive(esp()));
+        assert_eq!(
+            LoadOption::decode(&by_hand()).unwrap().path[0],
+            Node::HardDrive(esp())
+        );
     }
 
     #[test]

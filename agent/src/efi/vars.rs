@@ -50,7 +50,10 @@ pub enum VarError {
         len: usize,
     },
     #[error("listing the EFI variables in {}: {source}; is efivarfs mounted there (mount -t efivarfs efivarfs {})?", dir.display(), dir.display())]
-    List { dir: PathBuf, source: std::io::Error },
+    List {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("every Boot#### number from Boot0000 to BootFFFF is taken in {}", dir.display())]
     Full { dir: PathBuf },
 }
@@ -213,7 +216,11 @@ impl Efivars {
 /// lower-case hex, which firmware does not look up).
 pub fn boot_number(name: &str) -> Option<u16> {
     let hex = name.strip_prefix("Boot")?;
-    if hex.len() != 4 || !hex.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)) {
+    if hex.len() != 4
+        || !hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+    {
         return None;
     }
     u16::from_str_radix(hex, 16).ok()
@@ -237,8 +244,7 @@ pub fn order_with_first(order: &[u16], first: &[u16]) -> Vec<u16> {
 
 /// Whether `dir` is efivarfs itself rather than a directory standing in for it.
 fn is_efivarfs(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir)
-        .is_ok_and(|s| i128::from(s.filesystem_type().0) == EFIVARFS_MAGIC)
+    nix::sys::statfs::statfs(dir).is_ok_and(|s| i128::from(s.filesystem_type().0) == EFIVARFS_MAGIC)
 }
 
 /// Clears the immutable flag of `path`. A filesystem without inode flags (tmpfs of
