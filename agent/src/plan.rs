@@ -117,6 +117,9 @@ pub enum Check {
     Tpm { bank: PcrBank },
     /// The configdrive's files fit the space planned for it.
     Configdrive { disk: String, size_bytes: u64 },
+    /// Booted in UEFI mode, the firmware's variables can be read and written there
+    /// (booted by BIOS, the boot-entries step is skipped and this passes).
+    Efivars { efivars: PathBuf },
 }
 
 impl Check {
@@ -154,6 +157,10 @@ impl Check {
             Check::Configdrive { disk, size_bytes } => format!(
                 "the configdrive's files fit its {} on {disk}",
                 crate::units::Bytes(*size_bytes).human()
+            ),
+            Check::Efivars { efivars } => format!(
+                "in UEFI mode, the firmware's boot entries are readable and writable in {}",
+                efivars.display()
             ),
         }
     }

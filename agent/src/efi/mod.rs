@@ -30,6 +30,8 @@ const ESP_TYPE: uuid::Uuid = uuid::uuid!("C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
 pub enum EfiError {
     #[error("the machine booted in UEFI mode, but no variables are readable in {}: mount efivarfs there (mount -t efivarfs efivarfs {}) or set boot.uefi_entries: false", dir.display(), dir.display())]
     NotMounted { dir: PathBuf },
+    #[error("efivarfs is mounted read-only at {}: boot entries cannot be written; remount it (mount -o remount,rw {}) or set boot.uefi_entries: false", dir.display(), dir.display())]
+    ReadOnly { dir: PathBuf },
     #[error(transparent)]
     Var(#[from] VarError),
     #[error("reading the GPT of {} to find its EFI system partitions: {source}", disk.display())]
@@ -89,6 +91,51 @@ pub struct Request<'a> {
     pub vendor: Option<&'a str>,
 }
 
+/// Before any disk is touched: booted in UEFI mode, the variables are there, writable
+/// and `BootOrder` reads; what was found, in words.
+pub fn check(firmware: &Path, efivars: &Path) -> Result<String, EfiError> {
+    if !firmware.is_dir() {
+        return Ok(format!(
+            "not booted in UEFI mode ({} is absent): boot-entries will be skipped",
+            firmware.display()
+        ));
+    }
+    readable(efivars)?;
+    let read_only = nix::sys::statvfs::statvfs(efivars)
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    if read_only {
+        return Err(EfiError::ReadOnly {
+            dir: efivars.to_path_buf(),
+        });
+    }
+    let vars = Efivars::at(efivars);
+    let order: Vec<String> = vars
+        .boot_order()?
+        .iter()
+        .map(|n| format!("{n:04X}"))
+        .collect();
+    Ok(format!(
+        "{} boot entries, BootOrder {}",
+        vars.boot_numbers()?.len(),
+        if order.is_empty() {
+            "empty".to_string()
+        } else {
+            order.join(",")
+        }
+    ))
+}
+
+/// efivarfs lists variables at `dir` (it always has some when mounted).
+fn readable(dir: &Path) -> Result<(), EfiError> {
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        Ok(())
+    } else {
+        Err(EfiError::NotMounted {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
 /// An ESP with the loader chosen on it.
 struct Found {
     disk: PathBuf,
@@ -113,12 +160,7 @@ pub fn run(req: &Request) -> Result<BootEntries, EfiError> {
             boot_order: Vec::new(),
         });
     }
-    let readable = std::fs::read_dir(req.efivars).is_ok_and(|mut d| d.next().is_some());
-    if !readable {
-        return Err(EfiError::NotMounted {
-            dir: req.efivars.to_path_buf(),
-        });
-    }
+    readable(req.efivars)?;
     let mut found = Vec::new();
     let mut passed_over = Vec::new();
     for d in req.disks {
@@ -245,5 +287,23 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("efi/efivars")).unwrap();
         let e = run(&req).unwrap_err().to_string();
         assert!(e.contains("mount -t efivarfs"), "{e}");
+        let e = check(req.firmware, req.efivars).unwrap_err().to_string();
+        assert!(e.contains("mount -t efivarfs"), "{e}");
+    }
+
+    #[test]
+    fn the_check_before_any_disk_says_what_it_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fw, vars) = (dir.path().join("efi"), dir.path().join("efi/efivars"));
+        let found = check(&fw, &vars).unwrap();
+        assert!(found.contains("boot-entries will be skipped"), "{found}");
+        std::fs::create_dir_all(&vars).unwrap();
+        let v = Efivars::at(&vars);
+        v.write("Boot0001", b"x").unwrap();
+        v.set_boot_order(&[1, 0x1a]).unwrap();
+        assert_eq!(
+            check(&fw, &vars).unwrap(),
+            "1 boot entries, BootOrder 0001,001A"
+        );
     }
 }
