@@ -12,6 +12,7 @@ pub mod boot;
 pub mod config;
 pub mod configdrive;
 pub mod disks;
+pub mod efi;
 pub mod engine;
 pub mod finalize;
 pub mod finish;

@@ -90,6 +90,8 @@ pub enum Step {
     Mount(MountPlan),
     /// Write fstab, crypttab, mdadm.conf, kernel arguments; install the boot loader.
     Finalize(FinalizePlan),
+    /// In UEFI mode, a firmware boot entry for each ESP's loader, first in `BootOrder`.
+    BootEntries(BootEntriesPlan),
 }
 
 /// One check made before any disk is touched (`preflight`): a failure ends the run
@@ -115,6 +117,9 @@ pub enum Check {
     Tpm { bank: PcrBank },
     /// The configdrive's files fit the space planned for it.
     Configdrive { disk: String, size_bytes: u64 },
+    /// Booted in UEFI mode, the firmware's variables can be read and written there
+    /// (booted by BIOS, the boot-entries step is skipped and this passes).
+    Efivars { efivars: PathBuf },
 }
 
 impl Check {
@@ -153,6 +158,10 @@ impl Check {
                 "the configdrive's files fit its {} on {disk}",
                 crate::units::Bytes(*size_bytes).human()
             ),
+            Check::Efivars { efivars } => format!(
+                "in UEFI mode, the firmware's boot entries are readable and writable in {}",
+                efivars.display()
+            ),
         }
     }
 }
@@ -173,6 +182,7 @@ impl Step {
             Step::Mkfs(m) => format!("mkfs:{}", m.mount.as_deref().unwrap_or(&m.name)),
             Step::Mount(m) => format!("mount:{}", m.mountpoint),
             Step::Finalize(_) => "finalize".into(),
+            Step::BootEntries(_) => "boot-entries".into(),
         }
     }
 }
@@ -473,4 +483,25 @@ pub struct FinalizePlan {
     pub commands: Vec<Vec<String>>,
     /// Seconds each command may run before it is killed with its process group.
     pub command_timeout_secs: u64,
+}
+
+/// Firmware boot entries for the deployed disks (`boot.uefi_entries`), made last, once
+/// everything on the disks is written and verified. Skipped when the machine did not
+/// boot in UEFI mode.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct BootEntriesPlan {
+    /// The disks whose ESPs get an entry, in the order the entries lead `BootOrder`.
+    pub disks: Vec<BootEntryDisk>,
+    /// Where efivarfs is mounted.
+    pub efivars: PathBuf,
+}
+
+/// A disk that gets boot entries, and the identity that marks them as its own.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct BootEntryDisk {
+    /// The document's name for it.
+    pub disk: String,
+    pub path: PathBuf,
+    /// In the entries' descriptions: `wwn …`, else `serial …`, else `path …` (by-path).
+    pub identity: String,
 }

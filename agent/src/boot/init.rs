@@ -26,7 +26,7 @@ pub fn mount_api_filesystems() -> Result<(), InitError> {
         MsFlags,
         Option<&'static str>,
         bool,
-    ); 7] = [
+    ); 6] = [
         ("proc", "/proc", nodev, None, true),
         ("sysfs", "/sys", nodev, None, true),
         (
@@ -57,13 +57,9 @@ pub fn mount_api_filesystems() -> Result<(), InitError> {
             Some("mode=1777"),
             false,
         ),
-        ("efivarfs", "/sys/firmware/efi/efivars", nodev, None, false),
     ];
     for (fstype, target, flags, data, required) in table {
         if !Path::new(target).exists() {
-            if fstype == "efivarfs" {
-                continue; // booted by BIOS
-            }
             let _ = std::fs::create_dir_all(target);
         }
         if is_mounted(target) {
@@ -82,6 +78,33 @@ pub fn mount_api_filesystems() -> Result<(), InitError> {
         }
     }
     Ok(())
+}
+
+/// Where the firmware's variables appear when the kernel was booted by UEFI.
+const EFIVARS: &str = "/sys/firmware/efi/efivars";
+
+/// Mounts efivarfs when the machine booted in UEFI mode, loading its module first
+/// (Debian builds it as one): the boot-entries step writes `Boot####` and `BootOrder`
+/// there and the inventory reads `SecureBoot`. Booted by BIOS: nothing to do. A
+/// failure is logged; the step that needs the variables says what is missing.
+pub fn mount_efivarfs() {
+    if !Path::new(EFIVARS).is_dir() || is_mounted(EFIVARS) {
+        return;
+    }
+    super::modules::load(&["efivarfs".to_string()]);
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match mount(
+        Some("efivarfs"),
+        EFIVARS,
+        Some("efivarfs"),
+        flags,
+        None::<&str>,
+    ) {
+        Ok(()) => log::debug(&format!("mounted efivarfs on {EFIVARS}")),
+        Err(e) => log::warn(&format!(
+            "mounting efivarfs on {EFIVARS}: {e}; UEFI boot entries cannot be written"
+        )),
+    }
 }
 
 fn is_mounted(target: &str) -> bool {

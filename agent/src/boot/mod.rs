@@ -65,6 +65,7 @@ pub fn early_setup() -> Result<Cmdline, BootError> {
     log::info(BANNER);
     let loaded = modules::load_for_hardware(4);
     log::debug(&format!("{} modules requested", loaded.len()));
+    init::mount_efivarfs();
     match init::set_clock_from_rtc() {
         Ok(_) => {}
         Err(e) => log::debug(&format!("reading the hardware clock: {e}")),

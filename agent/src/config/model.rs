@@ -366,7 +366,7 @@ pub struct Configdrive {
 }
 
 /// Boot settings of the deployed OS.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Boot {
     #[serde(default)]
@@ -379,6 +379,30 @@ pub struct Boot {
     /// machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finalize_timeout: Option<u64>,
+    /// In UEFI mode, make a firmware boot entry for each deployed ESP's loader and put
+    /// it first in `BootOrder`, replacing the ones imprint made for the same disk before
+    /// (default true). Skipped when the machine did not boot in UEFI mode.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub uefi_entries: bool,
+}
+
+impl Default for Boot {
+    fn default() -> Self {
+        Boot {
+            kernel_args: KernelArgs::default(),
+            finalize: Vec::new(),
+            finalize_timeout: None,
+            uefi_entries: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_heartbeat() -> u64 {

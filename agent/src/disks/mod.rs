@@ -431,6 +431,21 @@ impl Disk {
         }
     }
 
+    /// What names this disk in the description of its UEFI boot entries, steadier
+    /// than its node: `wwn <wwn>`, else `serial <serial>`, else `path <by-path name>`,
+    /// else `device <node>`.
+    pub fn boot_identity(&self) -> String {
+        if let Some(w) = self.wwn.as_deref().filter(|w| !w.trim().is_empty()) {
+            format!("wwn {}", normalize_wwn(w))
+        } else if let Some(s) = self.serial.as_deref().filter(|s| !s.trim().is_empty()) {
+            format!("serial {}", s.trim())
+        } else if let Some(p) = self.by_path.first() {
+            format!("path {p}")
+        } else {
+            format!("device {}", self.path.display())
+        }
+    }
+
     /// The serial number, or `-`.
     pub fn serial_display(&self) -> String {
         self.serial.clone().unwrap_or_else(|| "-".into())

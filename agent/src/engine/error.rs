@@ -26,6 +26,8 @@ pub enum StepError {
     #[error(transparent)]
     Finalize(#[from] crate::finalize::FinalizeError),
     #[error(transparent)]
+    Efi(#[from] crate::efi::EfiError),
+    #[error(transparent)]
     Teardown(#[from] crate::storage::teardown::TeardownError),
     #[error(transparent)]
     Block(#[from] crate::blockdev::BlockError),

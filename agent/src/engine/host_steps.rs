@@ -1,9 +1,9 @@
-//! What the deployed host reads at its first boot: the configdrive and the finalized
-//! tree (fstab, crypttab, boot loader, initramfs).
+//! What the deployed host reads at its first boot: the configdrive, the finalized
+//! tree (fstab, crypttab, boot loader, initramfs) and the firmware's boot entries.
 
 use super::error::StepError;
 use super::session::Session;
-use crate::plan::{ConfigdriveFormat, ConfigdrivePlan, FinalizePlan, Plan};
+use crate::plan::{BootEntriesPlan, ConfigdriveFormat, ConfigdrivePlan, FinalizePlan, Plan, Step};
 use crate::report::output::ConfigdriveWritten;
 use crate::report::StepOutput;
 
@@ -48,4 +48,28 @@ pub fn finalize(f: &FinalizePlan, plan: &Plan, s: &Session) -> Result<StepOutput
     Ok(StepOutput::Finalize(crate::finalize::run(
         plan, f, &s.root,
     )?))
+}
+
+/// Makes the firmware's boot entries for the deployed disks' ESPs (nothing when the
+/// machine did not boot in UEFI mode). After a rootfs, the entries carry the deployed
+/// system's name and prefer the vendor directory finalize installed GRUB into.
+pub fn boot_entries(
+    b: &BootEntriesPlan,
+    plan: &Plan,
+    s: &Session,
+) -> Result<StepOutput, StepError> {
+    let rootfs = plan.steps.iter().any(|s| matches!(s, Step::Finalize(_)));
+    let (os, vendor) = if rootfs {
+        crate::finalize::deployed_os(&s.root)
+    } else {
+        (None, None)
+    };
+    let req = crate::efi::Request {
+        firmware: std::path::Path::new(crate::efi::FIRMWARE),
+        efivars: &b.efivars,
+        disks: &b.disks,
+        os,
+        vendor,
+    };
+    Ok(StepOutput::BootEntries(crate::efi::run(&req)?))
 }

@@ -128,6 +128,10 @@ fn check(c: &Check, plan: &Plan, ctx: &Context) -> Result<String, String> {
                 .map(|bytes| format!("{bytes} bytes of files fit"))
                 .map_err(|e| e.to_string())
         }
+        Check::Efivars { efivars } => {
+            crate::efi::check(std::path::Path::new(crate::efi::FIRMWARE), efivars)
+                .map_err(|e| e.to_string())
+        }
     }
 }
 

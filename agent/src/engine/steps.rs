@@ -35,5 +35,6 @@ pub fn run(
         Step::Mkfs(m) => storage_steps::mkfs(m, session),
         Step::Mount(m) => storage_steps::mount(m, session),
         Step::Finalize(f) => host_steps::finalize(f, plan, session),
+        Step::BootEntries(b) => host_steps::boot_entries(b, plan, session),
     }
 }

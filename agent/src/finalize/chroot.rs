@@ -40,7 +40,8 @@ impl Chroot {
         c.fresh("proc", "proc", "proc")?;
         c.fresh("sysfs", "sys", "sysfs")?;
         if Path::new("/sys/firmware/efi/efivars").is_dir() {
-            // Best effort: without it grub-install just cannot write boot entries.
+            // Best effort, for a document's own finalize commands (efibootmgr): the
+            // built-in ones pass --no-nvram and the boot-entries step writes the entries.
             let _ = c.fresh("efivarfs", "sys/firmware/efi/efivars", "efivarfs");
         }
         c.bind("/run", "run")?;

@@ -2,8 +2,10 @@
 //! /etc/crypttab, mdadm.conf and the kernel command line into the target, then runs the
 //! image's own tools in a chroot: regenerate the initramfs, install GRUB on every boot
 //! disk (BIOS: each disk with a BIOS boot partition; UEFI: each ESP, as the removable
-//! `\EFI\BOOT\BOOTX64.EFI` so firmware finds it without NVRAM entries, plus an entry when
-//! the firmware's variables are reachable), write the GRUB configuration.
+//! `\EFI\BOOT\BOOTX64.EFI` so firmware finds it without NVRAM entries, and in the
+//! vendor directory `\EFI\debian` or `\EFI\redhat` that the boot-entries step makes
+//! the firmware's entries for; no command here writes NVRAM), write the GRUB
+//! configuration.
 //!
 //! Commands come from `boot.finalize` when the document has them, else from the
 //! built-in set for the family `/etc/os-release` names (Debian/Ubuntu, RHEL/Fedora).
@@ -66,6 +68,32 @@ pub fn family(os_release: &str) -> Result<Family, FinalizeError> {
     } else {
         Err(FinalizeError::UnknownFamily(ids.trim().to_string()))
     }
+}
+
+/// The vendor directory under `\EFI` the built-in GRUB install uses.
+pub fn bootloader_id(fam: Family) -> &'static str {
+    match fam {
+        Family::Debian => "debian",
+        Family::Rhel => "redhat",
+    }
+}
+
+/// The name of the system extracted under `root` (os-release `NAME`) and the vendor
+/// directory the built-in GRUB install puts its loader in, as far as they are known.
+pub fn deployed_os(root: &Path) -> (Option<String>, Option<&'static str>) {
+    let text = read_os_release(root);
+    let name = text
+        .lines()
+        .find_map(|l| l.strip_prefix("NAME="))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty());
+    (name, family(&text).ok().map(bootloader_id))
+}
+
+fn read_os_release(root: &Path) -> String {
+    std::fs::read_to_string(root.join("etc/os-release"))
+        .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
+        .unwrap_or_default()
 }
 
 /// `/dev/mapper/` name of an LVM volume: dashes inside names doubled.
@@ -317,7 +345,7 @@ fn targets(plan: &Plan, fin: &FinalizePlan) -> Targets {
 }
 
 /// The built-in commands: (argv, required).
-fn builtin(fam: Family, t: &Targets, efivars: bool) -> Vec<(Vec<String>, bool)> {
+fn builtin(fam: Family, t: &Targets) -> Vec<(Vec<String>, bool)> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let (mkinitrd, install, mkconfig): (Vec<String>, &str, Vec<String>) = match fam {
         Family::Debian => (
@@ -338,33 +366,22 @@ fn builtin(fam: Family, t: &Targets, efivars: bool) -> Vec<(Vec<String>, bool)> 
             true,
         ));
     }
+    // Every ESP gets the removable path (found by firmware without any entry) and the
+    // vendor directory the boot-entries step points the firmware at; neither touches
+    // NVRAM: that step writes the entries itself, one per ESP.
+    let id = format!("--bootloader-id={}", bootloader_id(fam));
     for (_, dir) in &t.esps {
-        v.push((
-            s(&[
-                install,
-                "--target=x86_64-efi",
-                &format!("--efi-directory={dir}"),
-                "--removable",
-                "--no-nvram",
-            ]),
-            true,
-        ));
-    }
-    if efivars {
-        if let Some((_, dir)) = t.esps.first() {
-            let id = if fam == Family::Debian {
-                "debian"
-            } else {
-                "redhat"
-            };
+        let efi_dir = format!("--efi-directory={dir}");
+        for placement in ["--removable", id.as_str()] {
             v.push((
                 s(&[
                     install,
                     "--target=x86_64-efi",
-                    &format!("--efi-directory={dir}"),
-                    &format!("--bootloader-id={id}"),
+                    &efi_dir,
+                    placement,
+                    "--no-nvram",
                 ]),
-                false,
+                true,
             ));
         }
     }
@@ -383,10 +400,7 @@ fn tail(s: &str) -> &str {
 
 /// Writes the configuration and runs the boot setup in a chroot of `root`.
 pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Finalized, FinalizeError> {
-    let os_release = std::fs::read_to_string(root.join("etc/os-release"))
-        .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
-        .unwrap_or_default();
-    let fam = family(&os_release);
+    let fam = family(&read_os_release(root));
     let fam = match (fam, fin.commands.is_empty()) {
         (Ok(f), _) => f,
         // Custom commands do not need a known family; files follow Debian's paths.
@@ -404,13 +418,8 @@ pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Finalized, Fi
     for (dev, dir) in t.esps.iter().skip(1) {
         ch.mount_extra(dev, dir.trim_start_matches('/'))?;
     }
-    let efivars = root
-        .join("sys/firmware/efi/efivars")
-        .read_dir()
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
     let commands: Vec<(Vec<String>, bool)> = if fin.commands.is_empty() {
-        builtin(fam, &t, efivars)
+        builtin(fam, &t)
     } else {
         fin.commands.iter().map(|c| (c.clone(), true)).collect()
     };

@@ -166,3 +166,50 @@ fn ip_dhcp_is_spelled_for_debians_clevis_script() {
         "{rhel:?}"
     );
 }
+
+#[test]
+fn grub_goes_to_every_esp_twice_and_never_writes_nvram() {
+    let t = Targets {
+        bios_disks: vec!["/dev/sda".into()],
+        esps: vec![
+            ("/dev/sda2".into(), "/boot/efi".into()),
+            ("/dev/sdb2".into(), "/run/imprint-esp1".into()),
+        ],
+    };
+    let cmds = builtin(Family::Debian, &t);
+    let installs: Vec<String> = cmds
+        .iter()
+        .map(|(argv, _)| argv.join(" "))
+        .filter(|c| c.contains("x86_64-efi"))
+        .collect();
+    assert_eq!(
+        installs,
+        [
+            "grub-install --target=x86_64-efi --efi-directory=/boot/efi --removable --no-nvram",
+            "grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian --no-nvram",
+            "grub-install --target=x86_64-efi --efi-directory=/run/imprint-esp1 --removable --no-nvram",
+            "grub-install --target=x86_64-efi --efi-directory=/run/imprint-esp1 --bootloader-id=debian --no-nvram",
+        ]
+    );
+    assert!(cmds.iter().all(|(_, required)| *required));
+    let rhel = builtin(Family::Rhel, &t);
+    assert!(rhel
+        .iter()
+        .any(|(a, _)| a.join(" ").contains("grub2-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=redhat --no-nvram")));
+}
+
+#[test]
+fn the_deployed_os_names_its_entries_and_its_vendor_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(deployed_os(dir.path()), (None, None));
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/os-release"),
+        "PRETTY_NAME=\"Rocky Linux 9.4 (Blue Onyx)\"\nNAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        deployed_os(dir.path()),
+        (Some("Rocky Linux".to_string()), Some("redhat"))
+    );
+}

@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// EFI_GLOBAL_VARIABLE's `SecureBoot`, under the root the inventory reads.
 const SECURE_BOOT_VAR: &str =
-    "sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e39a2b6f2b8c";
+    "sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 /// How the machine booted.
 #[derive(

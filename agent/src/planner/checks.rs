@@ -1,6 +1,6 @@
 //! What the run checks before its first step: everything the steps will need from
-//! outside the disks (the image's server, tang servers, the TPM) and the configdrive's
-//! fit, derived from the steps themselves so nothing the steps use goes unchecked.
+//! outside the disks (the image's server, tang servers, the TPM, the firmware's
+//! variables) and the configdrive's fit, derived from the steps themselves so nothing the steps use goes unchecked.
 
 use crate::plan::{Check, Step};
 
@@ -46,6 +46,9 @@ pub(super) fn for_steps(steps: &[Step]) -> Vec<Check> {
             Step::Configdrive(c) if !c.copy => add(Check::Configdrive {
                 disk: c.disk.clone(),
                 size_bytes: c.size_bytes,
+            }),
+            Step::BootEntries(b) => add(Check::Efivars {
+                efivars: b.efivars.clone(),
             }),
             _ => {}
         }

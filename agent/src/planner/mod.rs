@@ -6,6 +6,7 @@
 //! [`crate::storage::partition::place`]).
 
 mod backend;
+mod boot_entries;
 mod checks;
 mod chosen;
 mod configdrive;

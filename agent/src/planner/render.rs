@@ -170,6 +170,7 @@ impl Plan {
             Step::WriteImage(i) => write_image(o, i),
             Step::Finalize(f) => write_finalize(o, f),
             Step::Configdrive(c) => write_configdrive(o, c),
+            Step::BootEntries(b) => write_boot_entries(o, b),
         }
     }
 }
@@ -392,6 +393,26 @@ fn write_finalize(o: &mut String, f: &FinalizePlan) -> std::fmt::Result {
         writeln!(o, "        run: {}", c.join(" "))?;
     }
     Ok(())
+}
+
+fn write_boot_entries(o: &mut String, b: &BootEntriesPlan) -> std::fmt::Result {
+    writeln!(
+        o,
+        "in UEFI mode, a boot entry first in BootOrder for each ESP's loader (shim, else GRUB, else \\EFI\\BOOT\\BOOTX64.EFI)"
+    )?;
+    for d in &b.disks {
+        writeln!(
+            o,
+            "        on disk {} ({}), replacing imprint's earlier entries for \"{}\"",
+            d.disk,
+            d.path.display(),
+            d.identity
+        )?;
+    }
+    writeln!(
+        o,
+        "        skipped when the machine did not boot in UEFI mode; off with boot.uefi_entries: false"
+    )
 }
 
 fn write_configdrive(o: &mut String, c: &ConfigdrivePlan) -> std::fmt::Result {

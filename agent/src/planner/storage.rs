@@ -1,8 +1,10 @@
 //! The storage steps, layer by layer: partitions, the block stack (md, LUKS, LVM),
-//! filesystems and mounts, the image, finalize, the configdrive; with device paths,
-//! sizes and UUIDs decided. Each layer is its own module; this one orders them.
+//! filesystems and mounts, the image, finalize, the configdrive, the firmware's boot
+//! entries; with device paths, sizes and UUIDs decided. Each layer is its own module;
+//! this one orders them.
 
 use super::backend::Backend;
+use super::boot_entries;
 use super::chosen::Chosen;
 use super::configdrive;
 use super::devices::Devices;
@@ -50,5 +52,8 @@ pub(super) fn steps(
         }
     }
     configdrive::push(doc, plan, &targets.cd_disks, &laid.configdrive, chosen);
+    if let Some(b) = boot_entries::plan(doc, &st, chosen, &targets) {
+        plan.steps.push(Step::BootEntries(b));
+    }
     Ok(())
 }

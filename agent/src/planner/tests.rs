@@ -120,7 +120,10 @@ fn doc1_writes_a_whole_disk_image_without_partitioning() {
     }];
     let small = disk("/dev/sdb", 2 * GIB, 512, "S2");
     let p = plan_of(DOC1, &[small, d]).unwrap();
-    assert_eq!(names(&p), ["wipe:root", "write-image", "configdrive"]);
+    assert_eq!(
+        names(&p),
+        ["wipe:root", "write-image", "configdrive", "boot-entries"]
+    );
     assert_eq!(
         p.disks[0].path,
         PathBuf::from("/dev/sda"),
@@ -213,9 +216,22 @@ fn doc2_plans_the_full_stack_in_order_on_512_and_4096_byte_sectors() {
         ]
     );
     assert_eq!(
-        n[n.len() - 4..],
+        n[n.len() - 5..n.len() - 1],
         ["write-image", "finalize", "configdrive", "configdrive:b"],
         "a mirrored root carries the configdrive on each disk"
+    );
+    let Some(Step::BootEntries(be)) = p.steps.last() else {
+        panic!("boot entries come last")
+    };
+    let on: Vec<(&str, &str)> = be
+        .disks
+        .iter()
+        .map(|d| (d.disk.as_str(), d.identity.as_str()))
+        .collect();
+    assert_eq!(
+        on,
+        [("a", "serial SN-A-0001"), ("b", "serial SN-B-0002")],
+        "an entry for the ESP of each disk of the mirror"
     );
 
     let Step::Partition { partitions: a, .. } = &p.steps[2] else {
@@ -540,7 +556,8 @@ configdrive: { format: nocloud }
             "luks:vault-crypt",
             "mkfs:scratch",
             "mkfs:vault-crypt",
-            "configdrive"
+            "configdrive",
+            "boot-entries"
         ]
     );
     let Step::AppendPartitions(a) = &p.steps[2] else {
@@ -555,7 +572,7 @@ configdrive: { format: nocloud }
         [Some(GIB), None]
     );
     // `rest` leaves room for the configdrive appended next.
-    let Some(Step::Configdrive(cd)) = p.steps.last() else {
+    let Some(Step::Configdrive(cd)) = p.steps.iter().rev().nth(1) else {
         panic!()
     };
     assert!(cd.partition.is_none());
@@ -631,4 +648,31 @@ fn an_oci_tag_needs_a_pin_a_registry_signature_or_insecure() {
         url: "oci://r.example/os/web:v1".into(),
         lookaside: "http://s.example/sigstore".into(),
     }));
+}
+
+#[test]
+fn boot_entries_are_planned_for_firmware_bootable_disks_unless_turned_off() {
+    let mut d = disk("/dev/sda", 8 * GIB, 512, "S1");
+    d.wwn = Some("naa.5000C500A1B2C3D4".into());
+    let p = plan_of(DOC1, std::slice::from_ref(&d)).unwrap();
+    let Some(Step::BootEntries(be)) = p.steps.last() else {
+        panic!("{:?}", names(&p))
+    };
+    assert_eq!(
+        be.disks[0].identity, "wwn 5000c500a1b2c3d4",
+        "the WWN before the serial"
+    );
+    assert_eq!(be.efivars, PathBuf::from("/sys/firmware/efi/efivars"));
+    let text = p.render_text();
+    assert!(text.contains("boot entry first in BootOrder"), "{text}");
+    assert!(text.contains("boot.uefi_entries: false"), "{text}");
+
+    let off = format!("{DOC1}boot: {{ uefi_entries: false }}\n");
+    let p = plan_of(&off, std::slice::from_ref(&d)).unwrap();
+    assert!(!names(&p).contains(&"boot-entries".to_string()));
+
+    // Firmware never boots a loop device, and the test host's NVRAM is not the target's.
+    let lo = disk("/dev/loop3", 8 * GIB, 512, "S1");
+    let p = plan_of(DOC1, &[lo]).unwrap();
+    assert!(!names(&p).contains(&"boot-entries".to_string()));
 }

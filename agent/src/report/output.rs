@@ -47,6 +47,8 @@ pub enum StepOutput {
     Mount(Mounted),
     /// `finalize`.
     Finalize(crate::finalize::Finalized),
+    /// `boot-entries`.
+    BootEntries(crate::efi::BootEntries),
 }
 
 /// The checks made before the first step, all passed.

@@ -303,6 +303,29 @@ fn outputs() -> Vec<StepOutput> {
                 error: None,
             }],
         }),
+        StepOutput::BootEntries(crate::efi::BootEntries {
+            skipped: None,
+            entries: vec![crate::efi::BootEntry {
+                number: "0003".into(),
+                description: "Debian GNU/Linux (imprint, serial SN-A)".into(),
+                disk: sda.clone(),
+                partition: "/dev/sda2".into(),
+                partition_number: 2,
+                partition_guid: uuid::Uuid::nil(),
+                loader: "\\EFI\\debian\\shimx64.efi".into(),
+                loader_kind: crate::efi::esp::LoaderKind::Shim,
+            }],
+            replaced: vec!["0004".into()],
+            passed_over: vec!["/dev/sdb2: no loader on it".into()],
+            boot_order: vec!["0003".into(), "0001".into()],
+        }),
+        StepOutput::BootEntries(crate::efi::BootEntries {
+            skipped: Some("the machine did not boot in UEFI mode".into()),
+            entries: vec![],
+            replaced: vec![],
+            passed_over: vec![],
+            boot_order: vec![],
+        }),
     ]
 }
 

@@ -7,8 +7,8 @@
 mod table;
 
 pub use table::{
-    append_partition, append_partitions, grow_last_partition, read_table, relocate_backup_gpt,
-    write_table, DiskGuid,
+    append_partition, append_partitions, gpt_entries, grow_last_partition, read_table,
+    relocate_backup_gpt, write_table, DiskGuid, GptEntry,
 };
 
 use crate::blockdev::partition_node;

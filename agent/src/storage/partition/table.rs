@@ -273,6 +273,39 @@ pub fn read_table(disk: &Path) -> Result<Vec<PartitionPlan>, PartitionError> {
         .collect())
 }
 
+/// A used GPT entry with what firmware addresses a partition by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptEntry {
+    /// 1-based entry number.
+    pub number: u32,
+    pub type_guid: uuid::Uuid,
+    /// The partition's own GUID (`PARTUUID`).
+    pub unique_guid: uuid::Uuid,
+    /// First and last LBA, inclusive, in the disk's logical sectors.
+    pub first_lba: u64,
+    pub last_lba: u64,
+    /// Its device node.
+    pub path: std::path::PathBuf,
+}
+
+/// The used entries of the GPT of `disk` (empty when it has none).
+pub fn gpt_entries(disk: &Path) -> Result<Vec<GptEntry>, PartitionError> {
+    let Some((g, _, _, _)) = open_gpt(disk)? else {
+        return Ok(Vec::new());
+    };
+    Ok(used(&g)
+        .into_iter()
+        .map(|(number, p)| GptEntry {
+            number,
+            type_guid: p.part_type_guid.guid,
+            unique_guid: p.part_guid,
+            first_lba: p.first_lba,
+            last_lba: p.last_lba,
+            path: blockdev::partition_node(disk, number),
+        })
+        .collect())
+}
+
 /// After a whole-disk image: moves the backup header and entries to the real end of
 /// the disk and raises last_usable_lba. Ok(false) if the disk has no GPT or it is
 /// already in place.

@@ -388,3 +388,40 @@ fn unusual_entry_sizes_and_counts_are_errors_not_a_panic_or_an_endless_read() {
     let f = patched_gpt(84, &128u32.to_le_bytes());
     assert_eq!(read_table(f.path()).unwrap().len(), 2);
 }
+
+#[test]
+fn gpt_entries_give_what_a_boot_entry_names_an_esp_by() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(64 * MIB).unwrap();
+    let esp_guid = "3F0E5F1A-6C1B-4D5E-9A7B-1C2D3E4F5A6B";
+    let out = std::process::Command::new("sgdisk")
+        .args(["-n", "15:2048:+8M", "-t", "15:ef00", "-u"])
+        .arg(format!("15:{esp_guid}"))
+        .args(["-n", "1:0:0", "-t", "1:8300"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries = gpt_entries(f.path()).unwrap();
+    let esp = entries.iter().find(|e| e.number == 15).unwrap();
+    assert_eq!(
+        esp.type_guid,
+        uuid::uuid!("C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
+    );
+    assert_eq!(esp.unique_guid, uuid::Uuid::parse_str(esp_guid).unwrap());
+    assert_eq!((esp.first_lba, esp.last_lba), (2048, 2048 + 8 * 2048 - 1));
+    // sgdisk, reading the same table, agrees.
+    let info = sgdisk_info(f.path(), 15);
+    assert!(
+        info.contains(&format!("Partition unique GUID: {esp_guid}")),
+        "{info}"
+    );
+    assert_eq!(entries.len(), 2);
+    let blank = tempfile::NamedTempFile::new().unwrap();
+    blank.as_file().set_len(MIB).unwrap();
+    assert!(gpt_entries(blank.path()).unwrap().is_empty());
+}
