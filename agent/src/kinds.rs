@@ -1,6 +1,6 @@
 //! Small kinds shared by the document, the plan and the executor: image formats,
 //! verification, configdrive flavours, what happens at the end, wipe policy, disk
-//! hints, filesystem types, md metadata and PCR banks.
+//! hints, filesystem types, md levels and metadata, and PCR banks.
 //!
 //! A leaf: it imports nothing from the crate but [`crate::units`], so `config` and
 //! `plan` both use these without importing each other. Each serialises exactly as
@@ -248,5 +248,133 @@ impl JsonSchema for MdMetadata {
 impl fmt::Display for MdMetadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// md RAID level: 0 (striped), 1 (mirrored), 5 and 6 (striped with one or two parity
+/// blocks), 10 (md's own RAID10, near-2 layout: two copies of each chunk on neighbouring
+/// members).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RaidLevel {
+    Raid0,
+    #[default]
+    Raid1,
+    Raid5,
+    Raid6,
+    Raid10,
+}
+
+impl RaidLevel {
+    /// Every level, in the order the document and the schema list them.
+    pub const ALL: [RaidLevel; 5] = [
+        RaidLevel::Raid0,
+        RaidLevel::Raid1,
+        RaidLevel::Raid5,
+        RaidLevel::Raid6,
+        RaidLevel::Raid10,
+    ];
+
+    /// The level's number, as the document writes it and mdadm's `--level=` takes it.
+    pub fn number(self) -> u8 {
+        match self {
+            RaidLevel::Raid0 => 0,
+            RaidLevel::Raid1 => 1,
+            RaidLevel::Raid5 => 5,
+            RaidLevel::Raid6 => 6,
+            RaidLevel::Raid10 => 10,
+        }
+    }
+
+    fn from_number(v: u64) -> Option<RaidLevel> {
+        RaidLevel::ALL
+            .into_iter()
+            .find(|l| u64::from(l.number()) == v)
+    }
+
+    /// The fewest members imprint builds the level with. md itself takes RAID10 on two
+    /// or three members; imprint does not: on two it is a RAID1 by another name, on
+    /// three the near-2 copies wrap around the members unevenly. Use 1 or 5 there.
+    pub fn min_members(self) -> usize {
+        match self {
+            RaidLevel::Raid0 | RaidLevel::Raid1 => 2,
+            RaidLevel::Raid5 => 3,
+            RaidLevel::Raid6 | RaidLevel::Raid10 => 4,
+        }
+    }
+
+    /// How many members' worth of data an array of `n` members holds, as a fraction
+    /// (numerator, denominator): RAID0 n, RAID1 1, RAID5 n−1, RAID6 n−2, RAID10 n/2.
+    pub fn data_fraction(self, n: u64) -> (u64, u64) {
+        match self {
+            RaidLevel::Raid0 => (n, 1),
+            RaidLevel::Raid1 => (1, 1),
+            RaidLevel::Raid5 => (n.saturating_sub(1), 1),
+            RaidLevel::Raid6 => (n.saturating_sub(2), 1),
+            RaidLevel::Raid10 => (n, 2),
+        }
+    }
+
+    /// Whether data goes to the members in chunks (every level but RAID1).
+    pub fn striped(self) -> bool {
+        self != RaidLevel::Raid1
+    }
+
+    /// Whether the array survives the loss of a member (every level but RAID0); only
+    /// those have a resync and a write-intent bitmap.
+    pub fn redundant(self) -> bool {
+        self != RaidLevel::Raid0
+    }
+
+    /// mdadm's `--layout=` for this level, where imprint chooses one: `n2` for RAID10.
+    pub fn md_layout(self) -> Option<&'static str> {
+        (self == RaidLevel::Raid10).then_some("n2")
+    }
+}
+
+impl fmt::Display for RaidLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RAID{}", self.number())
+    }
+}
+
+impl Serialize for RaidLevel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::from(self.number()))
+    }
+}
+
+impl<'de> Deserialize<'de> for RaidLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const WHAT: &str = "0, 1, 5, 6 or 10 (the md RAID levels imprint builds)";
+        impl Visitor<'_> for V {
+            type Value = RaidLevel;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(WHAT)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RaidLevel, E> {
+                RaidLevel::from_number(v)
+                    .ok_or_else(|| E::custom(format!("expected {WHAT}, got {v}")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RaidLevel, E> {
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::custom(format!("expected {WHAT}, got {v}"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for RaidLevel {
+    fn schema_name() -> Cow<'static, str> {
+        "RaidLevel".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "md RAID level: 0, 1, 5, 6 or 10 (near-2 layout).",
+            "enum": [0, 1, 5, 6, 10]
+        })
     }
 }

@@ -5,7 +5,8 @@
 //! partitions have sectors, images have their digests.
 
 pub use crate::kinds::{
-    ConfigdriveFormat, Finish, FsType, ImageFormat, MdMetadata, PcrBank, VerifyMode, WipePolicy,
+    ConfigdriveFormat, Finish, FsType, ImageFormat, MdMetadata, PcrBank, RaidLevel, VerifyMode,
+    WipePolicy,
 };
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -372,11 +373,11 @@ fn without_query<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::
     }
 }
 
-/// An md RAID1 array to create.
+/// An md array to create.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RaidPlan {
     pub name: String,
-    pub level: u8,
+    pub level: RaidLevel,
     /// `1.0` (superblock at the end) or `1.2`.
     pub metadata: MdMetadata,
     pub members: Vec<PathBuf>,
@@ -384,6 +385,15 @@ pub struct RaidPlan {
     pub path: PathBuf,
     /// Array UUID (standard form; mdadm takes it as is).
     pub uuid: String,
+    /// What the array holds at least: the smallest member less md's superblock, bitmap
+    /// and headroom, rounded to whole chunks, times the level's share of the members.
+    pub size_bytes: u64,
+    /// mdadm's `--layout=` (`n2` for RAID10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// Chunk size of a striped level (RAID0, 5, 6, 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_bytes: Option<u64>,
 }
 
 /// A tang pin.

@@ -6,7 +6,7 @@ use super::error::DocError;
 use super::explicit::{ExplicitStorage, Origin};
 use super::model::*;
 use super::types::*;
-use crate::kinds::{FsType, MdMetadata};
+use crate::kinds::{FsType, MdMetadata, RaidLevel};
 use crate::units::{Bytes, SizeSpec, GIB, MIB};
 
 /// The logical volume name a short-form entry gets: `/` → `root`, `/var/log/audit` →
@@ -45,10 +45,13 @@ fn name(s: impl Into<String>) -> Name {
     Name::derived(s.into())
 }
 
-/// The disks a layout uses: the mirror, `layout.disk`, or the only disk.
+/// The disks a layout uses: the mirror, `layout.raid.disks`, `layout.disk`, or the only disk.
 pub(super) fn layout_disks(doc: &Document, layout: &Layout) -> Result<Vec<Name>, DocError> {
     if let Some(m) = &layout.mirror {
         return Ok(m.clone());
+    }
+    if let Some(r) = &layout.raid {
+        return Ok(r.disks.clone());
     }
     if let Some(d) = &layout.disk {
         return Ok(vec![d.clone()]);
@@ -58,7 +61,7 @@ pub(super) fn layout_disks(doc: &Document, layout: &Layout) -> Result<Vec<Name>,
         _ => Err(DocError::new(
             "storage.layout.disk",
             format!(
-                "the document lists {} disks; say which one the layout uses (disk: <name>) or mirror two of them (mirror: [a, b])",
+                "the document lists {} disks; say which one the layout uses (disk: <name>), mirror two of them (mirror: [a, b]) or build an array of them (raid: {{ level: 10, disks: [a, b, c, d] }})",
                 doc.disks.len()
             ),
         )),
@@ -72,14 +75,14 @@ pub(super) fn expand_layout(
     out: &mut ExplicitStorage,
 ) -> Result<(), DocError> {
     let disks = layout_disks(doc, layout)?;
-    let origin = Origin::derived(if disks.len() > 1 {
-        "storage.layout.mirror"
-    } else {
-        "storage.layout"
+    let origin = Origin::derived(match (&layout.mirror, &layout.raid) {
+        (Some(_), _) => "storage.layout.mirror",
+        (None, Some(_)) => "storage.layout.raid",
+        (None, None) => "storage.layout",
     });
     partitions(layout, &disks, &origin, out);
     esps(&disks, &origin, out);
-    let (boot_dev, root_dev) = arrays(&disks, &origin, out);
+    let (boot_dev, root_dev) = arrays(layout, &disks, &origin, out);
     let boot_fs = Filesystem {
         device: boot_dev,
         fstype: FsType::Ext4,
@@ -158,8 +161,14 @@ fn esps(disks: &[Name], origin: &Origin, out: &mut ExplicitStorage) {
     }
 }
 
-/// Mirrored: md arrays for /boot and root. The devices /boot and root go on.
-fn arrays(disks: &[Name], origin: &Origin, out: &mut ExplicitStorage) -> (Name, Name) {
+/// On more than one disk: md arrays for /boot (RAID1 across every disk) and root (RAID1,
+/// or `raid.level`). The devices /boot and root go on.
+fn arrays(
+    layout: &Layout,
+    disks: &[Name],
+    origin: &Origin,
+    out: &mut ExplicitStorage,
+) -> (Name, Name) {
     if disks.len() <= 1 {
         return (
             name(format!("{}-boot", disks[0])),
@@ -170,15 +179,17 @@ fn arrays(disks: &[Name], origin: &Origin, out: &mut ExplicitStorage) -> (Name, 
     // Superblock at the end (1.0): firmware and GRUB read a member as a plain filesystem.
     let boot = Raid {
         name: name("md-boot"),
-        level: RaidLevel,
+        level: RaidLevel::Raid1,
         members: members("boot"),
         metadata: MdMetadata::V1_0,
+        chunk: None,
     };
     let root = Raid {
         name: name("md-root"),
-        level: RaidLevel,
+        level: layout.raid.as_ref().map_or(RaidLevel::Raid1, |r| r.level),
         members: members("root"),
         metadata: MdMetadata::V1_2,
+        chunk: layout.raid.as_ref().and_then(|r| r.chunk),
     };
     out.raid.push((boot, origin.clone()));
     out.raid.push((root, origin.clone()));

@@ -13,7 +13,7 @@ mod model;
 mod types;
 mod validate;
 
-pub use crate::kinds::{FsType, MdMetadata, PcrBank, WipePolicy};
+pub use crate::kinds::{FsType, MdMetadata, PcrBank, RaidLevel, WipePolicy};
 pub use error::DocError;
 pub use expand::expand_storage;
 pub use explicit::{ExplicitStorage, Origin};
@@ -188,6 +188,8 @@ pub fn placeholders(doc: &Document) -> Vec<(String, String)> {
     out
 }
 
+#[cfg(test)]
+mod raid_tests;
 #[cfg(test)]
 mod tests;
 

@@ -3,8 +3,8 @@
 
 use super::types::*;
 use crate::kinds::{
-    ConfigdriveFormat, Finish, FsType, Hints, ImageFormat, MdMetadata, PcrBank, VerifyMode,
-    WipePolicy,
+    ConfigdriveFormat, Finish, FsType, Hints, ImageFormat, MdMetadata, PcrBank, RaidLevel,
+    VerifyMode, WipePolicy,
 };
 use crate::secret::Secret;
 use crate::units::{Bytes, SizeSpec, MIB};
@@ -88,6 +88,9 @@ pub struct Layout {
     /// Two disks mirrored with md RAID1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Vec<Name>>,
+    /// Two or more disks: `/boot` RAID1 across all of them, root at `level`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raid: Option<LayoutRaid>,
     /// Encrypt root (below LVM) with LUKS2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub luks: Option<LayoutLuks>,
@@ -97,6 +100,20 @@ pub struct Layout {
     /// The root filesystem when there is no `lvm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<LayoutRoot>,
+}
+
+/// The short form's md array for root: its level, its disks and (striped levels) chunk.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutRaid {
+    /// The root array's level; `/boot` is RAID1 whatever it is.
+    pub level: RaidLevel,
+    /// The disks, each getting its own BIOS boot partition, ESP, `/boot` member and
+    /// root member.
+    pub disks: Vec<Name>,
+    /// The root array's chunk size (RAID0, 5, 6, 10); default 512KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<Bytes>,
 }
 
 /// LUKS settings of the short form.
@@ -161,7 +178,7 @@ pub struct Partition {
     pub label: Option<String>,
 }
 
-/// An md RAID1 array.
+/// An md array: RAID0, 1, 5, 6 or 10.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Raid {
@@ -171,6 +188,9 @@ pub struct Raid {
     pub members: Vec<Name>,
     #[serde(default)]
     pub metadata: MdMetadata,
+    /// Chunk size of a striped level (RAID0, 5, 6, 10); default 512KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<Bytes>,
 }
 
 fn default_cipher() -> String {

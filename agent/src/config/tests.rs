@@ -411,9 +411,9 @@ const MALFORMED: &[(&str, &str, &str)] = &[
         "a mirror needs two distinct disks",
     ),
     (
-        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {partitions: [{name: p, disk: a, size: 1GiB}], raid: [{name: md0, level: 5, members: [p]}]}",
+        "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {partitions: [{name: p, disk: a, size: 1GiB}], raid: [{name: md0, level: 4, members: [p]}]}",
         "storage.raid[0].level",
-        "only RAID1 mirrors are supported",
+        "expected 0, 1, 5, 6 or 10",
     ),
     (
         "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {partitions: [{name: p, disk: a, size: 1GiB}], raid: [{name: md0, level: 1, members: [p], metadata: 0.9}]}",
@@ -505,7 +505,7 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     (
         "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}]\nstorage: {layout: {lvm: [{mount: /, size: 1GiB}], color: red}}",
         "storage.layout.color",
-        "unknown field; expected one of disk, mirror, luks, lvm, root",
+        "unknown field; expected one of disk, mirror, raid, luks, lvm, root",
     ),
     (
         "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {}}, {name: b, match: {}}]\n\

@@ -320,46 +320,6 @@ impl JsonSchema for Version {
     }
 }
 
-/// RAID level; only `1` (mirror) is supported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RaidLevel;
-
-impl Serialize for RaidLevel {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(1)
-    }
-}
-
-impl<'de> Deserialize<'de> for RaidLevel {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = RaidLevel;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("1 (only RAID1 mirrors are supported)")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RaidLevel, E> {
-                match v {
-                    1 => Ok(RaidLevel),
-                    _ => Err(E::custom(format!(
-                        "expected 1 (only RAID1 mirrors are supported), got {v}"
-                    ))),
-                }
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl JsonSchema for RaidLevel {
-    fn schema_name() -> Cow<'static, str> {
-        "RaidLevel".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"description": "RAID level; only 1 (mirror).", "const": 1})
-    }
-}
-
 /// `boot.kernel_args`: a list, or one string split at spaces.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KernelArgs(pub Vec<String>);

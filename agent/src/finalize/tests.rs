@@ -5,11 +5,14 @@ fn seed_like() -> (Plan, FinalizePlan) {
     let steps = vec![
         Step::Raid(RaidPlan {
             name: "md-root".into(),
-            level: 1,
+            level: RaidLevel::Raid1,
             metadata: crate::plan::MdMetadata::V1_2,
             members: vec!["/dev/vda5".into(), "/dev/vdb4".into()],
             path: "/dev/md/md-root".into(),
             uuid: "7b7d0d51-cef4-4ff6-ac6d-328639fd5772".into(),
+            size_bytes: 10 << 30,
+            layout: None,
+            chunk_bytes: None,
         }),
         Step::Luks(LuksPlan {
             name: "luks-root".into(),

@@ -16,6 +16,7 @@ mod filesystems;
 mod finalize;
 mod ids;
 mod image;
+mod md_size;
 mod partitions;
 mod render;
 mod stack;
@@ -209,5 +210,7 @@ fn host_plan(doc: &Document, chosen: &[Chosen], opts: &PlanOptions) -> HostPlan 
     }
 }
 
+#[cfg(test)]
+mod raid_tests;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,28 @@ fn paths(p: &[std::path::PathBuf]) -> String {
         .join(", ")
 }
 
+/// `RAID10 /dev/md/md-root from …, usable 9.7 GiB (near-2, chunk 512KiB, metadata 1.2, UUID …)`.
+fn write_raid(o: &mut String, r: &RaidPlan) -> std::fmt::Result {
+    let mut how = Vec::new();
+    if r.layout.as_deref() == Some("n2") {
+        how.push("near-2".to_string());
+    }
+    if let Some(c) = r.chunk_bytes {
+        how.push(format!("chunk {}", Bytes(c)));
+    }
+    how.push(format!("metadata {}", r.metadata));
+    how.push(format!("UUID {}", r.uuid));
+    writeln!(
+        o,
+        "{} {} from {}, usable {} ({})",
+        r.level,
+        r.path.display(),
+        paths(&r.members),
+        Bytes(r.size_bytes).human(),
+        how.join(", ")
+    )
+}
+
 impl Plan {
     /// A readable plan: the disks chosen and why, what will be destroyed, every step with
     /// its devices, sectors, sizes and UUIDs. Secrets are never shown.
@@ -129,15 +151,7 @@ impl Plan {
                 ..
             } => write_partition(o, path, *logical_sector, partitions),
             Step::AppendPartitions(a) => write_append(o, a),
-            Step::Raid(r) => writeln!(
-                o,
-                "RAID{} {} from {} (metadata {}, UUID {})",
-                r.level,
-                r.path.display(),
-                paths(&r.members),
-                r.metadata,
-                r.uuid
-            ),
+            Step::Raid(r) => write_raid(o, r),
             Step::Luks(l) => write_luks(o, l),
             Step::Lvm(v) => write_lvm(o, v),
             Step::Mkfs(m) => writeln!(

@@ -4,7 +4,8 @@
 use super::devices::Devices;
 use super::error::PlanError;
 use super::ids::derived_uuid;
-use crate::config::{ExplicitStorage, Luks, MdMetadata, Origin, Raid, VolumeGroup};
+use super::md_size;
+use crate::config::{ExplicitStorage, Luks, Origin, Raid, VolumeGroup};
 use crate::plan::{LuksPlan, LvPlan, LvmPlan, Plan, RaidPlan, Step, TangPin, Tpm2Pin};
 use crate::units::{Bytes, SizeSpec, MIB};
 use std::path::PathBuf;
@@ -34,24 +35,29 @@ fn raid_plan(r: &Raid, seed: &str, dev: &mut Devices) -> RaidPlan {
         .map(|m| dev.size[m.as_str()])
         .min()
         .unwrap_or(0);
-    // Conservative: superblock, bitmap and mdadm's reshape headroom (up to 128 MiB for 1.2).
-    let overhead = match r.metadata {
-        MdMetadata::V1_0 => 8 * MIB,
-        MdMetadata::V1_2 => 8 * MIB + (smallest / 512).min(128 * MIB),
-    };
-    let path = PathBuf::from(format!("/dev/md/{}", r.name));
-    dev.insert(
-        r.name.as_str(),
-        path.clone(),
-        smallest.saturating_sub(overhead),
+    let chunk = r
+        .level
+        .striped()
+        .then(|| r.chunk.map_or(md_size::DEFAULT_CHUNK, |c| c.0));
+    let size = md_size::usable(
+        r.level,
+        members.len() as u64,
+        smallest,
+        r.metadata,
+        chunk.unwrap_or(md_size::DEFAULT_CHUNK),
     );
+    let path = PathBuf::from(format!("/dev/md/{}", r.name));
+    dev.insert(r.name.as_str(), path.clone(), size);
     RaidPlan {
         name: r.name.to_string(),
-        level: 1,
+        level: r.level,
         metadata: r.metadata,
         members,
         path,
         uuid: derived_uuid(seed, &format!("md:{}", r.name)).to_string(),
+        size_bytes: size,
+        layout: r.level.md_layout().map(String::from),
+        chunk_bytes: chunk,
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 /// Selection by serial, min_size and smallest; placement at 1 MiB alignment with `rest`
 /// last, as the real ones do.
-struct TestBackend;
+pub(super) struct TestBackend;
 
 impl Backend for TestBackend {
     fn select<'a>(&self, h: &Hints, disks: &'a [Disk]) -> Result<&'a Disk, String> {
@@ -67,7 +67,7 @@ impl Backend for TestBackend {
     }
 }
 
-fn disk(path: &str, size: u64, sector: u64, serial: &str) -> Disk {
+pub(super) fn disk(path: &str, size: u64, sector: u64, serial: &str) -> Disk {
     Disk {
         path: path.into(),
         size_bytes: size,
@@ -87,7 +87,7 @@ fn opts() -> PlanOptions {
     }
 }
 
-fn plan_of(text: &str, inv: &[Disk]) -> Result<Plan, PlanError> {
+pub(super) fn plan_of(text: &str, inv: &[Disk]) -> Result<Plan, PlanError> {
     build_with(
         &crate::config::parse(text).unwrap(),
         inv,

@@ -237,6 +237,8 @@ fn outputs() -> Vec<StepOutput> {
             uuid: "a".repeat(8),
             metadata: "1.2".into(),
             members: vec!["/dev/sda2".into(), "/dev/sdb2".into()],
+            level: 1,
+            size_bytes: 1 << 30,
             resync: "background".into(),
         }),
         StepOutput::Luks(luks::Formatted {

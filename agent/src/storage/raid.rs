@@ -1,4 +1,4 @@
-//! md RAID1 arrays through `mdadm`: create, stop, forget.
+//! md arrays (RAID0, 1, 5, 6, 10) through `mdadm`: create, stop, forget.
 //!
 //! Initial resync: arrays are created *without* `--assume-clean` and the resync runs in
 //! the background; nothing waits for it. md RAID1 serves a read from either member, so
@@ -6,11 +6,13 @@
 //! and `mdadm --action=check` (Debian's monthly `checkarray`) would report mismatches.
 //! `--assume-clean` would only be safe if both members were known to read as zeroes
 //! (a zeroing wipe or a discard that guarantees zeroes), which the default signature
-//! wipe does not give. The resync is throttled by md when other I/O runs, so it costs the
+//! wipe does not give; RAID5, 6 and 10 have the same reason (parity or copies computed
+//! from whatever the members held). The resync is throttled by md when other I/O runs, so it costs the
 //! image write little; the agent stops arrays cleanly at the end of the run so md records
 //! the checkpoint and the deployed system resumes the resync where it stopped. Every
 //! array gets an internal write-intent bitmap: a member that returns after an absence
-//! (the degraded boot) resyncs only what changed.
+//! (the degraded boot) resyncs only what changed. RAID0 has neither: nothing to resync,
+//! and md refuses a bitmap on it.
 
 use crate::plan::RaidPlan;
 use crate::runner::{self, RunError};
@@ -48,24 +50,41 @@ pub struct Created {
     pub uuid: String,
     pub metadata: String,
     pub members: Vec<PathBuf>,
+    /// The md level (0, 1, 5, 6, 10).
+    pub level: u8,
+    /// What the plan said the array holds at least.
+    pub size_bytes: u64,
     /// How the initial resync is handled.
     pub resync: String,
 }
 
-/// The mdadm arguments that create `plan`'s array.
+/// The mdadm arguments that create `plan`'s array: its level, layout and chunk as the
+/// plan states them; a write-intent bitmap where the level is redundant (md refuses one
+/// on RAID0, which has nothing to resync).
 pub fn create_args(plan: &RaidPlan, homehost: &str) -> Vec<String> {
     let mut a = vec![
         "--create".to_string(),
         plan.path.display().to_string(),
         "--run".into(),
-        format!("--level={}", plan.level),
+        format!("--level={}", plan.level.number()),
         format!("--raid-devices={}", plan.members.len()),
+    ];
+    if let Some(l) = &plan.layout {
+        a.push(format!("--layout={l}"));
+    }
+    if let Some(c) = plan.chunk_bytes {
+        // mdadm reads a bare number as KiB.
+        a.push(format!("--chunk={}", c / 1024));
+    }
+    a.extend([
         format!("--metadata={}", plan.metadata),
         format!("--uuid={}", plan.uuid),
         format!("--name={}", plan.name),
         format!("--homehost={homehost}"),
-        "--bitmap=internal".into(),
-    ];
+    ]);
+    if plan.level.redundant() {
+        a.push("--bitmap=internal".into());
+    }
     a.extend(plan.members.iter().map(|m| m.display().to_string()));
     a
 }
@@ -93,7 +112,14 @@ pub fn create(plan: &RaidPlan, homehost: &str) -> Result<Created, RaidError> {
         uuid: plan.uuid.clone(),
         metadata: plan.metadata.as_str().into(),
         members: plan.members.clone(),
-        resync: "background (not awaited; resumes in the deployed system)".into(),
+        level: plan.level.number(),
+        size_bytes: plan.size_bytes,
+        resync: if plan.level.redundant() {
+            "background (not awaited; resumes in the deployed system)"
+        } else {
+            "none (RAID0 has no redundancy to resync)"
+        }
+        .into(),
     })
 }
 
@@ -125,16 +151,37 @@ pub fn zero_superblocks(members: &[PathBuf]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::RaidLevel;
+
+    fn plan(level: RaidLevel, members: usize) -> RaidPlan {
+        let chunk = level.striped().then_some(512 * 1024);
+        RaidPlan {
+            name: "md-root".into(),
+            level,
+            metadata: crate::plan::MdMetadata::V1_2,
+            members: (0..members)
+                .map(|i| PathBuf::from(format!("/dev/vd{}5", (b'a' + i as u8) as char)))
+                .collect(),
+            path: "/dev/md/md-root".into(),
+            uuid: "89b3bf0d-f454-489c-8a34-d835ca7ecde6".into(),
+            size_bytes: 0,
+            layout: level.md_layout().map(String::from),
+            chunk_bytes: chunk,
+        }
+    }
 
     #[test]
     fn create_names_uuid_metadata_and_members() {
         let plan = RaidPlan {
             name: "md-boot".into(),
-            level: 1,
+            level: RaidLevel::Raid1,
             metadata: crate::plan::MdMetadata::V1_0,
             members: vec!["/dev/vda3".into(), "/dev/vdb3".into()],
             path: "/dev/md/md-boot".into(),
             uuid: "89b3bf0d-f454-489c-8a34-d835ca7ecde6".into(),
+            size_bytes: 0,
+            layout: None,
+            chunk_bytes: None,
         };
         let a = create_args(&plan, "db-17").join(" ");
         assert_eq!(
@@ -144,6 +191,32 @@ mod tests {
              --bitmap=internal /dev/vda3 /dev/vdb3"
         );
         assert!(!a.contains("assume-clean"), "the initial resync runs");
+    }
+
+    #[test]
+    fn raid10_is_created_near_2_with_its_chunk() {
+        let a = create_args(&plan(RaidLevel::Raid10, 4), "db-17").join(" ");
+        assert_eq!(
+            a,
+            "--create /dev/md/md-root --run --level=10 --raid-devices=4 --layout=n2 \
+             --chunk=512 --metadata=1.2 --uuid=89b3bf0d-f454-489c-8a34-d835ca7ecde6 \
+             --name=md-root --homehost=db-17 --bitmap=internal \
+             /dev/vda5 /dev/vdb5 /dev/vdc5 /dev/vdd5"
+        );
+    }
+
+    #[test]
+    fn parity_levels_get_a_bitmap_and_raid0_none() {
+        for (level, n) in [(RaidLevel::Raid5, 3), (RaidLevel::Raid6, 4)] {
+            let a = create_args(&plan(level, n), "h");
+            assert!(a.contains(&format!("--level={}", level.number())), "{a:?}");
+            assert!(a.contains(&format!("--raid-devices={n}")), "{a:?}");
+            assert!(a.contains(&"--bitmap=internal".to_string()), "{a:?}");
+            assert!(!a.iter().any(|x| x.starts_with("--layout")), "{a:?}");
+        }
+        let a = create_args(&plan(RaidLevel::Raid0, 2), "h");
+        assert!(a.contains(&"--level=0".to_string()), "{a:?}");
+        assert!(!a.iter().any(|x| x.starts_with("--bitmap")), "{a:?}");
     }
 
     /// The array really forms from two loop-device members — where the kernel has md.

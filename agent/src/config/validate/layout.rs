@@ -1,8 +1,11 @@
-//! The short form's own fields: which disks, root or lvm, volumes that say what they hold.
+//! The short form's own fields: which disks (one, a mirror, an array at a level), root or
+//! lvm, volumes that say what they hold.
 
 use super::checker::Checker;
+use super::stack::{chunk_problem, member_count};
 use crate::config::layout::layout_disks;
-use crate::config::model::{Document, Layout};
+use crate::config::model::{Document, Layout, LayoutRaid};
+use crate::config::types::Name;
 use crate::kinds::FsType;
 
 const P: &str = "storage.layout";
@@ -13,10 +16,16 @@ pub(super) fn check(c: &mut Checker, doc: &Document, layout: &Layout) {
     volumes(c, layout);
 }
 
-/// One disk, or a mirror of two distinct ones, all declared.
+/// One disk, a mirror of two distinct ones, or an array of distinct ones; all declared.
 fn disks(c: &mut Checker, doc: &Document, layout: &Layout) {
     let p = P;
     if let Some(m) = &layout.mirror {
+        if layout.raid.is_some() {
+            c.err(
+                format!("{p}.raid"),
+                "give either mirror (RAID1 of two disks) or raid (a level and its disks), not both; mirror: [a, b] is raid: { level: 1, disks: [a, b] }",
+            );
+        }
         if layout.disk.is_some() {
             c.err(
                 format!("{p}.disk"),
@@ -29,23 +38,53 @@ fn disks(c: &mut Checker, doc: &Document, layout: &Layout) {
                 format!("a mirror needs exactly two disks, got {}", m.len()),
             );
         }
-        for (i, d) in m.iter().enumerate() {
-            if m[..i].contains(d) {
-                c.err(
-                    format!("{p}.mirror[{i}]"),
-                    format!(
-                        "disk {:?} is listed twice; a mirror needs two distinct disks",
-                        d.as_str()
-                    ),
-                );
-            } else {
-                c.disk_ref(doc, format!("{p}.mirror[{i}]"), d);
-            }
-        }
+        distinct_disks(
+            c,
+            doc,
+            &format!("{p}.mirror"),
+            m,
+            "a mirror needs two distinct disks",
+        );
+    } else if let Some(r) = &layout.raid {
+        raid(c, doc, layout, r);
     } else if let Some(d) = &layout.disk {
         c.disk_ref(doc, format!("{p}.disk"), d);
     } else if let Err(e) = layout_disks(doc, layout) {
         c.errors.push(e);
+    }
+}
+
+/// `raid`: enough disks for the level, each once, all declared; a chunk only where
+/// the level stripes.
+fn raid(c: &mut Checker, doc: &Document, layout: &Layout, r: &LayoutRaid) {
+    let at = format!("{P}.raid");
+    if layout.disk.is_some() {
+        c.err(
+            format!("{P}.disk"),
+            "give either disk (one disk) or raid (an array of disks), not both",
+        );
+    }
+    if let Some(m) = member_count(r.level, r.disks.len(), "disks") {
+        c.err(format!("{at}.disks"), m);
+    }
+    if let Some(m) = r.chunk.and_then(|ch| chunk_problem(r.level, ch)) {
+        c.err(format!("{at}.chunk"), m);
+    }
+    let why = format!("the disks of a {} array must be distinct", r.level);
+    distinct_disks(c, doc, &format!("{at}.disks"), &r.disks, &why);
+}
+
+/// Each of `disks` (at `at`) declared and listed once.
+fn distinct_disks(c: &mut Checker, doc: &Document, at: &str, disks: &[Name], why: &str) {
+    for (i, d) in disks.iter().enumerate() {
+        if disks[..i].contains(d) {
+            c.err(
+                format!("{at}[{i}]"),
+                format!("disk {:?} is listed twice; {why}", d.as_str()),
+            );
+        } else {
+            c.disk_ref(doc, format!("{at}[{i}]"), d);
+        }
     }
 }
 

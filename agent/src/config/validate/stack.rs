@@ -1,26 +1,25 @@
-//! The block stack: md arrays mirror partitions on distinct disks, LUKS volumes sit on
-//! a partition or array and something can unlock them, volume groups have physical
-//! volumes and one `rest` each.
+//! The block stack: md arrays of partitions on distinct disks, enough of them for the
+//! level; LUKS volumes sit on a partition or array and something can unlock them; volume
+//! groups have physical volumes and one `rest` each.
 
 use super::checker::Checker;
 use super::names::{Kind, Namespace, LUKS, MD, PART};
 use crate::config::explicit::{ExplicitStorage, Origin};
-use crate::config::model::Luks;
+use crate::config::model::{Luks, Raid};
 use crate::config::types::Name;
-use crate::units::SizeSpec;
+use crate::kinds::{MdMetadata, RaidLevel};
+use crate::units::{Bytes, SizeSpec, KIB, MIB};
 use std::collections::HashMap;
 
-/// Checks every md array of `st`.
+/// Checks every md array of `st`: enough members for its level, each a partition on a
+/// disk of its own, a chunk only where the level stripes.
 pub(super) fn raid(c: &mut Checker, st: &ExplicitStorage, ns: &mut Namespace) {
     for (r, o) in &st.raid {
-        if r.members.len() < 2 {
-            c.err(
-                o.field("members"),
-                format!(
-                    "a RAID1 mirror needs at least two members, got {}",
-                    r.members.len()
-                ),
-            );
+        if let Some(m) = member_count(r.level, r.members.len(), "members") {
+            c.err(o.field("members"), m);
+        }
+        if let Some(m) = r.chunk.and_then(|ch| chunk_problem(r.level, ch)) {
+            c.err(o.field("chunk"), m);
         }
         let mut disks: Vec<(String, &Name)> = Vec::new();
         for (i, m) in r.members.iter().enumerate() {
@@ -32,15 +31,83 @@ pub(super) fn raid(c: &mut Checker, st: &ExplicitStorage, ns: &mut Namespace) {
                     c.err(
                         path.clone(),
                         format!(
-                            "{:?} and {:?} are both on disk {disk:?}; a mirror needs two distinct disks",
+                            "{:?} and {:?} are both on disk {disk:?}; {}",
                             other.as_str(),
-                            m.as_str()
+                            m.as_str(),
+                            distinct_reason(r.level)
                         ),
                     );
                 }
                 disks.push((disk, m));
             }
             ns.consume(c, path, m);
+        }
+        boot_arrays(c, st, r, o);
+    }
+}
+
+fn distinct_reason(level: RaidLevel) -> String {
+    match level {
+        RaidLevel::Raid1 => "a mirror needs two distinct disks".into(),
+        l => format!("the members of a {l} array must be on distinct disks (one disk failing would take two)"),
+    }
+}
+
+/// Why `n` members (or disks: `what`) are too few for `level`; `None` when enough.
+pub(super) fn member_count(level: RaidLevel, n: usize, what: &str) -> Option<String> {
+    let min = level.min_members();
+    if n >= min {
+        return None;
+    }
+    Some(match level {
+        RaidLevel::Raid1 => format!("a RAID1 mirror needs at least two {what}, got {n}"),
+        RaidLevel::Raid10 => format!(
+            "a RAID10 array needs at least 4 {what}, got {n}: imprint builds RAID10 with md's near-2 layout on 4 or more (md would take 2 or 3, imprint refuses them); use level 1 on 2, level 1 or 5 on 3"
+        ),
+        l => format!("a {l} array needs at least {min} {what}, got {n}"),
+    })
+}
+
+/// Why `chunk` does not suit `level`; `None` when it does.
+pub(super) fn chunk_problem(level: RaidLevel, chunk: Bytes) -> Option<String> {
+    if !level.striped() {
+        return Some(format!(
+            "{level} does not stripe, so it has no chunk size; remove chunk"
+        ));
+    }
+    let ok = chunk.0.is_power_of_two() && (4 * KIB..=64 * MIB).contains(&chunk.0);
+    (!ok).then(|| format!("expected a power of two from 4KiB to 64MiB, got {chunk}"))
+}
+
+/// `/boot` and the ESP are read by firmware and GRUB from one member alone: an array
+/// under them is RAID1, and under the ESP its superblock is at the end (1.0).
+fn boot_arrays(c: &mut Checker, st: &ExplicitStorage, r: &Raid, o: &Origin) {
+    for (f, fo) in &st.filesystems {
+        let Some(mount) = f.mount.as_ref().map(|m| m.as_str()) else {
+            continue;
+        };
+        if f.device != r.name || !matches!(mount, "/boot" | "/boot/efi") {
+            continue;
+        }
+        if r.level != RaidLevel::Raid1 {
+            c.err(
+                o.field("level"),
+                format!(
+                    "{:?} holds {mount} ({}); firmware and GRUB read {mount} from one member alone, so its array must be RAID1, not {}",
+                    r.name.as_str(),
+                    fo.path,
+                    r.level
+                ),
+            );
+        } else if mount == "/boot/efi" && r.metadata != MdMetadata::V1_0 {
+            c.err(
+                o.field("metadata"),
+                format!(
+                    "{:?} holds the ESP ({}); firmware reads a member as a plain FAT filesystem, so the superblock must be at the end: metadata: \"1.0\"",
+                    r.name.as_str(),
+                    fo.path
+                ),
+            );
         }
     }
 }

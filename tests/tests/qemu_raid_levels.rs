@@ -1,0 +1,268 @@
+//! md levels end to end (issue 14): the agent lays out four virtio disks with
+//! `layout.raid` — RAID10 under LUKS2 and LVM, then RAID6, RAID5 and RAID0 over the same
+//! disks (each run wiping the previous arrays) — with a busybox root and a finalize
+//! command that writes a mark into every ESP finalize mounts. The host then reads the
+//! disk files with `mdadm --examine` on every member: the level, the member count, the
+//! near-2 layout and chunk, one array UUID (the plan's), an array size (mdadm's, from the
+//! superblocks) at least what the plan said and within md's per-member overhead of it;
+//! `/boot` RAID1 with metadata 1.0 across all four; the mark on each disk's ESP.
+//!
+//! This host's kernel has no md, so the arrays are made in QEMU (md needs a kernel);
+//! `mdadm --examine` reads superblocks from files and needs none. Booting the deployed
+//! system (a real distribution's finalize, RAID10 root with LUKS+LVM, then degraded
+//! with one disk gone) is the QEMU test still to write: `qemu_storage.rs` with four disks.
+
+use imprint_tests::fixtures::{busybox_rootfs, extract_vfat, guest_base, sha256_hex};
+use imprint_tests::qemu::{Disk, Firmware};
+use imprint_tests::seed::{disk_file, examine, partition, provision, step, SeedDoc};
+use imprint_tests::server::Server;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const MIB: u64 = 1 << 20;
+const DISK: u64 = 2 << 30;
+const SERIALS: [&str; 4] = ["SN-R-A", "SN-R-B", "SN-R-C", "SN-R-D"];
+/// GPT partition numbers of the layout: BIOS boot, ESP, /boot member, configdrive, root member.
+const ESP: u32 = 2;
+const BOOT: u32 = 3;
+const ROOT: u32 = 5;
+
+/// The document: four disks, `layout` (its fields after `raid`), the busybox root, a
+/// finalize command marking every ESP it finds mounted in the target.
+fn document(doc: &SeedDoc, layout: &str, sha256: &str) -> String {
+    let mut d = format!(
+        "version: 1\nhost: {{ hostname: {} }}\ndisks:\n",
+        doc.hostname
+    );
+    for (name, serial) in ["a", "b", "c", "d"].iter().zip(SERIALS) {
+        d += &format!("  - {{ name: {name}, match: {{ serial: \"{serial}\" }} }}\n");
+    }
+    d += &format!(
+        "storage:\n  layout: {layout}\n\
+         image: {{ url: \"{base}/images/busybox.tar.zst\", sha256: \"{sha256}\", format: rootfs }}\n\
+         boot:\n  finalize:\n    - [sh, -c, \"for d in /boot/efi /run/imprint-esp*; do echo {host} > $d/IMPRINT-ESP; done\"]\n\
+         configdrive: {{ format: nocloud }}\n\
+         report: {{ url: \"{base}{report}\", token: \"{token}\" }}\nfinish: reboot\n",
+        base = doc.base,
+        host = doc.hostname,
+        report = doc.report_path(),
+        token = doc.report_token,
+    );
+    d
+}
+
+/// The fields of `mdadm --examine` (`Key : value`), keys trimmed.
+fn fields(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.split_once(" : "))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn field<'a>(f: &'a [(String, String)], key: &str, what: &str) -> &'a str {
+    f.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("{what}: no {key:?} in mdadm --examine: {f:?}"))
+}
+
+/// A size field (`2093056 KiB (…)` or `4186112 sectors (…)`) in bytes.
+fn bytes(f: &[(String, String)], key: &str, what: &str) -> u64 {
+    let v = field(f, key, what);
+    let mut w = v.split_whitespace();
+    let n: u64 = w.next().and_then(|n| n.parse().ok()).unwrap();
+    match w.next() {
+        Some("KiB") => n * 1024,
+        Some("sectors") => n * 512,
+        u => panic!("{what}: {key} in unknown units {u:?}: {v}"),
+    }
+}
+
+/// One array as its members' superblocks describe it.
+struct Examined {
+    level: String,
+    devices: String,
+    version: String,
+    uuid: String,
+    layout: Option<String>,
+    chunk: Option<String>,
+    /// mdadm's `Array Size` (the component size md recorded times the level's share);
+    /// for RAID0, which records none, each member's data area in whole chunks, summed.
+    array_bytes: u64,
+}
+
+/// `512K` → bytes.
+fn chunk_bytes(c: &str) -> u64 {
+    c.strip_suffix('K')
+        .and_then(|k| k.parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+/// Examines partition `n` of every disk; every member must describe the same array.
+fn examine_members(disks: &[PathBuf], n: u32, what: &str) -> Examined {
+    let all: Vec<Vec<(String, String)>> = disks.iter().map(|d| fields(&examine(d, n))).collect();
+    let f = &all[0];
+    let opt = |k: &str| f.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+    let uuid = |f: &[(String, String)]| field(f, "Array UUID", what).replace(':', "");
+    for g in &all[1..] {
+        assert_eq!(uuid(g), uuid(f), "{what}: members of two arrays");
+    }
+    let array_bytes = match opt("Array Size") {
+        Some(_) => bytes(f, "Array Size", what),
+        None => {
+            let chunk = chunk_bytes(field(f, "Chunk Size", what));
+            all.iter()
+                .map(|g| bytes(g, "Avail Dev Size", what) / chunk * chunk)
+                .sum()
+        }
+    };
+    Examined {
+        level: field(f, "Raid Level", what).into(),
+        devices: field(f, "Raid Devices", what).into(),
+        version: field(f, "Version", what).into(),
+        uuid: uuid(f),
+        layout: opt("Layout"),
+        chunk: opt("Chunk Size"),
+        array_bytes,
+    }
+}
+
+/// The level's share of its members, in halves (RAID10 near-2 on 4: 4/2 = 4 halves).
+fn share_halves(level: u8, members: u64) -> u64 {
+    match level {
+        0 => 2 * members,
+        1 => 2,
+        5 => 2 * (members - 1),
+        6 => 2 * (members - 2),
+        10 => members,
+        l => panic!("level {l}"),
+    }
+}
+
+/// The array `name` on partition `n` of `disks` is what the plan (the report's `raid:`
+/// step) said: level, members, UUID, and a size at least the plan's and no more above
+/// it than md's per-member overhead times the level's share (a plan that took the wrong
+/// share would be a whole member off).
+fn assert_array(fin: &Value, disks: &[PathBuf], n: u32, name: &str, level: u8) -> Examined {
+    let out = &step(fin, &format!("raid:{name}"))["output"];
+    let what = format!("{name} (RAID{level})");
+    let e = examine_members(disks, n, &what);
+    assert_eq!(e.level, format!("raid{level}"), "{what}");
+    assert_eq!(e.devices, disks.len().to_string(), "{what}");
+    assert_eq!(
+        e.uuid,
+        out["uuid"].as_str().unwrap().replace('-', ""),
+        "{what}: the plan's UUID"
+    );
+    assert_eq!(out["level"], level, "{what}: the report's level");
+    let planned = out["size_bytes"]
+        .as_u64()
+        .expect("size_bytes in the raid step");
+    let halves = share_halves(level, disks.len() as u64);
+    let (_, member) = partition(&disks[0], n);
+    assert!(
+        e.array_bytes <= member * halves / 2,
+        "{what}: {} bytes from members of {member}",
+        e.array_bytes
+    );
+    let per_member_slack = 8 * MIB + (member / 512).min(128 * MIB) + 512 * 1024;
+    assert!(
+        e.array_bytes >= planned && e.array_bytes - planned <= per_member_slack * halves / 2,
+        "{what}: md made {} bytes, the plan said at least {planned}",
+        e.array_bytes
+    );
+    eprintln!("{what}: md {} bytes, plan {planned} bytes", e.array_bytes);
+    e
+}
+
+/// The mark finalize wrote is on every disk's ESP, and finalize reported each ESP.
+fn assert_every_esp_marked(fin: &Value, disks: &[PathBuf], host: &str) {
+    let esps = step(fin, "finalize")["output"]["esps"]
+        .as_array()
+        .expect("finalize reports its ESPs")
+        .clone();
+    let at: Vec<&str> = esps
+        .iter()
+        .map(|e| e["mounted_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        at,
+        [
+            "/boot/efi",
+            "/run/imprint-esp1",
+            "/run/imprint-esp2",
+            "/run/imprint-esp3"
+        ]
+    );
+    for d in disks {
+        let (off, _) = partition(d, ESP);
+        let dir = extract_vfat(d.to_str().unwrap(), off);
+        let mark = std::fs::read_to_string(dir.path().join("IMPRINT-ESP"))
+            .unwrap_or_else(|e| panic!("{}: no mark on the ESP: {e}", d.display()));
+        assert_eq!(mark.trim(), host, "{}", d.display());
+    }
+}
+
+/// Provisions `layout` on the four disk files as host `host`; the final report.
+fn run(server: &Server, disks: &[PathBuf], host: &str, layout: &str, sha256: &str) -> Value {
+    let doc = SeedDoc::new(&guest_base(server), host);
+    let path = format!("/{host}.yaml");
+    server.serve_bytes(&path, document(&doc, layout, sha256).into_bytes());
+    let vm_disks = disks
+        .iter()
+        .zip(SERIALS)
+        .map(|(d, s)| Disk::existing(d, s))
+        .collect();
+    let (_, _, fin) = provision(server, &doc, &path, vm_disks, Firmware::Bios, None);
+    fin
+}
+
+fn disks(dir: &Path) -> Vec<PathBuf> {
+    ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| disk_file(dir, &format!("{n}.raw"), DISK))
+        .collect()
+}
+
+#[test]
+fn raid10_6_5_and_0_on_four_disks_are_what_the_plan_said() {
+    let tar = busybox_rootfs();
+    let sha = sha256_hex(&tar);
+    let server = Server::start();
+    server.serve_bytes("/images/busybox.tar.zst", tar);
+    let keep = tempfile::tempdir().unwrap();
+    let disks = disks(keep.path());
+
+    let fin = run(
+        &server,
+        &disks,
+        "r10",
+        "{ raid: { level: 10, disks: [a, b, c, d] }, luks: { recovery_passphrase: \"raid ten phrase\" }, \
+         lvm: [{ mount: /, size: 256MiB }, { mount: /var, size: rest }] }",
+        &sha,
+    );
+    let root = assert_array(&fin, &disks, ROOT, "md-root", 10);
+    assert_eq!(root.layout.as_deref(), Some("near=2"));
+    assert_eq!(root.chunk.as_deref(), Some("512K"));
+    assert_eq!(root.version, "1.2");
+    let boot = assert_array(&fin, &disks, BOOT, "md-boot", 1);
+    assert_eq!(boot.version, "1.0", "/boot's superblock is at the end");
+    assert_every_esp_marked(&fin, &disks, "r10");
+
+    for (level, host, chunk) in [(6u8, "r6", "64K"), (5, "r5", "512K"), (0, "r0", "512K")] {
+        let extra = if chunk == "64K" { ", chunk: 64KiB" } else { "" };
+        let fin = run(
+            &server,
+            &disks,
+            host,
+            &format!("{{ raid: {{ level: {level}, disks: [a, b, c, d]{extra} }} }}"),
+            &sha,
+        );
+        let root = assert_array(&fin, &disks, ROOT, "md-root", level);
+        assert_eq!(root.chunk.as_deref(), Some(chunk), "RAID{level}");
+        let boot = assert_array(&fin, &disks, BOOT, "md-boot", 1);
+        assert_eq!(boot.version, "1.0");
+        assert_every_esp_marked(&fin, &disks, host);
+    }
+}
