@@ -4,13 +4,15 @@
 //! v1 is the bench image; v2 is v1 with a tenth of its data bytes rewritten in place
 //! (runs of 64 KiB–2 MiB, their bytes shifted by a constant, so they compress like
 //! the rest) and a "package" written into a gap of zeros, deterministic. Both are
-//! chunked by `casync make` (default chunker, zstd) into one store, served over
-//! loopback HTTP by the test server. Measured, best of `--reps` rounds:
+//! chunked by `casync make` (default chunker, zstd, SHA-256 ids) into one store, served
+//! over loopback HTTP by nginx (keep-alive, as a fleet's store would be). Measured,
+//! best of `--reps` rounds:
 //!
 //! - full write of v2 onto a blank loop device, against imprint streaming v2's pzstd
-//!   file, and against the machine's floor: the largest of the decode CPU of v2's
-//!   chunks ÷ cores, the loop device's write time for the data, and the transfer
-//!   time of the compressed chunks over loopback;
+//!   file, and against the machine's floor: the largest of the CPU to decode v2's
+//!   chunks and check their ids (`zstd -d`, `openssl dgst`) ÷ cores, the loop
+//!   device's write time for the data, and the transfer time of the compressed chunks
+//!   over loopback;
 //! - re-image: the device holds v1, v2 is written: compressed bytes fetched against
 //!   the compressed size of the chunks v1 lacks, wall time against the full write;
 //! - two stores, one corrupting v2's first chunk and one stopped mid-run;
@@ -21,6 +23,7 @@
 
 use crate::image::{self, BenchImage};
 use crate::run::{shell, timed, Loop, Sample};
+use imprint_tests::nginx::Nginx;
 use imprint_tests::server::{Fault, Server};
 use serde_json::{json, Value};
 use sha2::Digest as _;
@@ -35,6 +38,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
+/// The chunk ids' digest: SHA-256, which every current server CPU computes in hardware
+/// (here 2.4 times as fast as casync's default SHA-512/256); docs/streaming.md
+/// recommends it for stores made for imprint.
+const DIGEST: &str = "sha256";
 /// Share of v1's data bytes rewritten in place in v2.
 const REWRITE_SHARE: f64 = 0.10;
 /// Size of the "package" v2 adds in a region of zeros, as a share of v1's data bytes.
@@ -42,7 +49,7 @@ const PACKAGE_SHARE: f64 = 0.02;
 /// Seed of v2's changes.
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Bumped when the way v2 or the store is made changes (part of the cache key).
-const RECIPE: &str = "bench-chunked-v1";
+const RECIPE: &str = "bench-chunked-v2";
 
 /// What the section needs from the bench.
 pub struct Opts<'a> {
@@ -110,6 +117,8 @@ pub struct Chunked {
     reimage: Vec<Sample>,
     reimage_json: Vec<Value>,
     decode: Vec<Sample>,
+    /// `openssl dgst` of the chunks' bytes: checking their ids.
+    ids: Vec<Sample>,
     dd: Vec<Sample>,
     curl: Vec<Sample>,
     two: Sample,
@@ -120,7 +129,6 @@ pub struct Chunked {
     local: Option<(Sample, Value)>,
     cmp_checks: usize,
     /// The test server's time per chunk request on one connection, s.
-    request_secs: f64,
     /// /proc/loadavg before and after the section (the machine may be shared).
     load: (String, String),
 }
@@ -317,6 +325,7 @@ fn make_v2(v1: &Path, v2: &Path) -> (u64, u64, u64) {
 fn casync_make(store: &Path, index: &Path, raw: &Path) {
     let st = Command::new("casync")
         .arg("make")
+        .arg(format!("--digest={DIGEST}"))
         .arg(format!("--store={}", store.display()))
         .arg(index)
         .arg(raw)
@@ -503,7 +512,20 @@ fn analyse(i: &Inputs) -> Analysis {
     a
 }
 
-/// A server of both indexes and the whole store (under `/store/`).
+/// nginx serving both indexes, the store (under `/store/`), the pzstd files and the
+/// chunks end to end.
+fn serve_nginx(i: &Inputs, v1: &BenchImage) -> Nginx {
+    Nginx::start(&[
+        ("/v1.caibx", &i.v1_idx),
+        ("/v2.caibx", &i.v2_idx),
+        ("/store/", &i.store),
+        ("/v1.raw.zst", &v1.zst.path),
+        ("/v2.raw.zst", &i.v2_zst),
+        ("/v2-chunks.zst", &i.chunks_zst),
+    ])
+}
+
+/// The test server with both indexes and the whole store (under `/store/`), for faults.
 fn serve_store(i: &Inputs, files: &[String]) -> Server {
     let s = Server::start();
     s.serve_file("/v1.caibx", &i.v1_idx);
@@ -614,11 +636,8 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         an.changed_stored >> 20,
         an.store_files.len()
     );
-    // The stream contender and the loopback measurement share one server.
-    let plain = Server::start();
-    plain.serve_file("/v1.raw.zst", &v1.zst.path);
-    plain.serve_file("/v2.raw.zst", &inp.v2_zst);
-    plain.serve_file("/v2-chunks.zst", &inp.chunks_zst);
+    // Every contender and the loopback measurement share one nginx.
+    let plain = serve_nginx(&inp, v1);
     let v1_url = plain.url("/v1.raw.zst");
     let v2_url = plain.url("/v2.raw.zst");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -633,6 +652,7 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         reimage: Vec::new(),
         reimage_json: Vec::new(),
         decode: Vec::new(),
+        ids: Vec::new(),
         dd: Vec::new(),
         curl: Vec::new(),
         two: Sample {
@@ -647,7 +667,6 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         two_urls: (String::new(), String::new()),
         two_dropped_after: 0,
         local: None,
-        request_secs: 0.0,
         cmp_checks: 0,
         load: (loadavg(), String::new()),
     };
@@ -662,18 +681,16 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
 
         // Full write of v2 from the store onto a blank device.
         let lo = Loop::new(o.rundir, size);
-        let srv = serve_store(i, &r.an.store_files);
-        let store = vec![srv.url("/store/")];
+        let store = vec![plain.url("/store/")];
         let s = timed(chunked_cmd(
             o.bin,
-            &srv.url("/v2.caibx"),
+            &plain.url("/v2.caibx"),
             &sha2,
             &lo.dev,
             &store,
             &json_out,
         ));
         check("full write v2 from the store", &s);
-        drop(srv);
         r.full_json.push(chunks_of(&json_out));
         assert_v2(&lo.dev, i, size, "full write");
         r.cmp_checks += 1;
@@ -684,18 +701,16 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         let lo = Loop::new(o.rundir, size);
         let s = timed(stream_cmd(o.bin, &v1_url, &v1.zst.sha256, &lo.dev));
         assert!(s.ok, "chunked: writing v1 failed:\n{}", s.stderr);
-        let srv = serve_store(i, &r.an.store_files);
-        let store = vec![srv.url("/store/")];
+        let store = vec![plain.url("/store/")];
         let s = timed(chunked_cmd(
             o.bin,
-            &srv.url("/v2.caibx"),
+            &plain.url("/v2.caibx"),
             &sha2,
             &lo.dev,
             &store,
             &json_out,
         ));
         check("re-image v1 -> v2", &s);
-        drop(srv);
         r.reimage_json.push(chunks_of(&json_out));
         assert_v2(&lo.dev, i, size, "re-image");
         r.cmp_checks += 1;
@@ -708,6 +723,11 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         let s = timed(z);
         check("zstd -dcq of v2's chunks", &s);
         r.decode.push(s);
+        let mut d = Command::new("openssl");
+        d.args(["dgst", &format!("-{DIGEST}")]).arg(&i.data_raw);
+        let s = timed(d);
+        check("openssl dgst of v2's chunk bytes", &s);
+        r.ids.push(s);
         let lo = Loop::new(o.rundir, size);
         let s = timed(shell(&format!(
             "dd if={} of={} bs=4M oflag=direct conv=fsync status=none",
@@ -724,15 +744,6 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
         check("curl of v2's chunks over loopback", &s);
         r.curl.push(s);
     }
-
-    // What one chunk request costs on the test server (one connection, one at a time).
-    let srv = serve_store(i, &r.an.store_files);
-    r.request_secs = request_secs(&srv, &r.an.store_files[..200.min(r.an.store_files.len())]);
-    drop(srv);
-    eprintln!(
-        "bench: chunked: the test server answers a chunk request in {:.2} ms",
-        r.request_secs * 1000.0
-    );
 
     // The same full write from the store as a folder: what the HTTP fetch costs.
     let abs = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
@@ -802,21 +813,6 @@ pub fn run(o: &Opts, v1: &BenchImage) -> Chunked {
     r
 }
 
-/// Seconds per GET of each of `files` from `srv`, one connection at a time (the test
-/// server closes every connection, as it answers).
-fn request_secs(srv: &Server, files: &[String]) -> f64 {
-    use std::io::Write as _;
-    let t = Instant::now();
-    for f in files {
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", srv.port()))
-            .expect("connecting to the test server");
-        write!(c, "GET /store/{f} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("a request");
-        let mut v = Vec::new();
-        c.read_to_end(&mut v).expect("an answer");
-    }
-    t.elapsed().as_secs_f64() / files.len().max(1) as f64
-}
-
 /// The first three fields of /proc/loadavg.
 fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
@@ -877,7 +873,7 @@ impl Chunked {
         let t_stream = best(&self.stream).secs;
         let t_full = best(&self.full).secs;
         let t_re = best(&self.reimage).secs;
-        let decode_cpu = min_cpu(&self.decode);
+        let decode_cpu = min_cpu(&self.decode) + min_cpu(&self.ids);
         let decode_floor = decode_cpu / self.cores as f64;
         let t_dd = best(&self.dd).secs;
         let t_curl = best(&self.curl).secs;
@@ -951,7 +947,7 @@ impl Chunked {
             "chunked (casync): v2 = v1 with {} MiB rewritten in place ({} runs) and a {} MiB package in a gap; \
              casync make (chunks {}/{}/{} KiB, zstd) of v1 and v2 into one store; v2: {} chunks, {} distinct, \
              {} not zeros = {} MiB ({} MiB stored); {} distinct chunks v1 lacks = {} MiB ({} MiB stored); \
-             served over loopback HTTP; best of {} runs",
+             ids {DIGEST}; served over loopback HTTP by nginx; best of {} runs",
             i.rewritten_bytes >> 20,
             i.rewrite_runs,
             i.package_bytes >> 20,
@@ -996,6 +992,10 @@ impl Chunked {
             row("imprint chunked, full write, file:// store", s);
         }
         row("zstd -dcq of v2's non-zero chunks", best(&self.decode));
+        row(
+            &format!("openssl dgst -{DIGEST} of their bytes (ids)"),
+            best(&self.ids),
+        );
         row("dd of v2's data bytes, bs=4M oflag=direct", best(&self.dd));
         row("curl of v2's chunks (one file, loopback)", best(&self.curl));
         // Where the best runs' time went, from their own reports.
@@ -1006,8 +1006,12 @@ impl Chunked {
                 .min_by(|a, b| a.1.secs.total_cmp(&b.1.secs))
                 .map_or(0, |x| x.0);
             let scan = reports[k]["scan_seconds"].as_f64().unwrap_or(0.0);
+            let sampled = match reports[k]["scan_sampled"].as_u64() {
+                Some(n) => format!(", a sample of {n} places"),
+                None => String::new(),
+            };
             format!(
-                "scan {scan:.2} s ({} MiB read), the rest {:.2} s",
+                "scan {scan:.2} s ({} MiB read{sampled}), the rest {:.2} s",
                 reports[k]["scanned_bytes"].as_u64().unwrap_or(0) >> 20,
                 samples[k].secs - scan
             )
@@ -1017,6 +1021,19 @@ impl Chunked {
             split(&self.full, &self.full_json),
             split(&self.reimage, &self.reimage_json)
         );
+        // A re-image reads and hashes every data byte on the disk: its own floor.
+        let scanned = self
+            .reimage_json
+            .first()
+            .map_or(0, |r| r["scanned_bytes"].as_u64().unwrap_or(0));
+        let per_byte = min_cpu(&self.ids) / an.nonzero_bytes.max(1) as f64;
+        println!(
+            "  re-image floor: hashing the {} MiB the disk holds ({DIGEST} at {:.0} MB/s per core, {} cores) = {:.2} s",
+            scanned >> 20,
+            1e-6 / per_byte.max(1e-12),
+            self.cores,
+            scanned as f64 * per_byte / self.cores as f64
+        );
         if let Some((s, r)) = &self.local {
             println!(
                 "  full write from a file:// store (no HTTP, one run): {:.2} s, {}",
@@ -1025,19 +1042,11 @@ impl Chunked {
             );
         }
         println!(
-            "  the test server takes {:.2} ms per chunk request and connection (it closes every \
-             connection; its accept loop polls every 5 ms): {} chunks on 8 connections need at \
-             least {:.2} s of requests alone",
-            self.request_secs * 1000.0,
-            an.nonzero.len(),
-            self.request_secs * an.nonzero.len() as f64 / 8.0
-        );
-        println!(
             "load average before / after the section: {} / {}",
             self.load.0, self.load.1
         );
         println!(
-            "floor of a full write: max(decode {:.2} CPU-s / {} cores = {:.2} s, loop write of {} MiB {:.2} s, \
+            "floor of a full write: max(decode and check ids {:.2} CPU-s / {} cores = {:.2} s, loop write of {} MiB {:.2} s, \
              transfer of {} MiB at {:.0} MB/s loopback = {:.2} s) = {:.2} s",
             f.decode_cpu,
             self.cores,
@@ -1151,7 +1160,6 @@ impl Chunked {
                 "secs": s.secs, "user_secs": s.user_secs, "sys_secs": s.sys_secs,
                 "max_rss_kib": s.max_rss_kib, "report": r})),
             "loadavg_before_after": [self.load.0, self.load.1],
-            "test_server_request_secs": self.request_secs,
             "two_stores": {"secs": self.two.secs, "max_rss_kib": self.two.max_rss_kib,
                            "report": self.two_json, "corrupt_store": self.two_urls.0,
                            "dying_store": self.two_urls.1,
@@ -1161,6 +1169,7 @@ impl Chunked {
                       "loopback_mb_per_s": f.loop_mbps, "transfer_secs": f.transfer,
                       "floor_secs": f.floor,
                       "decode_samples": samples_json(&self.decode),
+                      "id_samples": samples_json(&self.ids),
                       "dd_samples": samples_json(&self.dd),
                       "curl_samples": samples_json(&self.curl)},
             "peak_rss_kib": f.rss_kib,

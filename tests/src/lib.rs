@@ -6,6 +6,7 @@
 pub mod documents;
 pub mod fixtures;
 pub mod images;
+pub mod nginx;
 pub mod provision;
 pub mod qemu;
 pub mod registry;
