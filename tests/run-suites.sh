@@ -37,10 +37,10 @@ host() {
 }
 # Two QEMU lanes of about equal length (seconds measured on 2 cores, all lanes
 # running): the tang+TPM seed layout, the single-disk seed layout (from a registry,
-# with its undo run) and three short suites in one (1058 + 660 + 200 + 150 + 175), the
-# mirrored seed layout with the rest in the other (about 1200 + 300 + 150 + 140 + 60 +
-# 60 + 25, and qemu_raid_levels: 135 s alone, four agent runs on four disks).
-lane_a="qemu_binding qemu_storage_single qemu_powercut qemu_deployed qemu_images"
+# with its undo run) and five short suites in one (983 + 665 + 178 + 177 + 121 + 144 +
+# 134), the mirrored seed layout, the four-disk RAID10 Debian (two boots) with the other
+# md levels, and the rest in the other (1068 + ~850 + 161 + 131 + 98 + 46).
+lane_a="qemu_binding qemu_storage_single qemu_powercut qemu_deployed qemu_images qemu_provision qemu_ipv6"
 qemu() { # qemu a|b
   local rc=0
   for t in $qemu_tests; do

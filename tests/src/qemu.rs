@@ -20,6 +20,17 @@ use std::time::{Duration, Instant};
 
 /// OVMF firmware as Debian's `ovmf` package installs it.
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// OVMF's code for a separate 4 MiB variable store (Debian's `ovmf`).
+pub const OVMF_CODE_4M: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// The empty variable store that goes with it.
+pub const OVMF_VARS_4M: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// A fresh copy of OVMF's empty variable store in `dir`, for [`VmBuilder::uefi_vars`].
+pub fn uefi_vars_file(dir: &Path) -> PathBuf {
+    let p = dir.join("OVMF_VARS_4M.fd");
+    std::fs::copy(OVMF_VARS_4M, &p).expect("copying OVMF_VARS_4M.fd (Debian package ovmf)");
+    p
+}
 
 /// How the VM boots.
 #[derive(Debug, Clone)]
@@ -135,6 +146,8 @@ pub struct VmBuilder {
     extra: Vec<String>,
     /// A software TPM 2.0 whose state lives in this directory (kept across VMs).
     tpm_state: Option<PathBuf>,
+    /// OVMF's variable store in this file (kept across VMs), instead of in memory.
+    uefi_vars: Option<PathBuf>,
     serial_input: bool,
     /// Further options of the user (slirp) network, e.g. `ipv4=off,ipv6=on`.
     user_net: Option<String>,
@@ -155,6 +168,12 @@ impl VmBuilder {
     /// BIOS (default) or UEFI.
     pub fn firmware(mut self, f: Firmware) -> Self {
         self.firmware = f;
+        self
+    }
+    /// Under UEFI: OVMF's variables live in `vars` (a copy of `OVMF_VARS_4M.fd` made
+    /// by [`uefi_vars_file`]), so boot entries written in one VM are there in the next.
+    pub fn uefi_vars(mut self, vars: &Path) -> Self {
+        self.uefi_vars = Some(vars.to_path_buf());
         self
     }
     /// Adds a disk.
@@ -227,8 +246,15 @@ impl VmBuilder {
                 format!("file:{}", s(&dir.join("serial.log"))),
             ]);
         }
-        if self.firmware == Firmware::Uefi {
-            a.extend(["-bios".into(), OVMF.into()]);
+        match (&self.firmware, &self.uefi_vars) {
+            (Firmware::Uefi, Some(vars)) => a.extend([
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_4M}"),
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=1,file={}", s(vars)),
+            ]),
+            (Firmware::Uefi, None) => a.extend(["-bios".into(), OVMF.into()]),
+            (Firmware::Bios, _) => {}
         }
         let mut netdev = "user,id=n".to_string();
         match boot {
@@ -462,6 +488,7 @@ impl Vm {
             nic: true,
             extra: Vec::new(),
             tpm_state: None,
+            uefi_vars: None,
             serial_input: false,
             user_net: None,
         }

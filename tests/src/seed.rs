@@ -18,6 +18,8 @@ pub const BOOTED: &str = "LAYOUT-END";
 /// Serials of the two virtual disks the documents match.
 pub const SERIAL_A: &str = "SN-A-0001";
 pub const SERIAL_B: &str = "SN-B-0002";
+pub const SERIAL_C: &str = "SN-C-0003";
+pub const SERIAL_D: &str = "SN-D-0004";
 
 /// The STIG-style logical volumes of the seed document: `(mount, size, options)`.
 pub const VOLUMES: &[(&str, &str, &[&str])] = &[
@@ -43,6 +45,8 @@ pub struct SeedDoc {
     pub base: String,
     /// Both disks mirrored (`true`) or everything on disk `a`.
     pub mirror: bool,
+    /// Four disks, root on RAID10 (`layout.raid`; takes precedence over `mirror`).
+    pub raid10: bool,
     pub passphrase: Option<String>,
     pub tang: Vec<Tang>,
     pub tpm2: bool,
@@ -55,8 +59,10 @@ pub struct SeedDoc {
     pub report_token: String,
     /// How the agent boots for this document: extra kernel arguments…
     pub kargs: String,
-    /// …and another initramfs than `out/initramfs.img` (e.g. with a site CA appended).
+    /// …and another initramfs than `out/initramfs.img` (e.g. with a site CA appended)…
     pub initrd: Option<std::path::PathBuf>,
+    /// …and, under UEFI, OVMF's variables in this file rather than in memory.
+    pub uefi_vars: Option<std::path::PathBuf>,
 }
 
 impl SeedDoc {
@@ -65,6 +71,7 @@ impl SeedDoc {
             hostname: hostname.into(),
             base: base.into(),
             mirror: true,
+            raid10: false,
             passphrase: None,
             tang: Vec::new(),
             tpm2: false,
@@ -74,6 +81,7 @@ impl SeedDoc {
             report_token: format!("{hostname}-token"),
             kargs: String::new(),
             initrd: None,
+            uefi_vars: None,
         }
     }
 
@@ -88,11 +96,17 @@ impl SeedDoc {
             self.hostname
         );
         d += &format!("  - {{ name: a, match: {{ serial: \"{SERIAL_A}\" }} }}\n");
-        if self.mirror {
+        if self.mirror || self.raid10 {
             d += &format!("  - {{ name: b, match: {{ serial: \"{SERIAL_B}\" }} }}\n");
         }
+        if self.raid10 {
+            d += &format!("  - {{ name: c, match: {{ serial: \"{SERIAL_C}\" }} }}\n");
+            d += &format!("  - {{ name: d, match: {{ serial: \"{SERIAL_D}\" }} }}\n");
+        }
         d += "storage:\n  layout:\n";
-        d += if self.mirror {
+        d += if self.raid10 {
+            "    raid: { level: 10, disks: [a, b, c, d] }\n"
+        } else if self.mirror {
             "    mirror: [a, b]\n"
         } else {
             "    disk: a\n"
@@ -186,6 +200,9 @@ pub fn run_agent(
         })
         .firmware(firmware)
         .memory_mib(1024);
+    if let Some(v) = &doc.uefi_vars {
+        b = b.uefi_vars(v);
+    }
     if let Some(t) = tpm {
         b = b.tpm(t);
     }

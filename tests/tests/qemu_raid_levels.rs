@@ -7,17 +7,28 @@
 //! superblocks) at least what the plan said and within md's per-member overhead of it;
 //! `/boot` RAID1 with metadata 1.0 across all four; the mark on each disk's ESP.
 //!
+//! First, the seed customer's Debian (LUKS2 with a recovery passphrase, LVM with every
+//! STIG volume) on RAID10 over four disks, under OVMF with its variables in a file: the
+//! report's `boot-entries` names one entry per ESP (GRUB in `\EFI\debian`), first in
+//! `BootOrder`; the removable-media path `\EFI\BOOT\BOOTX64.EFI` is then deleted from
+//! every ESP host-side, and the machine still boots — through the entry, which
+//! `efibootmgr` in the deployed system shows as `BootCurrent` — with every array healthy;
+//! with disk a gone it boots degraded through disk b's entry.
+//!
 //! This host's kernel has no md, so the arrays are made in QEMU (md needs a kernel);
-//! `mdadm --examine` reads superblocks from files and needs none. Booting the deployed
-//! system (a real distribution's finalize, RAID10 root with LUKS+LVM, then degraded
-//! with one disk gone) is the QEMU test still to write: `qemu_storage.rs` with four disks.
+//! `mdadm --examine` reads superblocks from files and needs none.
 
-use imprint_tests::fixtures::{busybox_rootfs, extract_vfat, guest_base, sha256_hex};
-use imprint_tests::qemu::{Disk, Firmware};
-use imprint_tests::seed::{disk_file, examine, partition, provision, step, SeedDoc};
+use imprint_tests::fixtures::{busybox_rootfs, extract_vfat, guest_base, sh, sha256_hex};
+use imprint_tests::images::debian_rootfs;
+use imprint_tests::qemu::{uefi_vars_file, Boot, Disk, Firmware, Vm};
+use imprint_tests::seed::{
+    disk_file, examine, partition, provision, step, wait_for_marker, SeedDoc, SERIAL_A, SERIAL_B,
+    SERIAL_C, SERIAL_D,
+};
 use imprint_tests::server::Server;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 const DISK: u64 = 2 << 30;
@@ -225,13 +236,163 @@ fn disks(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+const PHRASE: &str = "raid ten debian phrase";
+
+/// Boots the four disks (or those given) under OVMF with `vars`, types the passphrase,
+/// logs in as root.
+fn boot_and_login(disks: &[(PathBuf, &str)], vars: &Path) -> Vm {
+    let mut b = Vm::builder()
+        .boot(Boot::Disk)
+        .firmware(Firmware::Uefi)
+        .uefi_vars(vars)
+        .memory_mib(1536)
+        .no_network()
+        .serial_input();
+    for (p, serial) in disks {
+        b = b.disk(Disk::existing(p, serial));
+    }
+    let mut vm = b.start().unwrap();
+    vm.wait_for_serial("Please unlock disk luks-root", Duration::from_secs(900))
+        .unwrap();
+    let t = Instant::now();
+    vm.send(&format!("{PHRASE}\r")).unwrap();
+    vm.login("root", "imprint", Duration::from_secs(900))
+        .unwrap();
+    eprintln!(
+        "logged in {:.0} s after the passphrase",
+        t.elapsed().as_secs_f64()
+    );
+    vm
+}
+
+/// `efibootmgr`'s `BootCurrent` and `BootOrder` on the deployed system.
+fn efibootmgr(vm: &mut Vm) -> (String, Vec<String>, String) {
+    let out = vm.run("efibootmgr -v", Duration::from_secs(120)).unwrap();
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("efibootmgr printed no {k}\n{out}"))
+    };
+    let order = field("BootOrder:")
+        .split(',')
+        .map(|n| n.trim().to_string())
+        .collect();
+    (field("BootCurrent:"), order, out)
+}
+
+/// Debian on RAID10 under OVMF with persistent variables: the entries, a boot through
+/// them with the removable path gone, and a degraded boot without disk a.
+fn debian_on_raid10_boots_through_its_entries(server: &Server, dir: &Path) {
+    let img = debian_rootfs();
+    server.serve_file("/images/debian-12-rootfs.tar.zst", &img.path);
+    let serials = [SERIAL_A, SERIAL_B, SERIAL_C, SERIAL_D];
+    let files: Vec<PathBuf> = ["da", "db", "dc", "dd"]
+        .iter()
+        .map(|n| disk_file(dir, &format!("{n}.raw"), 6 << 30))
+        .collect();
+    let vars = uefi_vars_file(dir);
+    let mut doc = SeedDoc::new(&guest_base(server), "r10-debian");
+    doc.raid10 = true;
+    doc.passphrase = Some(PHRASE.into());
+    doc.rootfs_sha512 = Some(img.sha512.clone());
+    doc.uefi_vars = Some(vars.clone());
+    server.serve_bytes("/r10-debian.yaml", doc.render().into_bytes());
+    let vm_disks = files
+        .iter()
+        .zip(serials)
+        .map(|(f, s)| Disk::existing(f, s))
+        .collect();
+    let (_, _, fin) = provision(
+        server,
+        &doc,
+        "/r10-debian.yaml",
+        vm_disks,
+        Firmware::Uefi,
+        None,
+    );
+    let root = assert_array(&fin, &files, ROOT, "md-root", 10);
+    assert_eq!(root.layout.as_deref(), Some("near=2"));
+    let boot = assert_array(&fin, &files, BOOT, "md-boot", 1);
+    assert_eq!(boot.version, "1.0");
+
+    // One entry per ESP, GRUB in the vendor directory, first in BootOrder, in disk order.
+    let out = &step(&fin, "boot-entries")["output"];
+    let entries = out["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 4, "{out:#}");
+    let numbers: Vec<String> = entries
+        .iter()
+        .map(|e| e["number"].as_str().unwrap().to_string())
+        .collect();
+    for (e, serial) in entries.iter().zip(serials) {
+        assert_eq!(e["loader"], "\\EFI\\debian\\grubx64.efi", "{e:#}");
+        assert_eq!(e["loader_kind"], "grub", "{e:#}");
+        assert!(
+            e["description"].as_str().unwrap().contains(serial),
+            "the entry names its disk: {e:#}"
+        );
+    }
+    let order: Vec<String> = out["boot_order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order[..4], numbers[..], "imprint's entries first: {out:#}");
+
+    // Firmware may no longer fall back to the removable path: only the entries boot.
+    for f in &files {
+        let (off, _) = partition(f, ESP);
+        let spec = format!("{}@@{off}", f.display());
+        sh("mdel", &["-i", &spec, "::/EFI/BOOT/BOOTX64.EFI"]);
+        let left = sh("mdir", &["-i", &spec, "-b", "-/", "::/EFI"]);
+        assert!(
+            !left.to_uppercase().contains("BOOTX64.EFI") && left.contains("grubx64.efi"),
+            "{}: {left}",
+            f.display()
+        );
+    }
+    let all: Vec<(PathBuf, &str)> = files.iter().cloned().zip(serials).collect();
+    let mut vm = boot_and_login(&all, &vars);
+    let (current, order_now, raw) = efibootmgr(&mut vm);
+    assert_eq!(current, numbers[0], "booted through disk a's entry:\n{raw}");
+    assert_eq!(order_now[..4], numbers[..], "{raw}");
+    let mdstat = vm.run("cat /proc/mdstat", Duration::from_secs(60)).unwrap();
+    assert!(
+        mdstat.contains("raid10") && mdstat.matches("[4/4] [UUUU]").count() == 2,
+        "RAID10 root and RAID1 /boot, all four members in each:\n{mdstat}"
+    );
+    wait_for_marker(&mut vm, Duration::from_secs(600));
+    drop(vm);
+
+    // Disk a gone: disk b's entry boots, both arrays run on three members.
+    let mut vm = boot_and_login(&all[1..], &vars);
+    let (current, _, raw) = efibootmgr(&mut vm);
+    assert_eq!(current, numbers[1], "booted through disk b's entry:\n{raw}");
+    let mdstat = vm.run("cat /proc/mdstat", Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        mdstat.matches("[4/3]").count(),
+        2,
+        "both arrays degraded, running:\n{mdstat}"
+    );
+    let root_mount = vm
+        .run("findmnt -rn -o SOURCE,OPTIONS /", Duration::from_secs(60))
+        .unwrap();
+    assert!(root_mount.contains("rw,"), "/ is writable: {root_mount}");
+    drop(vm);
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
 #[test]
-fn raid10_6_5_and_0_on_four_disks_are_what_the_plan_said() {
+fn four_disks_boot_debian_on_raid10_through_uefi_entries_and_every_level_is_what_the_plan_said() {
     let tar = busybox_rootfs();
     let sha = sha256_hex(&tar);
     let server = Server::start();
     server.serve_bytes("/images/busybox.tar.zst", tar);
     let keep = tempfile::tempdir().unwrap();
+    debian_on_raid10_boots_through_its_entries(&server, keep.path());
     let disks = disks(keep.path());
 
     let fin = run(

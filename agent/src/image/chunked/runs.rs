@@ -269,7 +269,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.img");
         for seed in 1..6u64 {
-            std::fs::File::create(&path).unwrap().set_len(8 << 20).unwrap();
+            std::fs::File::create(&path)
+                .unwrap()
+                .set_len(8 << 20)
+                .unwrap();
             // An image length that is no multiple of the block: the tail is partial.
             check(&path, seed * 7919, (6 << 20) + 1234, 8 << 20);
         }
