@@ -8,7 +8,6 @@ use super::fetch::{From, Getter, Scratch, StoreState};
 use super::index::{Chunk, Index};
 use super::report::ChunkReport;
 use super::runs::RunWriter;
-use super::Job;
 use crate::image::error::ImageError;
 use crate::image::sink::Sink;
 use crate::image::stages::{progress, Run};
@@ -25,6 +24,15 @@ const WINDOW: usize = 12;
 const REPEAT_BYTES: u64 = 2 << 20;
 /// Most chunk requests at once.
 pub const CONNECTIONS: usize = 6;
+
+/// A chunk id to fetch once and write at each of its places.
+pub(crate) struct Job {
+    pub chunk: Chunk,
+    /// Its places in the image, in order.
+    pub places: Vec<u64>,
+    /// Where the scan saw its bytes on the target.
+    pub copy_from: Option<u64>,
+}
 
 /// What is at one chunk's place.
 #[derive(Debug, Clone, Copy)]

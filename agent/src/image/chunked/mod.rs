@@ -32,7 +32,7 @@ use super::error::ImageError;
 use super::sink::Sink;
 use super::source::{Gate, Session};
 use super::stages::{image_error, Produced, Run};
-use deliver::{placed, Piece};
+use deliver::{placed, Job, Piece};
 use fetch::StoreState;
 use index::{Chunk, ChunkId};
 use scan::{Depth, ZeroIds};
@@ -41,15 +41,6 @@ use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// A chunk id to fetch once and write at each of its places.
-pub(crate) struct Job {
-    chunk: Chunk,
-    /// Its places in the image, in order.
-    places: Vec<u64>,
-    /// Where the scan saw its bytes on the target.
-    copy_from: Option<u64>,
-}
 
 /// Writes the image whose index streams in on `input` onto `sink`.
 pub(crate) fn write(
