@@ -56,7 +56,7 @@ pub fn positions(size: u64) -> Vec<(u64, u64)> {
     let span = size - len;
     (0..n)
         .map(|i| {
-            let at = if n == 1 { 0 } else { span / (n - 1) * i };
+            let at = if n == 1 { 0 } else { span * i / (n - 1) };
             (at / ALIGN * ALIGN, len)
         })
         .collect()
