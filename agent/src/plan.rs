@@ -5,8 +5,8 @@
 //! partitions have sectors, images have their digests.
 
 pub use crate::kinds::{
-    ConfigdriveFormat, EraseFallback, Finish, FsType, ImageFormat, MdMetadata, PcrBank,
-    RaidLevel, VerifyMode, WipePolicy,
+    ConfigdriveFormat, EraseFallback, Finish, FsType, ImageFormat, MdMetadata, PcrBank, RaidLevel,
+    VerifyMode, WipePolicy,
 };
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -168,7 +168,11 @@ impl Check {
                 "the configdrive's files fit its {} on {disk}",
                 crate::units::Bytes(*size_bytes).human()
             ),
-            Check::Erase { disk, path, fallback } => format!(
+            Check::Erase {
+                disk,
+                path,
+                fallback,
+            } => format!(
                 "{disk} ({}) offers a secure erase{}",
                 path.display(),
                 crate::storage::erase::fallback_words(fallback)

@@ -91,7 +91,10 @@ fn vm_disks(a: &Path, b: &Path) -> Vec<Disk> {
 /// The `secure` part of a wipe step's output.
 fn secure<'a>(fin: &'a Value, disk: &str) -> &'a Value {
     let s = &step(fin, &format!("wipe:{disk}"))["output"]["secure"];
-    assert!(s.is_object(), "wipe:{disk} reports no secure erase: {fin:#}");
+    assert!(
+        s.is_object(),
+        "wipe:{disk} reports no secure erase: {fin:#}"
+    );
     s
 }
 
@@ -100,7 +103,10 @@ fn assert_proved(s: &Value, what: &str) {
     let n = &s["samples"];
     assert_eq!(n["count"], 64, "{what}: {s:#}");
     assert_eq!(n["bytes_each"], MIB, "{what}");
-    assert_eq!(n["changed"], 64, "{what}: every sampled block held data before");
+    assert_eq!(
+        n["changed"], 64,
+        "{what}: every sampled block held data before"
+    );
     assert_eq!(n["unchanged_data"], 0, "{what}");
     assert!(s["seconds"].as_f64().is_some(), "{what}: the time taken");
 }
@@ -183,7 +189,10 @@ fn nvme_erases_by_format_and_a_virtio_disk_is_refused_or_overwritten_as_the_docu
     assert_eq!(sb["samples"]["zero"], 64, "an overwrite leaves zeros");
     assert_proved(sb, "virtio");
     for (f, what) in [(&a, "nvme"), (&b, "virtio")] {
-        assert!(data_gone(f), "{what}: the test's data is gone from the disk file");
+        assert!(
+            data_gone(f),
+            "{what}: the test's data is gone from the disk file"
+        );
     }
     eprintln!(
         "erased: nvme in {} s, virtio in {} s; run {secs:.0} s",

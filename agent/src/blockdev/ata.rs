@@ -158,7 +158,13 @@ impl Security {
 }
 
 /// Sends `cdb` through SG_IO with `data` (512 bytes or none) and a `timeout_ms`.
-fn sg_io(f: &File, op: &'static str, cdb: &[u8; 16], data: Option<(&mut [u8; 512], Data)>, timeout_ms: u32) -> Result<()> {
+fn sg_io(
+    f: &File,
+    op: &'static str,
+    cdb: &[u8; 16],
+    data: Option<(&mut [u8; 512], Data)>,
+    timeout_ms: u32,
+) -> Result<()> {
     let mut sense = [0u8; 32];
     let (dir, len, ptr) = match data {
         Some((buf, Data::In)) => (SG_DXFER_FROM_DEV, 512, buf.as_mut_ptr()),
@@ -243,7 +249,13 @@ fn ata_error(sense: &[u8]) -> bool {
 pub fn identify(f: &File) -> Result<[u8; 512]> {
     let mut buf = [0u8; 512];
     let cdb = pass_through(IDENTIFY_DEVICE, Data::In);
-    sg_io(f, "ATA IDENTIFY DEVICE", &cdb, Some((&mut buf, Data::In)), 10_000)?;
+    sg_io(
+        f,
+        "ATA IDENTIFY DEVICE",
+        &cdb,
+        Some((&mut buf, Data::In)),
+        10_000,
+    )?;
     Ok(buf)
 }
 
@@ -251,7 +263,13 @@ pub fn identify(f: &File) -> Result<[u8; 512]> {
 pub fn set_password(f: &File, password: &[u8]) -> Result<()> {
     let mut b = password_block(password, false);
     let cdb = pass_through(SECURITY_SET_PASSWORD, Data::Out);
-    sg_io(f, "ATA SECURITY SET PASSWORD", &cdb, Some((&mut b, Data::Out)), 10_000)
+    sg_io(
+        f,
+        "ATA SECURITY SET PASSWORD",
+        &cdb,
+        Some((&mut b, Data::Out)),
+        10_000,
+    )
 }
 
 /// SECURITY ERASE PREPARE then SECURITY ERASE UNIT with the user `password`; returns
@@ -261,7 +279,13 @@ pub fn erase_unit(f: &File, password: &[u8], enhanced: bool, timeout_ms: u32) ->
     sg_io(f, "ATA SECURITY ERASE PREPARE", &prep, None, 10_000)?;
     let mut b = password_block(password, enhanced);
     let cdb = pass_through(SECURITY_ERASE_UNIT, Data::Out);
-    sg_io(f, "ATA SECURITY ERASE UNIT", &cdb, Some((&mut b, Data::Out)), timeout_ms)
+    sg_io(
+        f,
+        "ATA SECURITY ERASE UNIT",
+        &cdb,
+        Some((&mut b, Data::Out)),
+        timeout_ms,
+    )
 }
 
 #[cfg(test)]
@@ -273,14 +297,20 @@ mod tests {
         let c = pass_through(IDENTIFY_DEVICE, Data::In);
         assert_eq!(c[0], 0x85, "ATA PASS-THROUGH (16)");
         assert_eq!(c[1] >> 1 & 0xf, 4, "PIO data-in");
-        assert_eq!(c[2], 0b0000_1110, "from the device, in blocks, count in sector count");
+        assert_eq!(
+            c[2], 0b0000_1110,
+            "from the device, in blocks, count in sector count"
+        );
         assert_eq!((c[6], c[14]), (1, 0xec));
     }
 
     #[test]
     fn erase_unit_sends_one_block_to_the_device_and_prepare_sends_none() {
         let c = pass_through(SECURITY_ERASE_UNIT, Data::Out);
-        assert_eq!((c[1] >> 1 & 0xf, c[2], c[6], c[14]), (5, 0b0000_0110, 1, 0xf4));
+        assert_eq!(
+            (c[1] >> 1 & 0xf, c[2], c[6], c[14]),
+            (5, 0b0000_0110, 1, 0xf4)
+        );
         let p = pass_through(SECURITY_ERASE_PREPARE, Data::None);
         assert_eq!((p[1] >> 1 & 0xf, p[6], p[14]), (3, 0, 0xf3));
     }
@@ -308,7 +338,10 @@ mod tests {
         let s = Security::parse(&identify_data(0x0002, 30, 0x8005, 0b10_1001));
         assert!(s.supported && s.frozen && s.enhanced_erase && !s.enabled && !s.locked);
         assert_eq!((s.erase_minutes, s.enhanced_erase_minutes), (60, 10));
-        assert_eq!(s.words(), ["ATA security erase", "enhanced erase", "frozen"]);
+        assert_eq!(
+            s.words(),
+            ["ATA security erase", "enhanced erase", "frozen"]
+        );
         // Word 128 without word 82's bit (QEMU's IDE disk sets neither): unsupported.
         let q = Security::parse(&identify_data(0x4021, 0, 0, 0x0001));
         assert!(!q.supported);

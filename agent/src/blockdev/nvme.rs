@@ -181,7 +181,9 @@ pub enum SanitizeState {
     NeverSanitized,
     Completed,
     /// SPROG: the fraction done, in 65536ths.
-    InProgress { sprog: u16 },
+    InProgress {
+        sprog: u16,
+    },
     Failed,
     /// Completed, and the media were not deallocated afterwards (still a completion).
     CompletedNoDeallocate,
@@ -223,14 +225,13 @@ pub fn admin(f: &File, op: &'static str, mut cmd: AdminCmd, data: &mut [u8]) -> 
     // SAFETY: `cmd` is a live, properly laid-out nvme_passthru_cmd; its addr points at
     // `data`, borrowed mutably for the call and exactly data_len bytes long, or is 0
     // with data_len 0. The kernel copies the command in and out before returning.
-    let status =
-        unsafe { sys::nvme_ioctl_admin_cmd(f.as_raw_fd(), &mut cmd) }.map_err(|e| {
-            BlockError::Ioctl {
-                op,
-                path: name_of(f),
-                source: e.into(),
-            }
-        })?;
+    let status = unsafe { sys::nvme_ioctl_admin_cmd(f.as_raw_fd(), &mut cmd) }.map_err(|e| {
+        BlockError::Ioctl {
+            op,
+            path: name_of(f),
+            source: e.into(),
+        }
+    })?;
     if status != 0 {
         return Err(BlockError::Nvme {
             op,
@@ -251,7 +252,12 @@ pub fn identify_controller(f: &File) -> Result<Vec<u8>> {
 /// Identify Namespace data of `nsid` (4096 bytes).
 pub fn identify_namespace(f: &File, nsid: u32) -> Result<Vec<u8>> {
     let mut data = vec![0u8; 4096];
-    admin(f, "NVMe Identify Namespace", identify_cmd(0, nsid), &mut data)?;
+    admin(
+        f,
+        "NVMe Identify Namespace",
+        identify_cmd(0, nsid),
+        &mut data,
+    )?;
     Ok(data)
 }
 
@@ -263,7 +269,12 @@ pub fn sanitize(f: &File, action: SanitizeAction) -> Result<()> {
 /// The Sanitize Status log page.
 pub fn sanitize_status(f: &File) -> Result<SanitizeState> {
     let mut log = vec![0u8; SANITIZE_LOG_LEN];
-    admin(f, "NVMe Get Log Page (Sanitize Status)", sanitize_log_cmd(), &mut log)?;
+    admin(
+        f,
+        "NVMe Get Log Page (Sanitize Status)",
+        sanitize_log_cmd(),
+        &mut log,
+    )?;
     Ok(sanitize_state(&log))
 }
 

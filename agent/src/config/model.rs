@@ -3,8 +3,8 @@
 
 use super::types::*;
 use crate::kinds::{
-    ConfigdriveFormat, Finish, FsType, Hints, ImageFormat, MdMetadata, PcrBank, RaidLevel,
-    VerifyMode, WipePolicy, EraseFallback,
+    ConfigdriveFormat, EraseFallback, Finish, FsType, Hints, ImageFormat, MdMetadata, PcrBank,
+    RaidLevel, VerifyMode, WipePolicy,
 };
 use crate::secret::Secret;
 use crate::units::{Bytes, SizeSpec, MIB};

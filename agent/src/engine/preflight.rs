@@ -133,7 +133,11 @@ fn check(c: &Check, plan: &Plan, ctx: &Context) -> Result<String, String> {
                 format!(
                     "{:?}{} ({}: {})",
                     d.method,
-                    if d.fallback { ", a fallback the document allows" } else { "" },
+                    if d.fallback {
+                        ", a fallback the document allows"
+                    } else {
+                        ""
+                    },
                     d.claimed.interface,
                     d.claimed.capabilities.join(", ")
                 )

@@ -3,11 +3,11 @@
 
 use super::error::StepError;
 use super::session::{Session, Undo};
+use crate::kinds::EraseFallback;
 use crate::plan::{
     AppendPlan, LuksPlan, LvmPlan, MkfsPlan, MountPlan, PartitionPlan, Plan, RaidPlan,
 };
 use crate::report::output::{Appended, Made, Mounted, Partitioned, Wiped};
-use crate::kinds::EraseFallback;
 use crate::report::StepOutput;
 use crate::storage;
 use std::path::Path;

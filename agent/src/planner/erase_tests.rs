@@ -62,7 +62,10 @@ fn a_secure_wipe_carries_its_fallbacks_and_a_disk_may_override_it() {
         text.contains("securely erase the whole disk on /dev/nvme0n1\n  method: decided at run time from what the device reports (NVMe sanitize or format, ATA security erase); fallback: discard, then overwrite"),
         "{text}"
     );
-    assert!(text.contains("erase every signature on /dev/sdb\n"), "{text}");
+    assert!(
+        text.contains("erase every signature on /dev/sdb\n"),
+        "{text}"
+    );
 }
 
 #[test]

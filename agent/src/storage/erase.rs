@@ -214,7 +214,10 @@ fn ata_blocked(s: &ata::Security) -> Option<(&'static str, &'static str)> {
     } else if s.frozen {
         Some(("frozen (the firmware froze it at boot)", "suspend and resume the machine (the disk comes back unfrozen) or power-cycle the disk by hot-plugging it, then run again"))
     } else if s.locked || s.enabled {
-        Some(("protected by a password the agent does not know", "disable it with the disk's password (hdparm --security-disable) and run again"))
+        Some((
+            "protected by a password the agent does not know",
+            "disable it with the disk's password (hdparm --security-disable) and run again",
+        ))
     } else {
         None
     }
@@ -369,11 +372,16 @@ fn ata_erase(f: &File, name: &str, enhanced: bool) -> Result<(), EraseError> {
     };
     let limit_ms = (u64::from(minutes) * 2 * 60_000).max(2 * 3600 * 1000);
     ata::set_password(f, ATA_PASSWORD)?;
-    ata::erase_unit(f, ATA_PASSWORD, enhanced, u32::try_from(limit_ms).unwrap_or(u32::MAX))
-        .map_err(|e| EraseError::AtaErase {
-            disk: name.into(),
-            source: e,
-        })
+    ata::erase_unit(
+        f,
+        ATA_PASSWORD,
+        enhanced,
+        u32::try_from(limit_ms).unwrap_or(u32::MAX),
+    )
+    .map_err(|e| EraseError::AtaErase {
+        disk: name.into(),
+        source: e,
+    })
 }
 
 /// Polls the Sanitize Status log once a second until the sanitize ends or `limit` passes.

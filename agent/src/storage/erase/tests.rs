@@ -69,7 +69,8 @@ fn an_unchanged_block_holding_data_fails_the_erase() {
     );
     let e = verify("/dev/x", Method::NvmeFormatUserData, &got).unwrap_err();
     assert!(
-        e.to_string().contains("1 of 3 sampled blocks still hold the data"),
+        e.to_string()
+            .contains("1 of 3 sampled blocks still hold the data"),
         "{e}"
     );
 }
@@ -82,7 +83,11 @@ fn random_data_after_a_crypto_erase_passes_but_not_after_a_discard() {
     assert_eq!((got.changed, got.unchanged_data, got.zero), (2, 0, 0));
     verify("/dev/x", Method::NvmeSanitizeCrypto, &got).unwrap();
     let e = verify("/dev/x", Method::Discard, &got).unwrap_err();
-    assert!(e.to_string().contains("2 of 2 sampled blocks are not zeros"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("2 of 2 sampled blocks are not zeros"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -101,7 +106,11 @@ fn a_disk_without_secure_erase_is_refused_unless_a_fallback_is_allowed() {
             && msg.contains("storage.erase.fallback: [overwrite]"),
         "{msg}"
     );
-    assert_eq!(digest_of(&lo.dev), digest, "a refused disk is left as it was");
+    assert_eq!(
+        digest_of(&lo.dev),
+        digest,
+        "a refused disk is left as it was"
+    );
 
     let r = secure_erase(&lo.dev, &[EraseFallback::Overwrite]).unwrap();
     assert_eq!((r.method, r.fallback), (Method::Overwrite, true));
