@@ -39,7 +39,8 @@ host() {
 # running): the tang+TPM seed layout, the single-disk seed layout (from a registry,
 # with its undo run) and three short suites in one (1058 + 660 + 200 + 150 + 175), the
 # mirrored seed layout with the rest in the other (about 1200 + 300 + 150 + 140 + 60 +
-# 60 + 25, and qemu_raid_levels: 135 s alone, four agent runs on four disks).
+# 60 + 25, and qemu_raid_levels: 135 s alone, four agent runs on four disks; qemu_erase:
+# 115 s alone, two runs on an NVMe and a virtio disk).
 lane_a="qemu_binding qemu_storage_single qemu_powercut qemu_deployed qemu_images"
 qemu() { # qemu a|b
   local rc=0
