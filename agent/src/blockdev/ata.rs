@@ -296,7 +296,7 @@ mod tests {
     fn identify_is_a_pio_data_in_of_one_block() {
         let c = pass_through(IDENTIFY_DEVICE, Data::In);
         assert_eq!(c[0], 0x85, "ATA PASS-THROUGH (16)");
-        assert_eq!(c[1] >> 1 & 0xf, 4, "PIO data-in");
+        assert_eq!((c[1] >> 1) & 0xf, 4, "PIO data-in");
         assert_eq!(
             c[2], 0b0000_1110,
             "from the device, in blocks, count in sector count"
@@ -308,11 +308,11 @@ mod tests {
     fn erase_unit_sends_one_block_to_the_device_and_prepare_sends_none() {
         let c = pass_through(SECURITY_ERASE_UNIT, Data::Out);
         assert_eq!(
-            (c[1] >> 1 & 0xf, c[2], c[6], c[14]),
+            ((c[1] >> 1) & 0xf, c[2], c[6], c[14]),
             (5, 0b0000_0110, 1, 0xf4)
         );
         let p = pass_through(SECURITY_ERASE_PREPARE, Data::None);
-        assert_eq!((p[1] >> 1 & 0xf, p[6], p[14]), (3, 0, 0xf3));
+        assert_eq!(((p[1] >> 1) & 0xf, p[6], p[14]), (3, 0, 0xf3));
     }
 
     #[test]

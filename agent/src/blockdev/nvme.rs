@@ -172,7 +172,7 @@ impl EraseCaps {
 /// The current LBA format index of Identify Namespace data (FLBAS bits 3:0 and 6:5).
 pub fn current_lbaf(id_ns: &[u8]) -> u8 {
     let flbas = id_ns.get(26).copied().unwrap_or(0);
-    (flbas & 0xf) | ((flbas >> 5) & 0x3) << 4
+    (flbas & 0xf) | (((flbas >> 5) & 0x3) << 4)
 }
 
 /// Sanitize Status (SSTAT bits 2:0 of the log page) and progress (SPROG / 65536).
