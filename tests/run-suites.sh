@@ -39,7 +39,8 @@ host() {
 # running): the tang+TPM seed layout, the single-disk seed layout (from a registry,
 # with its undo run) and five short suites in one (983 + 665 + 178 + 177 + 121 + 144 +
 # 134), the mirrored seed layout, the four-disk RAID10 Debian (two boots) with the other
-# md levels, and the rest in the other (1068 + ~850 + 161 + 131 + 98 + 46).
+# md levels, and the rest in the other (1068 + ~850 + 161 + 131 + 98 + 46 + qemu_erase
+# ~115 + qemu_disk_identity ~45).
 lane_a="qemu_binding qemu_storage_single qemu_powercut qemu_deployed qemu_images qemu_provision qemu_ipv6"
 qemu() { # qemu a|b
   local rc=0

@@ -80,6 +80,20 @@ pub enum WipePolicy {
     Discard,
     /// As `signatures`, then zero the whole disk (BLKZEROOUT; slow without offload).
     Zero,
+    /// Erase every block with the device's own secure erase (NVMe Sanitize or Format,
+    /// ATA Security Erase), chosen at run time from what the device reports and proved
+    /// by sampled reads; `storage.erase.fallback` says what may stand in for it.
+    Secure,
+}
+
+/// What may stand in for a secure erase the device does not offer (`storage.erase.fallback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EraseFallback {
+    /// Discard the whole disk (BLKDISCARD); the sampled reads decide whether it erased.
+    Discard,
+    /// Write zeros over the whole disk (BLKZEROOUT, offloaded where the device can).
+    Overwrite,
 }
 
 /// Hints selecting one disk. Every given hint must match.

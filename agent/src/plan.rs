@@ -5,8 +5,8 @@
 //! partitions have sectors, images have their digests.
 
 pub use crate::kinds::{
-    ConfigdriveFormat, Finish, FsType, ImageFormat, MdMetadata, PcrBank, RaidLevel, VerifyMode,
-    WipePolicy,
+    ConfigdriveFormat, EraseFallback, Finish, FsType, ImageFormat, MdMetadata, PcrBank, RaidLevel,
+    VerifyMode, WipePolicy,
 };
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -62,9 +62,12 @@ pub enum Step {
     Wipe {
         disk: String,
         path: PathBuf,
-        /// Signatures only (default), or also discard/zero the whole disk.
+        /// Signatures only (default), or also discard/zero the whole disk, or a secure erase.
         #[serde(default)]
         policy: WipePolicy,
+        /// What a `secure` wipe may fall back to, in order (empty: none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fallback: Vec<EraseFallback>,
     },
     /// Write a new GPT.
     Partition {
@@ -118,6 +121,12 @@ pub enum Check {
     Tpm { bank: PcrBank },
     /// The configdrive's files fit the space planned for it.
     Configdrive { disk: String, size_bytes: u64 },
+    /// The disk offers a secure erase, or one of the fallbacks the document allows.
+    Erase {
+        disk: String,
+        path: PathBuf,
+        fallback: Vec<EraseFallback>,
+    },
     /// Booted in UEFI mode, the firmware's variables can be read and written there
     /// (booted by BIOS, the boot-entries step is skipped and this passes).
     Efivars { efivars: PathBuf },
@@ -158,6 +167,17 @@ impl Check {
             Check::Configdrive { disk, size_bytes } => format!(
                 "the configdrive's files fit its {} on {disk}",
                 crate::units::Bytes(*size_bytes).human()
+            ),
+            Check::Erase {
+                disk,
+                path,
+                fallback,
+            } => format!(
+                "{disk} ({}) offers a secure erase{}",
+                path.display(),
+                crate::storage::erase::fallback_words(fallback)
+                    .map(|f| format!(", or the document allows {f}"))
+                    .unwrap_or_default()
             ),
             Check::Efivars { efivars } => format!(
                 "in UEFI mode, the firmware's boot entries are readable and writable in {}",

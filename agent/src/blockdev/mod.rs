@@ -39,12 +39,26 @@ pub enum BlockError {
     Sysfs { path: String, source: io::Error },
     #[error("{path} is not a block device")]
     NotBlock { path: String },
+    #[error("{op} on {path} failed ({detail}); the device refused the command")]
+    Ata {
+        op: &'static str,
+        path: String,
+        detail: String,
+    },
+    #[error("{op} on {path} failed with NVMe status {status:#x}; the controller refused the command (see its Identify data and error log: nvme error-log)")]
+    Nvme {
+        op: &'static str,
+        path: String,
+        status: u32,
+    },
 }
 
 type Result<T> = std::result::Result<T, BlockError>;
 
 mod aligned;
 pub use aligned::AlignedBuf;
+pub mod ata;
+pub mod nvme;
 
 /// The ioctl request numbers (linux/fs.h, linux/blkpg.h) and their raw wrappers.
 mod sys {
@@ -372,6 +386,19 @@ pub fn discard(f: &File, offset: u64, len: u64) -> Result<()> {
         return Err(BlockError::NotBlock { path: name_of(f) });
     }
     range_op(f, "BLKDISCARD", offset, len, sys::blkdiscard)
+}
+
+/// Whether the device discards (sysfs `queue/discard_max_bytes` > 0).
+pub fn supports_discard(disk: &Path) -> bool {
+    let Ok(name) = sysfs_name(disk) else {
+        return false;
+    };
+    read_sys_u64(
+        &Path::new("/sys/class/block")
+            .join(name)
+            .join("queue/discard_max_bytes"),
+    )
+    .is_ok_and(|n| n > 0)
 }
 
 /// Whether the device offloads zeroing (sysfs `queue/write_zeroes_max_bytes` > 0).

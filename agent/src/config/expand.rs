@@ -15,6 +15,7 @@ pub fn expand_storage(doc: &Document) -> Result<ExplicitStorage, DocError> {
         return Ok(out);
     };
     out.wipe = storage.wipe;
+    out.erase = storage.erase.clone();
     if let Some(layout) = &storage.layout {
         expand_layout(doc, layout, &mut out)?;
     }

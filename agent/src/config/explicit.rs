@@ -1,7 +1,7 @@
 //! The explicit storage form: every partition, array, LUKS volume, volume group and
 //! filesystem of a document, each with the place in the document it came from.
 
-use super::model::{Filesystem, Luks, Partition, Raid, Storage, VolumeGroup};
+use super::model::{Erase, Filesystem, Luks, Partition, Raid, Storage, VolumeGroup};
 use super::types::Name;
 use crate::kinds::WipePolicy;
 
@@ -46,6 +46,8 @@ impl Origin {
 #[derive(Debug, Clone, Default)]
 pub struct ExplicitStorage {
     pub wipe: WipePolicy,
+    /// `storage.erase`: what a `secure` wipe may fall back to.
+    pub erase: Option<Erase>,
     pub partitions: Vec<(Partition, Origin)>,
     pub raid: Vec<(Raid, Origin)>,
     pub luks: Vec<(Luks, Origin)>,
@@ -61,6 +63,7 @@ impl ExplicitStorage {
     pub fn to_storage(&self) -> Storage {
         Storage {
             wipe: self.wipe,
+            erase: self.erase.clone(),
             layout: None,
             partitions: self.partitions.iter().map(|(p, _)| p.clone()).collect(),
             raid: self.raid.iter().map(|(r, _)| r.clone()).collect(),

@@ -3,8 +3,8 @@
 
 use super::types::*;
 use crate::kinds::{
-    ConfigdriveFormat, Finish, FsType, Hints, ImageFormat, MdMetadata, PcrBank, RaidLevel,
-    VerifyMode, WipePolicy,
+    ConfigdriveFormat, EraseFallback, Finish, FsType, Hints, ImageFormat, MdMetadata, PcrBank,
+    RaidLevel, VerifyMode, WipePolicy,
 };
 use crate::secret::Secret;
 use crate::units::{Bytes, SizeSpec, MIB};
@@ -56,6 +56,9 @@ pub struct DiskSpec {
     /// Hints; every one given must match exactly one disk.
     #[serde(rename = "match")]
     pub hints: Hints,
+    /// This disk's wipe, instead of `storage.wipe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wipe: Option<WipePolicy>,
 }
 
 /// Storage: a short-form `layout`, explicit items, or both on different disks.
@@ -64,6 +67,9 @@ pub struct DiskSpec {
 pub struct Storage {
     #[serde(default)]
     pub wipe: WipePolicy,
+    /// What a `secure` wipe may fall back to where the device offers no secure erase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erase: Option<Erase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<Layout>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -76,6 +82,16 @@ pub struct Storage {
     pub lvm: Vec<VolumeGroup>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filesystems: Vec<Filesystem>,
+}
+
+/// Settings of the `secure` wipe.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Erase {
+    /// Tried in order when the device offers no secure erase; empty (the default):
+    /// such a device is refused before any disk is touched.
+    #[serde(default)]
+    pub fallback: Vec<EraseFallback>,
 }
 
 /// The short form: the common layouts in a few lines (see `config::expand`).

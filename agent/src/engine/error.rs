@@ -8,6 +8,8 @@ pub enum StepError {
     #[error(transparent)]
     Wipe(#[from] crate::storage::wipe::WipeError),
     #[error(transparent)]
+    Erase(#[from] crate::storage::erase::EraseError),
+    #[error(transparent)]
     Partition(#[from] crate::storage::partition::PartitionError),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),

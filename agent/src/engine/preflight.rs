@@ -128,6 +128,21 @@ fn check(c: &Check, plan: &Plan, ctx: &Context) -> Result<String, String> {
                 .map(|bytes| format!("{bytes} bytes of files fit"))
                 .map_err(|e| e.to_string())
         }
+        Check::Erase { path, fallback, .. } => crate::storage::erase::decide(path, fallback)
+            .map(|d| {
+                format!(
+                    "{:?}{} ({}: {})",
+                    d.method,
+                    if d.fallback {
+                        ", a fallback the document allows"
+                    } else {
+                        ""
+                    },
+                    d.claimed.interface,
+                    d.claimed.capabilities.join(", ")
+                )
+            })
+            .map_err(|e| e.to_string()),
         Check::Efivars { efivars } => {
             crate::efi::check(std::path::Path::new(crate::efi::FIRMWARE), efivars)
                 .map_err(|e| e.to_string())

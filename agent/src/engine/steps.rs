@@ -15,7 +15,12 @@ pub fn run(
     session: &mut Session,
 ) -> Result<StepOutput, StepError> {
     match step {
-        Step::Wipe { path, policy, .. } => storage_steps::wipe(path, *policy),
+        Step::Wipe {
+            path,
+            policy,
+            fallback,
+            ..
+        } => storage_steps::wipe(path, *policy, fallback),
         Step::Partition {
             path,
             logical_sector,

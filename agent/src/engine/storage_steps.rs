@@ -3,6 +3,7 @@
 
 use super::error::StepError;
 use super::session::{Session, Undo};
+use crate::kinds::EraseFallback;
 use crate::plan::{
     AppendPlan, LuksPlan, LvmPlan, MkfsPlan, MountPlan, PartitionPlan, Plan, RaidPlan,
 };
@@ -11,21 +12,41 @@ use crate::report::StepOutput;
 use crate::storage;
 use std::path::Path;
 
-/// Releases what a previous deployment left active on `disk`, then erases it.
-pub fn wipe(disk: &Path, policy: storage::wipe::Policy) -> Result<StepOutput, StepError> {
+/// Releases what a previous deployment left active on `disk`, then erases it: its
+/// signatures, and with `secure` every block first (the device's method or a `fallback`).
+pub fn wipe(
+    disk: &Path,
+    policy: storage::wipe::Policy,
+    fallback: &[EraseFallback],
+) -> Result<StepOutput, StepError> {
+    let secure_wipe = policy == storage::wipe::Policy::Secure;
+    if secure_wipe {
+        // Preflight decided already; deciding again refuses before anything is released.
+        storage::erase::decide(disk, fallback)?;
+    }
     // A previous deployment's arrays, mappings and volumes on this disk go first.
     let released = if crate::blockdev::is_block_device(disk) {
         storage::teardown::release(disk)?
     } else {
         Vec::new()
     };
+    let secure = if secure_wipe {
+        if crate::blockdev::is_block_device(disk) {
+            storage::wipe::refuse_if_busy(disk, &disk.display().to_string(), false)?;
+        }
+        Some(storage::erase::secure_erase(disk, fallback)?)
+    } else {
+        None
+    };
     // Mounted disks were refused before the run (apply) or are the ramdisk's own
-    // (run); the engine does not force.
+    // (run); the engine does not force. After a secure erase this finds no
+    // signatures; it is what makes the kernel forget the disk's partitions.
     let report = storage::wipe::wipe_disk(disk, policy, false)?;
     Ok(StepOutput::Wipe(Wiped {
         disk: disk.to_path_buf(),
         released,
         erased: report,
+        secure,
     }))
 }
 

@@ -47,6 +47,17 @@ pub(super) fn for_steps(steps: &[Step]) -> Vec<Check> {
                 disk: c.disk.clone(),
                 size_bytes: c.size_bytes,
             }),
+            // The device's erase method (or an allowed fallback) is known before any disk is touched.
+            Step::Wipe {
+                disk,
+                path,
+                policy: crate::kinds::WipePolicy::Secure,
+                fallback,
+            } => add(Check::Erase {
+                disk: disk.clone(),
+                path: path.clone(),
+                fallback: fallback.clone(),
+            }),
             Step::BootEntries(b) => add(Check::Efivars {
                 efivars: b.efivars.clone(),
             }),

@@ -211,6 +211,8 @@ fn host_plan(doc: &Document, chosen: &[Chosen], opts: &PlanOptions) -> HostPlan 
 }
 
 #[cfg(test)]
+mod erase_tests;
+#[cfg(test)]
 mod raid_tests;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use super::chosen::Chosen;
 use super::devices::Devices;
 use super::error::PlanError;
 use super::targets::Targets;
-use crate::config::{Document, ExplicitStorage, PartitionType};
+use crate::config::{Document, ExplicitStorage, PartitionType, WipePolicy};
 use crate::disks::Disk;
 use crate::plan::{appended_node, AppendPlan, AppendedPartition, Plan, Step};
 use crate::storage::partition::PartitionRequest;
@@ -30,13 +30,25 @@ pub(super) struct Laid {
     pub configdrive: HashMap<String, PathBuf>,
 }
 
-/// One wipe step per chosen disk.
-pub(super) fn wipe(st: &ExplicitStorage, chosen: &[Chosen], plan: &mut Plan) {
+/// One wipe step per chosen disk: the disk's own `wipe`, else `storage.wipe`; a
+/// `secure` one carries the document's fallbacks.
+pub(super) fn wipe(doc: &Document, st: &ExplicitStorage, chosen: &[Chosen], plan: &mut Plan) {
     for c in chosen {
+        let policy = doc
+            .disks
+            .iter()
+            .find(|d| d.name.as_str() == c.name)
+            .and_then(|d| d.wipe)
+            .unwrap_or(st.wipe);
+        let fallback = match (policy, &st.erase) {
+            (WipePolicy::Secure, Some(e)) => e.fallback.clone(),
+            _ => Vec::new(),
+        };
         plan.steps.push(Step::Wipe {
             disk: c.name.clone(),
             path: c.disk.path.clone(),
-            policy: st.wipe,
+            policy,
+            fallback,
         });
     }
 }

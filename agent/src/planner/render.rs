@@ -136,13 +136,28 @@ impl Plan {
 
     fn write_step(&self, o: &mut String, s: &Step) -> std::fmt::Result {
         match s {
-            Step::Wipe { path, policy, .. } => {
+            Step::Wipe {
+                path,
+                policy,
+                fallback,
+                ..
+            } => {
                 let how = match policy {
                     WipePolicy::Signatures => "erase every signature",
                     WipePolicy::Discard => "erase every signature, then discard the whole disk",
                     WipePolicy::Zero => "erase every signature, then zero the whole disk",
+                    WipePolicy::Secure => "securely erase the whole disk",
                 };
-                writeln!(o, "{how} on {}", path.display())
+                writeln!(o, "{how} on {}", path.display())?;
+                if *policy == WipePolicy::Secure {
+                    writeln!(
+                        o,
+                        "  method: decided at run time from what the device reports (NVMe sanitize or format, ATA security erase); fallback: {}; 64 sampled reads before and after prove it",
+                        crate::storage::erase::fallback_words(fallback)
+                            .unwrap_or_else(|| "none, a device without one is refused".into())
+                    )?;
+                }
+                Ok(())
             }
             Step::Partition {
                 path,

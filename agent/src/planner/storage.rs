@@ -28,7 +28,7 @@ pub(super) fn steps(
 ) -> Result<(), PlanError> {
     let st = crate::config::expand_storage(doc)?;
     let targets = Targets::decide(doc, &st, chosen);
-    partitions::wipe(&st, chosen, plan);
+    partitions::wipe(doc, &st, chosen, plan);
     let mut dev = Devices::default();
     let laid = partitions::lay_out(doc, &st, chosen, &targets, backend, &mut dev, plan)?;
     stack::raid(&st, seed, &mut dev, plan);

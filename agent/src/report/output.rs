@@ -69,7 +69,7 @@ pub struct CheckPassed {
 }
 
 /// A wiped disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Wiped {
     pub disk: PathBuf,
@@ -77,6 +77,9 @@ pub struct Wiped {
     pub released: Vec<String>,
     /// The signatures removed and the ranges zeroed.
     pub erased: WipeReport,
+    /// `wipe: secure`: the method, what the device claimed, the sampled proof, the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<crate::storage::erase::EraseReport>,
 }
 
 /// A new partition table.

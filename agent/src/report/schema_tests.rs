@@ -138,6 +138,25 @@ fn outputs() -> Vec<StepOutput> {
                 discarded: false,
                 forgot_partitions: vec![1],
             },
+            secure: Some(crate::storage::erase::EraseReport {
+                method: crate::storage::erase::Method::NvmeFormatUserData,
+                fallback: false,
+                claimed: crate::storage::erase::Claimed {
+                    interface: "nvme".into(),
+                    capabilities: vec!["format nvm".into()],
+                    discard: true,
+                    write_zeroes: true,
+                },
+                samples: crate::storage::erase::sample::Samples {
+                    count: 64,
+                    bytes_each: 1 << 20,
+                    zero: 64,
+                    changed: 64,
+                    unchanged: 0,
+                    unchanged_data: 0,
+                },
+                seconds: 1.5,
+            }),
         }),
         StepOutput::Partition(Partitioned {
             disk: sda.clone(),

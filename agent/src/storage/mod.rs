@@ -2,6 +2,7 @@
 //! run left, [`partition`] lays out GPT tables, [`raid`] assembles md arrays, [`luks`]
 //! encrypts, [`lvm`] carves volumes and [`fs`] makes, grows and mounts filesystems.
 
+pub mod erase;
 pub mod fs;
 pub mod luks;
 pub mod lvm;

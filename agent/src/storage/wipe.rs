@@ -75,7 +75,7 @@ pub fn busy_reasons(d: &Disk) -> Vec<String> {
 }
 
 /// Refuses a mounted or held disk, or warns that it is wiped anyway (`force`).
-fn refuse_if_busy(disk: &Path, name: &str, force: bool) -> Result<(), WipeError> {
+pub fn refuse_if_busy(disk: &Path, name: &str, force: bool) -> Result<(), WipeError> {
     let inv = disks::inventory_paths(&[disk.to_path_buf()])?;
     let reasons = inv.first().map(busy_reasons).unwrap_or_default();
     if reasons.is_empty() {
@@ -199,6 +199,8 @@ pub fn wipe_disk(disk: &Path, policy: Policy, force: bool) -> Result<WipeReport,
             blockdev::zero_out(&file, 0, size)?;
             report.zeroed = vec![(0, size)];
         }
+        // The whole disk was erased before (storage::erase), with its own report.
+        Policy::Secure => {}
     }
     blockdev::flush(&file)?;
     drop(file);

@@ -2,6 +2,7 @@
 
 use super::checker::Checker;
 use crate::config::model::Document;
+use crate::kinds::WipePolicy;
 use crate::units::MIB;
 use std::collections::HashMap;
 
@@ -31,6 +32,27 @@ pub(super) fn disks(c: &mut Checker, doc: &Document) {
                     format!("max_size {hi} is below min_size {lo}; no disk can match"),
                 );
             }
+        }
+    }
+}
+
+/// `storage.erase` only where some disk's wipe is `secure`, each fallback once.
+pub(super) fn erase(c: &mut Checker, doc: &Document) {
+    let Some(st) = &doc.storage else { return };
+    let Some(erase) = &st.erase else { return };
+    let secure = |w: Option<WipePolicy>| w.unwrap_or(st.wipe) == WipePolicy::Secure;
+    if !doc.disks.iter().any(|d| secure(d.wipe)) {
+        c.err(
+            "storage.erase",
+            "applies only to a `secure` wipe, and no disk has one; set storage.wipe (or a disk's wipe) to secure, or remove storage.erase",
+        );
+    }
+    for (i, f) in erase.fallback.iter().enumerate() {
+        if let Some(j) = erase.fallback[..i].iter().position(|g| g == f) {
+            c.err(
+                format!("storage.erase.fallback[{i}]"),
+                format!("{f:?} is listed twice (also storage.erase.fallback[{j}]); list each fallback once").to_lowercase(),
+            );
         }
     }
 }

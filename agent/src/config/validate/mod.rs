@@ -32,6 +32,7 @@ pub fn validate(doc: &Document) -> Result<(), DocError> {
 pub fn validate_all(doc: &Document) -> Vec<DocError> {
     let mut c = Checker::default();
     document::disks(&mut c, doc);
+    document::erase(&mut c, doc);
     document::host_and_configdrive(&mut c, doc);
     document::boot_and_report(&mut c, doc);
     if let Some(l) = doc.storage.as_ref().and_then(|s| s.layout.as_ref()) {
