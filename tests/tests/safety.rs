@@ -200,3 +200,88 @@ fn a_plain_apply_shows_what_will_be_destroyed_and_asks() {
     assert_eq!(code, 0, "{text}");
     assert_single_disk_deployed(disk.dev(), &img, "web-01");
 }
+
+/// Issue 14: a disk whose kernel still lists a partition past its end (added on 4 GiB
+/// with BLKPG, then the backing file shrunk to 2 GiB and the loop device resized, as a
+/// replaced or shrunk LUN leaves one) cannot be probed there by libblkid; it is still
+/// listed with its problem, chosen by the document's hints, wiped and provisioned.
+#[test]
+fn a_disk_with_a_stale_partition_is_listed_wiped_and_provisioned() {
+    let disk = LoopDev::new(4 << 30, 512);
+    sh(
+        "addpart",
+        &[disk.dev(), "1", "2048", &((3u64 << 30) / 512).to_string()],
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk.backing)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    sh("losetup", &["-c", disk.dev()]);
+    let stale = format!("{}p1", disk.dev());
+    let range = sh_any(
+        "blkid",
+        &[
+            "-p",
+            "-O",
+            "1048576",
+            "-S",
+            &(3u64 << 30).to_string(),
+            disk.dev(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&range.stderr).contains("Invalid argument"),
+        "libblkid can probe the stale partition's range: {range:?}"
+    );
+
+    let run = imprint(&["disks"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{} ", disk.dev())))
+            && run.stdout.contains(&format!(
+                "problem on {}: the kernel lists {stale}",
+                disk.dev()
+            )),
+        "imprint disks:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+
+    let img = small_image();
+    let server = Server::start();
+    let z = img.zstd();
+    server.serve_bytes(IMAGE, z.clone());
+    let doc = single_disk_document(
+        &server.url(IMAGE),
+        &sha256_hex(&z),
+        &server.url("/report/web-01"),
+    );
+    let run = apply(&doc, &disk, &[]);
+    assert_eq!(run.code, 0, "apply on the damaged disk:\n{}", run.stderr);
+    // Every partition the kernel lists now lies on the disk: the stale one is gone.
+    let name = &disk.dev()[5..];
+    let sys = std::path::Path::new("/sys/block").join(name);
+    let read = |p: std::path::PathBuf| -> u64 {
+        std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
+    };
+    let size = read(sys.join("size"));
+    for e in std::fs::read_dir(&sys).unwrap().flatten() {
+        if e.path().join("partition").exists() {
+            let end = read(e.path().join("start")) + read(e.path().join("size"));
+            assert!(end <= size, "{} ends past the disk", e.path().display());
+        }
+    }
+    let verify = sh("sgdisk", &["-v", disk.dev()]);
+    assert!(verify.contains("No problems found"), "{verify}");
+    for (n, start, size) in &img.partitions {
+        assert!(
+            read_at(disk.dev(), *start, *size as usize)
+                == img.raw[*start as usize..(*start + *size) as usize],
+            "partition {n} of the image is not on the disk"
+        );
+    }
+}

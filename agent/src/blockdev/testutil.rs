@@ -39,6 +39,35 @@ impl Loop {
     }
 }
 
+impl Loop {
+    /// A 32 MiB loop device whose kernel still lists partition 1 from 1 MiB to 61 MiB:
+    /// it was added (BLKPG) on 64 MiB, then the backing file shrank and the loop device
+    /// was resized, as a stale partition outlives a replaced or shrunk LUN.
+    pub fn with_stale_partition() -> Loop {
+        let lo = Loop::new(64 << 20, 512);
+        let f = std::fs::File::open(&lo.dev).unwrap();
+        super::add_partition(&f, 1, 1 << 20, 60 << 20).unwrap();
+        drop(f);
+        let name = lo.dev.file_name().unwrap().to_string_lossy().into_owned();
+        let backing =
+            std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(backing.trim())
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        let (ok, out) = tool("losetup", &["-c", lo.dev.to_str().unwrap()]);
+        assert!(ok, "losetup -c: {out}");
+        assert_eq!(
+            super::kernel_partitions(&lo.dev).unwrap().len(),
+            1,
+            "the stale partition is still listed"
+        );
+        lo
+    }
+}
+
 impl Drop for Loop {
     fn drop(&mut self) {
         // Partitions added by BLKPG would keep the loop device busy.

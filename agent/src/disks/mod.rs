@@ -5,10 +5,15 @@
 //! (signatures, partition tables the kernel may not have parsed).
 
 pub(crate) mod blkid;
+pub mod nvme;
+mod paths;
 pub mod probe;
 mod select;
+mod table;
 
+pub use paths::{group_paths, refusal as multipath_refusal};
 pub use select::{explain, select};
+pub use table::render_table;
 
 use crate::blockdev;
 use crate::units::Bytes;
@@ -42,8 +47,11 @@ pub struct Disk {
     pub vendor: Option<String>,
     /// Serial number (`device/serial`, or `serial` for virtio).
     pub serial: Option<String>,
-    /// World Wide Name / WWID as sysfs gives it (`naa.…`, `eui.…`).
+    /// World Wide Name / WWID as sysfs gives it (`naa.…`, `eui.…`); for an NVMe
+    /// namespace without one, its NGUID or EUI-64 as `eui.…`.
     pub wwn: Option<String>,
+    /// An NVMe namespace's EUI-64, NGUID and UUID; a `wwn` hint matches any of them.
+    pub nvme: Option<nvme::NvmeIds>,
     /// `/dev/disk/by-path/…` names (empty when udev is absent and none can be derived).
     pub by_path: Vec<String>,
     /// Partitions the kernel knows, then those only the on-disk table lists.
@@ -54,6 +62,13 @@ pub struct Disk {
     pub holders: Vec<String>,
     /// Mount points of the disk or its partitions.
     pub mounts: Vec<String>,
+    /// What could not be read on it, one sentence each (a partition libblkid cannot
+    /// probe, a stale kernel partition past the end). Such a disk is still listed,
+    /// matched by hints and wiped.
+    pub problems: Vec<String>,
+    /// Further paths to this same disk (same WWN, else same serial and size): one disk
+    /// the kernel sees twice. A document that chooses it is refused.
+    pub other_paths: Vec<PathBuf>,
 }
 
 /// A partition of a disk, known to the kernel or only to the on-disk table.
@@ -136,7 +151,7 @@ pub fn inventory() -> Result<Vec<Disk>, InventoryError> {
             }
         }
     }
-    Ok(disks)
+    Ok(group_paths(disks))
 }
 
 /// The inventory of specific devices (symlinks resolved), e.g. a `--candidates` list.
@@ -159,7 +174,7 @@ pub fn inventory_paths(paths: &[PathBuf]) -> Result<Vec<Disk>, InventoryError> {
             }
         }
     }
-    Ok(disks)
+    Ok(group_paths(disks))
 }
 
 fn sysfs_err(path: &Path, source: std::io::Error) -> InventoryError {
@@ -344,7 +359,10 @@ fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> 
     }
     let path = Path::new("/dev").join(name);
     let dev = sys.join("device");
-    let wwn = read_opt(&sys.join("wwid")).or_else(|| read_opt(&dev.join("wwid")));
+    let nvme = nvme::NvmeIds::read(&sys);
+    let wwn = read_opt(&sys.join("wwid"))
+        .or_else(|| read_opt(&dev.join("wwid")))
+        .or_else(|| nvme.as_ref().and_then(nvme::NvmeIds::as_wwn));
     let mut by_path = devno(&sys)
         .and_then(|d| ctx.by_path.get(&d).cloned())
         .unwrap_or_default();
@@ -363,6 +381,7 @@ fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> 
         vendor: read_opt(&dev.join("vendor")),
         serial: read_opt(&dev.join("serial")).or_else(|| read_opt(&sys.join("serial"))),
         wwn,
+        nvme,
         by_path,
         ..Disk::default()
     };
@@ -370,9 +389,31 @@ fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> 
     disk.holders = list_dir(&sys.join("holders"));
 
     // Kernel partitions first, then those only the on-disk table knows (this host's
-    // kernel parses no GPT, and a fresh image's table may not be read yet).
+    // kernel parses no GPT, and a fresh image's table may not be read yet). What cannot
+    // be probed is noted on the disk, not fatal: a damaged disk must stay re-provisionable.
     let file = File::open(&path).map_err(|e| probe_err(&path, format!("opening: {e}")))?;
-    for part in list_dir(&sys)
+    read_kernel_partitions(&mut disk, name, &sys, &file, &mut devnos)?;
+    read_table_partitions(&mut disk, &file);
+    disk.partitions.sort_by_key(|p| p.number);
+    disk.signatures = disk.probe_or_note(&file, &path, probe::Area::WHOLE);
+    disk.holders.sort();
+    disk.holders.dedup();
+    for d in devnos {
+        disk.mounts
+            .extend(ctx.mounts.get(&d).into_iter().flatten().cloned());
+    }
+    Ok(Some(disk))
+}
+
+/// The partitions the kernel lists for `/sys/block/<name>`, their holders and device numbers.
+fn read_kernel_partitions(
+    disk: &mut Disk,
+    name: &str,
+    sys: &Path,
+    file: &File,
+    devnos: &mut Vec<u64>,
+) -> Result<(), InventoryError> {
+    for part in list_dir(sys)
         .into_iter()
         .filter(|p| p.starts_with(name) && sys.join(p).join("partition").exists())
     {
@@ -383,17 +424,44 @@ fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> 
             offset: start512 * 512,
             size: Some(read_u64(&psys.join("size"))? * 512),
         };
+        let size_bytes = area.size.unwrap_or(0);
+        let signatures = if area.offset + size_bytes > disk.size_bytes {
+            disk.problems.push(format!(
+                "the kernel lists {} ({} at {}) past the end of the disk ({}): a stale \
+                 partition, which the wipe removes",
+                ppath.display(),
+                Bytes(size_bytes).human(),
+                Bytes(area.offset).human(),
+                Bytes(disk.size_bytes).human()
+            ));
+            Vec::new()
+        } else {
+            disk.probe_or_note(file, &ppath, area)
+        };
         disk.partitions.push(PartitionInfo {
-            path: ppath.clone(),
+            path: ppath,
             number: read_u64(&psys.join("partition"))? as u32,
             start_sector: start512 * 512 / disk.logical_sector,
-            size_bytes: area.size.unwrap_or(0),
-            signatures: probe::signatures(&file, &path, area).map_err(|m| probe_err(&ppath, m))?,
+            size_bytes,
+            signatures,
         });
         devnos.extend(devno(&psys));
         disk.holders.extend(list_dir(&psys.join("holders")));
     }
-    for tp in probe::table_partitions(&file, &path).map_err(|m| probe_err(&path, m))? {
+    Ok(())
+}
+
+/// The partitions only the table on the disk knows.
+fn read_table_partitions(disk: &mut Disk, file: &File) {
+    let path = disk.path.clone();
+    let table = match probe::table_partitions(file, &path) {
+        Ok(t) => t,
+        Err(m) => {
+            disk.note(probe_err(&path, m));
+            return;
+        }
+    };
+    for tp in table {
         if disk.partitions.iter().any(|p| p.number == tp.number) {
             continue;
         }
@@ -401,27 +469,35 @@ fn read_disk(name: &str, ctx: &Context) -> Result<Option<Disk>, InventoryError> 
             offset: tp.start_bytes,
             size: Some(tp.len_bytes),
         };
+        let node = blockdev::partition_node(&path, tp.number);
+        let signatures = disk.probe_or_note(file, &node, area);
         disk.partitions.push(PartitionInfo {
-            path: blockdev::partition_node(&path, tp.number),
+            path: node,
             number: tp.number,
             start_sector: tp.start_bytes / disk.logical_sector,
             size_bytes: tp.len_bytes,
-            signatures: probe::signatures(&file, &path, area).map_err(|m| probe_err(&path, m))?,
+            signatures,
         });
     }
-    disk.partitions.sort_by_key(|p| p.number);
-    disk.signatures =
-        probe::signatures(&file, &path, probe::Area::WHOLE).map_err(|m| probe_err(&path, m))?;
-    disk.holders.sort();
-    disk.holders.dedup();
-    for d in devnos {
-        disk.mounts
-            .extend(ctx.mounts.get(&d).into_iter().flatten().cloned());
-    }
-    Ok(Some(disk))
 }
 
 impl Disk {
+    /// Records what could not be read, and says so in the log.
+    fn note(&mut self, e: InventoryError) {
+        crate::runner::log::warn(&format!("{}: {e}", self.path.display()));
+        self.problems.push(e.to_string());
+    }
+
+    /// The signatures in `area` (of `what`, a partition node or the disk), or none and
+    /// a problem noted when libblkid cannot probe it.
+    fn probe_or_note(&mut self, file: &File, what: &Path, area: probe::Area) -> Vec<Signature> {
+        let disk = self.path.clone();
+        probe::signatures(file, &disk, area).unwrap_or_else(|m| {
+            self.note(probe_err(what, m));
+            Vec::new()
+        })
+    }
+
     /// `/dev/disk/by-path` name(s), comma-separated, or `-`.
     pub fn by_path_display(&self) -> String {
         if self.by_path.is_empty() {
@@ -460,88 +536,11 @@ impl Disk {
         if let Some(sn) = &self.serial {
             s += &format!(" serial {sn}");
         }
+        if !self.problems.is_empty() {
+            s += &format!(" (damaged: {})", self.problems.join("; "));
+        }
         s
     }
-}
-
-fn sig_list(sigs: &[Signature]) -> Vec<String> {
-    sigs.iter().map(|s| s.kind.clone()).collect()
-}
-
-/// The `imprint disks` table: one line per disk with what hints match on and what is on it.
-pub fn render_table(disks: &[Disk]) -> String {
-    let header = [
-        "PATH",
-        "SIZE",
-        "SECTOR",
-        "ROT",
-        "MODEL",
-        "SERIAL",
-        "WWN",
-        "PARTS",
-        "SIGNATURES",
-        "HOLDERS",
-        "MOUNTS",
-        "BY-PATH",
-    ];
-    let dash = |v: Vec<String>| {
-        if v.is_empty() {
-            "-".to_string()
-        } else {
-            v.join(",")
-        }
-    };
-    let rows: Vec<Vec<String>> = disks
-        .iter()
-        .map(|d| {
-            let mut sigs = sig_list(&d.signatures);
-            for p in &d.partitions {
-                sigs.extend(
-                    sig_list(&p.signatures)
-                        .into_iter()
-                        .map(|k| format!("{}:{k}", p.number)),
-                );
-            }
-            vec![
-                d.path.display().to_string(),
-                Bytes(d.size_bytes).human(),
-                format!("{}/{}", d.logical_sector, d.physical_sector),
-                if d.rotational { "yes" } else { "no" }.into(),
-                d.model
-                    .clone()
-                    .unwrap_or_else(|| "-".into())
-                    .replace(' ', "_"),
-                d.serial_display(),
-                d.wwn.clone().unwrap_or_else(|| "-".into()),
-                d.partitions.len().to_string(),
-                dash(sigs),
-                dash(d.holders.clone()),
-                dash(d.mounts.clone()),
-                d.by_path_display(),
-            ]
-        })
-        .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut s = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ");
-        s.truncate(s.trim_end().len());
-        s + "\n"
-    };
-    let mut out = line(header.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        out += &line(r);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Choosing one disk by hints, and saying why every other disk was not chosen.
 
+use super::nvme::parse_id;
 use super::{normalize_wwn, Disk, Hints, SelectError};
 use crate::units::Bytes;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,25 @@ fn attr(
     }
 }
 
+/// The `wwn` hint: the disk's WWN, or one of its NVMe namespace's identities.
+fn wwn(v: &mut Verdict, h: &Hints, d: &Disk) {
+    let Some(want) = &h.wwn else { return };
+    let nvme = d.nvme.as_ref().map(|n| n.all()).unwrap_or_default();
+    let wanted = parse_id(want);
+    if let Some((k, id)) = nvme.iter().find(|(_, id)| wanted.as_deref() == Some(*id)) {
+        v.ok.push(format!("nvme {k} {id}"));
+        return;
+    }
+    attr(v, "wwn", &h.wwn, &d.wwn, |a, b| {
+        normalize_wwn(a) == normalize_wwn(b)
+    });
+    if !nvme.is_empty() && v.bad.last().is_some_and(|b| b.starts_with("wwn")) {
+        let ids: Vec<String> = nvme.iter().map(|(k, id)| format!("{k} {id}")).collect();
+        let last = v.bad.len() - 1;
+        v.bad[last] += &format!(" (nor nvme {})", ids.join(", "));
+    }
+}
+
 /// Every hint except `smallest`, checked against one disk.
 fn check(h: &Hints, d: &Disk) -> Verdict {
     let mut v = Verdict {
@@ -62,9 +82,7 @@ fn check(h: &Hints, d: &Disk) -> Verdict {
         }
     }
     attr(&mut v, "serial", &h.serial, &d.serial, |a, b| a == b);
-    attr(&mut v, "wwn", &h.wwn, &d.wwn, |a, b| {
-        normalize_wwn(a) == normalize_wwn(b)
-    });
+    wwn(&mut v, h, d);
     attr(&mut v, "model", &h.model, &d.model, |a, b| {
         a.eq_ignore_ascii_case(b)
     });

@@ -287,3 +287,177 @@ fn inventory_sees_a_loop_device_with_its_table_and_signatures() {
     assert_eq!(only.len(), 1);
     assert_eq!(only[0].path, lo.dev);
 }
+
+#[test]
+fn a_disk_libblkid_cannot_fully_probe_is_listed_with_its_problem_and_matched() {
+    let lo = Loop::with_stale_partition();
+    let dev = lo.dev.to_str().unwrap();
+    // The condition itself, seen by blkid: the partition's range lies past the end.
+    let (ok, out) = tool(
+        "blkid",
+        &[
+            "-p",
+            "-O",
+            &MIB.to_string(),
+            "-S",
+            &(60 * MIB).to_string(),
+            dev,
+        ],
+    );
+    assert!(!ok && out.contains("Invalid argument"), "blkid: {out}");
+
+    let all = inventory().unwrap();
+    let d = all
+        .iter()
+        .find(|d| d.path == lo.dev)
+        .unwrap_or_else(|| panic!("{dev} listed in {all:#?}"));
+    assert_eq!(d.size_bytes, 32 * MIB);
+    assert!(
+        d.problems
+            .iter()
+            .any(|p| p.contains(&format!("{dev}p1")) && p.contains("past the end")),
+        "{:?}",
+        d.problems
+    );
+    assert_eq!(d.partitions.len(), 1, "the stale partition is shown");
+    let table = render_table(&all);
+    assert!(
+        table.contains(&format!("problem on {dev}: the kernel lists {dev}p1")),
+        "{table}"
+    );
+    let by_path = hints(|h| h.path = Some(lo.dev.clone()));
+    assert_eq!(select(&by_path, &all).unwrap().path, lo.dev);
+    let by_size = hints(|h| {
+        h.path = Some(lo.dev.clone());
+        h.max_size = Some("32MiB".parse().unwrap());
+    });
+    assert_eq!(select(&by_size, &all).unwrap().path, lo.dev);
+    let only = inventory_paths(std::slice::from_ref(&lo.dev)).unwrap();
+    assert_eq!(only[0].problems, d.problems);
+}
+
+#[test]
+fn two_paths_share_a_wwn_or_a_serial_and_size_and_are_listed_as_one_disk() {
+    let without_wwn = |path: &str, gib: u64, serial: &str| {
+        let mut d = disk(path, gib, serial);
+        d.wwn = None;
+        d
+    };
+    let mut b = disk("/dev/sdb", 500, "SN-A");
+    b.wwn = Some("0x5000C500SN-A".into()); // the same WWN, written another way
+    b.holders = vec!["dm-3".into()];
+    let grouped = group_paths(vec![
+        disk("/dev/sda", 500, "SN-A"),
+        b,
+        disk("/dev/sdc", 500, "SN-C"),
+        without_wwn("/dev/sdd", 240, "SN-D"),
+        without_wwn("/dev/sde", 240, "SN-D"),
+        without_wwn("/dev/sdf", 100, "SN-E"),
+        without_wwn("/dev/sdg", 200, "SN-E"),
+        Disk {
+            path: "/dev/loop0".into(),
+            size_bytes: 100,
+            ..Disk::default()
+        },
+        Disk {
+            path: "/dev/loop1".into(),
+            size_bytes: 100,
+            ..Disk::default()
+        },
+    ]);
+    let paths: Vec<(String, Vec<PathBuf>)> = grouped
+        .iter()
+        .map(|d| (d.path.display().to_string(), d.other_paths.clone()))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("/dev/sda".to_string(), vec![PathBuf::from("/dev/sdb")]),
+            ("/dev/sdc".to_string(), vec![]),
+            ("/dev/sdd".to_string(), vec![PathBuf::from("/dev/sde")]),
+            ("/dev/sdf".to_string(), vec![]),
+            ("/dev/sdg".to_string(), vec![]),
+            ("/dev/loop0".to_string(), vec![]),
+            ("/dev/loop1".to_string(), vec![]),
+        ],
+        "same serial, other size: two disks; no identity at all: never grouped"
+    );
+    assert_eq!(grouped[0].holders, vec!["dm-3".to_string()]);
+    let why = multipath_refusal(&grouped[0]).unwrap();
+    assert!(
+        why.contains("/dev/sda and /dev/sdb are two paths to one disk (wwn 5000c500sn-a)")
+            && why.contains("does not write through multipath"),
+        "{why}"
+    );
+    assert!(multipath_refusal(&grouped[1]).is_none());
+    let table = render_table(&grouped);
+    assert!(
+        table.contains("paths of /dev/sdd: /dev/sdd and /dev/sde are two paths to one disk (serial SN-D and size"),
+        "{table}"
+    );
+}
+
+#[test]
+fn nvme_identities_are_read_from_sysfs_and_matched_by_a_wwn_hint() {
+    use super::nvme::{parse_id, NvmeIds};
+    // As the kernel prints them: EUI-64 as spaced bytes, NGUID and UUID as UUIDs.
+    let sys = tempfile::tempdir().unwrap();
+    std::fs::write(sys.path().join("eui"), "00 11 22 33 44 55 66 77\n").unwrap();
+    std::fs::write(
+        sys.path().join("nguid"),
+        "01234567-89ab-cdef-0123-456789abcdef\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sys.path().join("uuid"),
+        "00000000-0000-0000-0000-000000000000\n",
+    )
+    .unwrap();
+    let ids = NvmeIds::read(sys.path()).unwrap();
+    assert_eq!(ids.eui64.as_deref(), Some("0011223344556677"));
+    assert_eq!(
+        ids.nguid.as_deref(),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(ids.uuid, None, "an all-zero UUID means none");
+    assert_eq!(
+        ids.as_wwn().as_deref(),
+        Some("eui.0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(
+        parse_id("EUI.0011223344556677").as_deref(),
+        Some("0011223344556677")
+    );
+    assert_eq!(parse_id("not hex"), None);
+    assert_eq!(NvmeIds::read(tempfile::tempdir().unwrap().path()), None);
+
+    let mut fleet = fleet();
+    fleet[3].wwn = Some("nvme.1b36-53".into());
+    fleet[3].nvme = Some(ids);
+    let by = |w: &str| {
+        select(&hints(|h| h.wwn = Some(w.into())), &fleet)
+            .map(|d| d.path.display().to_string())
+            .unwrap_or_else(|e| e.to_string())
+    };
+    assert_eq!(by("eui.0011223344556677"), "/dev/sdd", "by EUI-64");
+    assert_eq!(
+        by("00:11:22:33:44:55:66:77"),
+        "/dev/sdd",
+        "separators ignored"
+    );
+    assert_eq!(
+        by("01234567-89AB-CDEF-0123-456789ABCDEF"),
+        "/dev/sdd",
+        "by NGUID"
+    );
+    let miss = by("eui.ffffffffffffffff");
+    assert!(
+        miss.contains("(nor nvme eui64 0011223344556677, nguid 0123456789abcdef0123456789abcdef)"),
+        "{miss}"
+    );
+    let table = render_table(&fleet);
+    assert!(
+        table.contains("nvme ids of /dev/sdd: eui64 0011223344556677, nguid 0123"),
+        "{table}"
+    );
+}

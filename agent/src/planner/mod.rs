@@ -142,6 +142,12 @@ fn choose<'a>(
                 path: format!("disks[{i}].match"),
                 message,
             })?;
+        if let Some(why) = crate::disks::multipath_refusal(disk) {
+            return Err(PlanError::Disk {
+                path: format!("disks[{i}].match"),
+                message: format!("chooses {}, but {why}", disk.path.display()),
+            });
+        }
         if let Some((j, other)) = chosen
             .iter()
             .enumerate()

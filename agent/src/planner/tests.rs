@@ -676,3 +676,17 @@ fn boot_entries_are_planned_for_firmware_bootable_disks_unless_turned_off() {
     let p = plan_of(DOC1, &[lo]).unwrap();
     assert!(!names(&p).contains(&"boot-entries".to_string()));
 }
+
+#[test]
+fn a_disk_reached_by_two_paths_is_refused_before_any_step() {
+    let doc = "version: 1\nhost: {hostname: h}\ndisks: [{name: a, match: {serial: SN-MP}}]\nstorage: {partitions: [{name: p, disk: a, size: 1GiB}]}";
+    let mut d = disk("/dev/sda", 8 * GIB, 512, "SN-MP");
+    d.other_paths = vec!["/dev/sdb".into()];
+    let e = plan_of(doc, &[d]).unwrap_err().to_string();
+    assert!(
+        e.starts_with("disks[0].match")
+            && e.contains("/dev/sda and /dev/sdb are two paths to one disk")
+            && e.contains("set up dm-multipath and give the /dev/mapper device"),
+        "{e}"
+    );
+}

@@ -137,6 +137,12 @@ fn outputs() -> Vec<StepOutput> {
                 zeroed: vec![(0, 1 << 20)],
                 discarded: false,
                 forgot_partitions: vec![1],
+                unreadable: vec![crate::storage::wipe::Unreadable {
+                    device: sda.join("1"),
+                    offset: 1 << 20,
+                    len: 1 << 20,
+                    error: "probing /dev/sda: Input/output error".into(),
+                }],
             },
             secure: Some(crate::storage::erase::EraseReport {
                 method: crate::storage::erase::Method::NvmeFormatUserData,

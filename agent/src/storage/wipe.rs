@@ -40,8 +40,24 @@ pub struct WipeReport {
     pub zeroed: Vec<(u64, u64)>,
     /// Whether the whole disk was discarded.
     pub discarded: bool,
-    /// Partitions the kernel was told to forget.
+    /// Partitions the kernel was told to forget (stale ones past the end included).
     pub forgot_partitions: Vec<u32>,
+    /// Regions libblkid could not read, so their signatures may be left: a damaged
+    /// disk is still wiped, and what the wipe could not look at is said here.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A region of the disk the wipe could not probe.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Unreadable {
+    /// The partition node or the disk whose region it is.
+    pub device: PathBuf,
+    /// Start of the region on the disk, in bytes.
+    pub offset: u64,
+    /// Length of the region, in bytes.
+    pub len: u64,
+    /// What failed, as libblkid said it.
+    pub error: String,
 }
 
 /// Why a wipe failed or was refused.
@@ -49,8 +65,6 @@ pub struct WipeReport {
 pub enum WipeError {
     #[error("refusing to wipe {disk}: {reasons}; stop what uses it first, or force the wipe")]
     Busy { disk: String, reasons: String },
-    #[error("wiping {disk}: {msg}")]
-    Probe { disk: String, msg: String },
     #[error("wiping {disk}: {source}")]
     Io {
         disk: String,
@@ -100,6 +114,8 @@ fn partition_areas(
     file: &File,
     disk: &Path,
     is_block: bool,
+    size: u64,
+    unreadable: &mut Vec<Unreadable>,
 ) -> Result<Vec<(u32, u64, u64)>, WipeError> {
     let mut areas: Vec<(u32, u64, u64)> = Vec::new();
     if is_block {
@@ -109,10 +125,18 @@ fn partition_areas(
                 .map(|p| (p.number, p.start_bytes, p.len_bytes)),
         );
     }
-    let table = probe::table_partitions(file, disk).map_err(|msg| WipeError::Probe {
-        disk: disk.display().to_string(),
-        msg,
-    })?;
+    let table = match probe::table_partitions(file, disk) {
+        Ok(t) => t,
+        Err(error) => {
+            unreadable.push(Unreadable {
+                device: disk.to_path_buf(),
+                offset: 0,
+                len: size,
+                error,
+            });
+            Vec::new()
+        }
+    };
     for t in table {
         if !areas
             .iter()
@@ -148,7 +172,8 @@ pub fn wipe_disk(disk: &Path, policy: Policy, force: bool) -> Result<WipeReport,
     };
 
     // Every partition area, read before anything is erased: the table goes last.
-    for (number, start, len) in partition_areas(&file, disk, is_block)? {
+    let areas = partition_areas(&file, disk, is_block, size, &mut report.unreadable)?;
+    for (number, start, len) in areas {
         if start >= size {
             continue;
         }
@@ -157,26 +182,9 @@ pub fn wipe_disk(disk: &Path, policy: Policy, force: bool) -> Result<WipeReport,
             size: Some(len.min(size - start)),
         };
         let device = blockdev::partition_node(disk, number);
-        let found = probe::wipe_signatures(&file, disk, area).map_err(|msg| WipeError::Probe {
-            disk: name.clone(),
-            msg,
-        })?;
-        report.erased.extend(found.into_iter().map(|s| Erased {
-            device: device.clone(),
-            kind: s.kind,
-            offset: s.offset,
-        }));
+        erase_in(&file, &mut report, &device, area, size);
     }
-    let found =
-        probe::wipe_signatures(&file, disk, Area::WHOLE).map_err(|msg| WipeError::Probe {
-            disk: name.clone(),
-            msg,
-        })?;
-    report.erased.extend(found.into_iter().map(|s| Erased {
-        device: disk.to_path_buf(),
-        kind: s.kind,
-        offset: s.offset,
-    }));
+    erase_in(&file, &mut report, disk, Area::WHOLE, size);
 
     // MBR, primary GPT and backup GPT, whatever libblkid made of them.
     let edge = MIB.min(size / 2);
@@ -216,6 +224,30 @@ pub fn wipe_disk(disk: &Path, policy: Policy, force: bool) -> Result<WipeReport,
         }
     }
     Ok(report)
+}
+
+/// Erases every signature in `area` of the disk (`device` names it in the report); a
+/// region libblkid cannot read is reported as unreadable and the wipe goes on.
+fn erase_in(file: &File, report: &mut WipeReport, device: &Path, area: Area, size: u64) {
+    match probe::wipe_signatures(file, &report.disk, area) {
+        Ok(found) => report.erased.extend(found.into_iter().map(|s| Erased {
+            device: device.to_path_buf(),
+            kind: s.kind,
+            offset: s.offset,
+        })),
+        Err(error) => {
+            crate::runner::log::warn(&format!(
+                "wiping {}: {error}; carrying on (the region is in the report)",
+                report.disk.display()
+            ));
+            report.unreadable.push(Unreadable {
+                device: device.to_path_buf(),
+                offset: area.offset,
+                len: area.size.unwrap_or(size - area.offset),
+                error,
+            });
+        }
+    }
 }
 
 /// Writes zeros over `len` bytes at `start` in 1 MiB pieces.

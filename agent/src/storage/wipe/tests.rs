@@ -201,3 +201,30 @@ fn busy_disks_are_described() {
         "{e}"
     );
 }
+
+#[test]
+fn wipe_removes_a_stale_partition_past_the_end_and_the_disk_takes_a_new_table() {
+    let lo = Loop::with_stale_partition();
+    let dev = lo.dev.to_str().unwrap().to_string();
+    run_ok("mkfs.ext4", &["-q", "-F", &dev]);
+
+    let report = wipe_disk(&lo.dev, Policy::Signatures, false).unwrap();
+    assert!(
+        report.erased.iter().any(|e| e.kind == "ext4"),
+        "{:?}",
+        report.erased
+    );
+    assert_eq!(report.forgot_partitions, vec![1]);
+    assert!(report.unreadable.is_empty(), "{:?}", report.unreadable);
+    assert!(blockdev::kernel_partitions(&lo.dev).unwrap().is_empty());
+    assert_blank(&dev, "the wiped disk");
+
+    // Provisioned again: a new table the kernel takes, checked by sgdisk.
+    let plan = place(&lo.dev, 32 << 20, 512, &[req("root", "16MiB")]).unwrap();
+    write_table(&lo.dev, 512, &plan).unwrap();
+    let (ok, out) = tool("sgdisk", &["-v", &dev]);
+    assert!(ok && out.contains("No problems found"), "{out}");
+    let parts = blockdev::kernel_partitions(&lo.dev).unwrap();
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    assert_eq!(parts[0].len_bytes, 16 << 20);
+}
