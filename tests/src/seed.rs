@@ -267,8 +267,32 @@ pub fn provision(
             "the report token reached a report body"
         );
     }
-    eprintln!("{}: provisioned in {secs:.0} s", doc.hostname);
+    eprintln!(
+        "{}: provisioned in {secs:.0} s ({})",
+        doc.hostname,
+        slow_steps(&fin)
+    );
     (vm, secs, fin)
+}
+
+/// The report's steps that took a second or more, `name secs` by descending time: where a
+/// slow provisioning spent its time, in the log of every run.
+pub fn slow_steps(fin: &Value) -> String {
+    let mut steps: Vec<(String, u64)> = fin["steps"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| Some((s["step"].as_str()?.to_string(), s["duration_ms"].as_u64()?)))
+                .filter(|(_, ms)| *ms >= 1000)
+                .collect()
+        })
+        .unwrap_or_default();
+    steps.sort_by(|a, b| b.1.cmp(&a.1));
+    steps
+        .iter()
+        .map(|(n, ms)| format!("{n} {:.0} s", *ms as f64 / 1000.0))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The step named `name` of a final report.
