@@ -287,7 +287,7 @@ pub fn slow_steps(fin: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    steps.sort_by(|a, b| b.1.cmp(&a.1));
+    steps.sort_by_key(|s| std::cmp::Reverse(s.1));
     steps
         .iter()
         .map(|(n, ms)| format!("{n} {:.0} s", *ms as f64 / 1000.0))

@@ -38,6 +38,8 @@ pub enum FinalizeError {
     Fs(#[from] crate::storage::fs::FsError),
     #[error("finalize command in the target failed: {0}")]
     Command(#[from] crate::runner::RunError),
+    #[error("keeping the ESPs in step: {0}")]
+    Esp(String),
 }
 
 /// Distribution families with built-in commands.
@@ -277,6 +279,11 @@ pub struct Esp {
     pub device: PathBuf,
     /// Its mount point inside the target.
     pub mounted_at: String,
+    /// Files copied from the first ESP (`/boot/efi`) after the boot loader was installed
+    /// there: every other ESP holds the same `EFI` tree. Absent on the first ESP and when
+    /// the document's own finalize commands replaced the built-in ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_files: Option<u64>,
 }
 
 /// One command run in the chroot; the output is its tail.
@@ -284,6 +291,8 @@ pub struct Esp {
 pub struct CommandRun {
     pub command: Vec<String>,
     pub ok: bool,
+    /// How long it ran.
+    pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,11 +375,13 @@ fn builtin(fam: Family, t: &Targets) -> Vec<(Vec<String>, bool)> {
             true,
         ));
     }
-    // Every ESP gets the removable path (found by firmware without any entry) and the
+    // The first ESP gets the removable path (found by firmware without any entry) and the
     // vendor directory the boot-entries step points the firmware at; neither touches
-    // NVRAM: that step writes the entries itself, one per ESP.
+    // NVRAM: that step writes the entries itself, one per ESP. The other ESPs get a copy
+    // of its `EFI` tree afterwards ([`copy_esp`]): the loader is the same file for every
+    // disk (it finds /boot by UUID), and a copy takes a fraction of a grub-install.
     let id = format!("--bootloader-id={}", bootloader_id(fam));
-    for (_, dir) in &t.esps {
+    for (_, dir) in t.esps.iter().take(1) {
         let efi_dir = format!("--efi-directory={dir}");
         for placement in ["--removable", id.as_str()] {
             v.push((
@@ -387,6 +398,28 @@ fn builtin(fam: Family, t: &Targets) -> Vec<(Vec<String>, bool)> {
     }
     v.push((mkconfig, true));
     v
+}
+
+/// Replaces the tree `to` with a copy of `from` (an ESP's `EFI` directory: plain files
+/// and directories, vfat has nothing else), each file synced; the number of files.
+fn copy_esp(from: &Path, to: &Path) -> std::io::Result<u64> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    std::fs::create_dir_all(to)?;
+    let mut n = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            n += copy_esp(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+            std::fs::File::open(&target)?.sync_all()?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn tail(s: &str) -> &str {
@@ -426,10 +459,14 @@ pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Finalized, Fi
     let mut ran = Vec::new();
     for (argv, required) in &commands {
         crate::runner::log::info(&format!("finalize: {}", argv.join(" ")));
-        match ch.run(argv, Duration::from_secs(fin.command_timeout_secs)) {
+        let started = std::time::Instant::now();
+        let result = ch.run(argv, Duration::from_secs(fin.command_timeout_secs));
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match result {
             Ok(o) => ran.push(CommandRun {
                 command: argv.clone(),
                 ok: true,
+                duration_ms,
                 stdout: Some(tail(&o.stdout).to_string()),
                 stderr: Some(tail(&o.stderr).to_string()),
                 error: None,
@@ -439,12 +476,29 @@ pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Finalized, Fi
                 ran.push(CommandRun {
                     command: argv.clone(),
                     ok: false,
+                    duration_ms,
                     stdout: None,
                     stderr: None,
                     error: Some(tail(&e.to_string()).to_string()),
                 });
             }
             Err(e) => return Err(e.into()),
+        }
+    }
+    let mut copied = vec![None; t.esps.len()];
+    if fin.commands.is_empty() {
+        if let Some(((_, first), rest)) = t.esps.split_first() {
+            let from = root.join(first.trim_start_matches('/')).join("EFI");
+            for (i, (_, dir)) in rest.iter().enumerate() {
+                let to = root.join(dir.trim_start_matches('/')).join("EFI");
+                copied[i + 1] = Some(copy_esp(&from, &to).map_err(|e| {
+                    FinalizeError::Esp(format!(
+                        "copying {} to {}: {e}",
+                        from.display(),
+                        to.display()
+                    ))
+                })?);
+            }
         }
     }
     drop(ch);
@@ -456,7 +510,12 @@ pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Finalized, Fi
         esps: t
             .esps
             .into_iter()
-            .map(|(device, mounted_at)| Esp { device, mounted_at })
+            .zip(copied)
+            .map(|((device, mounted_at), copied_files)| Esp {
+                device,
+                mounted_at,
+                copied_files,
+            })
             .collect(),
         commands: ran,
     })

@@ -171,7 +171,7 @@ fn ip_dhcp_is_spelled_for_debians_clevis_script() {
 }
 
 #[test]
-fn grub_goes_to_every_esp_twice_and_never_writes_nvram() {
+fn grub_goes_to_the_first_esp_twice_and_never_writes_nvram() {
     let t = Targets {
         bios_disks: vec!["/dev/sda".into()],
         esps: vec![
@@ -185,13 +185,12 @@ fn grub_goes_to_every_esp_twice_and_never_writes_nvram() {
         .map(|(argv, _)| argv.join(" "))
         .filter(|c| c.contains("x86_64-efi"))
         .collect();
+    // The second ESP gets a copy of the first one's EFI tree (`copy_esp`), not an install.
     assert_eq!(
         installs,
         [
             "grub-install --target=x86_64-efi --efi-directory=/boot/efi --removable --no-nvram",
             "grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian --no-nvram",
-            "grub-install --target=x86_64-efi --efi-directory=/run/imprint-esp1 --removable --no-nvram",
-            "grub-install --target=x86_64-efi --efi-directory=/run/imprint-esp1 --bootloader-id=debian --no-nvram",
         ]
     );
     assert!(cmds.iter().all(|(_, required)| *required));
@@ -199,6 +198,30 @@ fn grub_goes_to_every_esp_twice_and_never_writes_nvram() {
     assert!(rhel
         .iter()
         .any(|(a, _)| a.join(" ").contains("grub2-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=redhat --no-nvram")));
+}
+
+#[test]
+fn an_esp_copy_replaces_the_tree_with_the_first_esps() {
+    let d = tempfile::tempdir().unwrap();
+    let from = d.path().join("esp0/EFI");
+    let to = d.path().join("esp1/EFI");
+    std::fs::create_dir_all(from.join("BOOT")).unwrap();
+    std::fs::create_dir_all(from.join("debian")).unwrap();
+    std::fs::write(from.join("BOOT/BOOTX64.EFI"), b"loader").unwrap();
+    std::fs::write(from.join("debian/grubx64.efi"), b"loader").unwrap();
+    std::fs::write(from.join("debian/grub.cfg"), b"search --fs-uuid").unwrap();
+    // What an earlier deployment left on the second ESP goes.
+    std::fs::create_dir_all(to.join("old")).unwrap();
+    std::fs::write(to.join("old/grubx64.efi"), b"stale").unwrap();
+    assert_eq!(copy_esp(&from, &to).unwrap(), 3);
+    assert!(!to.join("old").exists());
+    for f in ["BOOT/BOOTX64.EFI", "debian/grubx64.efi", "debian/grub.cfg"] {
+        assert_eq!(
+            std::fs::read(from.join(f)).unwrap(),
+            std::fs::read(to.join(f)).unwrap(),
+            "{f}"
+        );
+    }
 }
 
 #[test]

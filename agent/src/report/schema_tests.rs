@@ -321,9 +321,11 @@ fn outputs() -> Vec<StepOutput> {
             esps: vec![crate::finalize::Esp {
                 device: "/dev/sda1".into(),
                 mounted_at: "/boot/efi".into(),
+                copied_files: None,
             }],
             commands: vec![crate::finalize::CommandRun {
                 command: vec!["update-grub".into()],
+                duration_ms: 2300,
                 ok: true,
                 stdout: Some(String::new()),
                 stderr: Some("done".into()),
