@@ -6,6 +6,7 @@
 //! and reports every step through [`report`]; `storage::teardown` clears stacks a
 //! previous run left.
 
+pub mod arch;
 pub mod binding;
 pub mod blockdev;
 pub mod boot;

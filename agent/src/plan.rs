@@ -513,6 +513,8 @@ pub struct FinalizePlan {
     pub commands: Vec<Vec<String>>,
     /// Seconds each command may run before it is killed with its process group.
     pub command_timeout_secs: u64,
+    /// The deployed system's architecture (the image's): GRUB's targets.
+    pub arch: crate::arch::Arch,
 }
 
 /// Firmware boot entries for the deployed disks (`boot.uefi_entries`), made last, once

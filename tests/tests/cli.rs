@@ -72,6 +72,56 @@ fn both_product_documents_validate() {
 }
 
 #[test]
+fn plan_refuses_an_image_of_another_architecture_and_plans_it_for_a_host_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = |path: &str, serial: &str| {
+        serde_json::json!({"path": path, "size_bytes": 20u64 << 30, "logical_sector": 512,
+            "physical_sector": 512, "rotational": false, "removable": false, "read_only": false,
+            "serial": serial, "by_path": [], "partitions": [], "signatures": [], "holders": [],
+            "mounts": []})
+    };
+    let disks = serde_json::json!([disk("/dev/vda", "SN-A-0001"), disk("/dev/vdb", "SN-B-0002")]);
+    // The image is built for the architecture this machine is not.
+    let (other, this) = if std::env::consts::ARCH == "aarch64" {
+        ("x86_64", "aarch64")
+    } else {
+        ("aarch64", "x86_64")
+    };
+    let doc = seed_doc().replace(
+        "  format: rootfs\n",
+        &format!("  format: rootfs\n  arch: {other}\n"),
+    );
+    let bare = dir.path().join("disks.json");
+    std::fs::write(&bare, disks.to_string()).unwrap();
+    let (code, _, err) = imprint(&["plan", "--inventory", bare.to_str().unwrap()], Some(&doc));
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("image.arch")
+            && err.contains(&format!("built for {other} and this machine is {this}")),
+        "{err}"
+    );
+    // A host inventory of that architecture plans it, without a BIOS boot partition on Arm.
+    let host = dir.path().join("host.json");
+    std::fs::write(
+        &host,
+        serde_json::json!({"schema_version": 1, "cpu": {"architecture": other}, "disks": disks})
+            .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = imprint(
+        &["plan", "--json", "--inventory", host.to_str().unwrap()],
+        Some(&doc),
+    );
+    assert_eq!(code, 0, "{err}");
+    let bios_boot = "21686148-6449-6E6F-744E-656564454649";
+    assert_eq!(
+        out.to_ascii_uppercase().contains(bios_boot),
+        other == "x86_64",
+        "{out}"
+    );
+}
+
+#[test]
 fn plan_expands_the_seed_document_against_a_reported_inventory() {
     let dir = tempfile::tempdir().unwrap();
     let inv = serde_json::json!([

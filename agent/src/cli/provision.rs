@@ -175,6 +175,7 @@ pub(super) fn plan_options(allow_placeholders: bool) -> PlanOptions {
         machine_id,
         allow_placeholders,
         insecure: false,
+        arch: None,
     }
 }
 
@@ -184,9 +185,11 @@ fn make_plan(
     source: &str,
     dry_run: bool,
     insecure: bool,
+    arch: Option<imprint::arch::Arch>,
 ) -> Result<Plan, Exit> {
     let opts = PlanOptions {
         insecure,
+        arch,
         ..plan_options(dry_run)
     };
     planner::build(doc, inventory, &opts)
@@ -196,17 +199,19 @@ fn make_plan(
 pub fn plan(a: PlanArgs) -> Result<(), Exit> {
     let (text, source) = document::read(&a.document, a.ca.as_deref())?;
     let doc = document::parse(&text, &source)?;
-    let inventory = match &a.inventory {
+    // Another host's inventory plans for its architecture (`cpu.architecture`).
+    let (inventory, arch) = match &a.inventory {
         Some(p) => {
             let s = std::fs::read_to_string(p).map_err(|e| {
                 Exit::new(exit::PLAN_FAILED, format!("reading {}: {e}", p.display()))
             })?;
-            planner::load_inventory(&s)
-                .map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{}: {e}", p.display())))?
+            let disks = planner::load_inventory(&s)
+                .map_err(|e| Exit::new(exit::PLAN_FAILED, format!("{}: {e}", p.display())))?;
+            (disks, planner::inventory_arch(&s))
         }
-        None => document::inventory(&a.scope)?,
+        None => (document::inventory(&a.scope)?, None),
     };
-    let plan = make_plan(&doc, &inventory, &source, true, false)?;
+    let plan = make_plan(&doc, &inventory, &source, true, false, arch)?;
     if a.json {
         println!(
             "{}",
@@ -514,7 +519,7 @@ fn plan_or_report(
     authenticate::check_expiry(&doc, text, source, ca, t)?;
     let inventory = document::inventory(scope)
         .inspect_err(|e| report_early_failure(text, "inventory", &e.message, ca, t, true))?;
-    let plan = make_plan(&doc, &inventory, source, false, insecure)
+    let plan = make_plan(&doc, &inventory, source, false, insecure, None)
         .inspect_err(|e| report_early_failure(text, "plan", &e.message, ca, t, true))?;
     for step in &plan.steps {
         if let imprint::plan::Step::WriteImage(i) = step {

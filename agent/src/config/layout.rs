@@ -80,7 +80,17 @@ pub(super) fn expand_layout(
         (None, Some(_)) => "storage.layout.raid",
         (None, None) => "storage.layout",
     });
-    partitions(layout, &disks, &origin, out);
+    let arch = doc
+        .image
+        .as_ref()
+        .map_or_else(crate::arch::Arch::host, |i| i.arch());
+    partitions(
+        layout,
+        &disks,
+        arch.grub_bios_target().is_some(),
+        &origin,
+        out,
+    );
     esps(&disks, &origin, out);
     let (boot_dev, root_dev) = arrays(layout, &disks, &origin, out);
     let boot_fs = Filesystem {
@@ -101,8 +111,15 @@ pub(super) fn expand_layout(
     Ok(())
 }
 
-/// Per disk: BIOS boot, ESP, /boot and the root partition.
-fn partitions(layout: &Layout, disks: &[Name], origin: &Origin, out: &mut ExplicitStorage) {
+/// Per disk: BIOS boot (where the architecture has BIOS: x86), ESP, /boot and the root
+/// partition.
+fn partitions(
+    layout: &Layout,
+    disks: &[Name],
+    bios: bool,
+    origin: &Origin,
+    out: &mut ExplicitStorage,
+) {
     let mirrored = disks.len() > 1;
     let lvm = layout.lvm.as_deref().unwrap_or(&[]);
     let root_size = match (&layout.root, lvm.is_empty()) {
@@ -125,12 +142,12 @@ fn partitions(layout: &Layout, disks: &[Name], origin: &Origin, out: &mut Explic
     };
     let boot_type = if mirrored { "raid" } else { "linux" };
     for d in disks {
-        for p in [
-            part(d, "bios", SizeSpec::Bytes(Bytes(MIB)), "bios-boot"),
+        let bios_part = bios.then(|| part(d, "bios", SizeSpec::Bytes(Bytes(MIB)), "bios-boot"));
+        for p in bios_part.into_iter().chain([
             part(d, "esp", SizeSpec::Bytes(Bytes(512 * MIB)), "esp"),
             part(d, "boot", SizeSpec::Bytes(Bytes(GIB)), boot_type),
             part(d, "root", root_size, root_type),
-        ] {
+        ]) {
             out.partitions.push((p, origin.clone()));
         }
     }

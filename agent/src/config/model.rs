@@ -336,6 +336,18 @@ pub struct Image {
     /// once. Default: `default.castr` beside the index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stores: Vec<StoreUrl>,
+    /// The architecture the image is built for (`x86_64`/`amd64`, `aarch64`/`arm64`).
+    /// Default: the machine's. A machine of another architecture refuses the document
+    /// before anything is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<crate::arch::Arch>,
+}
+
+impl Image {
+    /// The architecture the image runs on: `arch`, else the machine's.
+    pub fn arch(&self) -> crate::arch::Arch {
+        self.arch.unwrap_or_else(crate::arch::Arch::host)
+    }
 }
 
 /// Registry credentials: `username` and `password`, or a `token`.

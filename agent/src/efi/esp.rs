@@ -18,7 +18,8 @@ pub enum LoaderKind {
     Shim,
     /// `\EFI\<vendor>\grubx64.efi`.
     Grub,
-    /// `\EFI\BOOT\BOOTX64.EFI`, the path firmware also tries without any entry.
+    /// `\EFI\BOOT\BOOTX64.EFI` (`BOOTAA64.EFI` on Arm), the path firmware also tries
+    /// without any entry.
     Removable,
 }
 
@@ -32,10 +33,17 @@ pub struct Loader {
     pub vendor: Option<String>,
 }
 
-/// The loader to boot from the ESP mounted at `root`: `shimx64.efi`, then
-/// `grubx64.efi`, in the `preferred` vendor directory first and then any other (in
-/// name order), else `\EFI\BOOT\BOOTX64.EFI`. Names compare as FAT does, ignoring case.
+/// The loader this machine's firmware should boot from the ESP mounted at `root`:
+/// [`choose_for`] its architecture.
 pub fn choose(root: &Path, preferred: Option<&str>) -> Option<Loader> {
+    choose_for(root, preferred, crate::arch::Arch::host())
+}
+
+/// The loader for `arch` on the ESP mounted at `root`: the shim (`shimx64.efi`,
+/// `shimaa64.efi`), then GRUB (`grubx64.efi`, `grubaa64.efi`), in the `preferred` vendor
+/// directory first and then any other (in name order), else the removable path
+/// (`\EFI\BOOT\BOOTX64.EFI`, `BOOTAA64.EFI`). Names compare as FAT does, ignoring case.
+pub fn choose_for(root: &Path, preferred: Option<&str>, arch: crate::arch::Arch) -> Option<Loader> {
     let efi_name = find(root, "EFI", true)?;
     let efi = root.join(&efi_name);
     let mut vendors: Vec<String> = std::fs::read_dir(&efi)
@@ -50,11 +58,11 @@ pub fn choose(root: &Path, preferred: Option<&str>) -> Option<Loader> {
         (!first, v.to_ascii_lowercase())
     });
     for (file, kind) in [
-        ("shimx64.efi", LoaderKind::Shim),
-        ("grubx64.efi", LoaderKind::Grub),
+        (arch.shim(), LoaderKind::Shim),
+        (arch.grub(), LoaderKind::Grub),
     ] {
         for v in &vendors {
-            if let Some(f) = find(&efi.join(v), file, false) {
+            if let Some(f) = find(&efi.join(v), &file, false) {
                 return Some(Loader {
                     path: format!("\\{efi_name}\\{v}\\{f}"),
                     kind,
@@ -64,7 +72,7 @@ pub fn choose(root: &Path, preferred: Option<&str>) -> Option<Loader> {
         }
     }
     let boot = find(&efi, "BOOT", true)?;
-    let f = find(&efi.join(&boot), "BOOTX64.EFI", false)?;
+    let f = find(&efi.join(&boot), &arch.removable_loader(), false)?;
     Some(Loader {
         path: format!("\\{efi_name}\\{boot}\\{f}"),
         kind: LoaderKind::Removable,
@@ -139,6 +147,11 @@ impl Drop for EspMount {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Arch;
+
+    fn choose(root: &Path, preferred: Option<&str>) -> Option<Loader> {
+        choose_for(root, preferred, Arch::X86_64)
+    }
 
     fn esp(files: &[&str]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -202,6 +215,29 @@ mod tests {
         assert_eq!(
             choose(d.path(), None).unwrap().path,
             "\\efi\\Fedora\\SHIMX64.EFI"
+        );
+    }
+
+    #[test]
+    fn arm64_boots_its_own_loaders_and_not_x86_ones() {
+        let d = esp(&[
+            "EFI/BOOT/BOOTX64.EFI",
+            "EFI/debian/grubx64.efi",
+            "EFI/BOOT/BOOTAA64.EFI",
+        ]);
+        let l = choose_for(d.path(), None, Arch::Aarch64).unwrap();
+        assert_eq!(
+            (l.path.as_str(), l.kind),
+            ("\\EFI\\BOOT\\BOOTAA64.EFI", LoaderKind::Removable)
+        );
+        let d = esp(&["EFI/debian/grubaa64.efi", "EFI/debian/shimaa64.efi"]);
+        assert_eq!(
+            choose_for(d.path(), None, Arch::Aarch64).unwrap().path,
+            "\\EFI\\debian\\shimaa64.efi"
+        );
+        assert_eq!(
+            choose_for(esp(&["EFI/debian/grubx64.efi"]).path(), None, Arch::Aarch64),
+            None
         );
     }
 }

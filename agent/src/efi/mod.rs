@@ -251,10 +251,16 @@ fn find_loaders(
                 esp: e,
                 loader,
             }),
-            Ok(None) => passed_over.push(format!(
-                "{}: no \\EFI\\<vendor>\\shimx64.efi, grubx64.efi or \\EFI\\BOOT\\BOOTX64.EFI on it",
-                e.path.display()
-            )),
+            Ok(None) => {
+                let arch = crate::arch::Arch::host();
+                passed_over.push(format!(
+                    "{}: no \\EFI\\<vendor>\\{}, {} or \\EFI\\BOOT\\{} on it",
+                    e.path.display(),
+                    arch.shim(),
+                    arch.grub(),
+                    arch.removable_loader()
+                ))
+            }
             Err(why) => passed_over.push(format!("{}: {why}", e.path.display())),
         }
     }

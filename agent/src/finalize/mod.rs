@@ -12,6 +12,7 @@
 
 mod chroot;
 
+use crate::arch::Arch;
 use crate::plan::{FinalizePlan, Plan, Step};
 use chroot::Chroot;
 use serde::{Deserialize, Serialize};
@@ -353,8 +354,8 @@ fn targets(plan: &Plan, fin: &FinalizePlan) -> Targets {
     Targets { bios_disks, esps }
 }
 
-/// The built-in commands: (argv, required).
-fn builtin(fam: Family, t: &Targets) -> Vec<(Vec<String>, bool)> {
+/// The built-in commands for a deployed system of architecture `arch`: (argv, required).
+fn builtin(fam: Family, arch: Arch, t: &Targets) -> Vec<(Vec<String>, bool)> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let (mkinitrd, install, mkconfig): (Vec<String>, &str, Vec<String>) = match fam {
         Family::Debian => (
@@ -369,11 +370,18 @@ fn builtin(fam: Family, t: &Targets) -> Vec<(Vec<String>, bool)> {
         ),
     };
     let mut v = vec![(mkinitrd, true)];
-    for d in &t.bios_disks {
-        v.push((
-            s(&[install, "--target=i386-pc", &d.display().to_string()]),
-            true,
-        ));
+    // GRUB for BIOS where the architecture has one (x86); Arm servers boot UEFI only.
+    if let Some(bios) = arch.grub_bios_target() {
+        for d in &t.bios_disks {
+            v.push((
+                s(&[
+                    install,
+                    &format!("--target={bios}"),
+                    &d.display().to_string(),
+                ]),
+                true,
+            ));
+        }
     }
     // The first ESP gets the removable path (found by firmware without any entry) and the
     // vendor directory the boot-entries step points the firmware at; neither touches
@@ -387,7 +395,7 @@ fn builtin(fam: Family, t: &Targets) -> Vec<(Vec<String>, bool)> {
             v.push((
                 s(&[
                     install,
-                    "--target=x86_64-efi",
+                    &format!("--target={}", arch.grub_efi_target()),
                     &efi_dir,
                     placement,
                     "--no-nvram",
@@ -452,7 +460,7 @@ pub fn run(plan: &Plan, fin: &FinalizePlan, root: &Path) -> Result<Finalized, Fi
         ch.mount_extra(dev, dir.trim_start_matches('/'))?;
     }
     let commands: Vec<(Vec<String>, bool)> = if fin.commands.is_empty() {
-        builtin(fam, &t)
+        builtin(fam, fin.arch, &t)
     } else {
         fin.commands.iter().map(|c| (c.clone(), true)).collect()
     };

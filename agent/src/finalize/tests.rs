@@ -70,6 +70,7 @@ fn seed_like() -> (Plan, FinalizePlan) {
         kernel_args: vec!["console=ttyS0".into()],
         commands: vec![],
         command_timeout_secs: 60,
+        arch: crate::arch::Arch::X86_64,
     };
     (plan, fin)
 }
@@ -179,7 +180,7 @@ fn grub_goes_to_the_first_esp_twice_and_never_writes_nvram() {
             ("/dev/sdb2".into(), "/run/imprint-esp1".into()),
         ],
     };
-    let cmds = builtin(Family::Debian, &t);
+    let cmds = builtin(Family::Debian, Arch::X86_64, &t);
     let installs: Vec<String> = cmds
         .iter()
         .map(|(argv, _)| argv.join(" "))
@@ -194,10 +195,34 @@ fn grub_goes_to_the_first_esp_twice_and_never_writes_nvram() {
         ]
     );
     assert!(cmds.iter().all(|(_, required)| *required));
-    let rhel = builtin(Family::Rhel, &t);
+    let rhel = builtin(Family::Rhel, Arch::X86_64, &t);
     assert!(rhel
         .iter()
         .any(|(a, _)| a.join(" ").contains("grub2-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=redhat --no-nvram")));
+}
+
+#[test]
+fn arm64_gets_grub_for_arm64_efi_and_no_bios_install() {
+    let t = Targets {
+        bios_disks: vec!["/dev/vda".into()],
+        esps: vec![
+            ("/dev/vda1".into(), "/boot/efi".into()),
+            ("/dev/vdb1".into(), "/run/imprint-esp1".into()),
+        ],
+    };
+    let cmds: Vec<String> = builtin(Family::Debian, Arch::Aarch64, &t)
+        .iter()
+        .map(|(argv, _)| argv.join(" "))
+        .collect();
+    assert_eq!(
+        cmds,
+        [
+            "update-initramfs -u -k all",
+            "grub-install --target=arm64-efi --efi-directory=/boot/efi --removable --no-nvram",
+            "grub-install --target=arm64-efi --efi-directory=/boot/efi --bootloader-id=debian --no-nvram",
+            "update-grub",
+        ]
+    );
 }
 
 #[test]

@@ -91,7 +91,7 @@ pub fn image_manifest(registry: &Registry) -> Result<ImageOf, OciError> {
             index: None,
         },
         Fetched::Index(ix) => {
-            let child = platform_child(&ix)
+            let child = platform_child(&ix, crate::arch::Arch::host())
                 .map_err(|r| unusable(format!("the index {} {r}", oci_string(&top.digest))))?;
             let (manifest, digest) = child_manifest(registry, child).map_err(|e| match e {
                 Child::Registry(e) => e,

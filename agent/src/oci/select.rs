@@ -28,8 +28,8 @@ pub const IMAGE_CONFIGS: [&str; 2] = [
     "application/vnd.docker.container.image.v1+json",
 ];
 
-/// The index entry for `linux/amd64`, or why none or several.
-pub fn platform_child(index: &Index) -> Result<&Descriptor, String> {
+/// The index entry for `linux/<arch>` (`amd64`, `arm64`), or why none or several.
+pub fn platform_child(index: &Index, arch: crate::arch::Arch) -> Result<&Descriptor, String> {
     if let [only] = index.manifests.as_slice() {
         if only.platform.is_none() {
             return Ok(only);
@@ -40,13 +40,14 @@ pub fn platform_child(index: &Index) -> Result<&Descriptor, String> {
         .iter()
         .filter(|d| {
             d.platform.as_ref().is_some_and(|p| {
-                p.os == "linux" && matches!(p.architecture.as_str(), "amd64" | "x86_64")
+                p.os == "linux" && crate::arch::Arch::parse(&p.architecture) == Some(arch)
             })
         })
         .collect();
     let Some(best) = matching.iter().map(|d| disk_rank(d)).min() else {
         return Err(format!(
-            "has no linux/amd64 entry ({})",
+            "has no linux/{} entry ({})",
+            arch.oci(),
             list(&index.manifests, describe_entry)
         ));
     };
@@ -57,8 +58,9 @@ pub fn platform_child(index: &Index) -> Result<&Descriptor, String> {
     match top.as_slice() {
         [one] => Ok(one),
         many => Err(format!(
-            "has {} linux/amd64 entries that nothing tells apart ({}); pin the digest of the one to write",
+            "has {} linux/{} entries that nothing tells apart ({}); pin the digest of the one to write",
             many.len(),
+            arch.oci(),
             list(many.iter().copied(), describe_entry)
         )),
     }

@@ -6,6 +6,7 @@ use super::auth::Challenge;
 use super::manifest::{parse, Fetched};
 use super::select::{disk_layer, platform_child};
 use super::*;
+use crate::arch::Arch;
 use crate::secret::Secret;
 use imprint_tests::registry::layout::Layout;
 use imprint_tests::registry::token::TokenIssuer;
@@ -166,22 +167,25 @@ fn the_index_child_is_linux_amd64_ranked_by_disktype() {
         Fetched::Manifest(_) => panic!("not an index"),
     };
     let ix = index(vec![entry(1, "arm64", None), entry(2, "x86_64", None)]);
-    assert_eq!(platform_child(&ix).unwrap().size, 2);
+    assert_eq!(platform_child(&ix, Arch::X86_64).unwrap().size, 2);
     let ix = index(vec![
         entry(1, "amd64", Some("qcow2")),
         entry(2, "amd64", Some("raw")),
     ]);
-    assert_eq!(platform_child(&ix).unwrap().size, 2);
+    assert_eq!(platform_child(&ix, Arch::X86_64).unwrap().size, 2);
     let ix = index(vec![entry(1, "amd64", None), entry(2, "amd64", None)]);
-    assert!(platform_child(&ix)
+    assert!(platform_child(&ix, Arch::X86_64)
         .unwrap_err()
         .contains("2 linux/amd64 entries"));
     let ix = index(vec![entry(1, "arm64", None)]);
-    let e = platform_child(&ix).unwrap_err();
+    let e = platform_child(&ix, Arch::X86_64).unwrap_err();
     assert!(
         e.contains("no linux/amd64") && e.contains("linux/arm64"),
         "{e}"
     );
+    // An arm64 machine takes the arm64 entry of the same index.
+    let ix = index(vec![entry(1, "arm64", None), entry(2, "amd64", None)]);
+    assert_eq!(platform_child(&ix, Arch::Aarch64).unwrap().size, 1);
 }
 
 #[test]

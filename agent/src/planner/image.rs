@@ -14,6 +14,21 @@ use crate::plan::{
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+/// An image runs only on its own architecture: one built for another is refused before
+/// anything is written.
+pub(super) fn check_arch(img: &Image, machine: crate::arch::Arch) -> Result<(), DocError> {
+    match img.arch {
+        Some(a) if a != machine => Err(DocError::new(
+            "image.arch",
+            format!(
+                "the image is built for {a} and this machine is {machine}: an image runs only on \
+                 its own architecture; nothing was written"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The write-image step of `img`.
 pub(super) fn write(
     img: &Image,

@@ -44,6 +44,9 @@ pub struct PlanOptions {
     /// `--insecure`: accept an `oci://` tag that neither a digest nor a signature pins.
     /// Only ever from the command line, never from the document or kernel arguments.
     pub insecure: bool,
+    /// The machine's architecture, when planning for another host (its inventory's);
+    /// default: this one's.
+    pub arch: Option<crate::arch::Arch>,
 }
 
 /// Plans `doc` on a machine with disks `inventory`.
@@ -68,6 +71,13 @@ pub fn load_inventory(json: &str) -> Result<Vec<Disk>, PlanError> {
         .map_err(|e| PlanError::Inventory(format!("{prefix}{}: {}", e.path(), e.inner())))
 }
 
+/// The architecture a host inventory (`imprint inventory`) names in `cpu.architecture`;
+/// `None` for a bare disk list or a name imprint does not know.
+pub fn inventory_arch(json: &str) -> Option<crate::arch::Arch> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    crate::arch::Arch::parse(value.get("cpu")?.get("architecture")?.as_str()?)
+}
+
 /// [`build`] with a given [`Backend`].
 pub fn build_with(
     doc: &Document,
@@ -87,6 +97,7 @@ pub fn build_with(
     }
     if let Some(img) = &doc.image {
         image::check_pinned(img, opts.insecure)?;
+        image::check_arch(img, opts.arch.unwrap_or_else(crate::arch::Arch::host))?;
     }
     let chosen = choose(doc, inventory, backend)?;
     let host = host_plan(doc, &chosen, opts);

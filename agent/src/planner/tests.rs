@@ -84,6 +84,7 @@ fn opts() -> PlanOptions {
         machine_id: None,
         allow_placeholders: true,
         insecure: false,
+        arch: None,
     }
 }
 
@@ -379,6 +380,7 @@ fn generated_ids_are_stable_per_host_and_differ_between_hosts() {
         machine_id: Some("0123456789abcdef".into()),
         allow_placeholders: true,
         insecure: false,
+        arch: None,
     };
     let c = build_with(&doc, &doc2_inventory(), &other, &TestBackend).unwrap();
     assert_ne!(a.host.instance_id, c.host.instance_id);
@@ -689,4 +691,69 @@ fn a_disk_reached_by_two_paths_is_refused_before_any_step() {
             && e.contains("set up dm-multipath and give the /dev/mapper device"),
         "{e}"
     );
+}
+
+#[test]
+fn an_image_for_another_architecture_is_refused_and_arm64_has_no_bios_partition() {
+    use crate::arch::Arch;
+    let arm = DOC2.replace("  format: rootfs\n", "  format: rootfs\n  arch: arm64\n");
+    assert_ne!(arm, DOC2);
+    let doc = crate::config::parse(&arm).unwrap();
+    let on = |arch| PlanOptions {
+        arch: Some(arch),
+        ..opts()
+    };
+    let e = build_with(&doc, &doc2_inventory(), &on(Arch::X86_64), &TestBackend).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("image.arch")
+            && text.contains("built for aarch64 and this machine is x86_64")
+            && text.contains("nothing was written"),
+        "{text}"
+    );
+
+    let p = build_with(&doc, &doc2_inventory(), &on(Arch::Aarch64), &TestBackend).unwrap();
+    let types: Vec<String> = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Partition { partitions, .. } => Some(partitions),
+            _ => None,
+        })
+        .flatten()
+        .map(|p| p.type_guid.to_ascii_uppercase())
+        .collect();
+    assert!(
+        !types.contains(&"21686148-6449-6E6F-744E-656564454649".to_string()),
+        "no BIOS boot partition on arm64: {types:?}"
+    );
+    assert!(types.contains(&"C12A7328-F81F-11D2-BA4B-00A0C93EC93B".to_string()));
+    let fin = p
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Finalize(f) => Some(f),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(fin.arch, Arch::Aarch64);
+
+    // Without `arch` the image is taken to be the machine's, and x86 keeps its BIOS boot
+    // partition.
+    let p = build_with(
+        &crate::config::parse(DOC2).unwrap(),
+        &doc2_inventory(),
+        &on(Arch::X86_64),
+        &TestBackend,
+    )
+    .unwrap();
+    assert!(format!("{:?}", p.steps).contains("21686148-6449-6E6F-744E-656564454649"));
+}
+
+#[test]
+fn a_host_inventory_names_its_architecture() {
+    use crate::arch::Arch;
+    let arm = r#"{"schema_version": 1, "cpu": {"architecture": "aarch64"}, "disks": []}"#;
+    assert_eq!(inventory_arch(arm), Some(Arch::Aarch64));
+    assert_eq!(inventory_arch("[]"), None);
 }

@@ -70,10 +70,8 @@ const ALIASES: &[(&str, &str)] = &[
 pub fn type_guid(alias_or_guid: &str) -> Option<String> {
     let key = alias_or_guid.trim().to_ascii_lowercase().replace('_', "-");
     let key = match key.as_str() {
-        "root" if cfg!(target_arch = "aarch64") => "root-aarch64".to_string(),
-        "root" => "root-x86-64".to_string(),
-        "usr" if cfg!(target_arch = "aarch64") => "usr-aarch64".to_string(),
-        "usr" => "usr-x86-64".to_string(),
+        "root" => crate::arch::Arch::host().root_type().to_string(),
+        "usr" => crate::arch::Arch::host().usr_type().to_string(),
         "efi" => "esp".to_string(),
         "bios" | "bios-grub" => "bios-boot".to_string(),
         _ => key,
