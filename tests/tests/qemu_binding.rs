@@ -10,8 +10,7 @@ use imprint_tests::fixtures::*;
 use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{Boot, Disk, Firmware, Vm};
 use imprint_tests::seed::{
-    disk_file, provision, run_agent, step, wait_for_marker, SeedDoc, Tang, BOOTED, SERIAL_A,
-    SERIAL_B,
+    disk_file, provision, step, wait_for_marker, SeedDoc, Tang, BOOTED, SERIAL_A, SERIAL_B,
 };
 use imprint_tests::server::Server;
 use imprint_tests::tang::TangServer;
@@ -72,43 +71,9 @@ fn tang_and_tpm2_bound_volumes_unlock_unattended_and_only_with_both() {
         disk_file(keep.path(), "b.raw", 12 << 30),
     ];
 
-    // 0. Tang down before the start: the run stops at its checks, and the disks are
-    // exactly as they were (still holes: not one block of either file was written).
-    tang.stop();
-    let (_, _, refused, console) = run_agent(
-        &server,
-        &doc,
-        "/db-17.yaml",
-        vec![
-            Disk::existing(&disks[0], SERIAL_A),
-            Disk::existing(&disks[1], SERIAL_B),
-        ],
-        Firmware::Uefi,
-        Some(tpm.path()),
-    );
-    assert_eq!(
-        refused["failed_step"], "preflight",
-        "{refused:#}
-{console}"
-    );
-    assert_eq!(refused["disks_after"], "untouched", "{refused:#}");
-    let error = refused["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains(&format!("tang http://10.0.2.2:{}", tang.port())) && !error.contains("TPM"),
-        "only the tang check failed: {error}"
-    );
-    assert!(console.contains("no disk was touched"), "{console}");
-    for d in &disks {
-        use std::os::unix::fs::MetadataExt;
-        assert_eq!(
-            std::fs::metadata(d).unwrap().blocks(),
-            0,
-            "{} was written to",
-            d.display()
-        );
-    }
-    tang.resume();
-
+    // (Tang down before the start — the run refused at its checks with the disks
+    // untouched — is shown on loop devices with a real tang by `preflight.rs`; a kernel
+    // boot proves nothing more there.)
     // Provision with tang reachable and the TPM attached.
     let (agent, _, fin) = provision(
         &server,
