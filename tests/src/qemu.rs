@@ -717,6 +717,35 @@ impl Vm {
         }
     }
 
+    /// Waits until the serial log contains one of `patterns`; returns the index of the
+    /// first of them (in the order given) that it contains. Fails like
+    /// [`Vm::wait_for_serial`].
+    pub fn wait_for_any(&mut self, patterns: &[&str], timeout: Duration) -> Result<usize, VmError> {
+        let start = Instant::now();
+        loop {
+            let log = self.serial_log();
+            if let Some(i) = patterns.iter().position(|p| log.contains(p)) {
+                return Ok(i);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = self.serial_log();
+                if let Some(i) = patterns.iter().position(|p| log.contains(p)) {
+                    return Ok(i);
+                }
+                return Err(self.error(format!(
+                    "QEMU exited ({status}) before the console showed any of {patterns:?}"
+                )));
+            }
+            if start.elapsed() > timeout {
+                return Err(self.error(format!(
+                    "the console showed none of {patterns:?} within {} s",
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// Waits until QEMU exits (the guest powered off or rebooted under `-no-reboot`).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus, VmError> {
         let start = Instant::now();

@@ -33,7 +33,7 @@ use imprint_tests::fixtures::{
     assert_sgdisk_clean, busybox_rootfs, extract_vfat, guest_base, sh, sha256_hex,
 };
 use imprint_tests::images::debian_rootfs;
-use imprint_tests::qemu::{uefi_vars_file, Boot, Disk, Firmware, Vm};
+use imprint_tests::qemu::{uefi_vars_file, Boot, Disk, Firmware, Vm, VmError};
 use imprint_tests::seed::{
     assert_stig_layout, disk_file, examine, md_member_data, partition, provision, step,
     wait_for_marker, SeedDoc, SERIAL_A, SERIAL_B, SERIAL_C, SERIAL_D,
@@ -265,6 +265,8 @@ fn disks(dir: &Path) -> Vec<PathBuf> {
 }
 
 const PHRASE: &str = "raid ten debian phrase";
+/// What systemd prints on the console when a boot stops in emergency mode.
+const EMERGENCY: &str = "You are in emergency mode";
 
 /// Boots the four disks (or those given) under OVMF with `vars`, types the passphrase,
 /// logs in as root. Under TCG on a loaded machine a boot can be starved past systemd's
@@ -288,7 +290,19 @@ fn boot_and_login(disks: &[(PathBuf, &str)], vars: &Path) -> Vm {
             .unwrap();
         let t = Instant::now();
         vm.send(&format!("{PHRASE}\r")).unwrap();
-        match vm.login("root", "imprint", Duration::from_secs(900)) {
+        // Emergency mode prints no login prompt: seen, it is known at once.
+        let prompt = vm
+            .wait_for_any(&[" login: ", EMERGENCY], Duration::from_secs(900))
+            .unwrap();
+        let login = if prompt == 1 {
+            Err(VmError {
+                what: "the system came up in emergency mode".into(),
+                log: vm.serial_log(),
+            })
+        } else {
+            vm.login("root", "imprint", Duration::from_secs(300))
+        };
+        match login {
             Ok(()) => {
                 eprintln!(
                     "logged in {:.0} s after the passphrase",
@@ -308,7 +322,7 @@ fn boot_and_login(disks: &[(PathBuf, &str)], vars: &Path) -> Vm {
                 }
                 return vm;
             }
-            Err(e) if attempt == 1 && vm.serial_log().contains("emergency mode") => {
+            Err(e) if attempt == 1 && vm.serial_log().contains(EMERGENCY) => {
                 let log = vm.serial_log();
                 let timed_out: Vec<&str> = log
                     .lines()
