@@ -691,54 +691,46 @@ impl Vm {
     /// Waits until the serial log contains `pattern`; returns the log. Fails if QEMU exits
     /// first or `timeout` passes.
     pub fn wait_for_serial(&mut self, pattern: &str, timeout: Duration) -> Result<String, VmError> {
-        let start = Instant::now();
-        loop {
-            let log = self.serial_log();
-            if log.contains(pattern) {
-                return Ok(log);
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // One last look: QEMU may have written the line just before exiting.
-                let log = self.serial_log();
-                if log.contains(pattern) {
-                    return Ok(log);
-                }
-                return Err(self.error(format!(
-                    "QEMU exited ({status}) before the console showed {pattern:?}"
-                )));
-            }
-            if start.elapsed() > timeout {
-                return Err(self.error(format!(
-                    "the console did not show {pattern:?} within {} s",
-                    timeout.as_secs()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        self.wait_for_patterns(&[pattern], timeout)
+            .map(|(_, log)| log)
     }
 
     /// Waits until the serial log contains one of `patterns`; returns the index of the
     /// first of them (in the order given) that it contains. Fails like
     /// [`Vm::wait_for_serial`].
     pub fn wait_for_any(&mut self, patterns: &[&str], timeout: Duration) -> Result<usize, VmError> {
+        self.wait_for_patterns(patterns, timeout).map(|(i, _)| i)
+    }
+
+    /// The index of the first of `patterns` the serial log contains, and the log.
+    fn wait_for_patterns(
+        &mut self,
+        patterns: &[&str],
+        timeout: Duration,
+    ) -> Result<(usize, String), VmError> {
         let start = Instant::now();
+        let what = match patterns {
+            [one] => format!("{one:?}"),
+            many => format!("any of {many:?}"),
+        };
         loop {
             let log = self.serial_log();
             if let Some(i) = patterns.iter().position(|p| log.contains(p)) {
-                return Ok(i);
+                return Ok((i, log));
             }
             if let Ok(Some(status)) = self.child.try_wait() {
+                // One last look: QEMU may have written the line just before exiting.
                 let log = self.serial_log();
                 if let Some(i) = patterns.iter().position(|p| log.contains(p)) {
-                    return Ok(i);
+                    return Ok((i, log));
                 }
                 return Err(self.error(format!(
-                    "QEMU exited ({status}) before the console showed any of {patterns:?}"
+                    "QEMU exited ({status}) before the console showed {what}"
                 )));
             }
             if start.elapsed() > timeout {
                 return Err(self.error(format!(
-                    "the console showed none of {patterns:?} within {} s",
+                    "the console did not show {what} within {} s",
                     timeout.as_secs()
                 )));
             }

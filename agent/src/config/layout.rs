@@ -80,10 +80,7 @@ pub(super) fn expand_layout(
         (None, Some(_)) => "storage.layout.raid",
         (None, None) => "storage.layout",
     });
-    let arch = doc
-        .image
-        .as_ref()
-        .map_or_else(crate::arch::Arch::host, |i| i.arch());
+    let arch = doc.image_arch();
     partitions(
         layout,
         &disks,

@@ -343,10 +343,14 @@ pub struct Image {
     pub arch: Option<crate::arch::Arch>,
 }
 
-impl Image {
-    /// The architecture the image runs on: `arch`, else the machine's.
-    pub fn arch(&self) -> crate::arch::Arch {
-        self.arch.unwrap_or_else(crate::arch::Arch::host)
+impl Document {
+    /// The architecture the deployed system runs on: the image's `arch`, else the
+    /// machine's.
+    pub fn image_arch(&self) -> crate::arch::Arch {
+        self.image
+            .as_ref()
+            .and_then(|i| i.arch)
+            .unwrap_or_else(crate::arch::Arch::host)
     }
 }
 

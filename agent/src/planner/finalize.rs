@@ -33,10 +33,7 @@ pub(super) fn finalize(
             .as_ref()
             .and_then(|b| b.finalize_timeout)
             .unwrap_or(crate::finalize::DEFAULT_COMMAND_TIMEOUT.as_secs()),
-        arch: doc
-            .image
-            .as_ref()
-            .map_or_else(crate::arch::Arch::host, |i| i.arch()),
+        arch: doc.image_arch(),
     }
 }
 

@@ -135,14 +135,7 @@ fn every_member_disk_gets_the_boot_loader_and_its_esp_is_kept_in_step() {
         &four(),
     )
     .unwrap();
-    let fin = p
-        .steps
-        .iter()
-        .find_map(|s| match s {
-            Step::Finalize(f) => Some(f),
-            _ => None,
-        })
-        .expect("a rootfs plan finalizes");
+    let fin = super::tests::finalize_of(&p);
     let disks: Vec<String> = fin
         .boot_disks
         .iter()

@@ -97,6 +97,17 @@ pub(super) fn plan_of(text: &str, inv: &[Disk]) -> Result<Plan, PlanError> {
     )
 }
 
+/// The finalize step of a rootfs plan.
+pub(super) fn finalize_of(p: &Plan) -> &crate::plan::FinalizePlan {
+    p.steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Finalize(f) => Some(f),
+            _ => None,
+        })
+        .expect("a rootfs plan finalizes")
+}
+
 fn names(p: &Plan) -> Vec<String> {
     p.steps.iter().map(Step::name).collect()
 }
@@ -728,15 +739,7 @@ fn an_image_for_another_architecture_is_refused_and_arm64_has_no_bios_partition(
         "no BIOS boot partition on arm64: {types:?}"
     );
     assert!(types.contains(&"C12A7328-F81F-11D2-BA4B-00A0C93EC93B".to_string()));
-    let fin = p
-        .steps
-        .iter()
-        .find_map(|s| match s {
-            Step::Finalize(f) => Some(f),
-            _ => None,
-        })
-        .unwrap();
-    assert_eq!(fin.arch, Arch::Aarch64);
+    assert_eq!(finalize_of(&p).arch, Arch::Aarch64);
 
     // Without `arch` the image is taken to be the machine's, and x86 keeps its BIOS boot
     // partition.
