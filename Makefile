@@ -2,10 +2,12 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 ENV := . agent/native/env.sh &&
+ENV_AARCH64 := export IMPRINT_ARCH=aarch64 && . agent/native/env.sh &&
 MUSL := target/x86_64-unknown-linux-musl
+MUSL_AARCH64 := target/aarch64-unknown-linux-musl
 
-.PHONY: all deps agent initramfs iso action test demo bench bench-boot images clean fuzz
-all: agent initramfs iso action
+.PHONY: all deps agent agent-aarch64 initramfs iso action test demo bench bench-boot images clean fuzz
+all: agent initramfs iso action agent-aarch64
 
 deps:
 	@bash agent/native/deps.sh
@@ -19,6 +21,14 @@ agent: deps
 	@ls -l out/imprint
 	@# Man pages (out/man/*.1) and completions (out/completions/) from the clap definitions.
 	@rm -rf out/man out/completions && out/imprint --quiet generate-docs out
+
+# The same agent for arm64 servers, cross-built: out/aarch64/imprint (and its notices).
+agent-aarch64: deps
+	$(ENV_AARCH64) cargo build --release -p imprint
+	@mkdir -p out/aarch64 && cp $(MUSL_AARCH64)/release/imprint out/aarch64/imprint
+	@file out/aarch64/imprint | grep -q 'ARM aarch64.*statically linked' || { echo "out/aarch64/imprint is not a static aarch64 executable"; exit 1; }
+	@$(ENV_AARCH64) bash agent/native/licenses.sh out/aarch64/LICENSES
+	@ls -l out/aarch64/imprint
 
 # Boot artifacts: out/vmlinuz, out/initramfs.img, out/boot.ipxe (initramfs/build.sh caches them).
 initramfs: agent

@@ -7,12 +7,26 @@ stamp_dir=${IMPRINT_CACHE:-$here/../../target/cache}
 mkdir -p "$stamp_dir"
 key=$(sha256sum "$0" | cut -c1-16)
 stamp=$stamp_dir/deps-$key.stamp
-if [ -f "$stamp" ]; then exit 0; fi
+
+# Foreign binaries (the aarch64 agent's tests, the arm64 ramdisk's tools, the arm64
+# test image's maintainer scripts) run through qemu-user's binfmt handler. The kernel
+# forgets the registration at every boot, so this runs every time, stamp or not.
+binfmt() {
+  [ -x /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] || return 0
+  [ -f /proc/sys/fs/binfmt_misc/status ] ||
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+  [ -f /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+}
+if [ -f "$stamp" ]; then binfmt; exit 0; fi
 
 packages=(
   # static build of the agent (musl + C libraries from Debian sources)
   build-essential musl-tools musl-dev pkg-config autoconf automake libtool autopoint
   gettext cmake file xz-utils dpkg-dev clang libclang-dev
+  # the aarch64 agent, cross-built (musl and the C libraries from Debian's sources) and
+  # tested under user-mode emulation; arm64 machines under QEMU with AAVMF
+  gcc-aarch64-linux-gnu linux-libc-dev-arm64-cross qemu-user-static binfmt-support
+  qemu-system-arm qemu-efi-aarch64
   # independent checkers and the tools the ramdisk carries
   gdisk fdisk util-linux e2fsprogs xfsprogs dosfstools mtools cryptsetup-bin mdadm lvm2
   zstd xz-utils gzip curl socat cpio kmod busybox-static kexec-tools
@@ -49,7 +63,8 @@ apt-get update -q
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
 apt-get install -y -q --no-install-recommends --allow-downgrades "${packages[@]}"
 rm -f /usr/sbin/policy-rc.d
-rustup target add x86_64-unknown-linux-musl
+rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+binfmt
 # cargo-deny for the deny gate of `make test` (tests/gates/run.sh), pinned: a new release
 # may add checks or change deny.toml's format, which is a deliberate update.
 deny_version=0.20.2

@@ -6,6 +6,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:?usage: $0 OUTDIR}
+target=${CARGO_BUILD_TARGET:?source agent/native/env.sh first}
+pc_var=PKG_CONFIG_LIBDIR_$(echo "$target" | tr - _)
 mkdir -p "$out"
 cp "$root/NOTICE" "$out/NOTICE"
 cp "$root/docs/licensing.md" "$out/licensing.md"
@@ -23,8 +25,7 @@ libcrypto openssl Apache-2.0"
 {
   printf '%-14s %-12s %-12s %s\n' "# library" version "Debian source" licence
   while read -r pc pkg lic; do
-    v=$(PKG_CONFIG_LIBDIR=${PKG_CONFIG_LIBDIR_x86_64_unknown_linux_musl:?source agent/native/env.sh first} \
-      pkg-config --modversion "$pc")
+    v=$(PKG_CONFIG_LIBDIR=${!pc_var} pkg-config --modversion "$pc")
     printf '%-14s %-12s %-12s %s\n' "$pc" "$v" "$pkg" "$lic"
   done <<<"$libs"
   printf '%-14s %-12s %-12s %s\n' musl "$(dpkg-query -W -f='${Version}' musl-dev)" musl MIT
@@ -32,7 +33,7 @@ libcrypto openssl Apache-2.0"
 
 # The crates compiled into the agent for the musl target (no build or dev dependencies).
 cd "$root"
-cargo metadata -q --format-version 1 --locked --filter-platform x86_64-unknown-linux-musl |
+cargo metadata -q --format-version 1 --locked --filter-platform "$target" |
   python3 -c '
 import json, sys
 m = json.load(sys.stdin)

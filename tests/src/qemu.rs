@@ -25,6 +25,18 @@ pub const OVMF_CODE_4M: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// The empty variable store that goes with it.
 pub const OVMF_VARS_4M: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
+/// AAVMF, the arm64 build of the same firmware (Debian's `qemu-efi-aarch64`): code and
+/// an empty variable store, both 64 MiB flash images.
+pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
+pub const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
+
+/// A fresh copy of AAVMF's empty variable store in `dir`, for [`VmBuilder::uefi_vars`].
+pub fn aavmf_vars_file(dir: &Path) -> PathBuf {
+    let p = dir.join("AAVMF_VARS.fd");
+    std::fs::copy(AAVMF_VARS, &p).expect("copying AAVMF_VARS.fd (Debian package qemu-efi-aarch64)");
+    p
+}
+
 /// A fresh copy of OVMF's empty variable store in `dir`, for [`VmBuilder::uefi_vars`].
 pub fn uefi_vars_file(dir: &Path) -> PathBuf {
     let p = dir.join("OVMF_VARS_4M.fd");
@@ -58,6 +70,20 @@ pub enum Firmware {
     Bios,
     /// OVMF.
     Uefi,
+    /// An arm64 server: QEMU's `virt` machine (Cortex-A72) with AAVMF, under
+    /// `qemu-system-aarch64`. Its variable store is the [`VmBuilder::uefi_vars`] file, or
+    /// a fresh one in the VM's directory. CDs and USB sticks hang off virtio-scsi/xHCI.
+    Aavmf,
+}
+
+impl Firmware {
+    /// The QEMU system emulator for the firmware's machine.
+    pub fn emulator(self) -> &'static str {
+        match self {
+            Firmware::Aavmf => "qemu-system-aarch64",
+            Firmware::Bios | Firmware::Uefi => "qemu-system-x86_64",
+        }
+    }
 }
 
 /// How a disk is attached.
@@ -254,8 +280,22 @@ impl VmBuilder {
                 format!("if=pflash,format=raw,unit=1,file={}", s(vars)),
             ]),
             (Firmware::Uefi, None) => a.extend(["-bios".into(), OVMF.into()]),
+            (Firmware::Aavmf, vars) => {
+                let vars = vars.clone().unwrap_or_else(|| dir.join("AAVMF_VARS.fd"));
+                a.extend([
+                    "-machine".into(),
+                    "virt".into(),
+                    "-cpu".into(),
+                    "cortex-a72".into(),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=0,readonly=on,file={AAVMF_CODE}"),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=1,file={}", s(&vars)),
+                ])
+            }
             (Firmware::Bios, _) => {}
         }
+        let arm = self.firmware == Firmware::Aavmf;
         let mut netdev = "user,id=n".to_string();
         match boot {
             Boot::Direct {
@@ -276,6 +316,18 @@ impl VmBuilder {
                 netdev = format!("user,id=n,tftp={},bootfile={bootfile}", s(tftp_dir));
                 a.extend(["-boot".into(), "n".into()]);
             }
+            // `virt` has no IDE: the CD is a SCSI CD-ROM on virtio-scsi, first in boot order.
+            Boot::Cdrom(iso) if arm => a.extend([
+                "-device".into(),
+                "virtio-scsi-pci,id=scsi".into(),
+                "-drive".into(),
+                format!(
+                    "if=none,id=cd,media=cdrom,format=raw,readonly=on,file={}",
+                    s(iso)
+                ),
+                "-device".into(),
+                "scsi-cd,bus=scsi.0,drive=cd,bootindex=0".into(),
+            ]),
             Boot::Cdrom(iso) => a.extend(["-cdrom".into(), s(iso), "-boot".into(), "d".into()]),
             Boot::Usb(iso) => a.extend([
                 "-device".into(),
@@ -285,6 +337,8 @@ impl VmBuilder {
                 "-device".into(),
                 "usb-storage,bus=xhci.0,drive=usb0,bootindex=0".into(),
             ]),
+            // The firmware's own boot order (its variable store) decides on `virt`.
+            Boot::Disk if arm => {}
             Boot::Disk => a.extend(["-boot".into(), "c".into()]),
         }
         let pxe = matches!(boot, Boot::Pxe { .. });
@@ -398,7 +452,15 @@ impl VmBuilder {
         let args = self.command_line(dir.path()).map_err(err)?;
         std::fs::write(dir.path().join("qemu.cmdline"), args.join(" "))
             .map_err(|e| err(format!("writing the command line: {e}")))?;
-        let child = Command::new("qemu-system-x86_64")
+        let emulator = self.firmware.emulator();
+        if self.firmware == Firmware::Aavmf && self.uefi_vars.is_none() {
+            std::fs::copy(AAVMF_VARS, dir.path().join("AAVMF_VARS.fd")).map_err(|e| {
+                err(format!(
+                    "copying {AAVMF_VARS}: {e} (install qemu-efi-aarch64: make deps)"
+                ))
+            })?;
+        }
+        let child = Command::new(emulator)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -409,7 +471,7 @@ impl VmBuilder {
             .spawn()
             .map_err(|e| {
                 err(format!(
-                    "starting qemu-system-x86_64: {e} (install qemu-system-x86: make deps)"
+                    "starting {emulator}: {e} (install qemu-system-x86 and qemu-system-arm: make deps)"
                 ))
             })?;
         Ok(Vm {
