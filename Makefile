@@ -6,8 +6,8 @@ ENV_AARCH64 := export IMPRINT_ARCH=aarch64 && . agent/native/env.sh &&
 MUSL := target/x86_64-unknown-linux-musl
 MUSL_AARCH64 := target/aarch64-unknown-linux-musl
 
-.PHONY: all deps agent agent-aarch64 initramfs iso action test demo bench bench-boot images clean fuzz
-all: agent initramfs iso action agent-aarch64
+.PHONY: all deps agent agent-aarch64 initramfs iso iso-aarch64 action test demo bench bench-boot images clean fuzz
+all: agent initramfs iso action agent-aarch64 iso-aarch64
 
 deps:
 	@bash agent/native/deps.sh
@@ -37,6 +37,11 @@ initramfs: agent
 # The hybrid BIOS/UEFI, CD/USB image out/imprint.iso (includes the initramfs step).
 iso: agent
 	bash initramfs/build.sh iso
+
+# The arm64 set (UEFI only): out/aarch64/{vmlinuz,initramfs.img,imprint.iso} from
+# Debian's arm64 packages (docs/boot.md "arm64").
+iso-aarch64: agent-aarch64
+	bash initramfs/build.sh iso aarch64
 
 # imprint as a Tinkerbell action: an OCI image layout holding only the agent, written
 # without Docker (out/tinkerbell/, tag = imprint's version; docs/integrations/tinkerbell.md).

@@ -2,7 +2,10 @@
 # Publishes boot artifacts under names that are their content, so no cache (TFTP, HTTP
 # proxy, CDN, a host's own iPXE) can ever hand out a stale kernel with a new initramfs:
 #
-#   initramfs/publish.sh STORE VERSION KERNEL_VERSION vmlinuz initramfs.img [imprint.iso]
+#   initramfs/publish.sh [--console ARGS] STORE VERSION KERNEL_VERSION vmlinuz initramfs.img [imprint.iso]
+#
+# --console: the script's default console arguments (imprint_console), for the
+# architecture of the kernel (default: console=tty0 console=ttyS0,115200n8).
 #
 # STORE gets (docs/boot.md "Boot artifacts named by content"):
 #   sha256/<hex>                       each artifact, named by its SHA-256
@@ -21,7 +24,9 @@ set -euo pipefail
 export LC_ALL=C
 
 die() { echo "publish: error: $*" >&2; exit 1; }
-[ $# -ge 5 ] || die "usage: publish.sh STORE VERSION KERNEL_VERSION vmlinuz initramfs.img [imprint.iso]"
+console="console=tty0 console=ttyS0,115200n8"
+if [ "${1:-}" = --console ]; then console=${2:?--console needs the arguments}; shift 2; fi
+[ $# -ge 5 ] || die "usage: publish.sh [--console ARGS] STORE VERSION KERNEL_VERSION vmlinuz initramfs.img [imprint.iso]"
 store=$1 version=$2 kver=$3
 shift 3
 mkdir -p "$store/sha256"
@@ -82,7 +87,7 @@ cat > "$work/script" <<EOF
 # imprint $version, kernel $kver: every file this script loads is named by its SHA-256,
 # so it can be cached forever. Variables as for boot.ipxe (docs/boot.md):
 # imprint_base, imprint_config, imprint_console, imprint_kargs.
-isset \${imprint_console} || set imprint_console console=tty0 console=ttyS0,115200n8
+isset \${imprint_console} || set imprint_console $console
 isset \${imprint_config} && set imprint_cfgarg imprint.config=\${imprint_config} || set imprint_cfgarg
 isset \${imprint_kargs} || set imprint_kargs
 echo imprint $version: loading kernel sha256:$kernel and initramfs sha256:$initrd
