@@ -352,6 +352,15 @@ impl Document {
             .and_then(|i| i.arch)
             .unwrap_or_else(crate::arch::Arch::host)
     }
+
+    /// The same document with `image.arch` stated (when it has an image).
+    pub fn with_image_arch(&self, arch: crate::arch::Arch) -> Document {
+        let mut doc = self.clone();
+        if let Some(img) = doc.image.as_mut() {
+            img.arch = Some(arch);
+        }
+        doc
+    }
 }
 
 /// Registry credentials: `username` and `password`, or a `token`.

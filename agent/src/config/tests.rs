@@ -57,7 +57,10 @@ fn product_documents_parse_and_validate_verbatim() {
 
 #[test]
 fn doc2_expands_to_mirrored_boot_luks_and_lvm() {
-    let doc = parse(DOC2).unwrap();
+    // An x86_64 machine's layout (BIOS boot partitions), wherever the tests run.
+    let doc = parse(DOC2)
+        .unwrap()
+        .with_image_arch(crate::arch::Arch::X86_64);
     let ex = expand_storage(&doc).unwrap();
     let parts: Vec<(&str, &str, String)> = ex
         .partitions
@@ -181,7 +184,7 @@ fn doc2_expands_to_mirrored_boot_luks_and_lvm() {
 fn single_disk_layout_without_luks_or_lvm_is_one_root_filesystem() {
     let doc = check(
         "version: 1\nhost: {hostname: h}\ndisks: [{name: d, match: {}}]\nstorage: {layout: {root: {type: xfs}}}\n\
-         image: {url: 'http://x/r.tar', sha256: '<x>', format: rootfs}\n",
+         image: {url: 'http://x/r.tar', sha256: '<x>', format: rootfs, arch: x86_64}\n",
     )
     .unwrap();
     let ex = expand_storage(&doc).unwrap();

@@ -85,6 +85,18 @@ pub fn build_with(
     opts: &PlanOptions,
     backend: &dyn Backend,
 ) -> Result<Plan, PlanError> {
+    let machine = opts.arch.unwrap_or_else(crate::arch::Arch::host);
+    let with_arch;
+    let doc = match &doc.image {
+        // An image that does not say is for the machine planned for: its layout (a BIOS
+        // boot partition or not) and loader are that machine's, also when `plan
+        // --inventory` plans another architecture's machine from here.
+        Some(img) if img.arch.is_none() => {
+            with_arch = doc.with_image_arch(machine);
+            &with_arch
+        }
+        _ => doc,
+    };
     config::validate(doc)?;
     if !opts.allow_placeholders {
         if let Some((path, value)) = config::placeholders(doc).into_iter().next() {
@@ -97,7 +109,7 @@ pub fn build_with(
     }
     if let Some(img) = &doc.image {
         image::check_pinned(img, opts.insecure)?;
-        image::check_arch(img, opts.arch.unwrap_or_else(crate::arch::Arch::host))?;
+        image::check_arch(img, machine)?;
     }
     let chosen = choose(doc, inventory, backend)?;
     let host = host_plan(doc, &chosen, opts);

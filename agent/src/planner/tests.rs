@@ -79,12 +79,13 @@ pub(super) fn disk(path: &str, size: u64, sector: u64, serial: &str) -> Disk {
     }
 }
 
+/// Plans for an x86_64 machine, wherever the tests run (they also run on aarch64).
 fn opts() -> PlanOptions {
     PlanOptions {
         machine_id: None,
         allow_placeholders: true,
         insecure: false,
-        arch: None,
+        arch: Some(crate::arch::Arch::X86_64),
     }
 }
 
@@ -391,7 +392,7 @@ fn generated_ids_are_stable_per_host_and_differ_between_hosts() {
         machine_id: Some("0123456789abcdef".into()),
         allow_placeholders: true,
         insecure: false,
-        arch: None,
+        arch: Some(crate::arch::Arch::X86_64),
     };
     let c = build_with(&doc, &doc2_inventory(), &other, &TestBackend).unwrap();
     assert_ne!(a.host.instance_id, c.host.instance_id);
@@ -409,7 +410,10 @@ fn generated_ids_are_stable_per_host_and_differ_between_hosts() {
 
 #[test]
 fn the_explicit_expansion_plans_the_same() {
-    let doc = crate::config::parse(DOC2).unwrap();
+    // Expanded for the machine `opts()` plans for.
+    let doc = crate::config::parse(DOC2)
+        .unwrap()
+        .with_image_arch(crate::arch::Arch::X86_64);
     let explicit = crate::config::expand(&doc).unwrap();
     let yaml = serde_norway::to_string(&explicit).unwrap();
     let again = crate::config::parse(&yaml).unwrap();
@@ -751,6 +755,18 @@ fn an_image_for_another_architecture_is_refused_and_arm64_has_no_bios_partition(
     )
     .unwrap();
     assert!(format!("{:?}", p.steps).contains("21686148-6449-6E6F-744E-656564454649"));
+    assert_eq!(finalize_of(&p).arch, Arch::X86_64);
+    // ... and planned for an arm64 machine (`plan --inventory` from anywhere), the same
+    // document is that machine's: no BIOS boot partition, GRUB for arm64-efi.
+    let p = build_with(
+        &crate::config::parse(DOC2).unwrap(),
+        &doc2_inventory(),
+        &on(Arch::Aarch64),
+        &TestBackend,
+    )
+    .unwrap();
+    assert!(!format!("{:?}", p.steps).contains("21686148-6449-6E6F-744E-656564454649"));
+    assert_eq!(finalize_of(&p).arch, Arch::Aarch64);
 }
 
 #[test]

@@ -286,10 +286,12 @@ mod tests {
             type_guid("raid").unwrap(),
             "A19D880F-05FC-4D3B-A006-743F0F84911E"
         );
-        assert_eq!(
-            type_guid("root").unwrap(),
-            "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
-        );
+        // The Discoverable Partitions root type of the machine's architecture.
+        let root = match crate::arch::Arch::host() {
+            crate::arch::Arch::X86_64 => "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+            crate::arch::Arch::Aarch64 => "B921B045-1DF0-41C3-AF44-4C6F280D3FAE",
+        };
+        assert_eq!(type_guid("root").unwrap(), root);
         assert_eq!(
             type_guid("0fc63daf-8483-4772-8e79-3d69d8477de4").unwrap(),
             "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
