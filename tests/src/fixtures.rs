@@ -39,6 +39,27 @@ pub fn imprint_bin() -> PathBuf {
     p
 }
 
+/// The architecture of the agent under test (`x86_64`, `aarch64`), from its ELF header:
+/// with `IMPRINT_BIN` naming the aarch64 build, it runs here under qemu-aarch64.
+pub fn agent_arch() -> &'static str {
+    let bin = imprint_bin();
+    let mut head = [0u8; 20];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display())),
+        &mut head,
+    )
+    .unwrap_or_else(|e| panic!("reading {}: {e}", bin.display()));
+    assert!(head.starts_with(b"\x7fELF"), "{} is not ELF", bin.display());
+    match u16::from_le_bytes([head[18], head[19]]) {
+        0x3e => "x86_64",
+        0xb7 => "aarch64",
+        m => panic!(
+            "{}: ELF machine {m:#x} is neither x86_64 nor aarch64",
+            bin.display()
+        ),
+    }
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -81,8 +81,8 @@ fn plan_refuses_an_image_of_another_architecture_and_plans_it_for_a_host_of_its_
             "mounts": []})
     };
     let disks = serde_json::json!([disk("/dev/vda", "SN-A-0001"), disk("/dev/vdb", "SN-B-0002")]);
-    // The image is built for the architecture this machine is not.
-    let (other, this) = if std::env::consts::ARCH == "aarch64" {
+    // The image is built for the architecture the agent (this machine) is not.
+    let (other, this) = if agent_arch() == "aarch64" {
         ("x86_64", "aarch64")
     } else {
         ("aarch64", "x86_64")
