@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds the Debian 12 root filesystem the end-to-end tests deploy (`format: rootfs`).
 #
-#   images/rootfs.sh OUTDIR
+#   [IMPRINT_IMAGE_ARCH=x86_64|aarch64] images/rootfs.sh OUTDIR
 #
 # Writes OUTDIR/debian-12-rootfs.tar.zst (numeric owners, xattrs, ACLs),
 # OUTDIR/debian-12-rootfs.tar.zst.sha512 and .sha256 (hex only, of the .zst file),
 # OUTDIR/debian-12-rootfs.tar.size (bytes of the tar), OUTDIR/manifest.json and
-# OUTDIR/rootfs.key. A rerun is a no-op while rootfs.key matches this script and
-# packages.txt. Root only (mmdebstrap in root mode, chroot). Test image: root's
-# password is `imprint` so a tester can log in on ttyS0.
+# OUTDIR/rootfs.key; for aarch64 the names are debian-12-arm64-rootfs.*. A rerun is a
+# no-op while rootfs.key matches this script, packages.txt and the architecture. Root
+# only (mmdebstrap in root mode, chroot); a foreign architecture runs its maintainer
+# scripts through qemu-user-static and binfmt_misc. Test image: root's password is
+# `imprint` so a tester can log in on the serial console.
 set -euo pipefail
 
 # The body is one function, read whole before it runs: editing this file during a
@@ -18,17 +20,41 @@ main() {
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
 out=$1
-name=debian-12-rootfs.tar.zst
+# tag: the architecture's mark in file names (none for x86_64, as before aarch64 came).
+case ${IMPRINT_IMAGE_ARCH:-x86_64} in
+  x86_64 | amd64) arch=x86_64 deb_arch=amd64 tag= ;;
+  aarch64 | arm64) arch=aarch64 deb_arch=arm64 tag=-arm64 ;;
+  *) echo "rootfs.sh: IMPRINT_IMAGE_ARCH=$IMPRINT_IMAGE_ARCH: x86_64 or aarch64" >&2; exit 2 ;;
+esac
+name=debian-12$tag-rootfs.tar.zst
+size_name=debian-12$tag-rootfs.tar.size
 packages_file=$here/packages.txt
 
-key=$(cat "$0" "$packages_file" | sha256sum | cut -d' ' -f1)
+key=$({ cat "$0" "$packages_file"; echo "$arch"; } | sha256sum | cut -d' ' -f1)
 if [ -f "$out/rootfs.key" ] && [ "$(cat "$out/rootfs.key")" = "$key" ] \
   && [ -f "$out/$name" ] && [ -f "$out/$name.sha512" ] && [ -f "$out/$name.sha256" ] \
-  && [ -f "$out/debian-12-rootfs.tar.size" ] && [ -f "$out/manifest.json" ]; then
+  && [ -f "$out/$size_name" ] && [ -f "$out/manifest.json" ]; then
   echo "rootfs: up to date in $out"
   exit 0
 fi
 [ "$(id -u)" -eq 0 ] || { echo "rootfs.sh: run as root (mmdebstrap root mode and chroot)" >&2; exit 1; }
+
+# Another architecture's binaries run through qemu-user-static, registered with
+# binfmt_misc by binfmt-support (flag F: the interpreter works inside the chroot too);
+# mmdebstrap checks that with arch-test. Set up here if the host has not done it yet.
+if [ "$deb_arch" != "$(dpkg --print-architecture)" ]; then
+  for tool in qemu-$arch-static update-binfmts arch-test; do
+    command -v "$tool" > /dev/null || {
+      echo "rootfs.sh: $deb_arch on $(dpkg --print-architecture) needs qemu-user-static, binfmt-support and arch-test ($tool is missing)" >&2
+      exit 1
+    }
+  done
+  binfmt=/proc/sys/fs/binfmt_misc
+  [ -e "$binfmt/status" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
+  grep -qx enabled "$binfmt/qemu-$arch" 2> /dev/null || update-binfmts --enable "qemu-$arch"
+  arch-test "$deb_arch" > /dev/null \
+    || { echo "rootfs.sh: $deb_arch binaries do not run here, even with qemu-$arch-static" >&2; exit 1; }
+fi
 
 mkdir -p "$out"
 rm -f "$out/rootfs.key"
@@ -38,13 +64,23 @@ trap 'exit 1' INT TERM
 root=$work/root
 start=$(date +%s)
 
-packages=$(grep -v '^\s*#' "$packages_file" | grep -v '^\s*$' | paste -sd, -)
+# One package a line; `name [arch]` only on that Debian architecture.
+packages=$(awk -v a="$deb_arch" '{ sub(/#.*/, "") } NF == 1 || $2 == "[" a "]" { print $1 }' \
+  "$packages_file" | paste -sd, -)
 
 # Debian's kernel postinst makes /vmlinuz and /initrd.img symlinks; we want them in
 # /boot so a separate /boot (md RAID1 in the mirrored layout) carries them too.
+# The initramfs is built once, when every package is in: the kernel's postinst and the
+# trigger that mdadm, lvm2, cryptsetup and clevis fire would each build it, minutes
+# apiece under qemu-user, so update-initramfs is diverted to a no-op until then.
 # Documentation, man pages and translations are left out to keep the image small.
-mmdebstrap --variant=minbase --include="$packages" \
+mmdebstrap --variant=minbase --architectures="$deb_arch" --include="$packages" \
   --setup-hook='mkdir -p "$1/etc" && printf "do_symlinks = yes\nlink_in_boot = yes\n" > "$1/etc/kernel-img.conf"' \
+  --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs' \
+  --essential-hook='printf "#!/bin/sh\nexit 0\n" > "$1/usr/sbin/update-initramfs" && chmod 0755 "$1/usr/sbin/update-initramfs"' \
+  --customize-hook='rm "$1/usr/sbin/update-initramfs"' \
+  --customize-hook='chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs' \
+  --customize-hook='chroot "$1" update-initramfs -c -k all' \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -93,17 +129,23 @@ locale: C.UTF-8
 EOF
 
 # GRUB defaults for whoever runs grub-mkconfig on the deployed system (the agent's
-# finalize step): serial console, short timeout.
+# finalize step): serial console, short timeout. On aarch64 the serial port is QEMU
+# virt's PL011 (ttyAMA0), which the firmware's own console already drives.
+case $arch in
+  x86_64) console="console=tty0 console=ttyS0,115200" ;;
+  aarch64) console="console=ttyAMA0,115200n8" ;;
+esac
 cp "$root/usr/share/grub/default/grub" "$root/etc/default/grub"
 sed -i \
   -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=1/' \
   -e 's/^GRUB_CMDLINE_LINUX_DEFAULT=.*/GRUB_CMDLINE_LINUX_DEFAULT=""/' \
-  -e 's/^GRUB_CMDLINE_LINUX=.*/GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200"/' \
+  -e "s/^GRUB_CMDLINE_LINUX=.*/GRUB_CMDLINE_LINUX=\"$console\"/" \
   "$root/etc/default/grub"
-cat >> "$root/etc/default/grub" <<'EOF'
-GRUB_TERMINAL="console serial"
-GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
-EOF
+case $arch in
+  x86_64) printf '%s\n' 'GRUB_TERMINAL="console serial"' \
+    'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"' >> "$root/etc/default/grub" ;;
+  aarch64) printf '%s\n' 'GRUB_TERMINAL=console' >> "$root/etc/default/grub" ;;
+esac
 
 # ifupdown reads what cloud-init renders into interfaces.d.
 cat > "$root/etc/network/interfaces" <<'EOF'
@@ -139,13 +181,13 @@ sha512=$(sha512sum "$work/$name" | cut -d' ' -f1)
 sha256=$(sha256sum "$work/$name" | cut -d' ' -f1)
 printf '%s\n' "$sha512" > "$work/$name.sha512"
 printf '%s\n' "$sha256" > "$work/$name.sha256"
-printf '%s\n' "$tar_size" > "$work/debian-12-rootfs.tar.size"
+printf '%s\n' "$tar_size" > "$work/$size_name"
 elapsed=$(($(date +%s) - start))
 
 python3 - "$work/packages.tsv" "$work/$name" "$sha512" "$sha256" "$tar_size" "$key" "$elapsed" \
-  > "$work/manifest.json" <<'EOF'
+  "$arch" > "$work/manifest.json" <<'EOF'
 import json, os, sys
-tsv, image, sha512, sha256, tar_size, key, elapsed = sys.argv[1:]
+tsv, image, sha512, sha256, tar_size, key, elapsed, arch = sys.argv[1:]
 packages = []
 for line in open(tsv):
     name, version, size = line.rstrip("\n").split("\t")
@@ -153,6 +195,7 @@ for line in open(tsv):
 json.dump({
     "image": os.path.basename(image),
     "format": "rootfs",
+    "architecture": arch,
     "compression": "zstd",
     "size": os.path.getsize(image),
     "tar_size": int(tar_size),
@@ -165,7 +208,7 @@ json.dump({
 print()
 EOF
 
-mv "$work/$name" "$work/$name.sha512" "$work/$name.sha256" "$work/debian-12-rootfs.tar.size" \
+mv "$work/$name" "$work/$name.sha512" "$work/$name.sha256" "$work/$size_name" \
   "$work/manifest.json" "$out/"
 echo "$key" > "$out/rootfs.key"
 echo "rootfs: $out/$name ($(stat -c %s "$out/$name") bytes, ${elapsed}s)"

@@ -27,6 +27,8 @@ packages=(
   # tested under user-mode emulation; arm64 machines under QEMU with AAVMF
   gcc-aarch64-linux-gnu linux-libc-dev-arm64-cross qemu-user-static binfmt-support
   qemu-system-arm qemu-efi-aarch64
+  # mmdebstrap asks arch-test whether a foreign architecture runs (the arm64 test image)
+  arch-test
   # independent checkers and the tools the ramdisk carries
   gdisk fdisk util-linux e2fsprogs xfsprogs dosfstools mtools cryptsetup-bin mdadm lvm2
   zstd xz-utils gzip curl socat cpio kmod busybox-static kexec-tools
