@@ -59,6 +59,10 @@ pub(crate) struct HttpOrigin {
     validator: Option<String>,
     /// Size of the file, from the first answer that said.
     len: Option<u64>,
+    /// The URL names its bytes by their digest (a registry blob): a resume answered by
+    /// a server with another validator (a pull-through cache that has since stored the
+    /// blob) is the same file, and the inline digest check holds it to that.
+    content_addressed: bool,
 }
 
 impl HttpOrigin {
@@ -70,7 +74,14 @@ impl HttpOrigin {
             authorize: None,
             validator: None,
             len: None,
+            content_addressed: false,
         }
+    }
+
+    /// The same, for a URL that names its content by digest (see `content_addressed`).
+    pub(crate) fn content_addressed(mut self) -> HttpOrigin {
+        self.content_addressed = true;
+        self
     }
 
     /// The same, sending `authorize`'s `Authorization` with every request. The client
@@ -178,7 +189,7 @@ impl Origin for HttpOrigin {
         } else {
             (0, resp.content_length())
         };
-        if status == 200 && offset > 0 {
+        if status == 200 && offset > 0 && !self.content_addressed {
             let known = self.validator.as_deref();
             if known.is_some() && validator.is_some() && known != validator.as_deref() {
                 let cause =

@@ -307,8 +307,9 @@ impl OciOrigin {
             let registry = self.source.registry()?;
             let url = registry.blob_url(&resolved.layer.digest);
             let authorize = Box::new(move || registry.authorization().map_err(|e| e.to_string()));
-            let http =
-                HttpOrigin::new(&url, self.source.client.clone()).with_authorization(authorize);
+            let http = HttpOrigin::new(&url, self.source.client.clone())
+                .with_authorization(authorize)
+                .content_addressed();
             self.blob = Some((http, resolved));
         }
         let (http, resolved) = self.blob.as_mut().expect("set above");
