@@ -120,6 +120,12 @@ mkdir -p "$root/etc/systemd/system-generators"
 for g in cloud-init-generator systemd-gpt-auto-generator; do
   ln -sf /dev/null "$root/etc/systemd/system-generators/$g"
 done
+# A starved TCG guest (the four-disk degraded boot beside two other lanes) has seen
+# systemd give up on /boot's md device after the default 90 s and boot into emergency
+# mode while the array was still assembling. Test machines wait longer for devices
+# and units; a real one that never finds a device still says so, later.
+mkdir -p "$root/etc/systemd/system.conf.d"
+printf '[Manager]\nDefaultTimeoutStartSec=300s\nDefaultDeviceTimeoutSec=300s\n' > "$root/etc/systemd/system.conf.d/90-imprint-test.conf"
 cat > "$root/etc/cloud/cloud.cfg.d/90-imprint-datasource.cfg" <<'EOF'
 # Written by imprint's images/rootfs.sh: the configdrive is the only source.
 datasource_list: [ NoCloud, ConfigDrive, None ]
