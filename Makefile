@@ -4,14 +4,15 @@ SHELL := /bin/bash
 ENV := . agent/native/env.sh &&
 ENV_AARCH64 := export IMPRINT_ARCH=aarch64 && . agent/native/env.sh &&
 MUSL := target/x86_64-unknown-linux-musl
-MUSL_AARCH64 := target/aarch64-unknown-linux-musl
+MUSL_AARCH64 := target/cross-aarch64/aarch64-unknown-linux-musl
 
 .PHONY: all deps agent agent-aarch64 initramfs iso iso-aarch64 action test demo bench bench-boot images clean fuzz
 all: agent initramfs iso action agent-aarch64 iso-aarch64
 
+# IMPRINT_DEPS_DONE: set by tests/run-suites.sh for the builds it starts after `make test`
+# has run this once (two makes side by side would otherwise run it twice at once).
 deps:
-	@bash agent/native/deps.sh
-	@bash tests/gates/advisory-db.sh
+	@[ -n "$${IMPRINT_DEPS_DONE:-}" ] || { bash agent/native/deps.sh && bash tests/gates/advisory-db.sh; }
 
 agent: deps
 	$(ENV) cargo build --release -p imprint
@@ -48,8 +49,9 @@ iso-aarch64: agent-aarch64
 action: agent
 	bash integrations/tinkerbell/build-action.sh out/imprint out/tinkerbell
 
-test: all
-	bash tests/run-suites.sh
+# The builds of `all` happen inside, beside the test images' build (tests/run-suites.sh).
+test: deps
+	IMPRINT_DEPS_DONE=1 bash tests/run-suites.sh
 
 # Initramfs size, QEMU start to final report with each phase's share, least RAM that works.
 bench-boot: all

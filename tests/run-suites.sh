@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Runs the static gates (tests/gates/run.sh), then every test suite: the host suites
+# Builds what `make all` builds (beside the Debian test images), runs the static gates
+# (tests/gates/run.sh), then every test suite: the host suites
 # (unit tests, loop-device integration) and the QEMU end-to-end suites side by side,
 # since QEMU under TCG is the slow part.
 # Each suite's output goes to out/test-logs/; they are printed in order at the end
 # with one summary line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# Run by `make test` after `make deps`; run by hand, it does that first.
+[ -n "${IMPRINT_DEPS_DONE:-}" ] || make -s deps || exit 1
+export IMPRINT_DEPS_DONE=1
 . agent/native/env.sh
 logs=out/test-logs
 mkdir -p "$logs"
@@ -15,12 +19,24 @@ qemu_tests=$(ls tests/tests/qemu_*.rs 2>/dev/null | xargs -rn1 basename | sed 's
 host_tests=$(ls tests/tests/*.rs | xargs -n1 basename | sed 's/\.rs$//' | grep -v '^qemu_')
 
 # The Debian test images (tests build them on first use, behind a lock) start now: on a
-# fresh machine their download and build then overlap the gates and the test build
-# instead of holding up the first suite that boots Debian.
+# fresh machine their download and build then overlap the builds and the gates instead
+# of holding up the first suite that boots Debian.
 # The arm64 image (built through qemu-user, ~12 minutes fresh) follows the x86 one, which
 # the first Debian suites wait for.
 { bash images/build.sh && IMPRINT_IMAGE_ARCH=aarch64 bash images/build.sh; } > "$logs/images.txt" 2>&1 &
 images_pid=$!
+
+# The aarch64 artifacts and the cross-built unit tests build beside the x86_64 ones (each
+# architecture has its own cargo target directory, so neither waits on the other's lock):
+# a release build spends minutes in one single-threaded LTO step, and the other core
+# does the other architecture meanwhile. The host lane waits for this before its aarch64
+# part; the status is a file, since that lane is not this shell's child.
+rm -f "$logs/build-aarch64.rc"
+{ make -s agent-aarch64 iso-aarch64 &&
+    ( export IMPRINT_ARCH=aarch64 && . agent/native/env.sh && cargo test -p imprint --lib --no-run -q )
+  echo $? > "$logs/build-aarch64.rc"; } > "$logs/build-aarch64.txt" 2>&1 &
+
+make -s agent initramfs iso action || { echo "make failed"; kill "$images_pid" 2>/dev/null; exit 1; }
 
 # The static gates first (fmt, clippy, cargo-deny); any failure fails the run here.
 bash tests/gates/run.sh 2>&1 | tee "$logs/gates.txt"
@@ -47,56 +63,75 @@ aarch64_loop_tests="single_disk preflight chunked undo signed_documents cli"
 # minutes). So the emulated unit tests run one at a time, bounded; a run that hits the
 # bound (exit 124) is said so and run once more, a failing one is not.
 aarch64_units() {
-  ( export IMPRINT_ARCH=aarch64 && . agent/native/env.sh && cargo test -p imprint --lib --no-run -q &&
+  ( export IMPRINT_ARCH=aarch64 && . agent/native/env.sh &&
     timeout -k 10 1500 cargo test -p imprint --lib -- --test-threads=1 )
 }
+# suite LANE NAME CMD...: runs one suite into $logs/NAME.log and notes how long it took.
+suite() {
+  local lane=$1 name=$2 t0=$SECONDS rc; shift 2
+  "$@" > "$logs/$name.log" 2>&1
+  rc=$?
+  echo "$lane $name $((SECONDS - t0)) $((SECONDS - start)) $rc" >> "$logs/times.txt"
+  return $rc
+}
+itest() { cargo test -p imprint-tests --test "$1" -- --test-threads=2; }
 aarch64() {
-  aarch64_units > "$logs/unit-aarch64.log" 2>&1
-  local rc=$?
+  local rc t0=$SECONDS
+  # The aarch64 build started before the gates (bounded: it has long ended by now).
+  while [ ! -f "$logs/build-aarch64.rc" ] && [ $((SECONDS - t0)) -lt 3600 ]; do sleep 5; done
+  echo "host build-aarch64-wait $((SECONDS - t0)) $((SECONDS - start)) 0" >> "$logs/times.txt"
+  if [ "$(cat "$logs/build-aarch64.rc" 2>/dev/null)" != 0 ]; then
+    echo "the aarch64 build failed:"; tail -30 "$logs/build-aarch64.txt"
+    return 1
+  fi
+  suite host arm64_artifacts itest arm64_artifacts
+  suite host unit-aarch64 aarch64_units
+  rc=$?
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     echo "the emulated unit tests hung (qemu-user); running them again" | tee -a "$logs/gates.txt"
     mv "$logs/unit-aarch64.log" "$logs/unit-aarch64-hung.txt"
-    aarch64_units > "$logs/unit-aarch64.log" 2>&1
+    suite host unit-aarch64 aarch64_units
     rc=$?
   fi
   for t in $aarch64_loop_tests; do
-    IMPRINT_BIN=$PWD/out/aarch64/imprint timeout -k 10 900 \
-      cargo test -p imprint-tests --test "$t" -- --test-threads=2 \
-      > "$logs/$t-aarch64.log" 2>&1 || rc=1
+    IMPRINT_BIN=$PWD/out/aarch64/imprint suite host "$t-aarch64" \
+      timeout -k 10 900 cargo test -p imprint-tests --test "$t" -- --test-threads=2 || rc=1
   done
   return $rc
 }
 host() {
-  cargo test -p imprint --lib -- --test-threads=2 > "$logs/unit.log" 2>&1
-  local rc=$?
+  local rc=0
+  suite host unit cargo test -p imprint --lib -- --test-threads=2 || rc=1
   for t in $host_tests; do
-    cargo test -p imprint-tests --test "$t" -- --test-threads=2 > "$logs/$t.log" 2>&1 || rc=1
+    [ "$t" != arm64_artifacts ] || continue   # after the aarch64 build, below
+    suite host "$t" itest "$t" || rc=1
   done
   aarch64 || rc=1
   # The arm64 machine (AAVMF, ~4 minutes) ends this lane, which is shorter than the
   # QEMU lanes; by now the arm64 image, built in the background, is there.
-  cargo test -p imprint-tests --test qemu_arm64 -- --test-threads=2 > "$logs/qemu_arm64.log" 2>&1 || rc=1
+  suite host qemu_arm64 itest qemu_arm64 || rc=1
   return $rc
 }
 # Two QEMU lanes of about equal length (seconds measured on 2 cores, all lanes
-# running): the tang+TPM seed layout, the single-disk seed layout (from a registry,
-# with its undo run) and four short suites in one (923 + 732 + 149 + 111 + 113), the
-# four-disk md levels with the RAID10 Debian (two boots) and the rest in the other
-# (1085 + 179 + 173 + 132 + 109 + 92 + 115 + 46 + 45). A Debian rootfs provisioning
-# spends ~4 of its ~8 minutes in the deployed system's update-initramfs (some 7000
-# processes, each slow to start under TCG).
-lane_a="qemu_binding qemu_storage_single qemu_deployed qemu_images qemu_provision"
+# running; the summary prints each suite's time): the four-disk md levels with the
+# RAID10 Debian bound to tang and the TPM (four boots) and the short suites in one
+# (~1450 + 92 + erase, safety, disk identity), the single-disk seed layout (from a
+# registry, with its undo run) and the rest in the other (732 + 149 + 111 + 113 + 179 +
+# 173 + 132 + 109). A Debian rootfs provisioning spends ~4 of its ~8 minutes in the
+# deployed system's update-initramfs (some 7000 processes, each slow to start under TCG).
+lane_a="qemu_storage_single qemu_deployed qemu_images qemu_provision qemu_powercut qemu_volumes qemu_network qemu_ipv6"
 qemu() { # qemu a|b
   local rc=0
   for t in $qemu_tests; do
     [ "$t" != qemu_arm64 ] || continue   # in the host lane
     case " $lane_a " in *" $t "*) [ "$1" = a ] || continue ;; *) [ "$1" = b ] || continue ;; esac
-    cargo test -p imprint-tests --test "$t" -- --test-threads=2 > "$logs/$t.log" 2>&1 || rc=1
+    suite "$1" "$t" itest "$t" || rc=1
   done
   return $rc
 }
 
 start=$SECONDS
+rm -f "$logs/times.txt"
 host & hp=$!
 qemu a & qa=$!
 qemu b & qb=$!
@@ -117,6 +152,9 @@ for f in "$logs"/*.log; do
   passed=$((passed + ${p:-0})); failed=$((failed + ${n:-0}))
   if ! grep -q '^test result:' "$f"; then echo "(no result: see $f)"; tail -20 "$f"; failed=$((failed + 1)); fi
 done
+# Each suite's time (lane, seconds, when it ended): where the run's time went.
+echo "=== times (lane suite seconds ended-at exit)"
+sort -k4 -n "$logs/times.txt" 2>/dev/null
 echo "suites took $((SECONDS - start)) s; logs in $logs/"
 echo "$passed passed, $failed failed"
 [ $hrc -eq 0 ] && [ $qrc -eq 0 ] && [ $failed -eq 0 ]

@@ -7,8 +7,18 @@
 _imprint_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 _imprint_arch=${IMPRINT_ARCH:-x86_64}
 _imprint_key=$(sha256sum "$_imprint_root/agent/native/build-static-libs.sh" | cut -c1-16)
-_imprint_native=${CARGO_TARGET_DIR:-$_imprint_root/target}/native/$_imprint_key
-[ "$_imprint_arch" = x86_64 ] || _imprint_native=$_imprint_native-$_imprint_arch
+# Every architecture builds under its own cargo target directory (the cross build in
+# target/cross-aarch64): cargo locks a target directory for a whole build, so with one
+# each, the x86_64 and aarch64 builds can run side by side. IMPRINT_TARGET_BASE keeps
+# the base when this file is sourced again for the other architecture.
+export IMPRINT_TARGET_BASE=${IMPRINT_TARGET_BASE:-${CARGO_TARGET_DIR:-$_imprint_root/target}}
+_imprint_native=$IMPRINT_TARGET_BASE/native/$_imprint_key
+if [ "$_imprint_arch" = x86_64 ]; then
+  export CARGO_TARGET_DIR=$IMPRINT_TARGET_BASE
+else
+  _imprint_native=$_imprint_native-$_imprint_arch
+  export CARGO_TARGET_DIR=$IMPRINT_TARGET_BASE/cross-$_imprint_arch
+fi
 if [ ! -f "$_imprint_native/done" ]; then
   bash "$_imprint_root/agent/native/build-static-libs.sh" "$_imprint_native" "$_imprint_arch" ||
     return 1 2>/dev/null || exit 1

@@ -1,8 +1,9 @@
 //! md levels end to end (issue 14), and the seed customer's storage on four disks: one
-//! set of four virtio disks provisioned five times, each run over what the previous one
+//! set of four virtio disks provisioned six times, each run over what the previous one
 //! left.
 //!
-//! 1. RAID6, RAID5 and RAID0 (`layout.raid`), then RAID10 under LUKS2 and LVM, with a
+//! 1. The seed customer's `layout.mirror` (RAID1 on two of the disks), RAID6, RAID5 and
+//!    RAID0 (`layout.raid`), then RAID10 under LUKS2 and LVM, with a
 //!    busybox root and a finalize command that writes a mark into every ESP finalize
 //!    mounts. After each, the host reads the disk files with `mdadm --examine` on every
 //!    member: the level, the member count, the near-2 layout and chunk, one array UUID
@@ -11,20 +12,28 @@
 //!    across all four; the mark on each disk's ESP. The RAID10 run boots under OVMF with
 //!    a variable store kept in a file and its finalize command leaves a stand-in
 //!    removable loader on every ESP: the agent makes an entry for each.
-//! 2. Over those arrays, LUKS headers and LVM metadata, the seed customer's Debian (LUKS2
-//!    with a recovery passphrase, LVM with every STIG volume) on RAID10, under OVMF with
-//!    its variables in a file: the old metadata is found and erased first; the host
+//! 2. Over those arrays, LUKS headers and LVM metadata, the seed customer's Debian as
+//!    product.md writes it (LUKS2 bound to a real `tang` on loopback AND a software TPM,
+//!    threshold 2, plus a recovery passphrase; LVM with every STIG volume) on RAID10,
+//!    under OVMF with its variables in a file: the old metadata is found and erased
+//!    first; the agent verified the binding; the host
 //!    checks the disks as an operator would (sgdisk, `mdadm --examine`, `cryptsetup
 //!    luksDump`); the report's `boot-entries` names one entry per ESP (GRUB in
 //!    `\EFI\debian`), first in `BootOrder`, and the busybox run's four entries as
 //!    replaced (`efibootmgr` later lists four imprint entries, not eight); the removable-media path
 //!    `\EFI\BOOT\BOOTX64.EFI` is then deleted from every ESP host-side.
 //! 3. The machine boots — through the entry, which `efibootmgr` in the deployed system
-//!    shows as `BootCurrent` — the passphrase typed at the prompt, cloud-init prints every
-//!    mount with its options and all four members of both arrays.
-//! 4. With disk a gone it boots degraded through disk b's entry: both arrays run on three
-//!    members, every mount is there, `/` is writable, cloud-init finds its configdrive
-//!    copy (same instance), systemd is not in maintenance.
+//!    shows as `BootCurrent` — and unlocks **unattended** with its own clevis (tang and
+//!    the same TPM); cloud-init prints every mount with its options and all four members
+//!    of both arrays. The secrets the agent generated, read back by the deployed
+//!    system's own tools (the volume key through the recovery passphrase, the binding's
+//!    passphrase through tang and the TPM), are in no console output or report body.
+//! 4. With disk a gone it boots degraded through disk b's entry, again unattended: both
+//!    arrays run on three members, every mount is there, `/` is writable, cloud-init
+//!    finds its configdrive copy (same instance), systemd is not in maintenance.
+//! 5. With tang stopped, one of two pins is not enough: it waits at the unlock prompt,
+//!    and the recovery passphrase typed there opens the volume. With tang back but
+//!    another machine's TPM, it waits at the prompt again.
 //!
 //! This host's kernel has no md, so the arrays are made in QEMU (md needs a kernel);
 //! `mdadm --examine` reads superblocks from files and needs none.
@@ -36,9 +45,10 @@ use imprint_tests::images::debian_rootfs;
 use imprint_tests::qemu::{uefi_vars_file, Boot, Disk, Firmware, Vm, VmError};
 use imprint_tests::seed::{
     assert_stig_layout, disk_file, examine, md_member_data, partition, provision, step,
-    wait_for_marker, SeedDoc, SERIAL_A, SERIAL_B, SERIAL_C, SERIAL_D,
+    wait_for_marker, SeedDoc, Tang, BOOTED, SERIAL_A, SERIAL_B, SERIAL_C, SERIAL_D,
 };
 use imprint_tests::server::Server;
+use imprint_tests::tang::TangServer;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -267,32 +277,39 @@ fn disks(dir: &Path) -> Vec<PathBuf> {
 const PHRASE: &str = "raid ten debian phrase";
 /// What systemd prints on the console when a boot stops in emergency mode.
 const EMERGENCY: &str = "You are in emergency mode";
+/// The unlock prompt of Debian's initramfs (clevis works beside it).
+const PROMPT: &str = "Please unlock disk luks-root";
+/// What Debian's initramfs prints once it has opened the root volume.
+const UNLOCKED: &str = "luks-root: set up successfully";
 
-/// Boots the four disks (or those given) under OVMF with `vars`, types the passphrase,
-/// logs in as root. Under TCG on a loaded machine a boot can be starved past systemd's
-/// limits: its 90 s device timeout lands it in emergency mode, or (once in many runs)
-/// the fstab generator is stopped half-way and `/` stays read-only with mounts missing.
-/// Such a boot is shown and the machine booted once more; a second one fails the test.
-fn boot_and_login(disks: &[(PathBuf, &str)], vars: &Path) -> Vm {
+/// The machine: the disks given, under OVMF with `vars`, with the TPM in `tpm`.
+fn machine(disks: &[(PathBuf, &str)], vars: &Path, tpm: &Path) -> Vm {
+    let mut b = Vm::builder()
+        .boot(Boot::Disk)
+        .firmware(Firmware::Uefi)
+        .uefi_vars(vars)
+        .memory_mib(1536)
+        .tpm(tpm)
+        .serial_input();
+    for (p, serial) in disks {
+        b = b.disk(Disk::existing(p, serial));
+    }
+    b.start().unwrap()
+}
+
+/// Boots the four disks (or those given), lets clevis unlock the root volume unattended
+/// (nothing is typed), logs in as root. Under TCG on a loaded machine a boot can be
+/// starved past systemd's limits: its device timeout lands it in emergency mode, or
+/// (once in many runs) the fstab generator is stopped half-way and `/` stays read-only
+/// with mounts missing. Such a boot is shown and the machine booted once more; a second
+/// one fails the test.
+fn boot_and_login(disks: &[(PathBuf, &str)], vars: &Path, tpm: &Path) -> Vm {
     for attempt in 1..=2 {
-        let mut b = Vm::builder()
-            .boot(Boot::Disk)
-            .firmware(Firmware::Uefi)
-            .uefi_vars(vars)
-            .memory_mib(1536)
-            .no_network()
-            .serial_input();
-        for (p, serial) in disks {
-            b = b.disk(Disk::existing(p, serial));
-        }
-        let mut vm = b.start().unwrap();
-        vm.wait_for_serial("Please unlock disk luks-root", Duration::from_secs(900))
-            .unwrap();
+        let mut vm = machine(disks, vars, tpm);
         let t = Instant::now();
-        vm.send(&format!("{PHRASE}\r")).unwrap();
         // Emergency mode prints no login prompt: seen, it is known at once.
         let prompt = vm
-            .wait_for_any(&[" login: ", EMERGENCY], Duration::from_secs(900))
+            .wait_for_any(&[" login: ", EMERGENCY], Duration::from_secs(1800))
             .unwrap();
         let login = if prompt == 1 {
             Err(VmError {
@@ -305,7 +322,7 @@ fn boot_and_login(disks: &[(PathBuf, &str)], vars: &Path) -> Vm {
         match login {
             Ok(()) => {
                 eprintln!(
-                    "logged in {:.0} s after the passphrase",
+                    "unlocked unattended, logged in {:.0} s after power-on",
                     t.elapsed().as_secs_f64()
                 );
                 let root = vm
@@ -368,7 +385,8 @@ fn printed_layout(vm: &mut Vm) -> String {
 
 /// What an operator checks on the disks after the Debian run: clean GPTs, both arrays'
 /// superblocks (metadata version, name, bitmap), and LUKS2 in md-root's data area with
-/// the recovery passphrase as its only keyslot. RAID10 near-2 keeps the array's first
+/// two keyslots: the recovery passphrase and clevis's (its token names it). RAID10
+/// near-2 keeps the array's first
 /// chunk (which holds the LUKS header) on disks a and b.
 fn host_checks(files: &[PathBuf], host: &str) {
     for f in files {
@@ -388,10 +406,11 @@ fn host_checks(files: &[PathBuf], host: &str) {
             "{dump}"
         );
         assert!(
-            dump.contains("  0: luks2"),
-            "keyslot 0 holds the recovery passphrase\n{dump}"
+            dump.contains("  0: luks2") && dump.contains("  1: luks2"),
+            "keyslots 0 and 1: the recovery passphrase and the binding\n{dump}"
         );
-        assert!(!dump.contains("  1: luks2"), "no other keyslot\n{dump}");
+        assert!(!dump.contains("  2: luks2"), "no other keyslot\n{dump}");
+        assert!(dump.contains("  0: clevis"), "clevis's token\n{dump}");
     }
 }
 
@@ -402,9 +421,17 @@ fn host_checks(files: &[PathBuf], host: &str) {
 fn debian_on_raid10(server: &Server, files: &[PathBuf], vars: &Path, previous: &Value) {
     let img = debian_rootfs();
     server.serve_file("/images/debian-12-rootfs.tar.zst", &img.path);
+    let mut tang = TangServer::start();
+    let tpm = tempfile::tempdir().unwrap();
     let host = "r10-debian";
     let mut doc = SeedDoc::new(&guest_base(server), host);
     doc.raid10 = true;
+    doc.tang.push(Tang {
+        url: format!("http://10.0.2.2:{}", tang.port()),
+        thumbprint: tang.thumbprint(),
+    });
+    doc.tpm2 = true;
+    doc.threshold = Some(2);
     doc.passphrase = Some(PHRASE.into());
     doc.rootfs_sha512 = Some(img.sha512.clone());
     doc.uefi_vars = Some(vars.to_path_buf());
@@ -414,14 +441,23 @@ fn debian_on_raid10(server: &Server, files: &[PathBuf], vars: &Path, previous: &
         .zip(SERIALS)
         .map(|(f, s)| Disk::existing(f, s))
         .collect();
-    let (_, _, fin) = provision(
+    let (agent, _, fin) = provision(
         server,
         &doc,
         "/r10-debian.yaml",
         vm_disks,
         Firmware::Uefi,
-        None,
+        Some(tpm.path()),
     );
+    let agent_console = agent.serial_log();
+    drop(agent);
+    let luks = step(&fin, "luks:luks-root");
+    let binding = &luks["output"]["bindings"][0];
+    assert_eq!(
+        binding["verified"], true,
+        "the agent verified the binding: {luks:#}"
+    );
+    assert_eq!(binding["threshold"], 2);
 
     // The previous run's arrays, LUKS and LVM were found and erased first.
     for disk in ["a", "b", "c", "d"] {
@@ -535,7 +571,7 @@ fn debian_on_raid10(server: &Server, files: &[PathBuf], vars: &Path, previous: &
     // All four disks: the entry of disk a boots, cloud-init runs and prints every mount
     // with its options and all members of both arrays.
     let all: Vec<(PathBuf, &str)> = files.iter().cloned().zip(SERIALS).collect();
-    let mut vm = boot_and_login(&all, vars);
+    let mut vm = boot_and_login(&all, vars, tpm.path());
     let (current, order_now, raw) = efibootmgr(&mut vm);
     assert_eq!(current, numbers[0], "booted through disk a's entry:\n{raw}");
     assert_eq!(order_now[..4], numbers[..], "{raw}");
@@ -555,11 +591,12 @@ fn debian_on_raid10(server: &Server, files: &[PathBuf], vars: &Path, previous: &
         !vm.serial_log().contains(PHRASE),
         "the passphrase was echoed on the console"
     );
+    secrets_stay_secret(&mut vm, server, &doc, &agent_console, binding);
     drop(vm);
 
     // Disk a gone: disk b's entry boots, both arrays run on three members, the system
     // comes up whole without the ESP it had mounted.
-    let mut vm = boot_and_login(&all[1..], vars);
+    let mut vm = boot_and_login(&all[1..], vars, tpm.path());
     let (current, _, raw) = efibootmgr(&mut vm);
     assert_eq!(current, numbers[1], "booted through disk b's entry:\n{raw}");
     let mounts = vm
@@ -614,6 +651,105 @@ fn debian_on_raid10(server: &Server, files: &[PathBuf], vars: &Path, previous: &
         !state.contains("maintenance") && !state.contains("offline"),
         "system state: {state}"
     );
+    drop(vm);
+
+    // Tang stopped: one of two pins is not enough; the recovery passphrase typed at the
+    // prompt opens the volume. (That the system then boots is what the boots above
+    // showed; the passphrase itself opened the volume key in the first.)
+    tang.stop();
+    let mut vm = machine(&all, vars, tpm.path());
+    stays_locked(&mut vm, 30, "tang stopped");
+    vm.send(&format!("{PHRASE}\r")).unwrap();
+    vm.wait_for_serial(UNLOCKED, Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("the recovery passphrase at the prompt: {e}"));
+    drop(vm);
+
+    // Tang back, but another machine's TPM: still locked.
+    tang.resume();
+    let other_tpm = tempfile::tempdir().unwrap();
+    let mut vm = machine(&all, vars, other_tpm.path());
+    stays_locked(&mut vm, 30, "another machine's TPM");
+}
+
+/// Waits at the unlock prompt for `secs` and asserts the system did not come up by itself
+/// (cloud-init's every-boot `bootcmd` output would show it had).
+fn stays_locked(vm: &mut Vm, secs: u64, why: &str) {
+    vm.wait_for_serial(PROMPT, Duration::from_secs(900))
+        .unwrap_or_else(|e| panic!("{why}: {e}"));
+    std::thread::sleep(Duration::from_secs(secs));
+    assert!(
+        !vm.serial_log().contains(BOOTED),
+        "{why}: the volume unlocked by itself"
+    );
+}
+
+/// The secrets the agent generated, read back by the deployed system's own tools: the
+/// volume key (through the recovery passphrase) and the clevis binding's passphrase
+/// (through tang and the TPM). None of them, nor the recovery passphrase or the report
+/// token, is in the agent's console output or in any report body.
+fn secrets_stay_secret(
+    vm: &mut Vm,
+    server: &Server,
+    doc: &SeedDoc,
+    agent_console: &str,
+    binding: &Value,
+) {
+    let t = Duration::from_secs(300);
+    let dev = "$(blkid -t TYPE=crypto_LUKS -o device | head -1)";
+    let dump = vm
+        .run(&format!("printf %s '{PHRASE}' | cryptsetup luksDump --dump-volume-key --batch-mode --key-file=- {dev}"), t)
+        .unwrap();
+    let volume_key: String = dump
+        .split("MK dump:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no volume key dumped:\n{dump}"))
+        .split_whitespace()
+        .take_while(|w| w.len() == 2 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    assert_eq!(volume_key.len(), 128, "a 512-bit volume key: {dump}");
+    let slot = binding["keyslot"]
+        .as_u64()
+        .expect("the binding's keyslot in the report");
+    let pass = vm
+        .run(
+            &format!(
+                "for i in 1 2 3 4 5 6; do \
+                 clevis luks pass -d {dev} -s {slot} > /run/p && break; sleep 10; done; \
+                 echo; base64 -w0 /run/p; rm -f /run/p"
+            ),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    let encoded = pass.lines().last().unwrap_or("").trim().to_string();
+    let binding_pass = {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&encoded)
+            .unwrap_or_else(|e| panic!("{e}: {pass:?}"));
+        String::from_utf8(raw).expect("a text passphrase")
+    };
+    assert!(
+        binding_pass.len() >= 32,
+        "the binding's passphrase from clevis: {pass:?}"
+    );
+    let reports: String = server
+        .posts()
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.body).into_owned())
+        .collect();
+    for (what, secret) in [
+        ("the recovery passphrase", PHRASE.to_string()),
+        ("the report token", doc.report_token.clone()),
+        ("the LUKS volume key", volume_key.clone()),
+        ("the LUKS volume key", volume_key.to_ascii_uppercase()),
+        ("the binding passphrase", binding_pass.clone()),
+    ] {
+        assert!(
+            !agent_console.contains(&secret),
+            "{what} is on the agent's console"
+        );
+        assert!(!reports.contains(&secret), "{what} is in a report body");
+    }
 }
 
 #[test]
@@ -626,6 +762,15 @@ fn four_disks_take_every_level_then_debian_on_raid10_boots_through_uefi_entries_
     let keep = tempfile::tempdir().unwrap();
     let disks = disks(keep.path());
     let vars = uefi_vars_file(keep.path());
+
+    // The seed customer's form, `layout.mirror` on two of the disks: `/boot` and root
+    // RAID1 across a and b (their boot with LUKS bound to tang and the TPM is the RAID10
+    // Debian's below: the same md → LUKS → LVM stack, two more members).
+    let m1 = run(&server, &disks, "m1", "{ mirror: [a, b] }", &sha, None);
+    let root = assert_array(&m1, &disks[..2], ROOT, "md-root", 1);
+    assert_eq!(root.version, "1.2");
+    let boot = assert_array(&m1, &disks[..2], BOOT, "md-boot", 1);
+    assert_eq!(boot.version, "1.0", "/boot's superblock is at the end");
 
     for (level, host, chunk) in [(6u8, "r6", "64K"), (5, "r5", "512K"), (0, "r0", "512K")] {
         let extra = if chunk == "64K" { ", chunk: 64KiB" } else { "" };
