@@ -321,6 +321,67 @@ fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::options::RetryPolicy;
+    use imprint_tests::server::Server;
+
+    fn origin(url: &str) -> HttpOrigin {
+        let cfg = FetchConfig {
+            ca_bundle: None,
+            connect_timeout: Duration::from_secs(2),
+            stall_timeout: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
+            signature: None,
+            credentials: None,
+            registry_signature: None,
+            insecure: false,
+        };
+        HttpOrigin::new(url, Arc::new(SharedClient::new(cfg)))
+    }
+
+    /// A download cut after its first KB, the file then served again with the same bytes
+    /// and new validators (a plain server whose file was replaced, or a pull-through
+    /// cache that has since stored the blob), and the resume: its `If-Range` no longer
+    /// matches, so the server answers 200 with the whole file. For a plain URL that is
+    /// another file: refused. For a content-addressed one it is the same bytes (the
+    /// digest checked inline holds it to that): skipped forward to where it was cut.
+    #[test]
+    fn a_resume_answered_whole_with_new_validators_is_refused_unless_content_addressed() {
+        let server = Server::start();
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for addressed in [false, true] {
+            let path = format!("/file-{addressed}");
+            server.serve_bytes(&path, body.clone());
+            let mut o = origin(&server.url(&path));
+            if addressed {
+                o = o.content_addressed();
+            }
+            let mut first = o.open(0).unwrap_or_else(|f| panic!("{}", f.error));
+            let mut head = vec![0; 1000];
+            first.body.read_exact(&mut head).unwrap();
+            drop(first);
+            server.serve_bytes(&path, body.clone());
+            let resumed = o.open(1000);
+            let ifr = server.requests().last().unwrap().if_range.clone();
+            assert!(ifr.is_some(), "the resume is validated with If-Range");
+            match (addressed, resumed) {
+                (false, Err(f)) => assert!(
+                    f.error
+                        .to_string()
+                        .contains("the file changed on the server"),
+                    "{}",
+                    f.error
+                ),
+                (false, Ok(_)) => panic!("a plain URL's new file was taken for the old"),
+                (true, Ok(mut r)) => {
+                    assert_eq!(r.skip, 1000, "the whole file, skipped to where it was cut");
+                    let mut rest = Vec::new();
+                    r.body.read_to_end(&mut rest).unwrap();
+                    assert_eq!(&rest[1000..], &body[1000..]);
+                }
+                (true, Err(f)) => panic!("a content-addressed resume was refused: {}", f.error),
+            }
+        }
+    }
 
     #[test]
     fn content_range_parses() {
