@@ -50,14 +50,15 @@ fn customized_iso(dir: &Path, name: &str, doc: &str) -> PathBuf {
 
 /// Boots the machine from `iso` with `disk` and the variables in `vars`, waits for the
 /// agent to provision and power off; returns the final report posted for `host`, the
-/// seconds to "provisioning succeeded" and the disk's file.
+/// seconds to "provisioning succeeded" and the stopped machine (which holds the disk's
+/// file: `disk_path(0)`).
 fn provision(
     server: &Server,
     vars: &Path,
     iso: PathBuf,
     disk: Disk,
     host: &str,
-) -> (Value, f64, PathBuf) {
+) -> (Value, f64, Vm) {
     let mut agent = Vm::builder()
         .firmware(Firmware::Aavmf)
         .uefi_vars(vars)
@@ -79,7 +80,7 @@ fn provision(
         .find(|v| v["kind"] == "final")
         .expect("a final report");
     assert_eq!(fin["result"], "success", "{fin:#}");
-    (fin, secs, agent.disk_path(0))
+    (fin, secs, agent)
 }
 
 /// The boot entry imprint made names `loader` and comes first in BootOrder; its number.
@@ -95,10 +96,11 @@ fn first_entry(fin: &Value, loader: &str) -> String {
     number
 }
 
-/// AAVMF names the option it starts: imprint's, not one of its own for the disk.
-fn assert_started(vm: &Vm, number: &str) {
+/// AAVMF names the option it starts: imprint's (`label` is the deployed system's name,
+/// `imprint` for a disk image), not one of its own for the disk.
+fn assert_started(vm: &Vm, number: &str, label: &str) {
     let started =
-        format!("BdsDxe: starting Boot{number} \"imprint (imprint, serial SN-ARM-0001)\"");
+        format!("BdsDxe: starting Boot{number} \"{label} (imprint, serial SN-ARM-0001)\"");
     let log = vm.serial_log();
     assert!(
         log.contains(&started),
@@ -185,13 +187,14 @@ fn an_arm64_server_boots_the_iso_provisions_debian_and_boots_it_then_a_luks_root
     assert!(doc.contains("arch: arm64"), "{doc}");
     let keep = tempfile::tempdir().unwrap();
     let vars = aavmf_vars_file(keep.path());
-    let (fin, provision_secs, disk) = provision(
+    let (fin, provision_secs, agent) = provision(
         &server,
         &vars,
         customized_iso(keep.path(), "disk", &doc),
         Disk::virtio(4 << 30, "SN-ARM-0001"),
         "arm-01",
     );
+    let disk = agent.disk_path(0);
     // imprint's entry names the disk's removable loader for this architecture and comes
     // first in BootOrder.
     let number = first_entry(&fin, "\\EFI\\BOOT\\BOOTAA64.EFI");
@@ -209,7 +212,7 @@ fn an_arm64_server_boots_the_iso_provisions_debian_and_boots_it_then_a_luks_root
     booted
         .wait_for_serial("imprint-arm64-42-ok", Duration::from_secs(1200))
         .unwrap();
-    assert_started(&booted, &number);
+    assert_started(&booted, &number, "imprint");
     eprintln!(
         "arm64: provisioned in {provision_secs:.1} s; the deployed OS ran the user-data after {:.1} s",
         booted.elapsed().as_secs_f64()
@@ -221,7 +224,7 @@ fn an_arm64_server_boots_the_iso_provisions_debian_and_boots_it_then_a_luks_root
     server.serve_file("/images/debian-12-arm64-rootfs.tar.zst", &rootfs.path);
     let tang = TangServer::start();
     let doc = luks_document(&base, &tang, &rootfs.sha512);
-    let (fin, provision_secs, disk) = provision(
+    let (fin, provision_secs, _) = provision(
         &server,
         &vars,
         customized_iso(keep.path(), "luks", &doc),
@@ -250,7 +253,7 @@ fn an_arm64_server_boots_the_iso_provisions_debian_and_boots_it_then_a_luks_root
     booted
         .wait_for_serial("imprint-arm64-luks-42", Duration::from_secs(1800))
         .unwrap();
-    assert_started(&booted, &number);
+    assert_started(&booted, &number, "Debian GNU/Linux");
     let log = booted.serial_log();
     assert!(
         log.contains("luks-root: set up successfully"),

@@ -710,6 +710,15 @@ fn secrets_stay_secret(
     let slot = binding["keyslot"]
         .as_u64()
         .expect("the binding's keyslot in the report");
+    // Through tang and the TPM: with a DHCP lease of its own if the deployed system has
+    // no route yet (the initramfs's network is gone after switch-root), bounded tries.
+    let net = vm
+        .run(
+            "ip -4 route | grep -q default || dhclient -1 $(ls /sys/class/net | grep -v '^lo$' | head -1) 2>&1; \
+             ip -4 -o addr show scope global; ip -4 route",
+            Duration::from_secs(300),
+        )
+        .unwrap();
     let pass = vm
         .run(
             &format!(
@@ -725,12 +734,12 @@ fn secrets_stay_secret(
         use base64::Engine as _;
         let raw = base64::engine::general_purpose::STANDARD
             .decode(&encoded)
-            .unwrap_or_else(|e| panic!("{e}: {pass:?}"));
+            .unwrap_or_else(|e| panic!("{e}: {pass:?}\nnetwork: {net}"));
         String::from_utf8(raw).expect("a text passphrase")
     };
     assert!(
         binding_pass.len() >= 32,
-        "the binding's passphrase from clevis: {pass:?}"
+        "the binding's passphrase from clevis: {pass:?}\nnetwork: {net}"
     );
     let reports: String = server
         .posts()
