@@ -63,6 +63,8 @@ pub struct SeedDoc {
     pub initrd: Option<std::path::PathBuf>,
     /// …and, under UEFI, OVMF's variables in this file rather than in memory.
     pub uefi_vars: Option<std::path::PathBuf>,
+    /// `boot.kernel_args` of the deployed system.
+    pub deployed_kargs: Vec<String>,
 }
 
 impl SeedDoc {
@@ -82,6 +84,7 @@ impl SeedDoc {
             kargs: String::new(),
             initrd: None,
             uefi_vars: None,
+            deployed_kargs: Vec::new(),
         }
     }
 
@@ -145,6 +148,12 @@ impl SeedDoc {
             d += &format!(
                 "image:\n  url: {}/images/debian-12-rootfs.tar.zst\n  sha512: \"{sha}\"\n  format: rootfs\n",
                 self.base
+            );
+        }
+        if !self.deployed_kargs.is_empty() {
+            d += &format!(
+                "boot:\n  kernel_args: [{}]\n",
+                self.deployed_kargs.join(", ")
             );
         }
         // bootcmd runs on every boot (the layout, printed to the console); runcmd once.

@@ -277,6 +277,8 @@ fn disks(dir: &Path) -> Vec<PathBuf> {
 const PHRASE: &str = "raid ten debian phrase";
 /// What systemd prints on the console when a boot stops in emergency mode.
 const EMERGENCY: &str = "You are in emergency mode";
+/// What Debian's initramfs prints when it gives up on the root device.
+const INITRAMFS_SHELL: &str = "Dropping to a shell!";
 /// The unlock prompt of Debian's initramfs (clevis works beside it).
 const PROMPT: &str = "Please unlock disk luks-root";
 /// What Debian's initramfs prints once it has opened the root volume.
@@ -309,8 +311,19 @@ fn boot_and_login(disks: &[(PathBuf, &str)], vars: &Path, tpm: &Path) -> Vm {
         let t = Instant::now();
         // Emergency mode prints no login prompt: seen, it is known at once.
         let prompt = vm
-            .wait_for_any(&[" login: ", EMERGENCY], Duration::from_secs(1800))
+            .wait_for_any(
+                &[" login: ", EMERGENCY, INITRAMFS_SHELL],
+                Duration::from_secs(1800),
+            )
             .unwrap();
+        if prompt == 2 {
+            let log = vm.serial_log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "the initramfs gave up on the root device:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         let login = if prompt == 1 {
             Err(VmError {
                 what: "the system came up in emergency mode".into(),
@@ -435,6 +448,11 @@ fn debian_on_raid10(server: &Server, files: &[PathBuf], vars: &Path, previous: &
     doc.passphrase = Some(PHRASE.into());
     doc.rootfs_sha512 = Some(img.sha512.clone());
     doc.uefi_vars = Some(vars.to_path_buf());
+    // Debian's initramfs waits max(30, rootdelay) seconds for the root and starts
+    // degraded arrays at 2/3 of that: on a starved TCG guest 30 s can pass before the
+    // degraded array's LUKS is opened by clevis (DHCP, tang, TPM), and the boot drops to
+    // the initramfs shell. An operator of slow or degraded arrays sets the same.
+    doc.deployed_kargs = vec!["rootdelay=180".into()];
     server.serve_bytes("/r10-debian.yaml", doc.render().into_bytes());
     let vm_disks = files
         .iter()
