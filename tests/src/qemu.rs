@@ -678,7 +678,9 @@ impl Vm {
                 what: format!("logging in as {user}: {}", e.what),
                 log: e.log,
             })?;
-        if who.trim() != user {
+        // The console is shared with the kernel's and cloud-init's messages, which may
+        // land between the markers: the shell's own line is the one that names the user.
+        if !who.lines().any(|l| l.trim() == user) {
             return Err(self.error(format!("logged in as {user} but `id -un` printed {who:?}")));
         }
         Ok(())
