@@ -72,13 +72,7 @@ fn provision(
         .unwrap();
     let secs = agent.elapsed().as_secs_f64();
     agent.wait_exit(Duration::from_secs(120)).unwrap();
-    let fin: Value = server
-        .posts()
-        .iter()
-        .filter(|p| p.path == format!("/report/{host}"))
-        .map(|p| serde_json::from_slice::<Value>(&p.body).unwrap())
-        .find(|v| v["kind"] == "final")
-        .expect("a final report");
+    let fin = imprint_tests::provision::final_report(server, &format!("/report/{host}"));
     assert_eq!(fin["result"], "success", "{fin:#}");
     (fin, secs, agent)
 }
