@@ -14,6 +14,10 @@ export IMPRINT_DEPS_DONE=1
 logs=out/test-logs
 mkdir -p "$logs"
 rm -f "$logs"/*.log
+# phase NAME: notes how long the run has taken up to the end of NAME (printed at the
+# end: where a fresh machine's time goes before the first suite).
+rm -f "$logs/phases.txt"
+phase() { echo "$1 ended at $SECONDS s" >> "$logs/phases.txt"; }
 
 qemu_tests=$(ls tests/tests/qemu_*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//')
 host_tests=$(ls tests/tests/*.rs | xargs -n1 basename | sed 's/\.rs$//' | grep -v '^qemu_')
@@ -23,7 +27,8 @@ host_tests=$(ls tests/tests/*.rs | xargs -n1 basename | sed 's/\.rs$//' | grep -
 # of holding up the first suite that boots Debian.
 # The arm64 image (built through qemu-user, ~12 minutes fresh) follows the x86 one, which
 # the first Debian suites wait for.
-{ bash images/build.sh && IMPRINT_IMAGE_ARCH=aarch64 bash images/build.sh; } > "$logs/images.txt" 2>&1 &
+{ bash images/build.sh && phase images-x86_64 && IMPRINT_IMAGE_ARCH=aarch64 bash images/build.sh \
+    && phase images-aarch64; } > "$logs/images.txt" 2>&1 &
 images_pid=$!
 
 # The aarch64 artifacts and the cross-built unit tests build beside the x86_64 ones (each
@@ -33,11 +38,12 @@ images_pid=$!
 # part; the status is a file, since that lane is not this shell's child.
 rm -f "$logs"/build-aarch64*.rc
 { make -s agent-aarch64 iso-aarch64
-  echo $? > "$logs/build-aarch64.rc"
+  echo $? > "$logs/build-aarch64.rc"; phase build-aarch64
   ( export IMPRINT_ARCH=aarch64 && . agent/native/env.sh && cargo test -p imprint --lib --no-run -q )
-  echo $? > "$logs/build-aarch64-tests.rc"; } > "$logs/build-aarch64.txt" 2>&1 &
+  echo $? > "$logs/build-aarch64-tests.rc"; phase build-aarch64-tests; } > "$logs/build-aarch64.txt" 2>&1 &
 
 make -s agent initramfs iso action || { echo "make failed"; kill "$images_pid" 2>/dev/null; exit 1; }
+phase build-x86_64
 
 # The static gates first (fmt, clippy, cargo-deny); any failure fails the run here.
 bash tests/gates/run.sh 2>&1 | tee "$logs/gates.txt"
@@ -46,12 +52,14 @@ if [ "${PIPESTATUS[0]}" -ne 0 ]; then
   kill "$images_pid" 2>/dev/null
   exit 1
 fi
+phase gates
 
 # Build every test binary once, before the suites compete for the two cores, with the
 # same package selection the suites use below: cargo resolves features per selection,
 # so a `--workspace` build here would be built a second time by the suites.
 { cargo test -p imprint --lib --no-run && cargo test -p imprint-tests --tests --no-run; } 2>&1 | tail -3 \
   || { echo "building the tests failed"; exit 1; }
+phase build-tests
 
 # aarch64 (docs/boot.md "arm64"): the unit tests cross-built and run under qemu-aarch64
 # user emulation (binfmt), then loop-device suites with the shipped aarch64 agent as the
@@ -176,7 +184,9 @@ for f in "$logs"/*.log; do
   if ! grep -q '^test result:' "$f"; then echo "(no result: see $f)"; tail -20 "$f"; failed=$((failed + 1)); fi
 done
 # Each suite's time (lane, seconds, when it ended): where the run's time went.
-echo "=== times (lane suite seconds ended-at exit)"
+echo "=== phases before the suites (seconds since the script started)"
+cat "$logs/phases.txt" 2>/dev/null
+echo "=== times (lane suite seconds ended-at exit; the suites started at $start s)"
 sort -k4 -n "$logs/times.txt" 2>/dev/null
 echo "suites took $((SECONDS - start)) s; logs in $logs/"
 echo "$passed passed, $failed failed"

@@ -12,6 +12,7 @@
 
 use imprint_tests::fixtures::*;
 use imprint_tests::images::{debian_disk_arm64, debian_rootfs_arm64};
+use imprint_tests::provision::TOKEN;
 use imprint_tests::qemu::{aavmf_vars_file, Boot, Disk, Firmware, Vm};
 use imprint_tests::seed::{step, Window};
 use imprint_tests::server::Server;
@@ -132,7 +133,7 @@ configdrive:
   user_data: |
     #cloud-config
     runcmd: [[sh, -c, "echo imprint-arm64-luks-$((6*7)) > /dev/console"]]
-report: {{ url: "{base}/report/arm-02", token: "arm-luks-token" }}
+report: {{ url: "{base}/report/arm-02", token: "{TOKEN}" }}
 finish: reboot
 "#,
         port = tang.port(),
@@ -175,7 +176,7 @@ fn an_arm64_server_boots_the_iso_provisions_debian_and_boots_it_then_a_luks_root
         &format!("{base}/images/debian-12-arm64.raw.zst"),
         &img.sha256,
         "imprint-arm64-$((6*7))-ok",
-        "arm-token",
+        TOKEN,
     )
     .replace("  format: disk\n", "  format: disk\n  arch: arm64\n");
     assert!(doc.contains("arch: arm64"), "{doc}");
