@@ -319,10 +319,25 @@ fn boot_and_login(disks: &[(PathBuf, &str)], vars: &Path, tpm: &Path) -> Vm {
         if prompt == 2 {
             let log = vm.serial_log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            panic!(
-                "the initramfs gave up on the root device:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+            let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+            // What the initramfs saw when it gave up, from its own shell.
+            let state = vm
+                .run(
+                    "cat /proc/uptime /proc/cmdline /proc/mdstat; ls /dev/mapper; ps",
+                    Duration::from_secs(120),
+                )
+                .unwrap_or_default();
+            // Debian's initramfs gives a degraded array 30 s of wall clock from its
+            // start (arrays are started degraded at 20 s, their LUKS opened after): a
+            // TCG guest starved by the other lanes can miss that. Shown, and booted
+            // once more, like emergency mode below; a second time fails the test.
+            if attempt == 1 {
+                eprintln!(
+                    "boot 1: the initramfs gave up on the root device; booting again:\n{tail}\n{state}"
+                );
+                continue;
+            }
+            panic!("the initramfs gave up on the root device:\n{tail}\n{state}");
         }
         let login = if prompt == 1 {
             Err(VmError {
@@ -448,11 +463,10 @@ fn debian_on_raid10(server: &Server, files: &[PathBuf], vars: &Path, previous: &
     doc.passphrase = Some(PHRASE.into());
     doc.rootfs_sha512 = Some(img.sha512.clone());
     doc.uefi_vars = Some(vars.to_path_buf());
-    // Debian's initramfs waits max(30, rootdelay) seconds for the root and starts
-    // degraded arrays at 2/3 of that: on a starved TCG guest 30 s can pass before the
-    // degraded array's LUKS is opened by clevis (DHCP, tang, TPM), and the boot drops to
-    // the initramfs shell. An operator of slow or degraded arrays sets the same.
-    doc.deployed_kargs = vec!["rootdelay=180".into()];
+    // No `rootdelay`: Debian 12's initramfs sleeps that long before anything else and
+    // then measures its wait for the root (max(30 s, rootdelay)) from before the sleep,
+    // so a degraded array's LUKS, opened only in local-block, never gets its turn and
+    // the boot drops to the initramfs shell every time (docs/storage.md).
     server.serve_bytes("/r10-debian.yaml", doc.render().into_bytes());
     let vm_disks = files
         .iter()
